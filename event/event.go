@@ -1,0 +1,232 @@
+// Package event decodes the tracking platform's event envelopes.
+//
+// Two shapes are accepted (DESIGN.md §2):
+//
+//	{"id":"evt_…","trigger_type":"conversion","trigger_id":"conv_123","timestamp":"…",
+//	 "data":{"conversion":{…},"click":{…},"offer":{…}}}
+//	{"id":"evt_…","type":"conversion.created","data":{"id":"conv_abc123","amount":49.99}}
+//
+// A flat data object (the second shape) is placed under its object's name, so
+// templates always see {{conversion.amount}} whichever shape was produced.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// The eight trigger types of the spec.
+const (
+	Click              = "click"
+	Conversion         = "conversion"
+	ConversionApproved = "conversion_approved"
+	ConversionRejected = "conversion_rejected"
+	Postback           = "postback"
+	Fraud              = "fraud"
+	OfferJoined        = "offer_joined"
+	APIKeyEvent        = "api_key_event"
+)
+
+// TriggerTypes lists the spec's trigger types in the spec's order.
+var TriggerTypes = []string{Click, Conversion, ConversionApproved, ConversionRejected, Postback, Fraud, OfferJoined, APIKeyEvent}
+
+// IsTriggerType reports whether s is one of the spec's trigger types.
+func IsTriggerType(s string) bool {
+	for _, t := range TriggerTypes {
+		if t == s {
+			return true
+		}
+	}
+	return false
+}
+
+// objectName is the template namespace a trigger type's own object lives under.
+var objectName = map[string]string{
+	Click: "click", Conversion: "conversion", ConversionApproved: "conversion",
+	ConversionRejected: "conversion", Postback: "postback", Fraud: "fraud",
+	OfferJoined: "offer", APIKeyEvent: "api_key",
+}
+
+// ObjectName returns the namespace under which a trigger type's data is placed.
+func ObjectName(triggerType string) string { return objectName[triggerType] }
+
+// typeToTrigger maps the dotted event types of the API reference.
+var typeToTrigger = map[string]string{
+	"click.tracked": Click, "conversion.created": Conversion,
+	"conversion.approved": ConversionApproved, "conversion.rejected": ConversionRejected,
+	"postback.received": Postback, "fraud.detected": Fraud, "offer.joined": OfferJoined,
+}
+
+// TriggerForType maps an event "type" to a trigger type ("" if unknown).
+func TriggerForType(t string) string {
+	if tt, ok := typeToTrigger[t]; ok {
+		return tt
+	}
+	if strings.HasPrefix(t, "api_key.") && len(t) > len("api_key.") {
+		return APIKeyEvent
+	}
+	if IsTriggerType(t) {
+		return t
+	}
+	return ""
+}
+
+// Event is a decoded envelope.
+type Event struct {
+	ID          string
+	Type        string // the dotted type as produced, or the trigger type
+	TriggerType string
+	TriggerID   string
+	Timestamp   string // as produced (RFC 3339 expected), "" if absent
+	// Data is the event's data exactly as produced (nil if absent).
+	Data any
+	// Objects is the namespace view: click, conversion, offer, … .
+	Objects map[string]any
+}
+
+// MaxSize bounds an event; larger records go to the DLQ rather than into memory.
+const MaxSize = 1 << 20
+
+// ErrInvalid wraps every decoding failure; such records go to the DLQ with reason invalid_event.
+var ErrInvalid = errors.New("invalid event")
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+type envelope struct {
+	ID          json.RawMessage `json:"id"`
+	Type        string          `json:"type"`
+	TriggerType string          `json:"trigger_type"`
+	TriggerID   json.RawMessage `json:"trigger_id"`
+	Timestamp   json.RawMessage `json:"timestamp"`
+	Data        json.RawMessage `json:"data"`
+}
+
+// Decode parses one Kafka record value.
+func Decode(b []byte) (*Event, error) {
+	if len(b) > MaxSize {
+		return nil, invalid("event is %d bytes, more than the %d allowed", len(b), MaxSize)
+	}
+	var env envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&env); err != nil {
+		return nil, invalid("not a JSON object envelope: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid("unexpected data after the JSON envelope")
+	}
+	e := &Event{ID: scalarString(env.ID), Timestamp: scalarString(env.Timestamp)}
+	switch {
+	case env.TriggerType != "":
+		if !IsTriggerType(env.TriggerType) {
+			return nil, invalid("unknown trigger_type %q", env.TriggerType)
+		}
+		e.TriggerType, e.Type = env.TriggerType, env.TriggerType
+		if env.Type != "" {
+			e.Type = env.Type
+		}
+	case env.Type != "":
+		e.TriggerType = TriggerForType(env.Type)
+		if e.TriggerType == "" {
+			return nil, invalid("unknown event type %q", env.Type)
+		}
+		e.Type = env.Type
+	default:
+		return nil, invalid("missing trigger_type or type")
+	}
+	if d := bytes.TrimSpace(env.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		dd := json.NewDecoder(bytes.NewReader(d))
+		dd.UseNumber()
+		if err := dd.Decode(&e.Data); err != nil {
+			return nil, invalid("data: %v", err)
+		}
+		if _, ok := e.Data.(map[string]any); !ok {
+			return nil, invalid("data must be a JSON object")
+		}
+	}
+	e.Objects = objects(e.TriggerType, e.Data)
+	e.TriggerID = scalarString(env.TriggerID)
+	if e.TriggerID == "" {
+		if own, ok := e.Objects[ObjectName(e.TriggerType)].(map[string]any); ok {
+			e.TriggerID = scalarString(mustRaw(own["id"]))
+		}
+	}
+	if e.Timestamp == "" {
+		if own, ok := e.Objects[ObjectName(e.TriggerType)].(map[string]any); ok {
+			if ts, ok := own["timestamp"].(string); ok {
+				e.Timestamp = ts
+			}
+		}
+	}
+	return e, nil
+}
+
+// objects builds the namespace view. Nested data ({"conversion":{…},"click":{…}})
+// is used as is; flat data (the trigger's own object's fields) is placed under
+// the trigger's object name.
+func objects(triggerType string, data any) map[string]any {
+	out := map[string]any{}
+	m, _ := data.(map[string]any)
+	if m == nil {
+		return out
+	}
+	for k, v := range m {
+		if _, isObj := v.(map[string]any); isObj {
+			out[k] = v
+		}
+	}
+	// A flat object (its fields at the top of data) may still carry related
+	// objects ({"id":…, "click":{…}}), which stay reachable under their names.
+	if name := ObjectName(triggerType); out[name] == nil {
+		out[name] = m
+	}
+	return out
+}
+
+// scalarString renders a JSON scalar (string or number) as text; anything
+// else is "".
+func scalarString(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return ""
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+func mustRaw(v any) json.RawMessage {
+	switch x := v.(type) {
+	case string:
+		b, _ := json.Marshal(x)
+		return b
+	case json.Number:
+		return json.RawMessage(x)
+	}
+	return nil
+}
+
+// ParseTime parses an event timestamp; the zero time if it is absent or unparsable.
+func ParseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}

@@ -1,0 +1,361 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/signing"
+	"github.com/afftok/webhookd/template"
+)
+
+// FieldError is one invalid field, with its path ("steps[0].url").
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every invalid field of a pipeline.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "invalid pipeline: " + strings.Join(parts, "; ")
+}
+
+func (e *ValidationError) add(field, format string, a ...any) {
+	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, a...)})
+}
+
+// EnvPolicy says which names {{env.NAME}} may read.
+type EnvPolicy interface {
+	EnvAllowed(name string) bool
+}
+
+// RetryLimits bounds retry policies to what the retry tiers can express.
+type RetryLimits struct {
+	MaxAttempts     int
+	MaxDelaySeconds float64
+}
+
+// DefaultRetryLimits apply when the caller sets none.
+var DefaultRetryLimits = RetryLimits{MaxAttempts: 25, MaxDelaySeconds: 24 * 3600}
+
+var methods = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "GET": true, "DELETE": true}
+
+// Normalize fills defaults the spec implies (method POST, timeout 30 s, status
+// active, signature mode from the key) so stored pipelines are explicit.
+func (p *Pipeline) Normalize() {
+	p.Name = strings.TrimSpace(p.Name)
+	if p.Status == "" {
+		p.Status = StatusActive
+	}
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		s.Method = strings.ToUpper(strings.TrimSpace(s.Method))
+		if s.Method == "" {
+			s.Method = DefaultMethod
+		}
+		if s.TimeoutSeconds == 0 {
+			s.TimeoutSeconds = DefaultTimeoutSeconds
+		}
+		if s.SignatureMode == "" {
+			s.SignatureMode = signing.ModeNone
+			if s.SigningKey != "" {
+				s.SignatureMode = signing.ModeHMAC
+			}
+		}
+		if s.Name == "" {
+			s.Name = "Step " + strconv.Itoa(s.Order)
+		}
+		if rp := s.RetryPolicy; rp != nil {
+			if rp.BackoffType == "" {
+				rp.BackoffType = BackoffExponential
+			}
+			if rp.BackoffMultiplier == 0 && rp.BackoffType != BackoffFixed {
+				rp.BackoffMultiplier = 2
+			}
+		}
+	}
+	sort.SliceStable(p.Steps, func(i, j int) bool { return p.Steps[i].Order < p.Steps[j].Order })
+}
+
+// Validate checks every field of a normalized pipeline and returns a
+// *ValidationError listing all problems, or nil.
+func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits) error {
+	ve := &ValidationError{}
+	if p.Name == "" {
+		ve.add("name", "is required")
+	} else if len(p.Name) > 200 {
+		ve.add("name", "is longer than 200 characters")
+	}
+	if len(p.Description) > 2000 {
+		ve.add("description", "is longer than 2000 characters")
+	}
+	if !event.IsTriggerType(p.TriggerType) {
+		ve.add("trigger_type", "must be one of %s", strings.Join(event.TriggerTypes, ", "))
+	}
+	switch p.Status {
+	case StatusActive, StatusPaused, StatusDisabled:
+	default:
+		ve.add("status", "must be active, paused or disabled")
+	}
+	if len(p.Steps) == 0 {
+		ve.add("steps", "at least one step is required")
+	} else if len(p.Steps) > MaxSteps {
+		ve.add("steps", "at most %d steps are allowed", MaxSteps)
+	}
+	if p.FailoverURL != "" {
+		checkURLTemplate(ve, "failover_url", p.FailoverURL, env, nil)
+	}
+	orders := map[int]bool{}
+	earlier := map[string]bool{} // orders and names of steps that come before
+	for i, s := range p.Steps {
+		f := fmt.Sprintf("steps[%d]", i)
+		if s.Order < 1 {
+			ve.add(f+".order", "must be 1 or more")
+		} else if orders[s.Order] {
+			ve.add(f+".order", "%d is used by another step; orders must be unique", s.Order)
+		}
+		orders[s.Order] = true
+		if len(s.Name) > 200 {
+			ve.add(f+".name", "is longer than 200 characters")
+		}
+		if !methods[s.Method] {
+			ve.add(f+".method", "must be one of POST, PUT, PATCH, GET, DELETE")
+		}
+		if strings.TrimSpace(s.URL) == "" {
+			ve.add(f+".url", "is required")
+		} else {
+			checkURLTemplate(ve, f+".url", s.URL, env, earlier)
+		}
+		if s.TimeoutSeconds < 1 || s.TimeoutSeconds > MaxTimeoutSeconds {
+			ve.add(f+".timeout_seconds", "must be between 1 and %d", MaxTimeoutSeconds)
+		}
+		names := make([]string, 0, len(s.Headers))
+		for k := range s.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			hf := f + ".headers." + k
+			if !validHeaderName(k) {
+				ve.add(hf, "is not a valid HTTP header name")
+				continue
+			}
+			if reservedHeader(k) {
+				ve.add(hf, "is set by webhookd and cannot be templated")
+				continue
+			}
+			h, err := template.ParseHeader(s.Headers[k])
+			if err != nil {
+				ve.add(hf, "%v", err)
+				continue
+			}
+			checkPlaceholders(ve, hf, h.Placeholders(), env, earlier)
+		}
+		if len(bytes.TrimSpace(s.BodyTemplate)) > 0 && !bytes.Equal(bytes.TrimSpace(s.BodyTemplate), []byte("null")) {
+			b, err := template.ParseBody(s.BodyTemplate)
+			if err != nil {
+				ve.add(f+".body_template", "%v", err)
+			} else {
+				checkPlaceholders(ve, f+".body_template", b.Placeholders(), env, earlier)
+			}
+		}
+		switch s.SignatureMode {
+		case signing.ModeNone:
+		case signing.ModeHMAC, signing.ModeJWT:
+			if s.SigningKey == "" {
+				ve.add(f+".signing_key", "is required when signature_mode is %s", s.SignatureMode)
+			} else if t, err := template.Parse(s.SigningKey); err != nil {
+				ve.add(f+".signing_key", "%v", err)
+			} else {
+				for _, ph := range t.Placeholders() {
+					if ph.Root() != "env" {
+						ve.add(f+".signing_key", "may only reference {{env.NAME}}, not {{%s}}", ph)
+					}
+				}
+				checkPlaceholders(ve, f+".signing_key", t.Placeholders(), env, nil)
+			}
+		default:
+			ve.add(f+".signature_mode", "must be none, hmac or jwt")
+		}
+		if s.RetryPolicy != nil {
+			checkRetryPolicy(ve, f+".retry_policy", s.RetryPolicy, limits)
+		}
+		earlier[strconv.Itoa(s.Order)] = true
+		if s.Name != "" {
+			earlier[s.Name] = true
+		}
+	}
+	if len(ve.Fields) > 0 {
+		return ve
+	}
+	return nil
+}
+
+func checkURLTemplate(ve *ValidationError, field, raw string, env EnvPolicy, earlier map[string]bool) {
+	ut, err := template.ParseURL(raw)
+	if err != nil {
+		ve.add(field, "%v", err)
+		return
+	}
+	checkPlaceholders(ve, field, ut.Placeholders(), env, earlier)
+	// The literal parts must already form an http(s) URL with a host.
+	probe := ut.Render(probeVars{})
+	u, err := url.Parse(probe)
+	if err != nil {
+		ve.add(field, "is not a valid URL: %v", err)
+		return
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		ve.add(field, "must be an http or https URL")
+		return
+	}
+	if u.Host == "" {
+		ve.add(field, "must have a host")
+	}
+	if u.User != nil {
+		ve.add(field, "must not carry credentials; use a header with {{env.NAME}}")
+	}
+}
+
+// probeVars renders every placeholder as "x" so URL structure can be checked at save time.
+type probeVars struct{}
+
+func (probeVars) Lookup([]string) (any, bool) { return "x", true }
+
+func checkPlaceholders(ve *ValidationError, field string, phs []template.Placeholder, env EnvPolicy, earlier map[string]bool) {
+	for _, ph := range phs {
+		if err := template.CheckNamespace(ph); err != nil {
+			ve.add(field, "%v", err)
+			continue
+		}
+		switch ph.Root() {
+		case "env":
+			if env == nil || !env.EnvAllowed(ph.Path[1]) {
+				ve.add(field, "{{%s}}: env name %q is not allowed (operators allow names with WEBHOOKD_TEMPLATE_ENV_ALLOW or WEBHOOKD_TEMPLATE_SECRETS_DIR)", ph, ph.Path[1])
+			}
+		case "steps":
+			if earlier == nil {
+				ve.add(field, "{{%s}}: step results are not available here", ph)
+			} else if !earlier[ph.Path[1]] {
+				ve.add(field, "{{%s}}: step %q does not come before this one", ph, ph.Path[1])
+			} else if k := ph.Path[2]; k != "status" && k != "response" {
+				ve.add(field, "{{%s}}: a step result has status and response (response.status, response.body…)", ph)
+			}
+		}
+	}
+}
+
+func checkRetryPolicy(ve *ValidationError, f string, rp *RetryPolicy, lim RetryLimits) {
+	if rp.MaxAttempts < 1 || rp.MaxAttempts > lim.MaxAttempts {
+		ve.add(f+".max_attempts", "must be between 1 and %d", lim.MaxAttempts)
+	}
+	switch rp.BackoffType {
+	case BackoffFixed, BackoffExponential, BackoffExponentialJitter:
+	default:
+		ve.add(f+".backoff_type", "must be fixed, exponential or exponential_jitter")
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	if !finite(rp.InitialDelaySeconds) || rp.InitialDelaySeconds < 0 || rp.InitialDelaySeconds > lim.MaxDelaySeconds {
+		ve.add(f+".initial_delay_seconds", "must be between 0 and %g", lim.MaxDelaySeconds)
+	}
+	if rp.BackoffType != BackoffFixed && (!finite(rp.BackoffMultiplier) || rp.BackoffMultiplier < 1 || rp.BackoffMultiplier > 10) {
+		ve.add(f+".backoff_multiplier", "must be between 1 and 10")
+	}
+	if !finite(rp.MaxDelaySeconds) || rp.MaxDelaySeconds < 0 || rp.MaxDelaySeconds > lim.MaxDelaySeconds {
+		ve.add(f+".max_delay_seconds", "must be between 0 and %g", lim.MaxDelaySeconds)
+	} else if rp.MaxDelaySeconds > 0 && rp.MaxDelaySeconds < rp.InitialDelaySeconds {
+		ve.add(f+".max_delay_seconds", "must not be less than initial_delay_seconds")
+	}
+	if !finite(rp.JitterFactor) || rp.JitterFactor < 0 || rp.JitterFactor > 1 {
+		ve.add(f+".jitter_factor", "must be between 0 and 1")
+	} else if rp.JitterFactor > 0 && rp.BackoffType != BackoffExponentialJitter {
+		ve.add(f+".jitter_factor", "only applies to backoff_type exponential_jitter")
+	}
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedHeader: headers webhookd owns. Content-Type is allowed in the
+// template (the spec's examples set it) but is always sent as application/json.
+func reservedHeader(k string) bool {
+	switch strings.ToLower(k) {
+	case "x-afftok-signature", "x-afftok-timestamp", "x-afftok-delivery-id", "x-afftok-retry-count", "x-afftok-failover", "content-length", "host", "transfer-encoding":
+		return true
+	}
+	return false
+}
+
+// Decode parses a pipeline request body strictly: unknown fields are errors
+// (a typo such as "retry_polcy" must not be silently ignored).
+func Decode(b []byte, into any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return &ValidationError{Fields: []FieldError{{Field: fieldPath(ute.Field), Message: "must be " + jsonKind(ute.Type.Kind().String())}}}
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return &ValidationError{Fields: []FieldError{{Field: strings.Trim(f, `"`), Message: "is not a known field"}}}
+		}
+		return fmt.Errorf("request body is not valid JSON: %w", err)
+	}
+	return nil
+}
+
+// fieldPath turns encoding/json's "steps.0.url" into "steps[0].url".
+func fieldPath(p string) string {
+	segs := strings.Split(p, ".")
+	var b strings.Builder
+	for i, s := range segs {
+		if _, err := strconv.Atoi(s); err == nil && i > 0 {
+			b.WriteString("[" + s + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "map", "struct":
+		return "an object"
+	case "slice":
+		return "an array"
+	}
+	return "of another type"
+}
