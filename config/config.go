@@ -1,0 +1,282 @@
+// Package config holds webhookd's settings: one struct, filled from
+// WEBHOOKD_* environment variables over mode-specific defaults, then
+// validated. The README's configuration table documents every field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode is how the binary runs.
+type Mode string
+
+const (
+	// ModeDev runs an in-process Kafka (kfake) and embedded ClickHouse (chDB).
+	ModeDev Mode = "dev"
+	// ModeServe connects to real Kafka brokers and a ClickHouse server.
+	ModeServe Mode = "serve"
+)
+
+// Config is every setting. `env` names the variable; `help` feeds the README table.
+type Config struct {
+	Mode Mode `env:"-"`
+
+	DataDir    string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
+	AdminAddr  string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address (dev: 127.0.0.1:8080, serve: :8080)."`
+	AdminToken string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
+	Roles      string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, analytics, admin (or all)."`
+	LogLevel   string `env:"WEBHOOKD_LOG_LEVEL" help:"debug, info, warn or error."`
+	LogFormat  string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
+
+	TemplateEnvAllow   string `env:"WEBHOOKD_TEMPLATE_ENV_ALLOW" help:"Comma-separated environment variable names that {{env.NAME}} may read."`
+	TemplateSecretsDir string `env:"WEBHOOKD_TEMPLATE_SECRETS_DIR" help:"Directory of files (one per NAME) that {{env.NAME}} may read, e.g. a mounted Kubernetes secret."`
+
+	KafkaBrokers       string `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers (dev: the in-process broker)."`
+	KafkaSASLMechanism string `env:"WEBHOOKD_KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none."`
+	KafkaUser          string `env:"WEBHOOKD_KAFKA_USER" help:"SASL user."`
+	KafkaPassword      string `env:"WEBHOOKD_KAFKA_PASSWORD" help:"SASL password."`
+	KafkaTLS           bool   `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
+	KafkaTLSCAFile     string `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
+	DevKafkaAddr       string `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode: where the in-process Kafka listens."`
+
+	TopicPrefix       string `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
+	EventTopics       string `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
+	CreateEventTopics bool   `env:"WEBHOOKD_CREATE_EVENT_TOPICS" help:"Create missing event topics at start-up (dev: true)."`
+	TopicPartitions   int    `env:"WEBHOOKD_TOPIC_PARTITIONS" help:"Partitions for topics webhookd creates."`
+	TopicReplication  int    `env:"WEBHOOKD_TOPIC_REPLICATION" help:"Replication factor for topics webhookd creates (-1: broker default)."`
+	ConsumerGroup     string `env:"WEBHOOKD_CONSUMER_GROUP" help:"Consumer group of the event dispatcher."`
+	RetryTiers        string `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic each."`
+
+	MaxInFlight          int `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Events being delivered at once, all partitions together; fetching pauses beyond it."`
+	PartitionMaxInFlight int `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Events being delivered at once per partition."`
+	MaxConnsPerHost      int `env:"WEBHOOKD_MAX_CONNS_PER_HOST" help:"Concurrent connections to one receiver host."`
+	ResponseBodyLimit    int `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
+	LogBodyLimit         int `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
+
+	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses (dev: true). Keep false in production."`
+	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway)."`
+
+	ClickHouseAddr     string `env:"WEBHOOKD_CLICKHOUSE_ADDR" help:"ClickHouse native address host:9000 (serve mode)."`
+	ClickHouseDatabase string `env:"WEBHOOKD_CLICKHOUSE_DATABASE" help:"ClickHouse database."`
+	ClickHouseUser     string `env:"WEBHOOKD_CLICKHOUSE_USER" help:"ClickHouse user."`
+	ClickHousePassword string `env:"WEBHOOKD_CLICKHOUSE_PASSWORD" help:"ClickHouse password."`
+	ClickHouseTLS      bool   `env:"WEBHOOKD_CLICKHOUSE_TLS" help:"Connect to ClickHouse over TLS."`
+	ClickHouseCluster  string `env:"WEBHOOKD_CLICKHOUSE_CLUSTER" help:"If set, DDL runs ON CLUSTER with Replicated engines."`
+	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Days execution logs are kept."`
+	ChDBLibrary        string `env:"WEBHOOKD_CHDB_LIBRARY" help:"Dev mode: path to libchdb.so (default: the repo's .cache, then the system)."`
+
+	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Rows per ClickHouse insert."`
+	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
+
+	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long in-flight deliveries may finish after SIGTERM."`
+}
+
+// DefaultEventTopics are the tracking platform's topics.
+const DefaultEventTopics = "afftok.clicks,afftok.conversions,afftok.postbacks,afftok.fraud,afftok.events"
+
+// Defaults returns the defaults for a mode.
+func Defaults(mode Mode) Config {
+	c := Config{
+		Mode:                   mode,
+		DataDir:                "./data",
+		AdminAddr:              ":8080",
+		Roles:                  "all",
+		LogLevel:               "info",
+		LogFormat:              "json",
+		EventTopics:            DefaultEventTopics,
+		TopicPartitions:        6,
+		TopicReplication:       -1,
+		ConsumerGroup:          "webhookd-dispatcher",
+		RetryTiers:             "5s,10s,30s,1m,5m,15m,1h",
+		MaxInFlight:            1024,
+		PartitionMaxInFlight:   128,
+		MaxConnsPerHost:        64,
+		ResponseBodyLimit:      64 << 10,
+		LogBodyLimit:           4 << 10,
+		ClickHouseDatabase:     "webhookd",
+		ClickHouseTTLDays:      30,
+		AnalyticsBatchSize:     1000,
+		AnalyticsFlushInterval: time.Second,
+		ShutdownGrace:          30 * time.Second,
+	}
+	if mode == ModeDev {
+		c.AdminAddr = "127.0.0.1:8080"
+		c.LogFormat = "text"
+		c.DevKafkaAddr = "127.0.0.1:9092"
+		c.KafkaBrokers = "127.0.0.1:9092"
+		c.CreateEventTopics = true
+		c.TopicPartitions = 3
+		c.AllowPrivateTargets = true
+	}
+	return c
+}
+
+// Load returns the mode's defaults overridden by the environment.
+func Load(mode Mode, getenv func(string) string) (Config, error) {
+	c := Defaults(mode)
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := c.apply(getenv); err != nil {
+		return c, err
+	}
+	if mode == ModeDev && getenv("WEBHOOKD_KAFKA_BROKERS") == "" {
+		c.KafkaBrokers = c.DevKafkaAddr
+	}
+	return c, c.Validate()
+}
+
+func (c *Config) apply(getenv func(string) string) error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	var errs []error
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("env")
+		if name == "" || name == "-" {
+			continue
+		}
+		raw, ok := lookup(getenv, name)
+		if !ok {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Interface().(type) {
+		case string:
+			f.SetString(raw)
+		case bool:
+			b, err := strconv.ParseBool(raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not true or false", name, raw))
+				continue
+			}
+			f.SetBool(b)
+		case int:
+			n, err := strconv.Atoi(raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, raw))
+				continue
+			}
+			f.SetInt(int64(n))
+		case time.Duration:
+			d, err := time.ParseDuration(raw)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 30s", name, raw))
+				continue
+			}
+			f.SetInt(int64(d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Validate rejects settings the service cannot run with, naming the variable.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, a ...any) { errs = append(errs, fmt.Errorf(name+": "+format, a...)) }
+	if c.Mode == ModeServe {
+		if c.KafkaBrokers == "" {
+			bad("WEBHOOKD_KAFKA_BROKERS", "is required in serve mode")
+		}
+		if c.HasRole(RoleAdmin) && c.AdminToken == "" {
+			bad("WEBHOOKD_ADMIN_TOKEN", "is required in serve mode")
+		}
+		if (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin)) && c.ClickHouseAddr == "" {
+			bad("WEBHOOKD_CLICKHOUSE_ADDR", "is required in serve mode for the analytics and admin roles")
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("WEBHOOKD_ADMIN_TOKEN", "must be at least 16 characters")
+	}
+	for _, r := range c.RoleList() {
+		if !knownRoles[r] {
+			bad("WEBHOOKD_ROLES", "unknown role %q (known: dispatcher, analytics, admin, all)", r)
+		}
+	}
+	switch c.KafkaSASLMechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		bad("WEBHOOKD_KAFKA_SASL_MECHANISM", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	if len(c.EventTopicList()) == 0 {
+		bad("WEBHOOKD_EVENT_TOPICS", "needs at least one topic")
+	}
+	if c.TopicPartitions < 1 {
+		bad("WEBHOOKD_TOPIC_PARTITIONS", "must be at least 1")
+	}
+	if c.MaxInFlight < 1 || c.PartitionMaxInFlight < 1 || c.MaxConnsPerHost < 1 {
+		bad("WEBHOOKD_MAX_IN_FLIGHT", "in-flight and connection limits must be at least 1")
+	}
+	if c.AnalyticsBatchSize < 1 || c.AnalyticsFlushInterval <= 0 {
+		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "batch size and flush interval must be positive")
+	}
+	if c.ClickHouseTTLDays < 1 {
+		bad("WEBHOOKD_CLICKHOUSE_TTL_DAYS", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// Roles.
+const (
+	RoleDispatcher = "dispatcher"
+	RoleAnalytics  = "analytics"
+	RoleAdmin      = "admin"
+)
+
+var knownRoles = map[string]bool{RoleDispatcher: true, RoleAnalytics: true, RoleAdmin: true, "all": true}
+
+// RoleList is the configured roles.
+func (c *Config) RoleList() []string { return SplitList(c.Roles) }
+
+// HasRole reports whether a role runs in this process.
+func (c *Config) HasRole(r string) bool {
+	for _, x := range c.RoleList() {
+		if x == r || x == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+// EventTopicList is the event topics to consume.
+func (c *Config) EventTopicList() []string { return SplitList(c.EventTopics) }
+
+// SplitList splits a comma-separated setting, trimming blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Doc is one row of the README's configuration table.
+type Doc struct{ Env, Default, DevDefault, Help string }
+
+// Docs lists every setting with its defaults.
+func Docs() []Doc {
+	serve, dev := Defaults(ModeServe), Defaults(ModeDev)
+	t := reflect.TypeOf(serve)
+	var out []Doc
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" || name == "-" {
+			continue
+		}
+		out = append(out, Doc{Env: name, Default: fmt.Sprint(reflect.ValueOf(serve).Field(i).Interface()), DevDefault: fmt.Sprint(reflect.ValueOf(dev).Field(i).Interface()), Help: f.Tag.Get("help")})
+	}
+	return out
+}

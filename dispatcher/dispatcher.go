@@ -1,0 +1,414 @@
+// Package dispatcher turns a delivery into HTTP calls: it renders each step's
+// templates, signs the request, sends it, classifies the answer, and runs a
+// pipeline's steps in order. It returns the Kafka records that describe what
+// happened; the caller produces them (acknowledged) before committing.
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/metrics"
+	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/signing"
+	"github.com/afftok/webhookd/template"
+)
+
+// Options configure a Dispatcher.
+type Options struct {
+	Client            *http.Client
+	Env               *template.EnvSource
+	ExecutionsTopic   string
+	DLQTopic          string
+	ResponseBodyLimit int // bytes read from a response
+	LogBodyLimit      int // bytes kept in execution logs
+	Now               func() time.Time
+	Log               *slog.Logger
+}
+
+// Dispatcher executes deliveries. It is safe for concurrent use.
+type Dispatcher struct{ o Options }
+
+// New returns a Dispatcher.
+func New(o Options) *Dispatcher {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ResponseBodyLimit <= 0 {
+		o.ResponseBodyLimit = 64 << 10
+	}
+	if o.LogBodyLimit <= 0 {
+		o.LogBodyLimit = 4 << 10
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Dispatcher{o: o}
+}
+
+// Job is one delivery of one event to one pipeline.
+type Job struct {
+	Event       *event.Event
+	DeliveryID  string
+	ExecutionID string
+	StartedAt   time.Time
+	// Steps holds earlier steps' results for chaining ({{steps.1.…}}).
+	Steps map[string]any
+}
+
+// NewJob derives a first-cycle job for an event and pipeline.
+func NewJob(ev *event.Event, eventKey, pipelineID string, now time.Time) *Job {
+	id := delivery.ID(eventKey, pipelineID)
+	return &Job{Event: ev, DeliveryID: id, ExecutionID: delivery.ExecutionID(id, 0), StartedAt: now, Steps: map[string]any{}}
+}
+
+// Request is a rendered, signed HTTP request.
+type Request struct {
+	Method  string
+	URL     string
+	Header  http.Header
+	Body    []byte
+	Timeout time.Duration
+	// secrets are resolved env values, removed from anything logged or shown.
+	secrets []string
+}
+
+// Response is the classified outcome of one HTTP attempt.
+type Response struct {
+	Status  int
+	Header  http.Header
+	Body    []byte
+	Latency time.Duration
+	Err     error
+}
+
+// OK reports a delivered attempt: a 2xx answer.
+func (r *Response) OK() bool { return r.Err == nil && r.Status >= 200 && r.Status < 300 }
+
+// ErrorText is the attempt's error as operators read it ("HTTP 500",
+// "Connection timeout", …); "" for a 2xx answer.
+func (r *Response) ErrorText() string {
+	switch {
+	case r.Err != nil:
+		return classify(r.Err)
+	case !r.OK():
+		return "HTTP " + strconv.Itoa(r.Status)
+	}
+	return ""
+}
+
+func classify(err error) string {
+	var ne net.Error
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, ErrBlockedAddress):
+		return "Blocked: " + err.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "Connection timeout"
+	case errors.As(err, &dnsErr):
+		return "DNS error: " + dnsErr.Err + " (" + dnsErr.Name + ")"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "Connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "Connection reset"
+	case errors.Is(err, errRender):
+		return err.Error()
+	}
+	return "Request failed: " + err.Error()
+}
+
+var errRender = errors.New("render error")
+
+// Scope builds the template variables of one attempt. Timestamp, nonce and
+// uuid are fresh per attempt; everything else is stable across retries.
+func (d *Dispatcher) Scope(p *pipeline.Compiled, job *Job, retryCount int, now time.Time) *template.Scope {
+	ev := job.Event
+	var nonce [12]byte
+	_, _ = rand.Read(nonce[:])
+	return &template.Scope{
+		System: map[string]any{
+			"trigger_type": ev.TriggerType, "trigger_id": ev.TriggerID, "event_id": ev.ID,
+			"event_type": ev.Type, "event_timestamp": ev.Timestamp,
+			"pipeline_id": p.ID, "pipeline_name": p.Name,
+			"delivery_id": job.DeliveryID, "execution_id": job.ExecutionID,
+			"timestamp": now.UTC().Format(time.RFC3339), "timestamp_unix": json.Number(strconv.FormatInt(now.Unix(), 10)),
+			"uuid": uuid.NewString(), "nonce": hex.EncodeToString(nonce[:]),
+			"retry_count": json.Number(strconv.Itoa(retryCount)),
+		},
+		Objects: ev.Objects,
+		Data:    ev.Data,
+		Env:     d.o.Env.Lookup,
+		Steps:   job.Steps,
+	}
+}
+
+// Build renders and signs a step's request. failoverURL, when set, replaces
+// the step URL (the failover path sends the same request elsewhere).
+func (d *Dispatcher) Build(p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, retryCount int, failoverURL *template.URL) (*Request, error) {
+	now := d.o.Now()
+	scope := d.Scope(p, job, retryCount, now)
+	var secrets []string
+	env := scope.Env
+	scope.Env = func(name string) (string, bool) {
+		v, ok := env(name)
+		if ok && len(v) >= 4 {
+			secrets = append(secrets, v)
+		}
+		return v, ok
+	}
+	ut := s.URL
+	if failoverURL != nil {
+		ut = failoverURL
+	}
+	rawURL := ut.Render(scope)
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: rendered URL %q is not a valid http(s) URL", errRender, redact(rawURL, secrets))
+	}
+	req := &Request{Method: s.Method, URL: rawURL, Header: http.Header{}, Timeout: s.Timeout}
+	for k, h := range s.Headers {
+		req.Header.Set(k, h.Render(scope))
+	}
+	if s.Method != http.MethodGet && s.Method != http.MethodDelete {
+		req.Body = s.Body.Render(scope)
+	}
+	key := s.SigningKey.Interpolate(scope, nil)
+	if key != "" {
+		secrets = append(secrets, key)
+	}
+	err = signing.Apply(req.Header, s.SignatureMode, key, signing.Request{
+		Body: req.Body, DeliveryID: job.DeliveryID, PipelineID: p.ID,
+		TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID,
+		RetryCount: retryCount, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errRender, err)
+	}
+	if failoverURL != nil {
+		req.Header.Set(signing.HeaderFailover, "true")
+	}
+	req.Header.Set("User-Agent", "webhookd/1 (+AffTok webhooks)")
+	req.secrets = secrets
+	return req, nil
+}
+
+// Do sends a request and classifies the answer. It never returns an error:
+// a failed call is a Response with Err set.
+func (d *Dispatcher) Do(ctx context.Context, r *Request) *Response {
+	ctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	start := time.Now()
+	var body io.Reader
+	if r.Body != nil {
+		body = bytes.NewReader(r.Body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
+	if err != nil {
+		return &Response{Err: fmt.Errorf("%w: %v", errRender, err)}
+	}
+	hr.Header = r.Header.Clone()
+	resp, err := d.o.Client.Do(hr)
+	if err != nil {
+		return &Response{Err: err, Latency: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(d.o.ResponseBodyLimit)))
+	// Drain a little more so the connection can be reused, but never much.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	out := &Response{Status: resp.StatusCode, Header: resp.Header, Body: b, Latency: time.Since(start)}
+	if err != nil && !out.OK() {
+		out.Err = err
+	}
+	return out
+}
+
+// Redacted returns s with the request's secrets replaced.
+func (r *Request) Redacted(s string) string { return redact(s, r.secrets) }
+
+// RedactedHeader returns the request headers fit to show: signatures and
+// values carrying secrets are replaced.
+func (r *Request) RedactedHeader() map[string]string {
+	out := map[string]string{}
+	for k := range r.Header {
+		v := r.Header.Get(k)
+		switch http.CanonicalHeaderKey(k) {
+		case "Authorization", http.CanonicalHeaderKey(signing.HeaderSignature):
+			v = "[redacted]"
+		default:
+			v = redact(v, r.secrets)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}
+
+// stepResult is what later steps see as {{steps.N.…}}.
+func stepResult(resp *Response) map[string]any {
+	var body any = string(resp.Body)
+	dec := json.NewDecoder(bytes.NewReader(resp.Body))
+	dec.UseNumber()
+	var parsed any
+	if len(resp.Body) > 0 && dec.Decode(&parsed) == nil {
+		body = parsed
+	}
+	headers := map[string]any{}
+	for k := range resp.Header {
+		headers[strings.ToLower(k)] = resp.Header.Get(k)
+	}
+	status := json.Number(strconv.Itoa(resp.Status))
+	return map[string]any{"status": status, "response": map[string]any{"status": status, "body": body, "headers": headers}}
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "…[truncated]"
+}
+
+// Outcome is what Execute did.
+type Outcome struct {
+	Status  string
+	Records []*kgo.Record
+}
+
+// Execute runs a pipeline's steps in order for one job, one attempt each, and
+// returns the records describing it. A step that fails is dead-lettered; with
+// stop_on_failure the remaining steps are skipped, otherwise they run.
+func (d *Dispatcher) Execute(ctx context.Context, p *pipeline.Compiled, job *Job) Outcome {
+	var out Outcome
+	dead, stopped := 0, false
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		resp, att := d.Attempt(ctx, p, s, job, 0, "")
+		out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, att))
+		if resp.OK() {
+			res := stepResult(resp)
+			job.Steps[strconv.Itoa(s.Order)] = res
+			job.Steps[s.Name] = res
+			continue
+		}
+		dead++
+		out.Records = append(out.Records, d.deadLetter(p, s, job, att))
+		if s.StopOnFailure {
+			stopped = true
+			break
+		}
+	}
+	switch {
+	case dead == 0:
+		out.Status = delivery.ExecCompleted
+	case stopped || dead == len(p.Steps):
+		out.Status = delivery.ExecFailed
+	default:
+		out.Status = delivery.ExecPartial
+	}
+	now := d.o.Now()
+	out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, &delivery.Execution{
+		V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: job.ExecutionID, DeliveryID: job.DeliveryID,
+		PipelineID: p.ID, PipelineName: p.Name, TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID,
+		EventID: job.Event.ID, Status: out.Status, StartedAt: job.StartedAt, CompletedAt: now, Seq: now.UnixNano(),
+	}))
+	return out
+}
+
+// Attempt makes one attempt of one step and returns the response and its log record.
+func (d *Dispatcher) Attempt(ctx context.Context, p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, retryCount int, tier string) (*Response, *delivery.Attempt) {
+	started := d.o.Now()
+	att := &delivery.Attempt{
+		V: delivery.Version, Kind: delivery.KindAttempt,
+		AttemptID:   delivery.AttemptID(job.ExecutionID, s.Order, retryCount, false),
+		ExecutionID: job.ExecutionID, DeliveryID: job.DeliveryID, PipelineID: p.ID, PipelineName: p.Name,
+		TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID, EventID: job.Event.ID,
+		StepID: s.ID, StepName: s.Name, StepOrder: s.Order, Attempt: retryCount, Tier: tier, StartedAt: started,
+	}
+	req, err := d.Build(p, s, job, retryCount, nil)
+	var resp *Response
+	if err != nil {
+		resp = &Response{Err: err}
+	} else {
+		att.RequestURL = req.Redacted(req.URL)
+		att.RequestBody = req.Redacted(truncate(req.Body, d.o.LogBodyLimit))
+		resp = d.Do(ctx, req)
+	}
+	att.HTTPStatus = resp.Status
+	att.LatencyMS = resp.Latency.Milliseconds()
+	att.ResponseBody = truncate(resp.Body, d.o.LogBodyLimit)
+	att.Error = resp.ErrorText()
+	att.Status = delivery.AttemptSuccess
+	metrics.AttemptLatency.Observe(resp.Latency.Seconds())
+	defer func() { metrics.Attempts.WithLabelValues(att.Status).Inc() }()
+	if !resp.OK() {
+		att.Status = delivery.AttemptFailed
+		d.o.Log.Info("webhook attempt failed", "pipeline_id", p.ID, "step", s.Order, "delivery_id", job.DeliveryID, "attempt", retryCount, "error", att.Error)
+	}
+	return resp, att
+}
+
+func (d *Dispatcher) deadLetter(p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, att *delivery.Attempt) *kgo.Record {
+	payload, _ := json.Marshal(map[string]any{
+		"event_id": job.Event.ID, "event_type": job.Event.Type, "trigger_type": job.Event.TriggerType,
+		"trigger_id": job.Event.TriggerID, "timestamp": job.Event.Timestamp, "data": job.Event.Data,
+	})
+	dl := &delivery.DeadLetter{
+		V: delivery.Version, ID: delivery.DeadLetterID(job.ExecutionID, strconv.Itoa(s.Order)),
+		State: delivery.StateDead, Reason: delivery.ReasonExhausted, Error: att.Error,
+		DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID,
+		TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID, StepOrder: s.Order,
+		Attempts: att.Attempt + 1, FailedAt: d.o.Now(), Payload: payload,
+	}
+	return d.record(d.o.DLQTopic, job.DeliveryID, dl)
+}
+
+func (d *Dispatcher) record(topic, key string, v any) *kgo.Record {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every record type here is plain data; failing to encode is a bug.
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: b}
+}
+
+// InvalidEvent is the DLQ record for a source record that could not be
+// decoded: the raw bytes are kept, so nothing is lost.
+func InvalidEvent(dlqTopic string, rec *kgo.Record, cause error, now time.Time) *kgo.Record {
+	src := &delivery.SourceRecord{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Value: rec.Value}
+	id := delivery.DeadLetterID("source", rec.Topic, strconv.Itoa(int(rec.Partition)), strconv.FormatInt(rec.Offset, 10))
+	var payload json.RawMessage
+	if json.Valid(rec.Value) {
+		payload = rec.Value
+	}
+	b, _ := json.Marshal(&delivery.DeadLetter{
+		V: delivery.Version, ID: id, State: delivery.StateDead, Reason: delivery.ReasonInvalidEvent,
+		Error: cause.Error(), FailedAt: now, Source: src, Payload: payload,
+	})
+	return &kgo.Record{Topic: dlqTopic, Key: []byte(id), Value: b}
+}
