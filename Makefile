@@ -1,0 +1,46 @@
+# webhookd — see README.md.
+CHDB_VERSION := 26.7.3-stable.1
+CHDB_LIB     := $(CURDIR)/.cache/chdb/$(CHDB_VERSION)/libchdb.so
+GO           ?= go
+export WEBHOOKD_CHDB_LIBRARY ?= $(CHDB_LIB)
+
+.PHONY: run test build chdb deps test-tools fuzz bench lint clean
+
+## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
+run: build chdb
+	./bin/webhookd dev
+
+## test: everything — unit, fuzz seeds, integration on kfake + chDB + real HTTP receivers, with -race.
+test: deps chdb test-tools
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+build: deps
+	$(GO) build -o bin/webhookd ./cmd/webhookd
+
+deps:
+	$(GO) mod download
+
+## chdb: fetch libchdb.so into .cache (once).
+chdb: $(CHDB_LIB)
+$(CHDB_LIB):
+	./scripts/fetch-chdb.sh $(CHDB_VERSION)
+
+## test-tools: the spec's verification snippets run in Node, Python and PHP; jsonwebtoken verifies JWTs.
+test-tools:
+	./scripts/test-tools.sh
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./template -run '^$$' -fuzz FuzzParseBody -fuzztime $(FUZZTIME)
+	$(GO) test ./template -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./pipeline -run '^$$' -fuzz FuzzDecodePipeline -fuzztime $(FUZZTIME)
+
+## bench: end-to-end and hot-path benchmarks (ratios against a bare HTTP client in the same run).
+bench: chdb
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin data

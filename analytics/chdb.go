@@ -1,0 +1,213 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// chDB (ClickHouse in-process) is loaded lazily with dlopen when a chDB store
+// is opened, never at program start: chdb-go loads libchdb.so in an init
+// function and panics without it, which would stop a serve-mode binary that
+// never uses chDB from starting. The handful of C functions needed are bound
+// here with purego, the mechanism chdb-go itself uses.
+
+type chdbConn struct{}
+type chdbResult struct{}
+
+var chdbLib struct {
+	once    sync.Once
+	err     error
+	connect func(argc int, argv []*byte) **chdbConn
+	close   func(c **chdbConn)
+	query   func(c *chdbConn, q string, format string) *chdbResult
+	buf     func(r *chdbResult) *byte
+	length  func(r *chdbResult) uintptr
+	errText func(r *chdbResult) string
+	destroy func(r *chdbResult)
+}
+
+// ChDBVersion is the @chdb/lib-linux-x64-gnu package version the Makefile
+// installs; FindChDB looks for it first.
+const ChDBVersion = "26.7.3-stable.1"
+
+// FindChDB returns the path of libchdb.so: $WEBHOOKD_CHDB_LIBRARY, then the
+// repo's .cache (searched upwards from the working directory and from the
+// executable), then the system's library path.
+func FindChDB() string {
+	if p := os.Getenv("WEBHOOKD_CHDB_LIBRARY"); p != "" {
+		return p
+	}
+	rel := filepath.Join(".cache", "chdb", ChDBVersion, "libchdb.so")
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, dir := range starts {
+		for d := dir; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, rel)); err == nil {
+				return filepath.Join(d, rel)
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "libchdb.so"
+}
+
+func loadChDB(path string) error {
+	l := &chdbLib
+	l.once.Do(func() {
+		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+		if err != nil {
+			l.err = fmt.Errorf("load chDB from %s (install it with `make chdb`, or set WEBHOOKD_CHDB_LIBRARY): %w", path, err)
+			return
+		}
+		purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
+		purego.RegisterLibFunc(&l.close, h, "chdb_close_conn")
+		purego.RegisterLibFunc(&l.query, h, "chdb_query")
+		purego.RegisterLibFunc(&l.buf, h, "chdb_result_buffer")
+		purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
+		purego.RegisterLibFunc(&l.errText, h, "chdb_result_error")
+		purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
+	})
+	return l.err
+}
+
+// chdbBackend runs SQL in the embedded engine. chDB allows one session per
+// process and its connection is not safe for concurrent use: calls are
+// serialised, which is fine for the dev-mode and test loads it serves.
+type chdbBackend struct {
+	mu   sync.Mutex
+	conn **chdbConn
+	path string
+}
+
+var chdbOpen struct {
+	sync.Mutex
+	path string
+}
+
+func openChDB(lib, dataPath string) (*chdbBackend, error) {
+	if err := loadChDB(lib); err != nil {
+		return nil, err
+	}
+	chdbOpen.Lock()
+	defer chdbOpen.Unlock()
+	if chdbOpen.path != "" {
+		return nil, fmt.Errorf("chDB is already open at %s in this process (one session per process)", chdbOpen.path)
+	}
+	abs, err := filepath.Abs(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("chDB data dir: %w", err)
+	}
+	argv := []*byte{cstr("clickhouse"), cstr("--path=" + abs)}
+	c := chdbLib.connect(len(argv), argv)
+	if c == nil || *c == nil {
+		return nil, fmt.Errorf("chDB: cannot open a session at %s (is another process using it?)", abs)
+	}
+	chdbOpen.path = abs
+	b := &chdbBackend{conn: c, path: abs}
+	if _, err := b.run("SET output_format_json_quote_64bit_integers = 0"); err != nil {
+		b.close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func cstr(s string) *byte {
+	b := append([]byte(s), 0)
+	return &b[0]
+}
+
+func (b *chdbBackend) run(q string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == nil {
+		return nil, errors.New("chDB store is closed")
+	}
+	r := chdbLib.query(*b.conn, q, "JSONCompactEachRow")
+	if r == nil {
+		return nil, errors.New("chDB returned no result")
+	}
+	defer chdbLib.destroy(r)
+	if e := chdbLib.errText(r); e != "" {
+		return nil, fmt.Errorf("chDB: %s", e)
+	}
+	n := chdbLib.length(r)
+	if p := chdbLib.buf(r); p != nil && n > 0 {
+		return append([]byte(nil), unsafe.Slice(p, n)...), nil
+	}
+	return nil, nil
+}
+
+func (b *chdbBackend) exec(_ context.Context, q string, p Params) error {
+	sq, err := bindParams(q, p)
+	if err != nil {
+		return err
+	}
+	_, err = b.run(sq)
+	return err
+}
+
+func (b *chdbBackend) query(_ context.Context, q string, p Params) ([][]any, error) {
+	sq, err := bindParams(q, p)
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.run(sq)
+	if err != nil {
+		return nil, err
+	}
+	return decodeCompactRows(out)
+}
+
+func (b *chdbBackend) insert(_ context.Context, table string, cols []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") FORMAT JSONCompactEachRow\n")
+	for _, r := range rows {
+		line, err := encodeCompactRow(r)
+		if err != nil {
+			return err
+		}
+		sb.Write(line)
+		sb.WriteByte('\n')
+	}
+	_, err := b.run(sb.String())
+	return err
+}
+
+func (b *chdbBackend) ping(context.Context) error {
+	_, err := b.run("SELECT 1")
+	return err
+}
+
+func (b *chdbBackend) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn != nil {
+		chdbLib.close(b.conn)
+		b.conn = nil
+		chdbOpen.Lock()
+		chdbOpen.path = ""
+		chdbOpen.Unlock()
+	}
+	return nil
+}

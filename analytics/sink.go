@@ -1,0 +1,200 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/metrics"
+)
+
+// SinkOptions configure the sink.
+type SinkOptions struct {
+	ClientOpts      []kgo.Opt
+	Group           string
+	ExecutionsTopic string
+	DLQTopic        string
+	BatchSize       int
+	FlushInterval   time.Duration
+	Log             *slog.Logger
+}
+
+// Sink consumes the executions and DLQ topics and writes them to ClickHouse
+// in batches bounded by size and time. Offsets are committed only after
+// ClickHouse acknowledged the insert, and replays are idempotent (see
+// Schema), so ClickHouse being down delays logs but loses none; delivery does
+// not wait for it.
+type Sink struct {
+	o     SinkOptions
+	store *Store
+	ready atomic.Bool
+}
+
+// NewSink returns a sink writing to store.
+func NewSink(o SinkOptions, store *Store) *Sink {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	return &Sink{o: o, store: store}
+}
+
+// Name implements the worker interface.
+func (s *Sink) Name() string { return "analytics" }
+
+// Ready reports whether the sink is consuming.
+func (s *Sink) Ready() bool { return s.ready.Load() }
+
+type batch struct {
+	recs       []*kgo.Record
+	attempts   []delivery.Attempt
+	executions []delivery.Execution
+	dead       []DeadLetterRow
+	first      time.Time
+}
+
+// Run consumes until ctx ends; the batch in hand is flushed first.
+func (s *Sink) Run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(s.o.Group),
+		kgo.ConsumeTopics(s.o.ExecutionsTopic, s.o.DLQTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.ready.Store(true) }),
+	}, s.o.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("analytics sink: %w", err)
+	}
+	defer cl.Close()
+	b := &batch{}
+	for {
+		wait := s.o.FlushInterval
+		if len(b.recs) > 0 {
+			wait = max(time.Until(b.first.Add(s.o.FlushInterval)), time.Millisecond)
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		fetches := cl.PollRecords(pctx, s.o.BatchSize-len(b.recs))
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				s.o.Log.Error("analytics fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) { s.add(b, r) })
+		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || ctx.Err() != nil)
+		if due {
+			if err := s.flush(ctx, cl, b); err != nil {
+				return nil // only when ctx ended; the batch will be read again
+			}
+			b = &batch{}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (s *Sink) add(b *batch, r *kgo.Record) {
+	if len(b.recs) == 0 {
+		b.first = time.Now()
+	}
+	b.recs = append(b.recs, r)
+	switch r.Topic {
+	case s.o.DLQTopic:
+		var d delivery.DeadLetter
+		if err := json.Unmarshal(r.Value, &d); err != nil || d.ID == "" {
+			s.o.Log.Error("skipping unreadable DLQ record", "partition", r.Partition, "offset", r.Offset, "err", err)
+			return
+		}
+		row := DeadLetterRow{DeadLetter: d, Payload: string(d.Payload), Version: r.Timestamp.UnixMicro()}
+		if d.Source != nil {
+			src, _ := json.Marshal(d.Source)
+			row.Source = string(src)
+		}
+		b.dead = append(b.dead, row)
+	default:
+		var kind struct {
+			Kind string `json:"kind"`
+		}
+		_ = json.Unmarshal(r.Value, &kind)
+		var err error
+		switch kind.Kind {
+		case delivery.KindAttempt:
+			var a delivery.Attempt
+			if err = json.Unmarshal(r.Value, &a); err == nil {
+				b.attempts = append(b.attempts, a)
+			}
+		case delivery.KindExecution:
+			var e delivery.Execution
+			if err = json.Unmarshal(r.Value, &e); err == nil {
+				b.executions = append(b.executions, e)
+			}
+		default:
+			err = fmt.Errorf("unknown kind %q", kind.Kind)
+		}
+		if err != nil {
+			s.o.Log.Error("skipping unreadable executions record", "partition", r.Partition, "offset", r.Offset, "err", err)
+		}
+	}
+}
+
+// flush inserts the batch, retrying with backoff until it succeeds or ctx
+// ends, then commits its offsets.
+func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
+	backoff := 200 * time.Millisecond
+	for {
+		err := s.insert(ctx, b)
+		if err == nil {
+			break
+		}
+		metrics.AnalyticsErrors.Inc()
+		s.o.Log.Warn("ClickHouse insert failed; will retry (logs are delayed, not lost)", "rows", len(b.recs), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.CommitRecords(cctx, b.recs...); err != nil {
+		// Harmless beyond a replay: inserts are idempotent.
+		s.o.Log.Warn("analytics commit failed; rows may be inserted again", "err", err)
+	}
+	return nil
+}
+
+func (s *Sink) insert(ctx context.Context, b *batch) error {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.store.InsertAttempts(ictx, b.attempts); err != nil {
+		return fmt.Errorf("attempts: %w", err)
+	}
+	if err := s.store.InsertExecutions(ictx, b.executions); err != nil {
+		return fmt.Errorf("executions: %w", err)
+	}
+	if err := s.store.InsertDeadLetters(ictx, b.dead); err != nil {
+		return fmt.Errorf("dlq_items: %w", err)
+	}
+	metrics.AnalyticsRows.WithLabelValues("attempts").Add(float64(len(b.attempts)))
+	metrics.AnalyticsRows.WithLabelValues("executions").Add(float64(len(b.executions)))
+	metrics.AnalyticsRows.WithLabelValues("dlq_items").Add(float64(len(b.dead)))
+	return nil
+}

@@ -1,0 +1,197 @@
+package analytics
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Params are the values of a query's {name:Type} parameters. Values are
+// string, int, int64, []string or time.Time.
+type Params map[string]any
+
+// backend is what one SQL text needs of a ClickHouse connection. Queries use
+// ClickHouse's server-side parameter syntax {name:Type}; results come back as
+// rows of plain values read with asString/asInt/asFloat, so both backends
+// share every statement.
+type backend interface {
+	exec(ctx context.Context, q string, p Params) error
+	query(ctx context.Context, q string, p Params) ([][]any, error)
+	insert(ctx context.Context, table string, cols []string, rows [][]any) error
+	ping(ctx context.Context) error
+	close() error
+}
+
+var paramRE = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*):([A-Za-z0-9_(), ]+)\}`)
+
+// bindParams substitutes parameters as typed literals for a backend without
+// server-side parameters (chDB's plain query call). Every value is quoted and
+// cast, so a value can never become SQL.
+func bindParams(q string, p Params) (string, error) {
+	var missing []string
+	out := paramRE.ReplaceAllStringFunc(q, func(m string) string {
+		sub := paramRE.FindStringSubmatch(m)
+		v, ok := p[sub[1]]
+		if !ok {
+			missing = append(missing, sub[1])
+			return m
+		}
+		return "CAST(" + sqlLiteral(v) + " AS " + sub[2] + ")"
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("query parameters not given: %s", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+func quoteString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+func sqlLiteral(v any) string {
+	switch x := v.(type) {
+	case string:
+		return quoteString(x)
+	case int:
+		return strconv.Itoa(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case time.Time:
+		return quoteString(chTime(x))
+	case []string:
+		q := make([]string, len(x))
+		for i, s := range x {
+			q[i] = quoteString(s)
+		}
+		return "[" + strings.Join(q, ",") + "]"
+	}
+	return quoteString(fmt.Sprint(v))
+}
+
+// paramText is a parameter's value in the text form clickhouse-go sends for
+// server-side parameters.
+func paramText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case time.Time:
+		return chTime(x)
+	case []string:
+		return sqlLiteral(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// chTime formats a time as ClickHouse's DateTime64(3) text, in UTC.
+func chTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") }
+
+func encodeCompactRow(r []any) ([]byte, error) {
+	vals := make([]any, len(r))
+	for i, v := range r {
+		if t, ok := v.(time.Time); ok {
+			vals[i] = chTime(t)
+			continue
+		}
+		vals[i] = v
+	}
+	return json.Marshal(vals)
+}
+
+func decodeCompactRows(b []byte) ([][]any, error) {
+	var rows [][]any
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.UseNumber()
+		var row []any
+		if err := dec.Decode(&row); err != nil {
+			return nil, fmt.Errorf("decode chDB row: %w", err)
+		}
+		rows = append(rows, row)
+	}
+	return rows, sc.Err()
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case *string:
+		if x != nil {
+			return *x
+		}
+		return ""
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func asInt(v any) int64 {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return int64(f)
+	case int64:
+		return x
+	case int32:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int8:
+		return int64(x)
+	case int:
+		return int64(x)
+	case uint64:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case float64:
+		return int64(x)
+	case string:
+		n, _ := strconv.ParseInt(x, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func asFloat(v any) float64 {
+	switch x := v.(type) {
+	case json.Number:
+		f, _ := x.Float64()
+		return f
+	case float64:
+		return x
+	case float32:
+		return float64(x)
+	case string:
+		f, _ := strconv.ParseFloat(x, 64)
+		return f
+	}
+	return float64(asInt(v))
+}
+
+func msTime(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}

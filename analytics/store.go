@@ -1,0 +1,362 @@
+// Package analytics is webhookd's ClickHouse side: the schema, the store the
+// admin API reads execution logs and stats from, and the sink that writes the
+// executions and DLQ topics into it (DESIGN.md §6).
+//
+// The store runs one set of SQL statements on either backend: a ClickHouse
+// server through clickhouse-go (production) or embedded chDB (dev, tests).
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+)
+
+// Store reads and writes webhookd's ClickHouse tables.
+type Store struct {
+	b       backend
+	db      string
+	cluster string
+	ttlDays int
+	kind    string
+}
+
+// Options for a store's schema.
+type Options struct {
+	Database string
+	Cluster  string // DDL ON CLUSTER with Replicated engines when set
+	TTLDays  int
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func newStore(b backend, kind string, o Options) (*Store, error) {
+	if o.Database == "" {
+		o.Database = "webhookd"
+	}
+	if !identRE.MatchString(o.Database) {
+		return nil, fmt.Errorf("database name %q: use letters, digits and _", o.Database)
+	}
+	if o.Cluster != "" && !identRE.MatchString(o.Cluster) {
+		return nil, fmt.Errorf("cluster name %q: use letters, digits and _", o.Cluster)
+	}
+	if o.TTLDays <= 0 {
+		o.TTLDays = 30
+	}
+	return &Store{b: b, db: o.Database, cluster: o.Cluster, ttlDays: o.TTLDays, kind: kind}, nil
+}
+
+// OpenChDB opens the embedded engine with its data under dataPath.
+func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
+	b, err := openChDB(lib, dataPath)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newStore(b, "chdb", o)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenServer connects to a ClickHouse server.
+func OpenServer(ctx context.Context, so ServerOptions, o Options) (*Store, error) {
+	b, err := openServer(ctx, so)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newStore(b, "clickhouse", o)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Kind is "chdb" or "clickhouse".
+func (s *Store) Kind() string { return s.kind }
+
+// Ping checks the connection.
+func (s *Store) Ping(ctx context.Context) error { return s.b.ping(ctx) }
+
+// Close releases the connection.
+func (s *Store) Close() error { return s.b.close() }
+
+// Migrate creates the database and tables when missing.
+func (s *Store) Migrate(ctx context.Context) error {
+	for _, stmt := range Schema(s.db, s.cluster, s.ttlDays) {
+		if err := s.b.exec(ctx, stmt, nil); err != nil {
+			return fmt.Errorf("migrate: %w\n%s", err, stmt)
+		}
+	}
+	return nil
+}
+
+func (s *Store) t(name string) string { return s.db + "." + name }
+
+var attemptCols = []string{"attempt_id", "execution_id", "delivery_id", "pipeline_id", "pipeline_name", "trigger_type", "trigger_id", "event_id",
+	"step_id", "step_name", "step_order", "attempt", "failover", "tier", "status", "http_status", "latency_ms", "error",
+	"request_url", "request_body", "response_body", "started_at"}
+
+var executionCols = []string{"execution_id", "delivery_id", "pipeline_id", "pipeline_name", "trigger_type", "trigger_id", "event_id", "status", "started_at", "completed_at", "seq"}
+
+var deadLetterCols = []string{"id", "state", "reason", "error", "delivery_id", "execution_id", "pipeline_id", "trigger_type", "trigger_id", "step_order", "attempts", "failed_at", "payload", "source", "version"}
+
+// InsertAttempts writes attempt rows in one insert.
+func (s *Store) InsertAttempts(ctx context.Context, as []delivery.Attempt) error {
+	rows := make([][]any, len(as))
+	for i, a := range as {
+		rows[i] = []any{a.AttemptID, a.ExecutionID, a.DeliveryID, a.PipelineID, a.PipelineName, a.TriggerType, a.TriggerID, a.EventID,
+			a.StepID, a.StepName, int64(a.StepOrder), int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error,
+			a.RequestURL, a.RequestBody, a.ResponseBody, a.StartedAt.UTC()}
+	}
+	return s.b.insert(ctx, s.t("attempts"), attemptCols, rows)
+}
+
+// InsertExecutions writes execution state rows in one insert.
+func (s *Store) InsertExecutions(ctx context.Context, es []delivery.Execution) error {
+	rows := make([][]any, len(es))
+	for i, e := range es {
+		rows[i] = []any{e.ExecutionID, e.DeliveryID, e.PipelineID, e.PipelineName, e.TriggerType, e.TriggerID, e.EventID, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.Seq}
+	}
+	return s.b.insert(ctx, s.t("executions"), executionCols, rows)
+}
+
+// InsertDeadLetters writes DLQ item states in one insert.
+func (s *Store) InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error {
+	rows := make([][]any, len(ds))
+	for i, d := range ds {
+		rows[i] = []any{d.ID, d.State, d.Reason, d.Error, d.DeliveryID, d.ExecutionID, d.PipelineID, d.TriggerType, d.TriggerID,
+			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), d.Payload, d.Source, d.Version}
+	}
+	return s.b.insert(ctx, s.t("dlq_items"), deadLetterCols, rows)
+}
+
+// DeadLetterRow is one DLQ item state as stored.
+type DeadLetterRow struct {
+	delivery.DeadLetter
+	Source  string // JSON of the source record, "" if none
+	Payload string // JSON
+	Version int64  // higher wins (Kafka offset order)
+}
+
+// ExecutionLog is one execution with its steps (spec: logs/recent).
+type ExecutionLog struct {
+	ID           string     `json:"id"`
+	DeliveryID   string     `json:"delivery_id"`
+	PipelineID   string     `json:"pipeline_id"`
+	PipelineName string     `json:"pipeline_name"`
+	TriggerType  string     `json:"trigger_type"`
+	TriggerID    string     `json:"trigger_id"`
+	EventID      string     `json:"event_id"`
+	Status       string     `json:"status"`
+	StartedAt    time.Time  `json:"started_at"`
+	CompletedAt  *time.Time `json:"completed_at"`
+	DurationMS   int64      `json:"duration_ms"`
+	Steps        []StepLog  `json:"steps"`
+}
+
+// StepLog is a step's latest attempt within an execution.
+type StepLog struct {
+	StepID       string `json:"step_id"`
+	StepName     string `json:"step_name"`
+	StepOrder    int64  `json:"step_order"`
+	Status       string `json:"status"`
+	HTTPStatus   int64  `json:"http_status"`
+	LatencyMS    int64  `json:"latency_ms"`
+	Attempts     int64  `json:"attempts"`
+	Failover     bool   `json:"failover"`
+	Error        string `json:"error,omitempty"`
+	ResponseBody string `json:"response_body"`
+}
+
+// ExecutionFilter selects executions.
+type ExecutionFilter struct {
+	PipelineID  string
+	TriggerType string
+	Statuses    []string // empty: any
+	Limit       int
+	Offset      int
+}
+
+// RecentExecutions returns executions newest first, each with its steps.
+func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]ExecutionLog, int64, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	where := `({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
+		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
+		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))`
+	p := Params{"pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "statuses": append([]string{}, f.Statuses...), "limit": f.Limit, "offset": f.Offset}
+	rows, err := s.b.query(ctx, `
+		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status,
+		       toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(completed_at)
+		FROM `+s.t("executions")+` FINAL
+		WHERE `+where+`
+		ORDER BY started_at DESC, execution_id
+		LIMIT {limit:Int64} OFFSET {offset:Int64}`, p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("recent executions: %w", err)
+	}
+	totalRows, err := s.b.query(ctx, `SELECT count() FROM `+s.t("executions")+` FINAL WHERE `+where, p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count executions: %w", err)
+	}
+	var total int64
+	if len(totalRows) == 1 {
+		total = asInt(totalRows[0][0])
+	}
+	logs := make([]ExecutionLog, 0, len(rows))
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		l := ExecutionLog{ID: asString(r[0]), DeliveryID: asString(r[1]), PipelineID: asString(r[2]), PipelineName: asString(r[3]),
+			TriggerType: asString(r[4]), TriggerID: asString(r[5]), EventID: asString(r[6]), Status: asString(r[7]),
+			StartedAt: msTime(asInt(r[8])), Steps: []StepLog{}}
+		if c := msTime(asInt(r[9])); !c.IsZero() && c.Year() > 1970 {
+			l.CompletedAt = &c
+			l.DurationMS = c.Sub(l.StartedAt).Milliseconds()
+		}
+		logs = append(logs, l)
+		ids = append(ids, l.ID)
+	}
+	if len(ids) == 0 {
+		return logs, total, nil
+	}
+	steps, err := s.b.query(ctx, `
+		SELECT execution_id, step_id, step_name, step_order, status, http_status, latency_ms, error, response_body, attempt, failover
+		FROM `+s.t("attempts")+` FINAL
+		WHERE execution_id IN {ids:Array(String)}
+		ORDER BY execution_id, step_order, started_at, attempt`, Params{"ids": ids})
+	if err != nil {
+		return nil, 0, fmt.Errorf("execution steps: %w", err)
+	}
+	byExec := map[string]map[int64]*StepLog{}
+	for _, r := range steps {
+		eid, order := asString(r[0]), asInt(r[3])
+		m := byExec[eid]
+		if m == nil {
+			m = map[int64]*StepLog{}
+			byExec[eid] = m
+		}
+		st := m[order]
+		if st == nil {
+			st = &StepLog{}
+			m[order] = st
+		}
+		// Rows come in attempt order: the last one is the step's current state.
+		n := st.Attempts + 1
+		*st = StepLog{StepID: asString(r[1]), StepName: asString(r[2]), StepOrder: order, Status: asString(r[4]),
+			HTTPStatus: asInt(r[5]), LatencyMS: asInt(r[6]), Error: asString(r[7]), ResponseBody: asString(r[8]),
+			Attempts: n, Failover: asBool(r[10])}
+	}
+	for i := range logs {
+		m := byExec[logs[i].ID]
+		orders := make([]int64, 0, len(m))
+		for o := range m {
+			orders = append(orders, o)
+		}
+		sort.Slice(orders, func(a, b int) bool { return orders[a] < orders[b] })
+		for _, o := range orders {
+			logs[i].Steps = append(logs[i].Steps, *m[o])
+		}
+	}
+	return logs, total, nil
+}
+
+func asBool(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		return x == "true" || x == "1"
+	}
+	return asInt(v) != 0
+}
+
+// PipelineStats are a pipeline's execution counts (spec: pipeline stats).
+type PipelineStats struct {
+	TotalExecutions int64      `json:"total_executions"`
+	Successful      int64      `json:"successful"`
+	Failed          int64      `json:"failed"`
+	InRetry         int64      `json:"in_retry"`
+	InDLQ           int64      `json:"in_dlq"`
+	SuccessRate     float64    `json:"success_rate"`
+	LastTriggered   *time.Time `json:"-"`
+}
+
+// StepStats are one step's attempt counts.
+type StepStats struct {
+	Executions   int64 `json:"executions"`
+	Successful   int64 `json:"successful"`
+	AvgLatencyMS int64 `json:"avg_latency_ms"`
+}
+
+// PipelineStats returns stats for the given pipelines (all when ids is empty).
+func (s *Store) PipelineStats(ctx context.Context, ids []string) (map[string]*PipelineStats, error) {
+	p := Params{"ids": append([]string{}, ids...)}
+	rows, err := s.b.query(ctx, `
+		SELECT pipeline_id, count(), countIf(status = 'completed'), countIf(status IN ('failed', 'partial')),
+		       countIf(status = 'retrying'), toUnixTimestamp64Milli(max(started_at))
+		FROM `+s.t("executions")+` FINAL
+		WHERE length({ids:Array(String)}) = 0 OR has({ids:Array(String)}, pipeline_id)
+		GROUP BY pipeline_id`, p)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline stats: %w", err)
+	}
+	out := map[string]*PipelineStats{}
+	for _, r := range rows {
+		st := &PipelineStats{TotalExecutions: asInt(r[1]), Successful: asInt(r[2]), Failed: asInt(r[3]), InRetry: asInt(r[4])}
+		if st.TotalExecutions > 0 {
+			st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
+		}
+		if t := msTime(asInt(r[5])); !t.IsZero() {
+			st.LastTriggered = &t
+		}
+		out[asString(r[0])] = st
+	}
+	dl, err := s.b.query(ctx, `
+		SELECT pipeline_id, count() FROM `+s.t("dlq_items")+` FINAL
+		WHERE state = 'dead' AND pipeline_id != '' AND (length({ids:Array(String)}) = 0 OR has({ids:Array(String)}, pipeline_id))
+		GROUP BY pipeline_id`, p)
+	if err != nil {
+		return nil, fmt.Errorf("dlq stats: %w", err)
+	}
+	for _, r := range dl {
+		id := asString(r[0])
+		if out[id] == nil {
+			out[id] = &PipelineStats{}
+		}
+		out[id].InDLQ = asInt(r[1])
+	}
+	return out, nil
+}
+
+// StepStats returns per-step stats of one pipeline, keyed by step id.
+func (s *Store) StepStats(ctx context.Context, pipelineID string) (map[string]*StepStats, error) {
+	rows, err := s.b.query(ctx, `
+		SELECT step_id, uniqExact(execution_id), countIf(status = 'success'), toInt64(avg(latency_ms))
+		FROM `+s.t("attempts")+` FINAL
+		WHERE pipeline_id = {pipeline_id:String}
+		GROUP BY step_id`, Params{"pipeline_id": pipelineID})
+	if err != nil {
+		return nil, fmt.Errorf("step stats: %w", err)
+	}
+	out := map[string]*StepStats{}
+	for _, r := range rows {
+		out[asString(r[0])] = &StepStats{Executions: asInt(r[1]), Successful: asInt(r[2]), AvgLatencyMS: asInt(r[3])}
+	}
+	return out, nil
+}
+
+func roundRate(ok, total int64) float64 {
+	r := float64(ok) * 10000 / float64(total)
+	return float64(int64(r+0.5)) / 100
+}
+
+func joinCols(cols []string) string { return strings.Join(cols, ", ") }

@@ -1,0 +1,123 @@
+package analytics
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+)
+
+// TestStoreConformance runs one suite on every backend: chDB always, and a
+// ClickHouse server when WEBHOOKD_TEST_CLICKHOUSE_ADDR is set.
+func TestStoreConformance(t *testing.T) {
+	t.Run("chdb", func(t *testing.T) {
+		s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "conf"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		runConformance(t, s)
+	})
+	t.Run("clickhouse-server", func(t *testing.T) {
+		addr := os.Getenv("WEBHOOKD_TEST_CLICKHOUSE_ADDR")
+		if addr == "" {
+			t.Skip("WEBHOOKD_TEST_CLICKHOUSE_ADDR not set")
+		}
+		db := "webhookd_test_" + time.Now().Format("150405")
+		s, err := OpenServer(context.Background(), ServerOptions{Addr: addr, User: os.Getenv("WEBHOOKD_TEST_CLICKHOUSE_USER"), Password: os.Getenv("WEBHOOKD_TEST_CLICKHOUSE_PASSWORD")}, Options{Database: db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = s.b.exec(context.Background(), "DROP DATABASE IF EXISTS "+db, nil); s.Close() }()
+		runConformance(t, s)
+	})
+}
+
+func runConformance(t *testing.T, s *Store) {
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate is not idempotent: %v", err)
+	}
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	att := func(exec string, step, attempt int, status string, code int, at time.Time) delivery.Attempt {
+		return delivery.Attempt{AttemptID: delivery.AttemptID(exec, step, attempt, false), ExecutionID: exec, DeliveryID: "wh_del_" + exec,
+			PipelineID: "pipe_1", PipelineName: "P 'one'", TriggerType: "conversion", TriggerID: "conv_1", EventID: "evt_" + exec,
+			StepID: "step_" + string(rune('0'+step)), StepName: "S", StepOrder: step, Attempt: attempt, Status: status, HTTPStatus: code,
+			LatencyMS: 100 * int64(step), ResponseBody: `{"received": true}`, StartedAt: at}
+	}
+	attempts := []delivery.Attempt{
+		att("exec_a", 1, 0, "success", 200, t0),
+		att("exec_a", 2, 0, "success", 201, t0.Add(time.Second)),
+		att("exec_b", 1, 0, "failed", 500, t0.Add(time.Minute)),
+	}
+	execs := []delivery.Execution{
+		{ExecutionID: "exec_a", DeliveryID: "wh_del_exec_a", PipelineID: "pipe_1", PipelineName: "P 'one'", TriggerType: "conversion", TriggerID: "conv_1", Status: "completed", StartedAt: t0, CompletedAt: t0.Add(1500 * time.Millisecond), Seq: 2},
+		{ExecutionID: "exec_b", DeliveryID: "wh_del_exec_b", PipelineID: "pipe_1", PipelineName: "P 'one'", TriggerType: "conversion", TriggerID: "conv_2", Status: "failed", StartedAt: t0.Add(time.Minute), CompletedAt: t0.Add(time.Minute + time.Second), Seq: 2},
+	}
+	// Insert twice: a replay of the topics must not double anything.
+	for range 2 {
+		if err := s.InsertAttempts(ctx, attempts); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertExecutions(ctx, execs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl := DeadLetterRow{DeadLetter: delivery.DeadLetter{ID: "dlq_1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: t0}, Payload: "{}", Version: 1}
+	if err := s.InsertDeadLetters(ctx, []DeadLetterRow{dl}); err != nil {
+		t.Fatal(err)
+	}
+
+	logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 2 || len(logs) != 2 || logs[0].ID != "exec_b" || logs[1].ID != "exec_a" {
+		t.Fatalf("total %d, logs %+v", total, logs)
+	}
+	a := logs[1]
+	if a.PipelineName != "P 'one'" || a.Status != "completed" || a.DurationMS != 1500 || len(a.Steps) != 2 || a.Steps[1].HTTPStatus != 201 || a.Steps[0].Attempts != 1 || a.Steps[0].ResponseBody != `{"received": true}` {
+		t.Fatalf("exec_a = %+v", a)
+	}
+	failed, _, err := s.RecentExecutions(ctx, ExecutionFilter{Statuses: []string{"failed", "retrying"}})
+	if err != nil || len(failed) != 1 || failed[0].ID != "exec_b" {
+		t.Fatalf("failures = %+v, %v", failed, err)
+	}
+	// A hostile filter value is data, not SQL.
+	none, _, err := s.RecentExecutions(ctx, ExecutionFilter{PipelineID: `x' OR 1=1 --`})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("injection filter = %+v, %v", none, err)
+	}
+	st, err := s.PipelineStats(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := st["pipe_1"]
+	if p == nil || p.TotalExecutions != 2 || p.Successful != 1 || p.Failed != 1 || p.SuccessRate != 50 || p.InDLQ != 1 || p.LastTriggered == nil || !p.LastTriggered.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("stats = %+v", p)
+	}
+	ss, err := s.StepStats(ctx, "pipe_1")
+	if err != nil || ss["step_1"] == nil || ss["step_1"].Executions != 2 || ss["step_1"].Successful != 1 {
+		t.Fatalf("step stats = %+v, %v", ss, err)
+	}
+}
+
+func TestBindParamsQuotesEveryValue(t *testing.T) {
+	q, err := bindParams("SELECT {a:String}, {b:Int64}, {c:Array(String)}", Params{"a": `it's \ {b:Int64}`, "b": 5, "c": []string{"x'", "y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `SELECT CAST('it\'s \\ {b:Int64}' AS String), CAST(5 AS Int64), CAST(['x\'','y'] AS Array(String))`
+	if q != want {
+		t.Fatalf("got  %s\nwant %s", q, want)
+	}
+	if _, err := bindParams("SELECT {missing:String}", nil); err == nil {
+		t.Fatal("missing parameter accepted")
+	}
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Tools the signature-verification tests run the spec's snippets with:
+# node + the jsonwebtoken package (into .cache/node), python3, php-cli.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$root/.cache/node/node_modules/jsonwebtoken" ]; then
+  mkdir -p "$root/.cache/node"
+  (cd "$root/.cache/node" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && npm install --silent --no-audit --no-fund jsonwebtoken@9.0.2)
+fi
+missing=()
+command -v php >/dev/null || missing+=(php-cli)
+command -v python3 >/dev/null || missing+=(python3)
+command -v node >/dev/null || missing+=(nodejs)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]} (install them to run the signature snippet tests)" >&2
+    exit 1
+  fi
+fi
