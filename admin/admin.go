@@ -1,0 +1,217 @@
+// Package admin is the Fiber admin API of the spec (/api/admin/webhooks/…):
+// pipelines, execution logs, health and metrics. Every route but the health
+// probes requires the bearer token, compared in constant time.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/pipeline"
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// Registry is what the API needs of the pipeline registry.
+type Registry interface {
+	Get(id string) (*pipeline.Compiled, bool)
+	List() []*pipeline.Compiled
+	Put(ctx context.Context, p *pipeline.Pipeline) error
+	Delete(ctx context.Context, id string) error
+}
+
+// Logs is what the API needs of the analytics store.
+type Logs interface {
+	RecentExecutions(ctx context.Context, f analytics.ExecutionFilter) ([]analytics.ExecutionLog, int64, error)
+	PipelineStats(ctx context.Context, ids []string) (map[string]*analytics.PipelineStats, error)
+	StepStats(ctx context.Context, pipelineID string) (map[string]*analytics.StepStats, error)
+}
+
+// Check is one readiness condition.
+type Check struct {
+	Name  string
+	Ready func() bool
+}
+
+// Options configure the API.
+type Options struct {
+	Addr     string
+	Token    string
+	Registry Registry
+	Logs     Logs
+	Env      pipeline.EnvPolicy
+	Limits   pipeline.RetryLimits
+	Checks   []Check
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Server is the admin API worker.
+type Server struct {
+	o     Options
+	app   *fiber.App
+	ln    net.Listener
+	ready chan struct{}
+}
+
+// New builds the API; Run serves it.
+func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Limits.MaxAttempts == 0 {
+		o.Limits = pipeline.DefaultRetryLimits
+	}
+	s := &Server{o: o, ready: make(chan struct{})}
+	s.app = fiber.New(fiber.Config{
+		// Values taken from a request outlive the handler (they go into
+		// pipelines and Kafka records): make Fiber copy them.
+		Immutable:             true,
+		BodyLimit:             1 << 20,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          60 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.errorHandler,
+	})
+	s.app.Use(recover.New())
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	a := s.app
+	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	a.Get("/readyz", s.readyz)
+	a.Use(s.auth)
+	a.Get("/metrics", adaptor.HTTPHandler(promhttp.Handler()))
+	a.Get("/api/admin/webhooks/openapi.yaml", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, "application/yaml")
+		return c.Send(openAPI)
+	})
+	w := a.Group("/api/admin/webhooks")
+	w.Post("/pipelines", s.createPipeline)
+	w.Get("/pipelines", s.listPipelines)
+	w.Get("/pipelines/:id", s.getPipeline)
+	w.Put("/pipelines/:id", s.updatePipeline)
+	w.Delete("/pipelines/:id", s.deletePipeline)
+	w.Get("/logs/recent", s.recentLogs)
+	w.Get("/logs/failures", s.failureLogs)
+	a.Use(func(c *fiber.Ctx) error {
+		return apiError(fiber.StatusNotFound, "not_found", "no route "+c.Method()+" "+c.Path())
+	})
+}
+
+// Name implements the worker interface.
+func (s *Server) Name() string { return "admin" }
+
+// Addr is the bound address once Run has started listening.
+func (s *Server) Addr() string {
+	<-s.ready
+	return s.ln.Addr().String()
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.o.Addr)
+	if err != nil {
+		return fmt.Errorf("admin API: listen on %s: %w", s.o.Addr, err)
+	}
+	s.ln = ln
+	close(s.ready)
+	s.o.Log.Info("admin API listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- s.app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin API: %w", err)
+	case <-ctx.Done():
+		if err := s.app.ShutdownWithTimeout(10 * time.Second); err != nil {
+			return fmt.Errorf("admin API shutdown: %w", err)
+		}
+		return nil
+	}
+}
+
+// Test exposes the app for in-process tests.
+func (s *Server) Test() *fiber.App { return s.app }
+
+func (s *Server) auth(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || s.o.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.o.Token)) != 1 {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
+		return apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+	}
+	return c.Next()
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	status := fiber.Map{}
+	ok := true
+	for _, ch := range s.o.Checks {
+		r := ch.Ready()
+		status[ch.Name] = r
+		ok = ok && r
+	}
+	if !ok {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "starting", "checks": status})
+	}
+	return c.JSON(fiber.Map{"status": "ready", "checks": status})
+}
+
+// Error is the spec's error envelope body.
+type Error struct {
+	Status  int                   `json:"-"`
+	Code    string                `json:"code"`
+	Message string                `json:"message"`
+	Details []pipeline.FieldError `json:"details,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func apiError(status int, code, msg string) *Error {
+	return &Error{Status: status, Code: code, Message: msg}
+}
+
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	var ae *Error
+	var ve *pipeline.ValidationError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &ve):
+		ae = &Error{Status: fiber.StatusBadRequest, Code: "validation_failed", Message: "the request has invalid fields", Details: ve.Fields}
+	case errors.As(err, &fe):
+		code := map[int]string{400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}[fe.Code]
+		if code == "" {
+			code = "error"
+		}
+		ae = &Error{Status: fe.Code, Code: code, Message: fe.Message}
+	default:
+		s.o.Log.Error("admin API error", "method", c.Method(), "path", c.Path(), "err", err)
+		ae = &Error{Status: fiber.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	return c.Status(ae.Status).JSON(fiber.Map{"success": false, "error": ae})
+}
+
+func ok(c *fiber.Ctx, status int, data any) error {
+	return c.Status(status).JSON(fiber.Map{"success": true, "data": data})
+}

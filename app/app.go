@@ -1,0 +1,222 @@
+// Package app wires webhookd together from its settings, by hand and in one
+// place: dependencies first (dev Kafka, ClickHouse), then topics, then the
+// roles as supervised workers. Close releases everything in reverse order.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/admin"
+	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/consumer"
+	"github.com/afftok/webhookd/devstack"
+	"github.com/afftok/webhookd/dispatcher"
+	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/registry"
+	"github.com/afftok/webhookd/retrytopics"
+	"github.com/afftok/webhookd/template"
+	"github.com/afftok/webhookd/worker"
+)
+
+// App is a wired webhookd process.
+type App struct {
+	Config   config.Config
+	Topics   bus.Topics
+	Registry *registry.Registry
+	Store    *analytics.Store
+	Admin    *admin.Server
+	Consumer *consumer.Consumer
+	Sink     *analytics.Sink
+
+	log     *slog.Logger
+	sup     *worker.Supervisor
+	kafka   *devstack.Kafka
+	clients []*kgo.Client
+}
+
+// New builds the app. Nothing is consumed or served until Run.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
+	a = &App{Config: cfg, log: log, sup: worker.NewSupervisor(log)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if cfg.Mode == config.ModeDev {
+		if a.kafka, err = devstack.StartKafka(cfg.DevKafkaAddr, filepath.Join(cfg.DataDir, "kafka")); err != nil {
+			return nil, err
+		}
+		cfg.KafkaBrokers = strings.Join(a.kafka.Addrs(), ",")
+		log.Info("dev Kafka (kfake) listening", "addr", cfg.KafkaBrokers, "data", filepath.Join(cfg.DataDir, "kafka"))
+		if cfg.AdminToken == "" && cfg.HasRole(config.RoleAdmin) {
+			cfg.AdminToken = randomToken()
+			log.Warn("WEBHOOKD_ADMIN_TOKEN is not set; generated one for this run", "admin_token", cfg.AdminToken)
+		}
+	}
+	a.Config = cfg
+
+	tiers, err := retrytopics.ParseTiers(cfg.RetryTiers)
+	if err != nil {
+		return nil, fmt.Errorf("WEBHOOKD_RETRY_TIERS: %w", err)
+	}
+	a.Topics = bus.NewTopics(&cfg, tiers)
+	base, err := bus.ClientOpts(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	adminClient, err := a.client(base)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := bus.Ensure(tctx, kadm.NewClient(adminClient), a.Topics.Specs(cfg.TopicPartitions, cfg.CreateEventTopics), cfg.TopicReplication, log); err != nil {
+		return nil, fmt.Errorf("kafka topics: %w", err)
+	}
+
+	regClient, err := a.client(append(append([]kgo.Opt{}, base...), registry.ConsumeOpts(a.Topics.Pipelines)...))
+	if err != nil {
+		return nil, err
+	}
+	a.Registry = registry.New(regClient, a.Topics.Pipelines, log.With("worker", "registry"))
+	a.sup.Add(a.Registry)
+	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready}}
+
+	if cfg.HasRole(config.RoleAnalytics) || cfg.HasRole(config.RoleAdmin) {
+		if a.Store, err = openStore(ctx, &cfg); err != nil {
+			return nil, err
+		}
+		if err := a.Store.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	env := template.NewEnvSource(config.SplitList(cfg.TemplateEnvAllow), cfg.TemplateSecretsDir)
+	if cfg.HasRole(config.RoleDispatcher) {
+		guard, err := newGuard(&cfg)
+		if err != nil {
+			return nil, err
+		}
+		disp := dispatcher.New(dispatcher.Options{
+			Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
+			ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
+			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
+		})
+		a.Consumer = consumer.New(consumer.Options{
+			ClientOpts: base, Group: cfg.ConsumerGroup, Topics: a.Topics.Events, DLQTopic: a.Topics.DLQ,
+			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace,
+			Log: log.With("worker", "dispatcher"),
+		}, a.Registry, disp)
+		a.sup.Add(registryGated{a.Registry, a.Consumer})
+		checks = append(checks, admin.Check{Name: "dispatcher", Ready: a.Consumer.Ready})
+	}
+	if cfg.HasRole(config.RoleAnalytics) {
+		a.Sink = analytics.NewSink(analytics.SinkOptions{
+			ClientOpts: base, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
+			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Log: log.With("worker", "analytics"),
+		}, a.Store)
+		a.sup.Add(a.Sink)
+		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
+	}
+	if cfg.HasRole(config.RoleAdmin) {
+		var logs admin.Logs
+		if a.Store != nil {
+			logs = a.Store
+		}
+		a.Admin = admin.New(admin.Options{
+			Addr: cfg.AdminAddr, Token: cfg.AdminToken, Registry: a.Registry, Logs: logs, Env: env,
+			Limits: pipeline.RetryLimits{MaxAttempts: pipeline.DefaultRetryLimits.MaxAttempts, MaxDelaySeconds: pipeline.DefaultRetryLimits.MaxDelaySeconds},
+			Checks: checks, Log: log.With("worker", "admin"),
+		})
+		a.sup.Add(a.Admin)
+	}
+	return a, nil
+}
+
+// registryGated starts a worker only once the registry has loaded, so no
+// event is matched against a partial set of pipelines.
+type registryGated struct {
+	reg *registry.Registry
+	w   worker.Worker
+}
+
+func (g registryGated) Name() string { return g.w.Name() }
+func (g registryGated) Run(ctx context.Context) error {
+	if err := g.reg.WaitReady(ctx); err != nil {
+		return nil
+	}
+	return g.w.Run(ctx)
+}
+
+func (a *App) client(opts []kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	a.clients = append(a.clients, cl)
+	return cl, nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config) (*analytics.Store, error) {
+	o := analytics.Options{Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster, TTLDays: cfg.ClickHouseTTLDays}
+	if cfg.Mode == config.ModeDev && cfg.ClickHouseAddr == "" {
+		lib := cfg.ChDBLibrary
+		if lib == "" {
+			lib = analytics.FindChDB()
+		}
+		return analytics.OpenChDB(lib, filepath.Join(cfg.DataDir, "clickhouse"), o)
+	}
+	return analytics.OpenServer(ctx, analytics.ServerOptions{
+		Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, TLS: cfg.ClickHouseTLS,
+	}, o)
+}
+
+func newGuard(cfg *config.Config) (dispatcher.Guard, error) {
+	g := dispatcher.Guard{AllowPrivate: cfg.AllowPrivateTargets}
+	for _, s := range config.SplitList(cfg.AllowedTargetCIDRs) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return g, fmt.Errorf("WEBHOOKD_ALLOWED_TARGET_CIDRS: %q: %w", s, err)
+		}
+		g.Allowed = append(g.Allowed, p)
+	}
+	return g, nil
+}
+
+func randomToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "whd_" + hex.EncodeToString(b[:])
+}
+
+// Run runs every role until ctx ends or one fails.
+func (a *App) Run(ctx context.Context) error { return a.sup.Run(ctx) }
+
+// Status reports each worker's state.
+func (a *App) Status() map[string]string { return a.sup.Status() }
+
+// Close releases clients, the store and the dev broker, in reverse order of creation.
+func (a *App) Close() {
+	for i := len(a.clients) - 1; i >= 0; i-- {
+		a.clients[i].Close()
+	}
+	if a.Store != nil {
+		_ = a.Store.Close()
+	}
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
+}
