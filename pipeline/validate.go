@@ -327,9 +327,16 @@ func Decode(b []byte, into any) error {
 	return nil
 }
 
-// fieldPath turns encoding/json's "steps.0.url" into "steps[0].url".
+// fieldPath turns encoding/json's "steps.0.url" into "steps[0].url" and
+// drops the names of embedded Go structs ("Step.order" is "order").
 func fieldPath(p string) string {
-	segs := strings.Split(p, ".")
+	var segs []string
+	for _, s := range strings.Split(p, ".") {
+		if s != "" && s[0] >= 'A' && s[0] <= 'Z' {
+			continue
+		}
+		segs = append(segs, s)
+	}
 	var b strings.Builder
 	for i, s := range segs {
 		if _, err := strconv.Atoi(s); err == nil && i > 0 {

@@ -1,0 +1,652 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/delivery"
+)
+
+// One app per test binary: chDB allows one session per process.
+var (
+	testApp   *App
+	testToken = "test-token-0123456789abcdef"
+	producer  *kgo.Client
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "webhookd-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv("CRM_API_KEY", "crm-key-123")
+	os.Setenv("WEBHOOK_SECRET", "whsec-from-env")
+	os.Setenv("NOT_ALLOWED_SECRET", "must-not-leak")
+	cfg, err := config.Load(config.ModeDev, func(k string) string {
+		return map[string]string{
+			"WEBHOOKD_DATA_DIR": dir, "WEBHOOKD_DEV_KAFKA_ADDR": "127.0.0.1:0", "WEBHOOKD_ADMIN_ADDR": "127.0.0.1:0",
+			"WEBHOOKD_ADMIN_TOKEN": testToken, "WEBHOOKD_TEMPLATE_ENV_ALLOW": "CRM_API_KEY,WEBHOOK_SECRET",
+			"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms", "WEBHOOKD_SHUTDOWN_GRACE": "5s",
+		}[k]
+	})
+	if err != nil {
+		panic(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("WEBHOOKD_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	testApp, err = New(ctx, cfg, log)
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- testApp.Run(ctx) }()
+	producer, err = kgo.NewClient(kgo.SeedBrokers(testApp.Config.KafkaBrokers), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		panic(err)
+	}
+	waitReady()
+	code := m.Run()
+	producer.Close()
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "app run:", err)
+		code = 1
+	}
+	testApp.Close()
+	return code
+}
+
+func waitReady() {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + testApp.Admin.Addr() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	panic("app never became ready")
+}
+
+// api calls the admin API over real HTTP and decodes the JSON answer.
+func api(t *testing.T, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, "http://"+testApp.Admin.Addr()+path, rd)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out
+}
+
+// captured is one request a receiver got.
+type captured struct {
+	Path   string
+	Header http.Header
+	Body   []byte
+	At     time.Time
+}
+
+// receiver is a real HTTP server that records requests; respond decides the answer.
+type receiver struct {
+	*httptest.Server
+	reqs    chan captured
+	mu      sync.Mutex
+	respond func(c captured, w http.ResponseWriter)
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{reqs: make(chan captured, 100)}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		c := captured{Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: b, At: time.Now()}
+		r.mu.Lock()
+		respond := r.respond
+		r.mu.Unlock()
+		if respond != nil {
+			respond(c, w)
+		} else {
+			w.WriteHeader(200)
+			_, _ = w.Write([]byte(`{"received": true}`))
+		}
+		r.reqs <- c
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) next(t *testing.T) captured {
+	t.Helper()
+	select {
+	case c := <-r.reqs:
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatal("receiver got no request within 30s")
+	}
+	return captured{}
+}
+
+func (r *receiver) none(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case c := <-r.reqs:
+		t.Fatalf("unexpected request %s %s", c.Path, c.Body)
+	case <-time.After(within):
+	}
+}
+
+func produce(t *testing.T, topic, key, value string) {
+	t.Helper()
+	if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createPipeline posts a pipeline and deletes it when the test ends.
+func createPipeline(t *testing.T, body string) map[string]any {
+	t.Helper()
+	code, out := api(t, "POST", "/api/admin/webhooks/pipelines", body)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	data := out["data"].(map[string]any)
+	id := data["id"].(string)
+	t.Cleanup(func() { api(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil) })
+	return data
+}
+
+// waitExecution polls logs/recent (the user's view) until the pipeline's
+// execution for a trigger id appears with a final status.
+func waitExecution(t *testing.T, pipelineID, triggerID string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		code, out := api(t, "GET", "/api/admin/webhooks/logs/recent?pipeline_id="+pipelineID+"&limit=50", nil)
+		if code == 200 {
+			for _, l := range out["data"].(map[string]any)["logs"].([]any) {
+				lm := l.(map[string]any)
+				if lm["trigger_id"] == triggerID && lm["status"] != "retrying" {
+					return lm
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no execution for pipeline %s trigger %s in logs/recent", pipelineID, triggerID)
+	return nil
+}
+
+// verifyHMAC is the guide's Go verification snippet, unmodified.
+func verifyHMAC(body []byte, signature, secret string) bool {
+	parts := strings.SplitN(signature, "=", 2)
+	if len(parts) != 2 {
+		return false
+	}
+
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	expected := hex.EncodeToString(mac.Sum(nil))
+
+	return hmac.Equal([]byte(parts[1]), []byte(expected))
+}
+
+const apiReferenceCreate = `{
+  "name": "Conversion Notifications",
+  "description": "Notify external system of conversions",
+  "trigger_type": "conversion",
+  "status": "active",
+  "steps": [
+    {
+      "name": "Send to CRM",
+      "order": 1,
+      "url": "RECEIVER/webhooks/afftok",
+      "method": "POST",
+      "headers": {
+        "Content-Type": "application/json",
+        "X-API-Key": "{{env.CRM_API_KEY}}"
+      },
+      "body_template": {
+        "event": "{{trigger_type}}",
+        "conversion_id": "{{conversion.id}}",
+        "amount": "{{conversion.amount}}",
+        "user_id": "{{conversion.user_id}}"
+      },
+      "timeout_seconds": 30,
+      "retry_policy": {
+        "max_attempts": 5,
+        "backoff_type": "exponential",
+        "initial_delay_seconds": 5
+      },
+      "signature_mode": "hmac",
+      "signing_key": "{{env.WEBHOOK_SECRET}}"
+    }
+  ],
+  "failover_url": "RECEIVER/backup"
+}`
+
+func TestAPIReferenceCreateExampleDeliversSignedTemplatedWebhook(t *testing.T) {
+	rcv := newReceiver(t)
+	p := createPipeline(t, strings.ReplaceAll(apiReferenceCreate, "RECEIVER", rcv.URL))
+	if p["name"] != "Conversion Notifications" || p["trigger_type"] != "conversion" || p["status"] != "active" || p["created_at"] == nil {
+		t.Fatalf("create response = %v", p)
+	}
+	step := p["steps"].([]any)[0].(map[string]any)
+	if _, leaked := step["signing_key"]; leaked || step["has_signing_key"] != true || step["id"] == "" {
+		t.Fatalf("step in response = %v", step)
+	}
+
+	ev := `{"id":"evt_api_1","trigger_type":"conversion","trigger_id":"conv_api_1","timestamp":"2024-12-01T12:00:00Z",
+	  "data":{"conversion":{"id":"conv_api_1","amount":49.99,"user_id":"user_012","currency":"USD"},"click":{"id":"click_456","country":"US"},"offer":{"id":"off_789","title":"Premium VPN"}}}`
+	produce(t, "afftok.conversions", "conv_api_1", ev)
+	got := rcv.next(t)
+
+	if got.Path != "/webhooks/afftok" {
+		t.Fatalf("path %s", got.Path)
+	}
+	if want := `{"event":"conversion","conversion_id":"conv_api_1","amount":49.99,"user_id":"user_012"}`; string(got.Body) != want {
+		t.Fatalf("body %s\nwant %s", got.Body, want)
+	}
+	h := got.Header
+	if h.Get("X-API-Key") != "crm-key-123" || h.Get("Content-Type") != "application/json" || h.Get("X-Afftok-Retry-Count") != "0" {
+		t.Fatalf("headers %v", h)
+	}
+	if !verifyHMAC(got.Body, h.Get("X-Afftok-Signature"), "whsec-from-env") || !strings.HasPrefix(h.Get("X-Afftok-Signature"), "sha256=") {
+		t.Fatalf("signature %q does not verify with the env secret", h.Get("X-Afftok-Signature"))
+	}
+	if ts := h.Get("X-Afftok-Timestamp"); ts == "" || len(ts) != 10 {
+		t.Fatalf("timestamp %q", ts)
+	}
+	wantID := delivery.ID(delivery.EventKey("evt_api_1", "", 0, 0), p["id"].(string))
+	if h.Get("X-Afftok-Delivery-ID") != wantID {
+		t.Fatalf("delivery id %q, want deterministic %q", h.Get("X-Afftok-Delivery-ID"), wantID)
+	}
+
+	// The same event again (a redelivery) carries the same delivery id.
+	produce(t, "afftok.conversions", "conv_api_1", ev)
+	if again := rcv.next(t); again.Header.Get("X-Afftok-Delivery-ID") != wantID {
+		t.Fatalf("redelivery id %q, want %q", again.Header.Get("X-Afftok-Delivery-ID"), wantID)
+	}
+
+	l := waitExecution(t, p["id"].(string), "conv_api_1")
+	if l["status"] != "completed" || l["pipeline_name"] != "Conversion Notifications" || l["trigger_type"] != "conversion" || l["completed_at"] == nil {
+		t.Fatalf("log = %v", l)
+	}
+	steps := l["steps"].([]any)
+	s0 := steps[0].(map[string]any)
+	if len(steps) != 1 || s0["status"] != "success" || s0["http_status"] != 200.0 || s0["step_name"] != "Send to CRM" || s0["response_body"] != `{"received": true}` || s0["latency_ms"] == nil {
+		t.Fatalf("steps = %v", steps)
+	}
+}
+
+const guideQuickStart = `{
+    "name": "Conversion Notification",
+    "trigger_type": "conversion",
+    "status": "active",
+    "steps": [
+      {
+        "order": 1,
+        "name": "Notify Partner",
+        "url": "RECEIVER/webhook",
+        "method": "POST",
+        "headers": {
+          "Content-Type": "application/json"
+        },
+        "body_template": "{\"conversion_id\": \"{{conversion.id}}\", \"amount\": {{conversion.amount}}}",
+        "signature_mode": "hmac",
+        "signing_key": "your_secret_key"
+      }
+    ]
+  }`
+
+func TestGuideQuickStartWithFlatEventShape(t *testing.T) {
+	rcv := newReceiver(t)
+	p := createPipeline(t, strings.ReplaceAll(guideQuickStart, "RECEIVER", rcv.URL))
+	produce(t, "afftok.conversions", "conv_456", `{"type":"conversion.created","data":{"id":"conv_456","click_id":"clk_xyz789","amount":49.99,"currency":"USD","status":"pending"}}`)
+	got := rcv.next(t)
+	if want := `{"conversion_id": "conv_456", "amount": 49.99}`; string(got.Body) != want {
+		t.Fatalf("body %s, want %s", got.Body, want)
+	}
+	if !verifyHMAC(got.Body, got.Header.Get("X-Afftok-Signature"), "your_secret_key") {
+		t.Fatal("signature does not verify")
+	}
+	// No event id: the delivery id derives from where the event was read.
+	if id := got.Header.Get("X-Afftok-Delivery-ID"); !strings.HasPrefix(id, "wh_del_") {
+		t.Fatalf("delivery id %q", id)
+	}
+	waitExecution(t, p["id"].(string), "conv_456")
+}
+
+func TestHostileEventStringsStillRenderValidJSON(t *testing.T) {
+	rcv := newReceiver(t)
+	createPipeline(t, `{"name":"ua","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/c?id={{click.id}}",
+	  "body_template":"{\"ua\": \"{{click.user_agent}}\", \"ip\": {{click.ip}}}"}]}`)
+	ua := "Mozilla\", \"admin\": true, \"x\": \"\n{{env.NOT_ALLOWED_SECRET}} ✓ \\"
+	ev, _ := json.Marshal(map[string]any{"type": "click.tracked", "data": map[string]any{"id": "clk 1&x=2", "user_agent": ua, "ip": "1.2.3.4"}})
+	produce(t, "afftok.clicks", "clk1", string(ev))
+	got := rcv.next(t)
+	var body map[string]any
+	if err := json.Unmarshal(got.Body, &body); err != nil {
+		t.Fatalf("invalid JSON %s: %v", got.Body, err)
+	}
+	if body["ua"] != ua || body["ip"] != "1.2.3.4" || len(body) != 2 || strings.Contains(string(got.Body), "must-not-leak") {
+		t.Fatalf("body %s", got.Body)
+	}
+	if got.Path != "/c?id=clk+1%26x%3D2" {
+		t.Fatalf("path %s", got.Path)
+	}
+}
+
+func TestJWTStepCarriesSpecClaims(t *testing.T) {
+	rcv := newReceiver(t)
+	p := createPipeline(t, `{"name":"jwt","trigger_type":"fraud","steps":[{"order":1,"url":"`+rcv.URL+`/j","signature_mode":"jwt","signing_key":"jwt-secret"}]}`)
+	produce(t, "afftok.fraud", "f1", `{"id":"evt_f1","type":"fraud.detected","data":{"event_type":"click","reason":"bot_detection","risk_score":92,"blocked":true}}`)
+	got := rcv.next(t)
+	tok := strings.TrimPrefix(got.Header.Get("Authorization"), "Bearer ")
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return []byte("jwt-secret"), nil }, jwt.WithValidMethods([]string{"HS256"})); err != nil {
+		t.Fatalf("jwt %q: %v", tok, err)
+	}
+	if claims["pipeline_id"] != p["id"] || claims["trigger_type"] != "fraud" || claims["delivery_id"] != got.Header.Get("X-Afftok-Delivery-ID") ||
+		claims["exp"].(float64)-claims["iat"].(float64) != 300 {
+		t.Fatalf("claims %v", claims)
+	}
+	if got.Header.Get("X-Afftok-Signature") != "" {
+		t.Fatal("JWT step also sent an HMAC signature")
+	}
+	var body map[string]any
+	_ = json.Unmarshal(got.Body, &body)
+	if body["trigger_type"] != "fraud" || body["data"].(map[string]any)["risk_score"] != 92.0 {
+		t.Fatalf("default body %s", got.Body)
+	}
+}
+
+func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.respond = func(c captured, w http.ResponseWriter) {
+		switch {
+		case strings.HasPrefix(c.Path, "/auth"):
+			_, _ = w.Write([]byte(`{"token":"tok-42"}`))
+		case strings.HasPrefix(c.Path, "/fail"):
+			w.WriteHeader(500)
+		default:
+			w.WriteHeader(204)
+		}
+	}
+	// Given out of order on purpose: order decides.
+	p := createPipeline(t, `{"name":"multi","trigger_type":"postback","steps":[
+	  {"order":2,"name":"Use","url":"`+rcv.URL+`/use","headers":{"Authorization":"Bearer {{steps.1.response.body.token}}"},"body_template":{"prev":"{{steps.1.status}}"}},
+	  {"order":1,"name":"Auth","url":"`+rcv.URL+`/auth"},
+	  {"order":3,"name":"Fails","url":"`+rcv.URL+`/fail","stop_on_failure":true},
+	  {"order":4,"name":"Never","url":"`+rcv.URL+`/never"}]}`)
+	produce(t, "afftok.postbacks", "pb1", `{"type":"postback.received","data":{"id":"pb_1","status":"approved"}}`)
+	first, second, third := rcv.next(t), rcv.next(t), rcv.next(t)
+	if first.Path != "/auth" || second.Path != "/use" || third.Path != "/fail" {
+		t.Fatalf("order %s %s %s", first.Path, second.Path, third.Path)
+	}
+	if second.Header.Get("Authorization") != "Bearer tok-42" || string(second.Body) != `{"prev":200}` {
+		t.Fatalf("chained step: auth %q body %s", second.Header.Get("Authorization"), second.Body)
+	}
+	rcv.none(t, 500*time.Millisecond)
+	l := waitExecution(t, p["id"].(string), "pb_1")
+	steps := l["steps"].([]any)
+	if l["status"] != "failed" || len(steps) != 3 || steps[2].(map[string]any)["http_status"] != 500.0 || steps[2].(map[string]any)["status"] != "failed" {
+		t.Fatalf("log %v", l)
+	}
+	// logs/failures lists it too.
+	_, out := api(t, "GET", "/api/admin/webhooks/logs/failures?pipeline_id="+p["id"].(string), nil)
+	if n := len(out["data"].(map[string]any)["logs"].([]any)); n != 1 {
+		t.Fatalf("failures: %d logs", n)
+	}
+}
+
+func TestStepTimeoutIsAFailedAttempt(t *testing.T) {
+	rcv := newReceiver(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the receiver's Close, which waits for handlers
+	rcv.respond = func(c captured, w http.ResponseWriter) { <-release }
+	p := createPipeline(t, `{"name":"slow","trigger_type":"offer_joined","steps":[{"order":1,"url":"`+rcv.URL+`/slow","timeout_seconds":1}]}`)
+	start := time.Now()
+	produce(t, "afftok.events", "oj1", `{"type":"offer.joined","data":{"id":"oj_1","offer_id":"off_1"}}`)
+	l := waitExecution(t, p["id"].(string), "oj_1")
+	s0 := l["steps"].([]any)[0].(map[string]any)
+	if l["status"] != "failed" || s0["error"] != "Connection timeout" || s0["latency_ms"].(float64) < 1000 || s0["latency_ms"].(float64) > 5000 {
+		t.Fatalf("log %v after %v", l, time.Since(start))
+	}
+}
+
+func TestAllEightTriggerTypesAreDelivered(t *testing.T) {
+	rcv := newReceiver(t)
+	events := map[string]string{
+		"click":               `{"type":"click.tracked","data":{"id":"tt_click"}}`,
+		"conversion":          `{"type":"conversion.created","data":{"id":"tt_conv"}}`,
+		"conversion_approved": `{"type":"conversion.approved","data":{"id":"tt_appr"}}`,
+		"conversion_rejected": `{"type":"conversion.rejected","data":{"id":"tt_rej"}}`,
+		"postback":            `{"type":"postback.received","data":{"id":"tt_pb"}}`,
+		"fraud":               `{"trigger_type":"fraud","trigger_id":"tt_fraud","data":{"fraud":{"type":"bot_detection"}}}`,
+		"offer_joined":        `{"type":"offer.joined","data":{"id":"tt_oj"}}`,
+		"api_key_event":       `{"type":"api_key.rotated","data":{"id":"tt_key"}}`,
+	}
+	for tt := range events {
+		createPipeline(t, `{"name":"`+tt+`","trigger_type":"`+tt+`","steps":[{"order":1,"url":"`+rcv.URL+`/`+tt+`","body_template":{"t":"{{trigger_type}}","id":"{{trigger_id}}"}}]}`)
+	}
+	for tt, ev := range events {
+		produce(t, "afftok.events", tt, ev)
+	}
+	seen := map[string]string{}
+	for range events {
+		c := rcv.next(t)
+		seen[strings.TrimPrefix(c.Path, "/")] = string(c.Body)
+	}
+	for tt := range events {
+		var b map[string]string
+		if err := json.Unmarshal([]byte(seen[tt]), &b); err != nil || b["t"] != tt || !strings.HasPrefix(b["id"], "tt_") {
+			t.Errorf("%s: got %q", tt, seen[tt])
+		}
+	}
+}
+
+func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
+	rcv := newReceiver(t)
+	createPipeline(t, `{"name":"after-bad","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/ok"}]}`)
+	// Same key: same partition, in this order.
+	produce(t, "afftok.clicks", "k", `not json at all`)
+	produce(t, "afftok.clicks", "k", `{"type":"click.exploded","data":{}}`)
+	produce(t, "afftok.clicks", "k", `{"type":"click.tracked","data":{"id":"after_bad"}}`)
+	if got := rcv.next(t); !strings.Contains(string(got.Body), "after_bad") {
+		t.Fatalf("body %s", got.Body)
+	}
+	// Both bad records are on the DLQ topic with reason invalid_event and their bytes.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(testApp.Config.KafkaBrokers), kgo.ConsumeTopics(testApp.Topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	found := map[string]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for len(found) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			var d delivery.DeadLetter
+			if json.Unmarshal(r.Value, &d) == nil && d.Reason == delivery.ReasonInvalidEvent && d.Source != nil && d.Source.Topic == "afftok.clicks" {
+				found[string(d.Source.Value)] = d.Error
+			}
+		})
+	}
+	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") {
+		t.Fatalf("DLQ records: %v", found)
+	}
+}
+
+func TestPipelineCRUDShapesAndSecrets(t *testing.T) {
+	// No token / wrong token: 401 on every admin route.
+	for _, h := range []string{"", "Bearer wrong-token-0123456789", "Basic abc"} {
+		req, _ := http.NewRequest("GET", "http://"+testApp.Admin.Addr()+"/api/admin/webhooks/pipelines", nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("auth %q: %d", h, resp.StatusCode)
+		}
+	}
+	p := createPipeline(t, `{"name":"crud","description":"d","trigger_type":"conversion_approved","status":"paused","steps":[{"order":1,"name":"A","url":"https://example.com/a","signing_key":"k-secret-1"}]}`)
+	id := p["id"].(string)
+
+	code, out := api(t, "GET", "/api/admin/webhooks/pipelines?status=paused&trigger_type=conversion_approved&page=1&limit=5", nil)
+	data := out["data"].(map[string]any)
+	list := data["pipelines"].([]any)
+	if code != 200 || len(list) != 1 || data["pagination"].(map[string]any)["total"] != 1.0 {
+		t.Fatalf("list: %d %v", code, out)
+	}
+	item := list[0].(map[string]any)
+	if item["id"] != id || item["steps_count"] != 1.0 || item["stats"].(map[string]any)["success_rate"] == nil {
+		t.Fatalf("list item %v", item)
+	}
+
+	code, out = api(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil)
+	d := out["data"].(map[string]any)
+	st := d["steps"].([]any)[0].(map[string]any)
+	if code != 200 || d["description"] != "d" || st["signature_mode"] != "hmac" || st["timeout_seconds"] != 30.0 || st["method"] != "POST" || d["stats"].(map[string]any)["in_dlq"] == nil || st["stats"] == nil {
+		t.Fatalf("get %d %v", code, d)
+	}
+	if raw, _ := json.Marshal(out); strings.Contains(string(raw), "k-secret-1") {
+		t.Fatal("signing key returned by GET")
+	}
+
+	// PUT with the spec's partial body; the step keeps its key (not resent).
+	code, out = api(t, "PUT", "/api/admin/webhooks/pipelines/"+id, `{"name":"Updated","status":"active","steps":[{"order":1,"name":"A2","url":"https://example.com/b"}]}`)
+	d = out["data"].(map[string]any)
+	if code != 200 || d["name"] != "Updated" || d["status"] != "active" || d["description"] != "d" || d["steps"].([]any)[0].(map[string]any)["has_signing_key"] != true {
+		t.Fatalf("put %d %v", code, out)
+	}
+	c, _ := testApp.Registry.Get(id)
+	if c.Pipeline.Steps[0].SigningKey != "k-secret-1" || c.Pipeline.Steps[0].URL != "https://example.com/b" {
+		t.Fatalf("stored step %+v", c.Pipeline.Steps[0])
+	}
+
+	code, _ = api(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil)
+	if code != 200 {
+		t.Fatalf("delete %d", code)
+	}
+	if code, out = api(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil); code != 404 || out["error"].(map[string]any)["code"] != "not_found" {
+		t.Fatalf("get after delete %d %v", code, out)
+	}
+	if code, _ = api(t, "PUT", "/api/admin/webhooks/pipelines/nope", `{"name":"x"}`); code != 404 {
+		t.Fatalf("put missing %d", code)
+	}
+}
+
+func TestInvalidPipelinesAreRejectedWithFieldPaths(t *testing.T) {
+	cases := []struct{ body, field string }{
+		{`{"trigger_type":"conversion","steps":[{"order":1,"url":"https://x.io"}]}`, "name"},
+		{`{"name":"n","trigger_type":"sale","steps":[{"order":1,"url":"https://x.io"}]}`, "trigger_type"},
+		{`{"name":"n","trigger_type":"click","status":"on","steps":[{"order":1,"url":"https://x.io"}]}`, "status"},
+		{`{"name":"n","trigger_type":"click","steps":[]}`, "steps"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"ftp://x.io"}]}`, "steps[0].url"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","method":"TRACE"}]}`, "steps[0].method"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io"},{"order":1,"url":"https://y.io"}]}`, "steps[1].order"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","timeout_seconds":301}]}`, "steps[0].timeout_seconds"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":0}}]}`, "steps[0].retry_policy.max_attempts"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"backoff_type":"linear"}}]}`, "steps[0].retry_policy.backoff_type"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"backoff_type":"exponential_jitter","jitter_factor":1.5}}]}`, "steps[0].retry_policy.jitter_factor"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"initial_delay_seconds":-1}}]}`, "steps[0].retry_policy.initial_delay_seconds"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","signature_mode":"rsa"}]}`, "steps[0].signature_mode"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","signature_mode":"hmac"}]}`, "steps[0].signing_key"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","body_template":"{\"a\": {{click.id}"}]}`, "steps[0].body_template"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","body_template":{"a":"{{secrets.x}}"}}]}`, "steps[0].body_template"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","headers":{"X-K":"{{env.NOT_ALLOWED_SECRET}}"}}]}`, "steps[0].headers.X-K"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","body_template":{"t":"{{steps.2.status}}"}},{"order":2,"url":"https://x.io"}]}`, "steps[0].body_template"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_polcy":{}}]}`, "steps[0].retry_polcy"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":"1","url":"https://x.io"}]}`, "steps[0].order"},
+	}
+	for _, c := range cases {
+		code, out := api(t, "POST", "/api/admin/webhooks/pipelines", c.body)
+		if code != 400 || out["success"] != false {
+			t.Errorf("%s: %d %v", c.body, code, out)
+			continue
+		}
+		var fields []string
+		details, _ := out["error"].(map[string]any)["details"].([]any)
+		for _, d := range details {
+			fields = append(fields, d.(map[string]any)["field"].(string))
+		}
+		if !contains(fields, c.field) {
+			t.Errorf("%s: fields %v, want %s (%v)", c.body, fields, c.field, out["error"])
+		}
+	}
+	if code, _ := api(t, "POST", "/api/admin/webhooks/pipelines", `{not json`); code != 400 {
+		t.Errorf("malformed JSON: %d", code)
+	}
+	// An oversized body is refused from its declared length, before it is read.
+	conn, err := net.Dial("tcp", testApp.Admin.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /api/admin/webhooks/pipelines HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", testToken, 2<<20)
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(status, " 413 ") {
+		t.Errorf("oversized body: %q %v", status, err)
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
