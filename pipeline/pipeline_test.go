@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+type allowEnv map[string]bool
+
+func (a allowEnv) EnvAllowed(n string) bool { return a[n] }
+
+func TestSpecStepStructureIsValid(t *testing.T) {
+	// The API reference's "Step Structure" example, as a one-step pipeline.
+	raw := `{"name":"n","trigger_type":"conversion","steps":[{
+	  "name": "Step Name", "order": 1, "url": "https://example.com/webhook", "method": "POST",
+	  "headers": {"Content-Type": "application/json", "Authorization": "Bearer {{env.API_TOKEN}}"},
+	  "body_template": {"event": "{{trigger_type}}", "data": "{{data}}"},
+	  "timeout_seconds": 30,
+	  "retry_policy": {"max_attempts": 5, "backoff_type": "exponential", "initial_delay_seconds": 5, "max_delay_seconds": 300},
+	  "stop_on_failure": false, "signature_mode": "hmac", "signing_key": "{{env.SIGNING_KEY}}"}]}`
+	var p Pipeline
+	if err := Decode([]byte(raw), &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Normalize()
+	if err := p.Validate(allowEnv{"API_TOKEN": true, "SIGNING_KEY": true}, DefaultRetryLimits); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Compile(&p); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Validate(allowEnv{"API_TOKEN": true}, DefaultRetryLimits)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || ve.Fields[0].Field != "steps[0].signing_key" || !strings.Contains(ve.Fields[0].Message, "SIGNING_KEY") {
+		t.Fatalf("env not allowed: %v", err)
+	}
+}
+
+func TestRedactedHidesSigningKeys(t *testing.T) {
+	p := &Pipeline{Steps: []Step{{SigningKey: "secret"}, {}}}
+	r := p.Redacted()
+	b, _ := json.Marshal(r)
+	if strings.Contains(string(b), "secret") || !r.Steps[0].HasSigningKey || r.Steps[1].HasSigningKey || p.Steps[0].SigningKey != "secret" {
+		t.Fatalf("redacted %s, original %+v", b, p.Steps[0])
+	}
+}
+
+func TestStepReferencesMustComeEarlier(t *testing.T) {
+	p := Pipeline{Name: "n", TriggerType: "click", Steps: []Step{
+		{Order: 1, Name: "auth", URL: "https://a.io"},
+		{Order: 2, URL: "https://a.io/{{steps.auth.response.body.id}}", Headers: map[string]string{"X": "{{steps.1.status}}"}},
+		{Order: 3, URL: "https://a.io", BodyTemplate: json.RawMessage(`{"x":"{{steps.3.status}}"}`)},
+	}}
+	p.Normalize()
+	err := p.Validate(nil, DefaultRetryLimits)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != "steps[2].body_template" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzDecodePipeline(f *testing.F) {
+	f.Add([]byte(`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io/{{click.id}}","body_template":"{\"a\": {{click.id}}}"}]}`))
+	f.Add([]byte(`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"jitter_factor":0.5}}]}`))
+	f.Add([]byte(`{"steps":[{"headers":{"a b":"{{"}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p Pipeline
+		if Decode(b, &p) != nil {
+			return
+		}
+		p.Normalize()
+		if p.Validate(allowEnv{"K": true}, DefaultRetryLimits) != nil {
+			return
+		}
+		// Whatever validates must compile.
+		if _, err := Compile(&p); err != nil {
+			t.Fatalf("valid pipeline does not compile: %v\n%s", err, b)
+		}
+	})
+}
