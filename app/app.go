@@ -48,11 +48,11 @@ type App struct {
 }
 
 // New builds the app. Nothing is consumed or served until Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{Config: cfg, log: log, sup: worker.NewSupervisor(log)}
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{Config: cfg, log: log, sup: worker.NewSupervisor(log)}
 	defer func() {
 		if err != nil {
-			a.Close()
+			a.Close() // release what was built before the failure
 		}
 	}()
 	if cfg.Mode == config.ModeDev {

@@ -15,8 +15,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -649,4 +652,40 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// A serve-mode binary built without cgo and with no libchdb.so anywhere starts,
+// consumes, and stops cleanly on SIGTERM: chDB is only loaded by dev mode.
+func TestServeBinaryStartsWithoutLibchdb(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "webhookd")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/webhookd")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "WEBHOOKD_CHDB_LIBRARY=/nonexistent/libchdb.so", "LD_LIBRARY_PATH=/nonexistent",
+		"WEBHOOKD_KAFKA_BROKERS="+testApp.Config.KafkaBrokers, "WEBHOOKD_ROLES=dispatcher",
+		"WEBHOOKD_CONSUMER_GROUP=serve-test", "WEBHOOKD_LOG_FORMAT=json")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	started := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"worker started"`) && strings.Contains(sc.Text(), `"worker":"dispatcher"`) {
+			started = true
+			break
+		}
+	}
+	if !started {
+		_ = cmd.Process.Kill()
+		t.Fatal("serve never started its dispatcher")
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve exited with %v after SIGTERM", err)
+	}
 }

@@ -1,0 +1,40 @@
+package admin
+
+import (
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Every route the API serves is in the OpenAPI document, and the reverse.
+func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for _, r := range New(Options{Token: "x"}).Test().GetRoutes(true) {
+		if r.Method == "HEAD" || r.Path == "/" || strings.HasSuffix(r.Path, "*") {
+			continue
+		}
+		p := r.Path
+		if i := strings.Index(p, ":"); i >= 0 {
+			p = p[:i] + "{" + p[i+1:] + "}"
+		}
+		key := strings.ToLower(r.Method) + " " + p
+		served[key] = true
+		if _, ok := doc.Paths[p][strings.ToLower(r.Method)]; !ok {
+			t.Errorf("served but not documented: %s", key)
+		}
+	}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			if m != "parameters" && !served[m+" "+p] {
+				t.Errorf("documented but not served: %s %s", m, p)
+			}
+		}
+	}
+}
