@@ -55,6 +55,8 @@ type Options struct {
 	Logs     Logs
 	Env      pipeline.EnvPolicy
 	Limits   pipeline.RetryLimits
+	DLQ      DLQ
+	Redriver Redriver
 	Checks   []Check
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -62,10 +64,14 @@ type Options struct {
 
 // Server is the admin API worker.
 type Server struct {
-	o     Options
-	app   *fiber.App
-	ln    net.Listener
-	ready chan struct{}
+	o       Options
+	app     *fiber.App
+	ln      net.Listener
+	ready   chan struct{}
+	handled handledSet
+	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
 }
 
 // New builds the API; Run serves it.
@@ -80,6 +86,7 @@ func New(o Options) *Server {
 		o.Limits = pipeline.DefaultRetryLimits
 	}
 	s := &Server{o: o, ready: make(chan struct{})}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.app = fiber.New(fiber.Config{
 		// Values taken from a request outlive the handler (they go into
 		// pipelines and Kafka records): make Fiber copy them.
@@ -114,6 +121,13 @@ func (s *Server) routes() {
 	w.Delete("/pipelines/:id", s.deletePipeline)
 	w.Get("/logs/recent", s.recentLogs)
 	w.Get("/logs/failures", s.failureLogs)
+	// The API reference's /logs/dlq… paths, and the guide's /dlq… paths.
+	for _, prefix := range []string{"/logs/dlq", "/dlq"} {
+		w.Get(prefix, s.listDLQ)
+		w.Post(prefix+"/retry", s.bulkRetryDLQ)
+		w.Post(prefix+"/:id/retry", s.retryDLQ)
+		w.Delete(prefix+"/:id", s.deleteDLQ)
+	}
 	a.Use(func(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "not_found", "no route "+c.Method()+" "+c.Path())
 	})
@@ -143,6 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case err := <-errc:
 		return fmt.Errorf("admin API: %w", err)
 	case <-ctx.Done():
+		s.cancelBase()
 		if err := s.app.ShutdownWithTimeout(10 * time.Second); err != nil {
 			return fmt.Errorf("admin API shutdown: %w", err)
 		}
@@ -196,11 +211,13 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	var ve *pipeline.ValidationError
 	var fe *fiber.Error
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		ae = &Error{Status: fiber.StatusServiceUnavailable, Code: "unavailable", Message: "a dependency did not answer in time"}
 	case errors.As(err, &ae):
 	case errors.As(err, &ve):
 		ae = &Error{Status: fiber.StatusBadRequest, Code: "validation_failed", Message: "the request has invalid fields", Details: ve.Fields}
 	case errors.As(err, &fe):
-		code := map[int]string{400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}[fe.Code]
+		code := map[int]string{400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "unprocessable"}[fe.Code]
 		if code == "" {
 			code = "error"
 		}

@@ -20,10 +20,13 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		if r.Method == "HEAD" || r.Path == "/" || strings.HasSuffix(r.Path, "*") {
 			continue
 		}
-		p := r.Path
-		if i := strings.Index(p, ":"); i >= 0 {
-			p = p[:i] + "{" + p[i+1:] + "}"
+		segs := strings.Split(r.Path, "/")
+		for i, seg := range segs {
+			if strings.HasPrefix(seg, ":") {
+				segs[i] = "{" + seg[1:] + "}"
+			}
 		}
+		p := strings.Join(segs, "/")
 		key := strings.ToLower(r.Method) + " " + p
 		served[key] = true
 		if _, ok := doc.Paths[p][strings.ToLower(r.Method)]; !ok {

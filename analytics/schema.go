@@ -82,6 +82,7 @@ func Schema(db, cluster string, ttlDays int) []string {
 			failed_at     DateTime64(3, 'UTC'),
 			payload       String CODEC(ZSTD(3)),
 			source        String CODEC(ZSTD(3)),
+			task          String CODEC(ZSTD(3)),
 			version       Int64
 		) ENGINE = ` + engine("dlq_items", "version") + `
 		PARTITION BY toYYYYMM(failed_at)

@@ -123,6 +123,10 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			return
 		}
 		row := DeadLetterRow{DeadLetter: d, Payload: string(d.Payload), Version: r.Timestamp.UnixMicro()}
+		if d.Task != nil {
+			tb, _ := json.Marshal(d.Task)
+			row.TaskJSON = string(tb)
+		}
 		if d.Source != nil {
 			src, _ := json.Marshal(d.Source)
 			row.Source = string(src)

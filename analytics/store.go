@@ -106,7 +106,7 @@ var attemptCols = []string{"attempt_id", "execution_id", "delivery_id", "pipelin
 
 var executionCols = []string{"execution_id", "delivery_id", "pipeline_id", "pipeline_name", "trigger_type", "trigger_id", "event_id", "status", "started_at", "completed_at", "seq"}
 
-var deadLetterCols = []string{"id", "state", "reason", "error", "delivery_id", "execution_id", "pipeline_id", "trigger_type", "trigger_id", "step_order", "attempts", "failed_at", "payload", "source", "version"}
+var deadLetterCols = []string{"id", "state", "reason", "error", "delivery_id", "execution_id", "pipeline_id", "trigger_type", "trigger_id", "step_order", "attempts", "failed_at", "payload", "source", "task", "version"}
 
 // InsertAttempts writes attempt rows in one insert.
 func (s *Store) InsertAttempts(ctx context.Context, as []delivery.Attempt) error {
@@ -133,7 +133,7 @@ func (s *Store) InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
 	rows := make([][]any, len(ds))
 	for i, d := range ds {
 		rows[i] = []any{d.ID, d.State, d.Reason, d.Error, d.DeliveryID, d.ExecutionID, d.PipelineID, d.TriggerType, d.TriggerID,
-			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), d.Payload, d.Source, d.Version}
+			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), d.Payload, d.Source, d.TaskJSON, d.Version}
 	}
 	return s.b.insert(ctx, s.t("dlq_items"), deadLetterCols, rows)
 }
@@ -141,9 +141,10 @@ func (s *Store) InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
 // DeadLetterRow is one DLQ item state as stored.
 type DeadLetterRow struct {
 	delivery.DeadLetter
-	Source  string // JSON of the source record, "" if none
-	Payload string // JSON
-	Version int64  // higher wins (Kafka offset order)
+	Source   string // JSON of the source record, "" if none
+	Payload  string // JSON
+	TaskJSON string // JSON of the task a retry resumes, "" if none
+	Version  int64  // higher wins (later state changes)
 }
 
 // ExecutionLog is one execution with its steps (spec: logs/recent).
@@ -360,3 +361,98 @@ func roundRate(ok, total int64) float64 {
 }
 
 func joinCols(cols []string) string { return strings.Join(cols, ", ") }
+
+// DLQFilter selects DLQ items.
+type DLQFilter struct {
+	PipelineID    string
+	TriggerType   string
+	ErrorContains string
+	FailedFrom    time.Time // zero: no bound
+	FailedTo      time.Time // zero: no bound
+	State         string    // default "dead"
+	Limit         int
+	Offset        int
+}
+
+// DLQItem is one DLQ item in its latest state.
+type DLQItem struct {
+	ID          string
+	State       string
+	Reason      string
+	Error       string
+	DeliveryID  string
+	ExecutionID string
+	PipelineID  string
+	TriggerType string
+	TriggerID   string
+	StepOrder   int64
+	Attempts    int64
+	FailedAt    time.Time
+	Payload     string
+	Source      string
+	Task        string
+}
+
+const dlqSelect = `SELECT id, state, reason, error, delivery_id, execution_id, pipeline_id, trigger_type, trigger_id,
+	step_order, attempts, toUnixTimestamp64Milli(failed_at), payload, source, task FROM `
+
+func dlqItem(r []any) DLQItem {
+	return DLQItem{ID: asString(r[0]), State: asString(r[1]), Reason: asString(r[2]), Error: asString(r[3]), DeliveryID: asString(r[4]),
+		ExecutionID: asString(r[5]), PipelineID: asString(r[6]), TriggerType: asString(r[7]), TriggerID: asString(r[8]),
+		StepOrder: asInt(r[9]), Attempts: asInt(r[10]), FailedAt: msTime(asInt(r[11])), Payload: asString(r[12]), Source: asString(r[13]), Task: asString(r[14])}
+}
+
+// DeadLetters lists DLQ items newest first, with the total matching.
+func (s *Store) DeadLetters(ctx context.Context, f DLQFilter) ([]DLQItem, int64, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	if f.State == "" {
+		f.State = "dead"
+	}
+	from, to := int64(0), int64(0)
+	if !f.FailedFrom.IsZero() {
+		from = f.FailedFrom.UnixMilli()
+	}
+	if !f.FailedTo.IsZero() {
+		to = f.FailedTo.UnixMilli()
+	}
+	where := ` WHERE state = {state:String}
+		AND ({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
+		AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
+		AND ({err:String} = '' OR positionCaseInsensitiveUTF8(error, {err:String}) > 0)
+		AND ({from:Int64} = 0 OR toUnixTimestamp64Milli(failed_at) >= {from:Int64})
+		AND ({to:Int64} = 0 OR toUnixTimestamp64Milli(failed_at) <= {to:Int64})`
+	p := Params{"state": f.State, "pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "err": f.ErrorContains,
+		"from": from, "to": to, "limit": f.Limit, "offset": f.Offset}
+	rows, err := s.b.query(ctx, dlqSelect+s.t("dlq_items")+` FINAL`+where+` ORDER BY failed_at DESC, id LIMIT {limit:Int64} OFFSET {offset:Int64}`, p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dlq items: %w", err)
+	}
+	cnt, err := s.b.query(ctx, `SELECT count() FROM `+s.t("dlq_items")+` FINAL`+where, p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count dlq items: %w", err)
+	}
+	items := make([]DLQItem, 0, len(rows))
+	for _, r := range rows {
+		items = append(items, dlqItem(r))
+	}
+	var total int64
+	if len(cnt) == 1 {
+		total = asInt(cnt[0][0])
+	}
+	return items, total, nil
+}
+
+// DeadLetter returns one DLQ item in its latest state; nil if unknown.
+func (s *Store) DeadLetter(ctx context.Context, id string) (*DLQItem, error) {
+	rows, err := s.b.query(ctx, dlqSelect+s.t("dlq_items")+` FINAL WHERE id = {id:String}`, Params{"id": id})
+	if err != nil {
+		return nil, fmt.Errorf("dlq item: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	it := dlqItem(rows[0])
+	return &it, nil
+}

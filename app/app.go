@@ -43,6 +43,7 @@ type App struct {
 
 	log     *slog.Logger
 	sup     *worker.Supervisor
+	checks  []admin.Check
 	kafka   *devstack.Kafka
 	clients []*kgo.Client
 }
@@ -72,7 +73,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOKD_RETRY_TIERS: %w", err)
 	}
-	a.Topics = bus.NewTopics(&cfg, tiers)
+	tierTopics := make([]string, len(tiers))
+	for i, t := range tiers {
+		tierTopics[i] = retrytopics.TopicName(cfg.TopicPrefix, t)
+	}
+	a.Topics = bus.NewTopics(&cfg, tierTopics)
 	base, err := bus.ClientOpts(&cfg)
 	if err != nil {
 		return nil, err
@@ -104,16 +109,38 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}
 	env := template.NewEnvSource(config.SplitList(cfg.TemplateEnvAllow), cfg.TemplateSecretsDir)
-	if cfg.HasRole(config.RoleDispatcher) {
+	router := &retrytopics.Router{Prefix: cfg.TopicPrefix, Tiers: tiers, FailoverTopic: a.Topics.Failover}
+	var disp *dispatcher.Dispatcher
+	if cfg.HasRole(config.RoleDispatcher) || cfg.HasRole(config.RoleRetry) {
 		guard, err := newGuard(&cfg)
 		if err != nil {
 			return nil, err
 		}
-		disp := dispatcher.New(dispatcher.Options{
+		disp = dispatcher.New(dispatcher.Options{
 			Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
-			ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
+			ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ, Router: router, DelayScale: cfg.RetryDelayScale,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
 		})
+	}
+	if cfg.HasRole(config.RoleRetry) {
+		runner := &retrytopics.Runner{Pipes: a.Registry, Disp: disp, Router: router, DLQTopic: a.Topics.DLQ,
+			PauseRecheck: time.Duration(float64(30*time.Second) * cfg.RetryDelayScale), Log: log.With("worker", "retry")}
+		opts := func(name, group string, topic string) consumer.Options {
+			return consumer.Options{Name: name, ClientOpts: base, Group: group, Topics: []string{topic}, DLQTopic: a.Topics.DLQ,
+				MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name)}
+		}
+		for i, tier := range tiers {
+			name := "retry-" + tier.Name
+			c := consumer.NewGroup(opts(name, cfg.ConsumerGroup+"-"+name, a.Topics.Retry[i]),
+				&retrytopics.TierHandler{Tier: tier, Runner: runner, Log: log.With("worker", name)})
+			a.sup.Add(registryGated{a.Registry, c})
+			checks = append(checks, admin.Check{Name: name, Ready: c.Ready})
+		}
+		fc := consumer.NewGroup(opts("failover", cfg.ConsumerGroup+"-failover", a.Topics.Failover), &retrytopics.ImmediateHandler{Runner: runner, Log: log.With("worker", "failover")})
+		a.sup.Add(registryGated{a.Registry, fc})
+		checks = append(checks, admin.Check{Name: "failover", Ready: fc.Ready})
+	}
+	if cfg.HasRole(config.RoleDispatcher) {
 		a.Consumer = consumer.New(consumer.Options{
 			ClientOpts: base, Group: cfg.ConsumerGroup, Topics: a.Topics.Events, DLQTopic: a.Topics.DLQ,
 			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace,
@@ -130,14 +157,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.sup.Add(a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
+	a.checks = checks
 	if cfg.HasRole(config.RoleAdmin) {
 		var logs admin.Logs
+		var dlq admin.DLQ
 		if a.Store != nil {
-			logs = a.Store
+			logs, dlq = a.Store, a.Store
+		}
+		redriveClient, err := a.client(base)
+		if err != nil {
+			return nil, err
 		}
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Token: cfg.AdminToken, Registry: a.Registry, Logs: logs, Env: env,
-			Limits: pipeline.RetryLimits{MaxAttempts: pipeline.DefaultRetryLimits.MaxAttempts, MaxDelaySeconds: pipeline.DefaultRetryLimits.MaxDelaySeconds},
+			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ},
+			Limits: pipeline.DefaultRetryLimits,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})
 		a.sup.Add(a.Admin)
@@ -204,6 +238,16 @@ func randomToken() string {
 
 // Run runs every role until ctx ends or one fails.
 func (a *App) Run(ctx context.Context) error { return a.sup.Run(ctx) }
+
+// Ready reports whether every role consumes and serves (what /readyz says).
+func (a *App) Ready() bool {
+	for _, c := range a.checks {
+		if !c.Ready() {
+			return false
+		}
+	}
+	return true
+}
 
 // Status reports each worker's state.
 func (a *App) Status() map[string]string { return a.sup.Status() }

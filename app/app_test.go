@@ -31,6 +31,8 @@ import (
 )
 
 // One app per test binary: chDB allows one session per process.
+const testTiers = "100ms,200ms,600ms,1200ms,6s"
+
 var (
 	testApp   *App
 	testToken = "test-token-0123456789abcdef"
@@ -55,6 +57,8 @@ func runMain(m *testing.M) int {
 			"WEBHOOKD_DATA_DIR": dir, "WEBHOOKD_DEV_KAFKA_ADDR": "127.0.0.1:0", "WEBHOOKD_ADMIN_ADDR": "127.0.0.1:0",
 			"WEBHOOKD_ADMIN_TOKEN": testToken, "WEBHOOKD_TEMPLATE_ENV_ALLOW": "CRM_API_KEY,WEBHOOK_SECRET",
 			"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms", "WEBHOOKD_SHUTDOWN_GRACE": "5s",
+			// The spec's schedule and the tiers, scaled down 50×: 5s→100ms … 5m→6s.
+			"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
 		}[k]
 	})
 	if err != nil {
@@ -427,7 +431,7 @@ func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
 	p := createPipeline(t, `{"name":"multi","trigger_type":"postback","steps":[
 	  {"order":2,"name":"Use","url":"`+rcv.URL+`/use","headers":{"Authorization":"Bearer {{steps.1.response.body.token}}"},"body_template":{"prev":"{{steps.1.status}}"}},
 	  {"order":1,"name":"Auth","url":"`+rcv.URL+`/auth"},
-	  {"order":3,"name":"Fails","url":"`+rcv.URL+`/fail","stop_on_failure":true},
+	  {"order":3,"name":"Fails","url":"`+rcv.URL+`/fail","stop_on_failure":true,"retry_policy":{"max_attempts":1}},
 	  {"order":4,"name":"Never","url":"`+rcv.URL+`/never"}]}`)
 	produce(t, "afftok.postbacks", "pb1", `{"type":"postback.received","data":{"id":"pb_1","status":"approved"}}`)
 	first, second, third := rcv.next(t), rcv.next(t), rcv.next(t)
@@ -455,7 +459,7 @@ func TestStepTimeoutIsAFailedAttempt(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // runs before the receiver's Close, which waits for handlers
 	rcv.respond = func(c captured, w http.ResponseWriter) { <-release }
-	p := createPipeline(t, `{"name":"slow","trigger_type":"offer_joined","steps":[{"order":1,"url":"`+rcv.URL+`/slow","timeout_seconds":1}]}`)
+	p := createPipeline(t, `{"name":"slow","trigger_type":"offer_joined","steps":[{"order":1,"url":"`+rcv.URL+`/slow","timeout_seconds":1,"retry_policy":{"max_attempts":1}}]}`)
 	start := time.Now()
 	produce(t, "afftok.events", "oj1", `{"type":"offer.joined","data":{"id":"oj_1","offer_id":"off_1"}}`)
 	l := waitExecution(t, p["id"].(string), "oj_1")

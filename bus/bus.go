@@ -21,7 +21,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/afftok/webhookd/config"
-	"github.com/afftok/webhookd/retrytopics"
 )
 
 // Topics names every topic webhookd uses.
@@ -34,8 +33,8 @@ type Topics struct {
 	Retry      []string // one per tier, shortest first
 }
 
-// NewTopics derives topic names from settings.
-func NewTopics(cfg *config.Config, tiers []retrytopics.Tier) Topics {
+// NewTopics derives topic names from settings; retry lists the tier topics.
+func NewTopics(cfg *config.Config, retry []string) Topics {
 	p := cfg.TopicPrefix
 	t := Topics{
 		Events:     cfg.EventTopicList(),
@@ -44,9 +43,7 @@ func NewTopics(cfg *config.Config, tiers []retrytopics.Tier) Topics {
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
 	}
-	for _, tier := range tiers {
-		t.Retry = append(t.Retry, retrytopics.TopicName(p, tier))
-	}
+	t.Retry = retry
 	return t
 }
 

@@ -30,7 +30,7 @@ type Config struct {
 	DataDir    string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
 	AdminAddr  string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address (dev: 127.0.0.1:8080, serve: :8080)."`
 	AdminToken string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
-	Roles      string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, analytics, admin (or all)."`
+	Roles      string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, retry, analytics, admin (or all)."`
 	LogLevel   string `env:"WEBHOOKD_LOG_LEVEL" help:"debug, info, warn or error."`
 	LogFormat  string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
 
@@ -45,13 +45,14 @@ type Config struct {
 	KafkaTLSCAFile     string `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
 	DevKafkaAddr       string `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode: where the in-process Kafka listens."`
 
-	TopicPrefix       string `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
-	EventTopics       string `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
-	CreateEventTopics bool   `env:"WEBHOOKD_CREATE_EVENT_TOPICS" help:"Create missing event topics at start-up (dev: true)."`
-	TopicPartitions   int    `env:"WEBHOOKD_TOPIC_PARTITIONS" help:"Partitions for topics webhookd creates."`
-	TopicReplication  int    `env:"WEBHOOKD_TOPIC_REPLICATION" help:"Replication factor for topics webhookd creates (-1: broker default)."`
-	ConsumerGroup     string `env:"WEBHOOKD_CONSUMER_GROUP" help:"Consumer group of the event dispatcher."`
-	RetryTiers        string `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic each."`
+	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
+	EventTopics       string  `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
+	CreateEventTopics bool    `env:"WEBHOOKD_CREATE_EVENT_TOPICS" help:"Create missing event topics at start-up (dev: true)."`
+	TopicPartitions   int     `env:"WEBHOOKD_TOPIC_PARTITIONS" help:"Partitions for topics webhookd creates."`
+	TopicReplication  int     `env:"WEBHOOKD_TOPIC_REPLICATION" help:"Replication factor for topics webhookd creates (-1: broker default)."`
+	ConsumerGroup     string  `env:"WEBHOOKD_CONSUMER_GROUP" help:"Consumer group of the event dispatcher."`
+	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic and consumer group each. The finest tier bounds how late a retry can be."`
+	RetryDelayScale   float64 `env:"WEBHOOKD_RETRY_DELAY_SCALE" help:"Multiplies every retry delay (1 in production; tests and staging shrink schedules with it)."`
 
 	MaxInFlight          int `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Events being delivered at once, all partitions together; fetching pauses beyond it."`
 	PartitionMaxInFlight int `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Events being delivered at once per partition."`
@@ -93,7 +94,8 @@ func Defaults(mode Mode) Config {
 		TopicPartitions:        6,
 		TopicReplication:       -1,
 		ConsumerGroup:          "webhookd-dispatcher",
-		RetryTiers:             "5s,10s,30s,1m,5m,15m,1h",
+		RetryTiers:             "1s,5s,10s,30s,1m,5m,15m,1h",
+		RetryDelayScale:        1,
 		MaxInFlight:            1024,
 		PartitionMaxInFlight:   128,
 		MaxConnsPerHost:        64,
@@ -163,6 +165,13 @@ func (c *Config) apply(getenv func(string) string) error {
 				continue
 			}
 			f.SetInt(int64(n))
+		case float64:
+			x, err := strconv.ParseFloat(raw, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a number", name, raw))
+				continue
+			}
+			f.SetFloat(x)
 		case time.Duration:
 			d, err := time.ParseDuration(raw)
 			if err != nil {
@@ -200,7 +209,7 @@ func (c *Config) Validate() error {
 	}
 	for _, r := range c.RoleList() {
 		if !knownRoles[r] {
-			bad("WEBHOOKD_ROLES", "unknown role %q (known: dispatcher, analytics, admin, all)", r)
+			bad("WEBHOOKD_ROLES", "unknown role %q (known: dispatcher, retry, analytics, admin, all)", r)
 		}
 	}
 	switch c.KafkaSASLMechanism {
@@ -210,6 +219,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.EventTopicList()) == 0 {
 		bad("WEBHOOKD_EVENT_TOPICS", "needs at least one topic")
+	}
+	if c.RetryDelayScale <= 0 || c.RetryDelayScale > 1 {
+		bad("WEBHOOKD_RETRY_DELAY_SCALE", "must be in (0, 1]")
 	}
 	if c.TopicPartitions < 1 {
 		bad("WEBHOOKD_TOPIC_PARTITIONS", "must be at least 1")
@@ -229,11 +241,13 @@ func (c *Config) Validate() error {
 // Roles.
 const (
 	RoleDispatcher = "dispatcher"
-	RoleAnalytics  = "analytics"
-	RoleAdmin      = "admin"
+	// RoleRetry runs the retry-tier consumers and the failover consumer.
+	RoleRetry     = "retry"
+	RoleAnalytics = "analytics"
+	RoleAdmin     = "admin"
 )
 
-var knownRoles = map[string]bool{RoleDispatcher: true, RoleAnalytics: true, RoleAdmin: true, "all": true}
+var knownRoles = map[string]bool{RoleDispatcher: true, RoleRetry: true, RoleAnalytics: true, RoleAdmin: true, "all": true}
 
 // RoleList is the configured roles.
 func (c *Config) RoleList() []string { return SplitList(c.Roles) }

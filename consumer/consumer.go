@@ -27,6 +27,15 @@ import (
 	"github.com/afftok/webhookd/pipeline"
 )
 
+// Handler processes one topic's records. Handle returns nil only when the
+// record's work is finished (acknowledged), so its offset may be committed.
+type Handler interface {
+	// Due is when a record may be handled; the partition is held (nothing
+	// behind the record starts) until then. The zero time means now.
+	Due(rec *kgo.Record) time.Time
+	Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error
+}
+
 // Pipelines is what the consumer needs of the registry.
 type Pipelines interface {
 	ForTrigger(triggerType string) []*pipeline.Compiled
@@ -39,6 +48,8 @@ type Executor interface {
 
 // Options configure a Consumer.
 type Options struct {
+	// Name is the worker name ("dispatcher", "retry-5s", …).
+	Name                 string
 	ClientOpts           []kgo.Opt
 	Group                string
 	Topics               []string
@@ -50,11 +61,10 @@ type Options struct {
 	Log   *slog.Logger
 }
 
-// Consumer is the event-dispatch worker.
+// Consumer runs a Handler over a consumer group's partitions.
 type Consumer struct {
 	o      Options
-	pipes  Pipelines
-	exec   Executor
+	h      Handler
 	global chan struct{} // in-flight slots across partitions
 
 	mu      sync.Mutex
@@ -67,16 +77,27 @@ type tp struct {
 	partition int32
 }
 
-// New returns a consumer; Run connects.
+// New returns the event consumer: it fans events out to pipelines.
 func New(o Options, pipes Pipelines, exec Executor) *Consumer {
+	if o.Name == "" {
+		o.Name = "dispatcher"
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Consumer{o: o, pipes: pipes, exec: exec, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}}
+	return NewGroup(o, &EventHandler{Pipes: pipes, Exec: exec, DLQTopic: o.DLQTopic, Log: o.Log})
+}
+
+// NewGroup returns a consumer running h; Run connects.
+func NewGroup(o Options, h Handler) *Consumer {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}}
 }
 
 // Name implements the worker interface.
-func (c *Consumer) Name() string { return "dispatcher" }
+func (c *Consumer) Name() string { return c.o.Name }
 
 // Ready reports whether the consumer has joined its group and is consuming.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
@@ -210,16 +231,27 @@ func (c *Consumer) enqueue(topic string, partition int32, recs []*kgo.Record) {
 	w.push(recs)
 }
 
-// process delivers one event to every active pipeline of its trigger type and
+// EventHandler delivers events to every active pipeline of their trigger type.
+type EventHandler struct {
+	Pipes    Pipelines
+	Exec     Executor
+	DLQTopic string
+	Log      *slog.Logger
+}
+
+// Due implements Handler: events are handled as soon as they are read.
+func (h *EventHandler) Due(*kgo.Record) time.Time { return time.Time{} }
+
+// Handle delivers one event to every active pipeline of its trigger type and
 // produces the resulting records. It returns nil only when all of that is
 // acknowledged, so the offset may be marked.
-func (c *Consumer) process(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
+func (h *EventHandler) Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
 	metrics.EventsConsumed.WithLabelValues(rec.Topic).Inc()
 	ev, err := event.Decode(rec.Value)
 	if err != nil {
 		metrics.EventsInvalid.WithLabelValues(rec.Topic).Inc()
-		c.o.Log.Warn("undecodable event sent to the DLQ", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return bus.Send(ctx, cl, dispatcher.InvalidEvent(c.o.DLQTopic, rec, err, time.Now()))
+		h.Log.Warn("undecodable event sent to the DLQ", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return bus.Send(ctx, cl, dispatcher.InvalidEvent(h.DLQTopic, rec, err, time.Now()))
 	}
 	key := delivery.EventKey(ev.ID, rec.Topic, rec.Partition, rec.Offset)
 	var (
@@ -227,7 +259,7 @@ func (c *Consumer) process(ctx context.Context, cl *kgo.Client, rec *kgo.Record)
 		recs []*kgo.Record
 		wg   sync.WaitGroup
 	)
-	for _, p := range c.pipes.ForTrigger(ev.TriggerType) {
+	for _, p := range h.Pipes.ForTrigger(ev.TriggerType) {
 		if p.Status != pipeline.StatusActive {
 			metrics.DeliveriesSkipped.WithLabelValues(p.Status).Inc()
 			continue
@@ -235,7 +267,7 @@ func (c *Consumer) process(ctx context.Context, cl *kgo.Client, rec *kgo.Record)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out := c.exec.Execute(ctx, p, dispatcher.NewJob(ev, key, p.ID, time.Now()))
+			out := h.Exec.Execute(ctx, p, dispatcher.NewJob(ev, rec.Value, key, p.ID, time.Now()))
 			metrics.Deliveries.WithLabelValues(out.Status).Inc()
 			mu.Lock()
 			recs = append(recs, out.Records...)
@@ -275,6 +307,7 @@ type partWorker struct {
 
 	ctx      context.Context // deliveries; cancelled when the grace period ends
 	cancel   context.CancelFunc
+	quit     chan struct{} // closed when the worker stops taking records
 	inflight sync.WaitGroup
 	done     chan struct{}
 }
@@ -288,7 +321,7 @@ func newPartWorker(c *Consumer, cl *kgo.Client, topic string, partition int32) *
 	ctx, cancel := context.WithCancel(context.Background())
 	return &partWorker{
 		c: c, cl: cl, topic: topic, partition: partition, slots: make(chan struct{}, c.o.PartitionMaxInFlight),
-		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		wake: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}), quit: make(chan struct{}),
 	}
 }
 
@@ -336,6 +369,12 @@ func (w *partWorker) run() {
 		if rec == nil {
 			return
 		}
+		// Hold the partition until the record is due: nothing behind it
+		// starts. Not a sleep in a handler: the wait is the partition's, and
+		// a stop ends it at once (the record is read again later).
+		if !WaitUntil(w.c.h.Due(rec), w.quit) {
+			return
+		}
 		// Acquire a partition slot, then a global slot. Waiting here is the
 		// backpressure: the queue grows and push pauses the partition.
 		w.slots <- struct{}{}
@@ -352,7 +391,7 @@ func (w *partWorker) run() {
 		w.inflight.Add(1)
 		go func() {
 			defer w.inflight.Done()
-			err := w.c.process(w.ctx, w.cl, rec)
+			err := w.c.h.Handle(w.ctx, w.cl, rec)
 			<-w.c.global
 			<-w.slots
 			if err != nil {
@@ -393,6 +432,7 @@ func (w *partWorker) stop(graceful bool, grace time.Duration) {
 		w.fenced = true
 	}
 	w.mu.Unlock()
+	close(w.quit)
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -417,4 +457,26 @@ func (w *partWorker) stop(graceful bool, grace time.Duration) {
 	w.fenced = true // nothing marks after the partition is handed back
 	w.mu.Unlock()
 	w.cancel()
+}
+
+// WaitUntil blocks until due (or returns at once for a due time in the
+// past); false if stop closed first.
+func WaitUntil(due time.Time, stop <-chan struct{}) bool {
+	d := time.Until(due)
+	if due.IsZero() || d <= 0 {
+		select {
+		case <-stop:
+			return false
+		default:
+			return true
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
 }

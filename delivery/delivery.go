@@ -145,6 +145,8 @@ type DeadLetter struct {
 	FailedAt    time.Time       `json:"failed_at"`
 	Source      *SourceRecord   `json:"source,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
+	// Task is what a retry of this item resumes from (nil for invalid events).
+	Task *Task `json:"task,omitempty"`
 }
 
 // DeadLetter states.
@@ -162,3 +164,40 @@ type SourceRecord struct {
 	Key       []byte `json:"key,omitempty"`
 	Value     []byte `json:"value"`
 }
+
+// Task is a delivery waiting for its next attempt: the value of records on
+// the retry-tier and failover topics, and what a DLQ item keeps so it can be
+// retried. It carries everything the attempt needs, so no process memory is
+// involved in a retry.
+type Task struct {
+	V           int    `json:"v"`
+	DeliveryID  string `json:"delivery_id"`
+	ExecutionID string `json:"execution_id"`
+	PipelineID  string `json:"pipeline_id"`
+	Cycle       int    `json:"cycle"`
+	// Event is the source record's value, decoded again when the task runs.
+	Event    json.RawMessage `json:"event"`
+	EventKey string          `json:"event_key"`
+	// StepOrder is the step to attempt; Attempt its 0-based attempt number.
+	StepOrder int  `json:"step_order"`
+	Attempt   int  `json:"attempt"`
+	Failover  bool `json:"failover"`
+	// NotBefore is when the attempt is due.
+	NotBefore      time.Time `json:"not_before"`
+	ExecStartedAt  time.Time `json:"exec_started_at"`
+	StepStartedAt  time.Time `json:"step_started_at"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastHTTPStatus int       `json:"last_http_status,omitempty"`
+	// Tiers lists the retry topics the task went through, for diagnosis.
+	Tiers []string `json:"tiers,omitempty"`
+	// Steps holds earlier steps' results for {{steps.…}} (bounded in size).
+	Steps map[string]any `json:"steps,omitempty"`
+	// Dead counts steps of this execution already dead-lettered.
+	Dead int `json:"dead,omitempty"`
+	// OnlyStep: run this step alone, not the ones after it (a DLQ retry of a
+	// step the pipeline already went on past).
+	OnlyStep bool `json:"only_step,omitempty"`
+}
+
+// MaxTaskStepsBytes bounds the step results a task carries.
+const MaxTaskStepsBytes = 64 << 10

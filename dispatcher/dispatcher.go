@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/afftok/webhookd/backoff"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/metrics"
@@ -43,6 +44,11 @@ type Options struct {
 	LogBodyLimit      int // bytes kept in execution logs
 	Now               func() time.Time
 	Log               *slog.Logger
+	// Router places retry and failover tasks; nil: one attempt per step.
+	Router Router
+	// DelayScale multiplies every retry delay (1 in production; tests and
+	// staging shrink the schedule with it).
+	DelayScale float64
 }
 
 // Dispatcher executes deliveries. It is safe for concurrent use.
@@ -62,12 +68,17 @@ func New(o Options) *Dispatcher {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	if o.DelayScale <= 0 {
+		o.DelayScale = 1
+	}
 	return &Dispatcher{o: o}
 }
 
 // Job is one delivery of one event to one pipeline.
 type Job struct {
 	Event       *event.Event
+	Raw         []byte // the source record's value
+	EventKey    string
 	DeliveryID  string
 	ExecutionID string
 	StartedAt   time.Time
@@ -76,9 +87,18 @@ type Job struct {
 }
 
 // NewJob derives a first-cycle job for an event and pipeline.
-func NewJob(ev *event.Event, eventKey, pipelineID string, now time.Time) *Job {
+func NewJob(ev *event.Event, raw []byte, eventKey, pipelineID string, now time.Time) *Job {
 	id := delivery.ID(eventKey, pipelineID)
-	return &Job{Event: ev, DeliveryID: id, ExecutionID: delivery.ExecutionID(id, 0), StartedAt: now, Steps: map[string]any{}}
+	return &Job{Event: ev, Raw: raw, EventKey: eventKey, DeliveryID: id, ExecutionID: delivery.ExecutionID(id, 0), StartedAt: now, Steps: map[string]any{}}
+}
+
+// JobForTask rebuilds the job a task belongs to.
+func JobForTask(t *delivery.Task) (*Job, error) {
+	ev, err := event.Decode(t.Event)
+	if err != nil {
+		return nil, err
+	}
+	return &Job{Event: ev, Raw: t.Event, EventKey: t.EventKey, DeliveryID: t.DeliveryID, ExecutionID: t.ExecutionID, StartedAt: t.ExecStartedAt, Steps: copySteps(t.Steps)}, nil
 }
 
 // Request is a rendered, signed HTTP request.
@@ -157,8 +177,24 @@ func (d *Dispatcher) Scope(p *pipeline.Compiled, job *Job, retryCount int, now t
 		Objects: ev.Objects,
 		Data:    ev.Data,
 		Env:     d.o.Env.Lookup,
-		Steps:   job.Steps,
+		Steps:   stepAliases(p, job.Steps),
 	}
+}
+
+// stepAliases makes earlier results reachable by step name as well as order.
+func stepAliases(p *pipeline.Compiled, byOrder map[string]any) map[string]any {
+	out := make(map[string]any, 2*len(byOrder))
+	for k, v := range byOrder {
+		out[k] = v
+	}
+	for i := range p.Steps {
+		if r, ok := byOrder[strconv.Itoa(p.Steps[i].Order)]; ok && p.Steps[i].Name != "" {
+			if _, taken := out[p.Steps[i].Name]; !taken {
+				out[p.Steps[i].Name] = r
+			}
+		}
+	}
+	return out
 }
 
 // Build renders and signs a step's request. failoverURL, when set, replaces
@@ -294,63 +330,201 @@ func truncate(b []byte, n int) string {
 	return string(b[:n]) + "…[truncated]"
 }
 
-// Outcome is what Execute did.
+// Outcome is what Run did.
 type Outcome struct {
+	// Status is the execution's status after this run: completed, failed,
+	// partial, or retrying when a task was handed to a retry or failover topic.
 	Status  string
 	Records []*kgo.Record
 }
 
-// Execute runs a pipeline's steps in order for one job, one attempt each, and
-// returns the records describing it. A step that fails is dead-lettered; with
-// stop_on_failure the remaining steps are skipped, otherwise they run.
+// Router places tasks on the retry-tier and failover topics.
+type Router interface {
+	// Retry returns the record that holds t until t.NotBefore.
+	Retry(t *delivery.Task) *kgo.Record
+	// Failover returns the record that sends t to the failover URL now.
+	Failover(t *delivery.Task) *kgo.Record
+}
+
+// Execute starts a new execution: every step in order from the first.
 func (d *Dispatcher) Execute(ctx context.Context, p *pipeline.Compiled, job *Job) Outcome {
+	t := &delivery.Task{
+		V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID,
+		Event: job.Raw, EventKey: job.EventKey, ExecStartedAt: job.StartedAt,
+	}
+	if len(p.Steps) > 0 {
+		t.StepOrder = p.Steps[0].Order
+	}
+	return d.Run(ctx, p, t, job)
+}
+
+// Run executes a task: the step it names at its attempt number, then the
+// steps after it, until the pipeline ends or a step has to wait for a retry.
+// Records describe every attempt and hand-off; the caller produces them.
+func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.Task, job *Job) Outcome {
 	var out Outcome
-	dead, stopped := 0, false
+	if job.Steps == nil {
+		job.Steps = map[string]any{}
+	}
+	for k, v := range t.Steps {
+		job.Steps[k] = v
+	}
+	dead, stopped := t.Dead, false
+	start := len(p.Steps)
 	for i := range p.Steps {
+		if p.Steps[i].Order >= t.StepOrder {
+			start = i
+			break
+		}
+	}
+	end := len(p.Steps)
+	if t.OnlyStep && start < end {
+		end = start + 1
+	}
+	for i := start; i < end; i++ {
 		s := &p.Steps[i]
-		resp, att := d.Attempt(ctx, p, s, job, 0, "")
+		attempt, failover, tier, stepStart := 0, false, "", d.o.Now()
+		if i == start {
+			attempt, failover = t.Attempt, t.Failover
+			if n := len(t.Tiers); n > 0 {
+				tier = t.Tiers[n-1]
+			}
+			if !t.StepStartedAt.IsZero() {
+				stepStart = t.StepStartedAt
+			}
+		}
+		resp, att := d.Attempt(ctx, p, s, job, attempt, tier, failover)
+		if ctx.Err() != nil {
+			// Cut short by shutdown: the caller discards this outcome.
+			return Outcome{Status: delivery.ExecRetrying}
+		}
 		out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, att))
 		if resp.OK() {
-			res := stepResult(resp)
-			job.Steps[strconv.Itoa(s.Order)] = res
-			job.Steps[s.Name] = res
+			job.Steps[strconv.Itoa(s.Order)] = boundedResult(resp, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
 			continue
 		}
+		next := &delivery.Task{
+			V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID, Cycle: t.Cycle,
+			Event: job.Raw, EventKey: job.EventKey, StepOrder: s.Order, Failover: failover, OnlyStep: t.OnlyStep,
+			ExecStartedAt: job.StartedAt, StepStartedAt: stepStart, LastError: att.Error, LastHTTPStatus: att.HTTPStatus,
+			Steps: copySteps(job.Steps), Dead: dead,
+		}
+		if i == start {
+			next.Tiers = append([]string(nil), t.Tiers...)
+		}
+		policy := s.Policy()
+		if failover {
+			policy = backoff.FailoverPolicy
+		}
+		if attempt+1 < policy.MaxAttempts && d.o.Router != nil {
+			delay := policy.Next(attempt+1, backoff.RetryAfter(resp.Status, resp.Header, d.o.Now()))
+			next.Attempt = attempt + 1
+			next.NotBefore = d.o.Now().Add(time.Duration(float64(delay) * d.o.DelayScale))
+			out.Records = append(out.Records, d.o.Router.Retry(next))
+			return d.finish(out, p, job, delivery.ExecRetrying)
+		}
+		if !failover && p.Failover != nil && d.o.Router != nil {
+			next.Attempt, next.Failover, next.NotBefore, next.Tiers = 0, true, d.o.Now(), nil
+			out.Records = append(out.Records, d.o.Router.Failover(next))
+			return d.finish(out, p, job, delivery.ExecRetrying)
+		}
+		// Dead. A retry from the DLQ resumes at this step; when the pipeline
+		// goes on past it, the retry runs this step only (the later steps
+		// have already run).
 		dead++
-		out.Records = append(out.Records, d.deadLetter(p, s, job, att))
+		next.Attempt, next.Failover, next.Tiers, next.Dead = 0, false, nil, 0
+		next.OnlyStep = t.OnlyStep || !s.StopOnFailure
+		out.Records = append(out.Records, d.deadLetter(p, s, job, att, attempt+1, next, delivery.ReasonExhausted))
 		if s.StopOnFailure {
 			stopped = true
 			break
 		}
 	}
+	status := delivery.ExecCompleted
 	switch {
 	case dead == 0:
-		out.Status = delivery.ExecCompleted
-	case stopped || dead == len(p.Steps):
-		out.Status = delivery.ExecFailed
+	case stopped || dead >= len(p.Steps):
+		status = delivery.ExecFailed
 	default:
-		out.Status = delivery.ExecPartial
+		status = delivery.ExecPartial
 	}
+	return d.finish(out, p, job, status)
+}
+
+// finish appends the execution's state record.
+func (d *Dispatcher) finish(out Outcome, p *pipeline.Compiled, job *Job, status string) Outcome {
 	now := d.o.Now()
-	out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, &delivery.Execution{
+	e := &delivery.Execution{
 		V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: job.ExecutionID, DeliveryID: job.DeliveryID,
 		PipelineID: p.ID, PipelineName: p.Name, TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID,
-		EventID: job.Event.ID, Status: out.Status, StartedAt: job.StartedAt, CompletedAt: now, Seq: now.UnixNano(),
-	}))
+		EventID: job.Event.ID, Status: status, StartedAt: job.StartedAt, Seq: now.UnixNano(),
+	}
+	if status != delivery.ExecRetrying {
+		e.CompletedAt = now
+	}
+	out.Status = status
+	out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, e))
 	return out
 }
 
+// Finish records an execution's end without an attempt (cancelled, or a
+// pending retry dead-lettered because its pipeline was disabled).
+func (d *Dispatcher) Finish(p *pipeline.Compiled, job *Job, status string) Outcome {
+	return d.finish(Outcome{}, p, job, status)
+}
+
+// DeadLetterTask dead-letters a waiting task without attempting it.
+func (d *Dispatcher) DeadLetterTask(p *pipeline.Compiled, t *delivery.Task, job *Job, reason string) Outcome {
+	s := &pipeline.CompiledStep{Step: &pipeline.Step{Order: t.StepOrder}}
+	for i := range p.Steps {
+		if p.Steps[i].Order == t.StepOrder {
+			s = &p.Steps[i]
+		}
+	}
+	att := &delivery.Attempt{Error: "pipeline " + p.Status + " while a retry was pending"}
+	next := *t
+	next.Attempt, next.Failover, next.Tiers = 0, false, nil
+	out := Outcome{Records: []*kgo.Record{d.deadLetter(p, s, job, att, t.Attempt, &next, reason)}}
+	return d.finish(out, p, job, delivery.ExecFailed)
+}
+
+func copySteps(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// boundedResult is a step's result for chaining, with the body dropped to a
+// truncated string when it would make a retry task too large.
+func boundedResult(resp *Response, limit int) map[string]any {
+	r := stepResult(resp)
+	if b, _ := json.Marshal(r); len(b) > limit {
+		body := resp.Body
+		if len(body) > limit/2 {
+			body = body[:limit/2]
+		}
+		r["response"].(map[string]any)["body"] = string(body)
+	}
+	return r
+}
+
 // Attempt makes one attempt of one step and returns the response and its log record.
-func (d *Dispatcher) Attempt(ctx context.Context, p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, retryCount int, tier string) (*Response, *delivery.Attempt) {
+func (d *Dispatcher) Attempt(ctx context.Context, p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, retryCount int, tier string, failover bool) (*Response, *delivery.Attempt) {
 	started := d.o.Now()
 	att := &delivery.Attempt{
 		V: delivery.Version, Kind: delivery.KindAttempt,
-		AttemptID:   delivery.AttemptID(job.ExecutionID, s.Order, retryCount, false),
+		AttemptID:   delivery.AttemptID(job.ExecutionID, s.Order, retryCount, failover),
 		ExecutionID: job.ExecutionID, DeliveryID: job.DeliveryID, PipelineID: p.ID, PipelineName: p.Name,
 		TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID, EventID: job.Event.ID,
-		StepID: s.ID, StepName: s.Name, StepOrder: s.Order, Attempt: retryCount, Tier: tier, StartedAt: started,
+		StepID: s.ID, StepName: s.Name, StepOrder: s.Order, Attempt: retryCount, Tier: tier, Failover: failover, StartedAt: started,
 	}
-	req, err := d.Build(p, s, job, retryCount, nil)
+	var failoverURL *template.URL
+	if failover {
+		failoverURL = p.Failover
+	}
+	req, err := d.Build(p, s, job, retryCount, failoverURL)
 	var resp *Response
 	if err != nil {
 		resp = &Response{Err: err}
@@ -373,17 +547,17 @@ func (d *Dispatcher) Attempt(ctx context.Context, p *pipeline.Compiled, s *pipel
 	return resp, att
 }
 
-func (d *Dispatcher) deadLetter(p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, att *delivery.Attempt) *kgo.Record {
+func (d *Dispatcher) deadLetter(p *pipeline.Compiled, s *pipeline.CompiledStep, job *Job, att *delivery.Attempt, attempts int, task *delivery.Task, reason string) *kgo.Record {
 	payload, _ := json.Marshal(map[string]any{
 		"event_id": job.Event.ID, "event_type": job.Event.Type, "trigger_type": job.Event.TriggerType,
 		"trigger_id": job.Event.TriggerID, "timestamp": job.Event.Timestamp, "data": job.Event.Data,
 	})
 	dl := &delivery.DeadLetter{
 		V: delivery.Version, ID: delivery.DeadLetterID(job.ExecutionID, strconv.Itoa(s.Order)),
-		State: delivery.StateDead, Reason: delivery.ReasonExhausted, Error: att.Error,
+		State: delivery.StateDead, Reason: reason, Error: att.Error,
 		DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID,
 		TriggerType: job.Event.TriggerType, TriggerID: job.Event.TriggerID, StepOrder: s.Order,
-		Attempts: att.Attempt + 1, FailedAt: d.o.Now(), Payload: payload,
+		Attempts: attempts, FailedAt: d.o.Now(), Payload: payload, Task: task,
 	}
 	return d.record(d.o.DLQTopic, job.DeliveryID, dl)
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/afftok/webhookd/backoff"
 )
 
 // Statuses (DESIGN.md §4).
@@ -59,6 +61,15 @@ type RetryPolicy struct {
 	BackoffMultiplier   float64 `json:"backoff_multiplier,omitempty"`
 	MaxDelaySeconds     float64 `json:"max_delay_seconds,omitempty"`
 	JitterFactor        float64 `json:"jitter_factor,omitempty"`
+}
+
+// Policy resolves the step's retry schedule (nil: the spec's default).
+func (s *Step) Policy() backoff.Policy {
+	if s.RetryPolicy == nil {
+		return backoff.Default()
+	}
+	p := backoff.Params(*s.RetryPolicy)
+	return backoff.For(&p)
 }
 
 // Backoff types.

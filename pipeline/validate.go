@@ -10,7 +10,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/afftok/webhookd/backoff"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/signing"
 	"github.com/afftok/webhookd/template"
@@ -46,10 +48,13 @@ type EnvPolicy interface {
 type RetryLimits struct {
 	MaxAttempts     int
 	MaxDelaySeconds float64
+	// Horizon is the longest total wait of a step's retries: the retry
+	// topics' retention must outlive every waiting task.
+	Horizon time.Duration
 }
 
-// DefaultRetryLimits apply when the caller sets none.
-var DefaultRetryLimits = RetryLimits{MaxAttempts: 25, MaxDelaySeconds: 24 * 3600}
+// DefaultRetryLimits apply when the caller sets none (retry topics keep 7 days).
+var DefaultRetryLimits = RetryLimits{MaxAttempts: 25, MaxDelaySeconds: 24 * 3600, Horizon: 6 * 24 * time.Hour}
 
 var methods = map[string]bool{"POST": true, "PUT": true, "PATCH": true, "GET": true, "DELETE": true}
 
@@ -259,6 +264,7 @@ func checkPlaceholders(ve *ValidationError, field string, phs []template.Placeho
 }
 
 func checkRetryPolicy(ve *ValidationError, f string, rp *RetryPolicy, lim RetryLimits) {
+	before := len(ve.Fields)
 	if rp.MaxAttempts < 1 || rp.MaxAttempts > lim.MaxAttempts {
 		ve.add(f+".max_attempts", "must be between 1 and %d", lim.MaxAttempts)
 	}
@@ -270,6 +276,10 @@ func checkRetryPolicy(ve *ValidationError, f string, rp *RetryPolicy, lim RetryL
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	if !finite(rp.InitialDelaySeconds) || rp.InitialDelaySeconds < 0 || rp.InitialDelaySeconds > lim.MaxDelaySeconds {
 		ve.add(f+".initial_delay_seconds", "must be between 0 and %g", lim.MaxDelaySeconds)
+	} else if rp.InitialDelaySeconds > 0 && rp.InitialDelaySeconds < 1 {
+		// The finest retry tier holds work with 1 s resolution; shorter
+		// retries would be a hot loop against a failing receiver anyway.
+		ve.add(f+".initial_delay_seconds", "must be at least 1 (0 or absent means the default, 5)")
 	}
 	if rp.BackoffType != BackoffFixed && (!finite(rp.BackoffMultiplier) || rp.BackoffMultiplier < 1 || rp.BackoffMultiplier > 10) {
 		ve.add(f+".backoff_multiplier", "must be between 1 and 10")
@@ -283,6 +293,12 @@ func checkRetryPolicy(ve *ValidationError, f string, rp *RetryPolicy, lim RetryL
 		ve.add(f+".jitter_factor", "must be between 0 and 1")
 	} else if rp.JitterFactor > 0 && rp.BackoffType != BackoffExponentialJitter {
 		ve.add(f+".jitter_factor", "only applies to backoff_type exponential_jitter")
+	}
+	if len(ve.Fields) == before && lim.Horizon > 0 {
+		p := backoff.Params(*rp)
+		if h := backoff.For(&p).Horizon(); h > lim.Horizon {
+			ve.add(f, "retries would wait %v in all, longer than the retry topics keep tasks (%v); lower max_attempts or the delays", h.Round(time.Second), lim.Horizon)
+		}
 	}
 }
 

@@ -1,0 +1,293 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/retrytopics"
+)
+
+// DLQ is what the API reads DLQ items from (the analytics store).
+type DLQ interface {
+	DeadLetters(ctx context.Context, f analytics.DLQFilter) ([]analytics.DLQItem, int64, error)
+	DeadLetter(ctx context.Context, id string) (*analytics.DLQItem, error)
+}
+
+// Redriver changes DLQ items (retrytopics.Redriver).
+type Redriver interface {
+	Retry(ctx context.Context, it *analytics.DLQItem) (string, error)
+	Delete(ctx context.Context, it *analytics.DLQItem) error
+}
+
+// handledSet remembers items this replica changed, so a second change is a
+// 409 at once, before the ClickHouse projection has caught up (about a second).
+type handledSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+const handledTTL = 10 * time.Minute
+
+func (h *handledSet) claim(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]time.Time{}
+	}
+	now := time.Now()
+	for k, t := range h.m {
+		if now.Sub(t) > handledTTL {
+			delete(h.m, k)
+		}
+	}
+	if _, ok := h.m[id]; ok {
+		return false
+	}
+	h.m[id] = now
+	return true
+}
+
+func (h *handledSet) release(id string) {
+	h.mu.Lock()
+	delete(h.m, id)
+	h.mu.Unlock()
+}
+
+type dlqItemView struct {
+	ID          string          `json:"id"`
+	PipelineID  string          `json:"pipeline_id"`
+	TriggerType string          `json:"trigger_type"`
+	TriggerID   string          `json:"trigger_id"`
+	FailedAt    time.Time       `json:"failed_at"`
+	Attempts    int64           `json:"attempts"`
+	LastError   string          `json:"last_error"`
+	Payload     json.RawMessage `json:"payload"`
+	Reason      string          `json:"reason"`
+	State       string          `json:"state"`
+	StepOrder   int64           `json:"step_order,omitempty"`
+	DeliveryID  string          `json:"delivery_id,omitempty"`
+	ExecutionID string          `json:"execution_id,omitempty"`
+	Source      *sourceView     `json:"source,omitempty"`
+}
+
+type sourceView struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Value     string `json:"value"`
+}
+
+func viewDLQ(it analytics.DLQItem) dlqItemView {
+	v := dlqItemView{ID: it.ID, PipelineID: it.PipelineID, TriggerType: it.TriggerType, TriggerID: it.TriggerID, FailedAt: it.FailedAt,
+		Attempts: it.Attempts, LastError: it.Error, Reason: it.Reason, State: it.State, StepOrder: it.StepOrder,
+		DeliveryID: it.DeliveryID, ExecutionID: it.ExecutionID, Payload: json.RawMessage("null")}
+	if it.Payload != "" && json.Valid([]byte(it.Payload)) {
+		v.Payload = json.RawMessage(it.Payload)
+	}
+	if it.Source != "" {
+		var src delivery.SourceRecord
+		if json.Unmarshal([]byte(it.Source), &src) == nil {
+			v.Source = &sourceView{Topic: src.Topic, Partition: src.Partition, Offset: src.Offset, Value: string(src.Value)}
+		}
+	}
+	return v
+}
+
+func badQuery(field, msg string) error {
+	return &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: field, Message: msg}}}
+}
+
+func (s *Server) dlqAvailable() error {
+	if s.o.DLQ == nil || s.o.Redriver == nil {
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is not available on this replica")
+	}
+	return nil
+}
+
+func (s *Server) listDLQ(c *fiber.Ctx) error {
+	if err := s.dlqAvailable(); err != nil {
+		return err
+	}
+	page, limit, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	tt := c.Query("trigger_type")
+	if tt != "" && !event.IsTriggerType(tt) {
+		return badQuery("trigger_type", "unknown trigger type")
+	}
+	state := c.Query("state", delivery.StateDead)
+	if state != delivery.StateDead && state != delivery.StateRetried && state != delivery.StateDeleted {
+		return badQuery("state", "must be dead, retried or deleted")
+	}
+	items, total, err := s.o.DLQ.DeadLetters(c.UserContext(), analytics.DLQFilter{
+		PipelineID: c.Query("pipeline_id"), TriggerType: tt, State: state, Limit: limit, Offset: (page - 1) * limit,
+	})
+	if err != nil {
+		s.o.Log.Error("dlq query failed", "err", err)
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is temporarily unavailable")
+	}
+	out := make([]dlqItemView, len(items))
+	for i, it := range items {
+		out[i] = viewDLQ(it)
+	}
+	return ok(c, fiber.StatusOK, fiber.Map{"items": out, "pagination": pagination{Page: page, Limit: limit, Total: total}})
+}
+
+// deadItem loads an item that is still dead: 404 if unknown, 409 if it was
+// already retried or deleted.
+func (s *Server) deadItem(c *fiber.Ctx) (*analytics.DLQItem, error) {
+	if err := s.dlqAvailable(); err != nil {
+		return nil, err
+	}
+	id := c.Params("id")
+	it, err := s.o.DLQ.DeadLetter(c.UserContext(), id)
+	if err != nil {
+		s.o.Log.Error("dlq query failed", "err", err)
+		return nil, apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is temporarily unavailable")
+	}
+	if it == nil {
+		return nil, apiError(fiber.StatusNotFound, "not_found", "DLQ item "+id+" not found")
+	}
+	if it.State != delivery.StateDead {
+		return nil, apiError(fiber.StatusConflict, "already_handled", "DLQ item "+id+" was already "+it.State)
+	}
+	if !s.handled.claim(id) {
+		return nil, apiError(fiber.StatusConflict, "already_handled", "DLQ item "+id+" was already handled")
+	}
+	return it, nil
+}
+
+func (s *Server) retryDLQ(c *fiber.Ctx) error {
+	it, err := s.deadItem(c)
+	if err != nil {
+		return err
+	}
+	execID, err := s.o.Redriver.Retry(c.UserContext(), it)
+	if err != nil {
+		s.handled.release(it.ID)
+		if errors.Is(err, retrytopics.ErrNotRetryable) {
+			return apiError(fiber.StatusUnprocessableEntity, "not_retryable", err.Error())
+		}
+		return err
+	}
+	return ok(c, fiber.StatusAccepted, fiber.Map{"id": it.ID, "status": "queued", "delivery_id": it.DeliveryID, "execution_id": execID})
+}
+
+func (s *Server) deleteDLQ(c *fiber.Ctx) error {
+	it, err := s.deadItem(c)
+	if err != nil {
+		return err
+	}
+	if err := s.o.Redriver.Delete(c.UserContext(), it); err != nil {
+		s.handled.release(it.ID)
+		return err
+	}
+	return ok(c, fiber.StatusOK, fiber.Map{"id": it.ID, "deleted": true})
+}
+
+type bulkRetry struct {
+	PipelineID    string    `json:"pipeline_id"`
+	TriggerType   string    `json:"trigger_type"`
+	Error         string    `json:"error"`
+	FailedFrom    time.Time `json:"failed_from"`
+	FailedTo      time.Time `json:"failed_to"`
+	RatePerSecond float64   `json:"rate_per_second"`
+	Limit         int       `json:"limit"`
+}
+
+// Bulk redrive bounds.
+const (
+	defaultRedriveRate  = 50
+	maxRedriveRate      = 1000
+	defaultRedriveLimit = 1000
+	maxRedriveLimit     = 10000
+)
+
+// bulkRetryDLQ selects dead items by filter and retries them in the
+// background at a bounded rate, so a redrive cannot flood a receiver that has
+// just recovered. It answers how many it queued.
+func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
+	if err := s.dlqAvailable(); err != nil {
+		return err
+	}
+	var in bulkRetry
+	if len(c.Body()) > 0 {
+		if err := pipeline.Decode(c.Body(), &in); err != nil {
+			var ve *pipeline.ValidationError
+			if errors.As(err, &ve) {
+				return err
+			}
+			return apiError(fiber.StatusBadRequest, "bad_request", err.Error())
+		}
+	}
+	ve := &pipeline.ValidationError{}
+	if in.TriggerType != "" && !event.IsTriggerType(in.TriggerType) {
+		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "trigger_type", Message: "unknown trigger type"})
+	}
+	if in.RatePerSecond == 0 {
+		in.RatePerSecond = defaultRedriveRate
+	}
+	if in.RatePerSecond < 0 || in.RatePerSecond > maxRedriveRate {
+		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "rate_per_second", Message: "must be between 0 and 1000"})
+	}
+	if in.Limit == 0 {
+		in.Limit = defaultRedriveLimit
+	}
+	if in.Limit < 0 || in.Limit > maxRedriveLimit {
+		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "limit", Message: "must be between 1 and 10000"})
+	}
+	if !in.FailedFrom.IsZero() && !in.FailedTo.IsZero() && in.FailedTo.Before(in.FailedFrom) {
+		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "failed_to", Message: "must not be before failed_from"})
+	}
+	if len(ve.Fields) > 0 {
+		return ve
+	}
+	items, _, err := s.o.DLQ.DeadLetters(c.UserContext(), analytics.DLQFilter{
+		PipelineID: in.PipelineID, TriggerType: in.TriggerType, ErrorContains: in.Error,
+		FailedFrom: in.FailedFrom, FailedTo: in.FailedTo, Limit: in.Limit,
+	})
+	if err != nil {
+		s.o.Log.Error("dlq query failed", "err", err)
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is temporarily unavailable")
+	}
+	var queued []analytics.DLQItem
+	for _, it := range items {
+		if it.Task != "" || it.Source != "" {
+			if s.handled.claim(it.ID) {
+				queued = append(queued, it)
+			}
+		}
+	}
+	go s.redrive(queued, in.RatePerSecond)
+	return ok(c, fiber.StatusAccepted, fiber.Map{"queued": len(queued), "matched": len(items), "rate_per_second": in.RatePerSecond})
+}
+
+func (s *Server) redrive(items []analytics.DLQItem, rate float64) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := range items {
+		select {
+		case <-s.baseCtx.Done():
+			s.o.Log.Warn("bulk redrive stopped by shutdown; the rest stay in the DLQ", "remaining", len(items)-i)
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
+		if _, err := s.o.Redriver.Retry(ctx, &items[i]); err != nil {
+			s.handled.release(items[i].ID)
+			s.o.Log.Error("bulk redrive: retry failed; the item stays in the DLQ", "id", items[i].ID, "err", err)
+		}
+		cancel()
+	}
+	s.o.Log.Info("bulk redrive done", "items", len(items))
+}
