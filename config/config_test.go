@@ -1,0 +1,59 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// Every setting is in the README's configuration table.
+func TestReadmeDocumentsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range Docs() {
+		if !strings.Contains(string(readme), "`"+d.Env+"`") {
+			t.Errorf("%s is not in README.md", d.Env)
+		}
+	}
+}
+
+// Every setting is mapped by the Helm chart (or deliberately not: dev-only ones).
+func TestHelmChartMapsEverySetting(t *testing.T) {
+	helpers, err := os.ReadFile("../deploy/helm/webhookd/templates/_helpers.tpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy, _ := os.ReadFile("../deploy/helm/webhookd/templates/deployments.yaml")
+	devOnly := map[string]bool{"WEBHOOKD_DATA_DIR": true, "WEBHOOKD_DEV_KAFKA_ADDR": true, "WEBHOOKD_CHDB_LIBRARY": true,
+		"WEBHOOKD_RETRY_DELAY_SCALE": true, "WEBHOOKD_KAFKA_TLS_CA_FILE": true, "WEBHOOKD_ANALYTICS_BATCH_SIZE": true,
+		"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": true, "WEBHOOKD_CLICKHOUSE_TLS": false}
+	for _, d := range Docs() {
+		if devOnly[d.Env] {
+			continue
+		}
+		if !strings.Contains(string(helpers)+string(deploy), d.Env) {
+			t.Errorf("%s is not set by the Helm chart", d.Env)
+		}
+	}
+}
+
+func TestLoadValidatesWithVariableNames(t *testing.T) {
+	env := map[string]string{"WEBHOOKD_MAX_IN_FLIGHT": "lots", "WEBHOOKD_ROLES": "all,cook"}
+	_, err := Load(ModeServe, func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "WEBHOOKD_MAX_IN_FLIGHT") {
+		t.Fatalf("err = %v", err)
+	}
+	delete(env, "WEBHOOKD_MAX_IN_FLIGHT")
+	_, err = Load(ModeServe, func(k string) string { return env[k] })
+	for _, want := range []string{"WEBHOOKD_KAFKA_BROKERS", "WEBHOOKD_ADMIN_TOKEN", "WEBHOOKD_CLICKHOUSE_ADDR", `unknown role "cook"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to name %s", err, want)
+		}
+	}
+	c, err := Load(ModeDev, func(string) string { return "" })
+	if err != nil || c.KafkaBrokers != "127.0.0.1:9092" || !c.AllowPrivateTargets || c.AdminAddr != "127.0.0.1:8080" {
+		t.Fatalf("dev defaults: %+v %v", c, err)
+	}
+}
