@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +25,7 @@ import (
 
 	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/signing/signingtest"
 )
 
 // One app per test binary: chDB allows one session per process.
@@ -231,19 +229,7 @@ func waitExecution(t *testing.T, pipelineID, triggerID string) map[string]any {
 	return nil
 }
 
-// verifyHMAC is the guide's Go verification snippet, unmodified.
-func verifyHMAC(body []byte, signature, secret string) bool {
-	parts := strings.SplitN(signature, "=", 2)
-	if len(parts) != 2 {
-		return false
-	}
-
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	expected := hex.EncodeToString(mac.Sum(nil))
-
-	return hmac.Equal([]byte(parts[1]), []byte(expected))
-}
+var verifyHMAC = signingtest.VerifyHMAC
 
 const apiReferenceCreate = `{
   "name": "Conversion Notifications",

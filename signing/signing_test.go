@@ -11,21 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/afftok/webhookd/signing/signingtest"
 )
 
-// verifyHMAC is the guide's Go snippet, unmodified.
-func verifyHMAC(body []byte, signature, secret string) bool {
-	parts := strings.SplitN(signature, "=", 2)
-	if len(parts) != 2 {
-		return false
-	}
-
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	expected := hex.EncodeToString(mac.Sum(nil))
-
-	return hmac.Equal([]byte(parts[1]), []byte(expected))
-}
+var verifyHMAC = signingtest.VerifyHMAC
 
 var bodies = map[string][]byte{
 	"guide":   []byte(`{"conversion_id": "conv_456", "amount": 49.99}`),
