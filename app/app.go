@@ -82,6 +82,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	group := append(append([]kgo.Opt{}, base...), bus.GroupOpts(&cfg)...)
 	adminClient, err := a.client(base)
 	if err != nil {
 		return nil, err
@@ -125,8 +126,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if cfg.HasRole(config.RoleRetry) {
 		runner := &retrytopics.Runner{Pipes: a.Registry, Disp: disp, Router: router, DLQTopic: a.Topics.DLQ,
 			PauseRecheck: time.Duration(float64(30*time.Second) * cfg.RetryDelayScale), Log: log.With("worker", "retry")}
-		opts := func(name, group string, topic string) consumer.Options {
-			return consumer.Options{Name: name, ClientOpts: base, Group: group, Topics: []string{topic}, DLQTopic: a.Topics.DLQ,
+		opts := func(name, groupName string, topic string) consumer.Options {
+			return consumer.Options{Name: name, ClientOpts: group, Group: groupName, Topics: []string{topic}, DLQTopic: a.Topics.DLQ,
 				MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name)}
 		}
 		for i, tier := range tiers {
@@ -142,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	if cfg.HasRole(config.RoleDispatcher) {
 		a.Consumer = consumer.New(consumer.Options{
-			ClientOpts: base, Group: cfg.ConsumerGroup, Topics: a.Topics.Events, DLQTopic: a.Topics.DLQ,
+			ClientOpts: group, Group: cfg.ConsumerGroup, Topics: a.Topics.Events, DLQTopic: a.Topics.DLQ,
 			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace,
 			Log: log.With("worker", "dispatcher"),
 		}, a.Registry, disp)
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	if cfg.HasRole(config.RoleAnalytics) {
 		a.Sink = analytics.NewSink(analytics.SinkOptions{
-			ClientOpts: base, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
+			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
 			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Log: log.With("worker", "analytics"),
 		}, a.Store)
 		a.sup.Add(a.Sink)

@@ -149,6 +149,13 @@ func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// GroupOpts are the options of consumer-group clients: a crashed member's
+// partitions move after the session timeout (kgo's default, 45 s, would stall
+// those partitions' webhooks that long).
+func GroupOpts(cfg *config.Config) []kgo.Opt {
+	return []kgo.Opt{kgo.SessionTimeout(cfg.KafkaSessionTimeout), kgo.HeartbeatInterval(max(cfg.KafkaSessionTimeout/10, 100*time.Millisecond))}
+}
+
 // Send produces records and returns once every one is acknowledged. A record
 // whose produce failed is produced again, with backoff, until ctx ends: a
 // caller marks its source offset only after Send returned nil, so giving up

@@ -37,13 +37,14 @@ type Config struct {
 	TemplateEnvAllow   string `env:"WEBHOOKD_TEMPLATE_ENV_ALLOW" help:"Comma-separated environment variable names that {{env.NAME}} may read."`
 	TemplateSecretsDir string `env:"WEBHOOKD_TEMPLATE_SECRETS_DIR" help:"Directory of files (one per NAME) that {{env.NAME}} may read, e.g. a mounted Kubernetes secret."`
 
-	KafkaBrokers       string `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers (dev: the in-process broker)."`
-	KafkaSASLMechanism string `env:"WEBHOOKD_KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none."`
-	KafkaUser          string `env:"WEBHOOKD_KAFKA_USER" help:"SASL user."`
-	KafkaPassword      string `env:"WEBHOOKD_KAFKA_PASSWORD" help:"SASL password."`
-	KafkaTLS           bool   `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
-	KafkaTLSCAFile     string `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
-	DevKafkaAddr       string `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode: where the in-process Kafka listens."`
+	KafkaBrokers        string        `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers (dev: the in-process broker)."`
+	KafkaSASLMechanism  string        `env:"WEBHOOKD_KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none."`
+	KafkaUser           string        `env:"WEBHOOKD_KAFKA_USER" help:"SASL user."`
+	KafkaPassword       string        `env:"WEBHOOKD_KAFKA_PASSWORD" help:"SASL password."`
+	KafkaTLS            bool          `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
+	KafkaTLSCAFile      string        `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
+	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode: where the in-process Kafka listens."`
+	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them."`
 
 	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
 	EventTopics       string  `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
@@ -94,6 +95,7 @@ func Defaults(mode Mode) Config {
 		TopicPartitions:        6,
 		TopicReplication:       -1,
 		ConsumerGroup:          "webhookd-dispatcher",
+		KafkaSessionTimeout:    10 * time.Second,
 		RetryTiers:             "1s,5s,10s,30s,1m,5m,15m,1h",
 		RetryDelayScale:        1,
 		MaxInFlight:            1024,
@@ -222,6 +224,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryDelayScale <= 0 || c.RetryDelayScale > 1 {
 		bad("WEBHOOKD_RETRY_DELAY_SCALE", "must be in (0, 1]")
+	}
+	if c.KafkaSessionTimeout < time.Second {
+		bad("WEBHOOKD_KAFKA_SESSION_TIMEOUT", "must be at least 1s")
 	}
 	if c.TopicPartitions < 1 {
 		bad("WEBHOOKD_TOPIC_PARTITIONS", "must be at least 1")

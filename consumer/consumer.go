@@ -111,7 +111,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// A new group starts at the oldest event: never skip work.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(time.Second),
+		// Marks are committed often: after a crash, everything finished
+		// since the last commit is delivered again.
+		kgo.AutoCommitInterval(250 * time.Millisecond),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
@@ -154,6 +156,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	c.o.Log.Info("partitions assigned", "group", c.o.Group, "partitions", assigned)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for t, ps := range assigned {
@@ -169,6 +172,7 @@ func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 // revoked finishes the revoked partitions' in-flight work and commits what is
 // done before the partitions move to another member.
 func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	c.o.Log.Info("partitions revoked", "group", c.o.Group, "partitions", revoked)
 	c.stopWorkers(c.take(revoked), true)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		c.o.Log.Error("commit on revoke failed; the uncommitted events will be delivered again", "err", err)
@@ -178,6 +182,7 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 // lost stops the partitions' work without committing: another member may
 // already own them, and a commit now could overwrite its progress.
 func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.o.Log.Warn("partitions lost", "group", c.o.Group, "partitions", lost)
 	c.stopWorkers(c.take(lost), false)
 }
 

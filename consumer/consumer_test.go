@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,67 @@ func TestCommitsOnlyTheFinishedPrefixAndRedeliversUnfinishedWork(t *testing.T) {
 		t.Fatalf("redelivered %v", redelivered)
 	}
 	waitCommitted(t, adm, 3)
+}
+
+type countExec struct {
+	mu   sync.Mutex
+	seen map[string]int
+	done chan struct{}
+	want int
+}
+
+func (c *countExec) Execute(ctx context.Context, _ *pipeline.Compiled, job *dispatcher.Job) dispatcher.Outcome {
+	time.Sleep(time.Millisecond) // keep the window full so fetching pauses
+	c.mu.Lock()
+	c.seen[job.Event.ID]++
+	if len(c.seen) == c.want {
+		close(c.done)
+	}
+	c.mu.Unlock()
+	return dispatcher.Outcome{Status: "completed"}
+}
+
+// Backpressure pauses and resumes fetching; no record may be handled twice
+// within one assignment because of it.
+func TestPauseAndResumeNeverHandlesARecordTwice(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "ev", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	defer cl.Close()
+	const n = 2000
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "ev", Partition: int32(i % 2), Value: []byte(fmt.Sprintf(`{"id":"e%d","type":"click.tracked","data":{"id":"c"}}`, i))}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	exec := &countExec{seen: map[string]int{}, done: make(chan struct{}), want: n}
+	p := &pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: "pipe_1", Status: pipeline.StatusActive, TriggerType: "click"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cons := New(Options{ClientOpts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Group: "g", Topics: []string{"ev"}, DLQTopic: "dlq",
+		MaxInFlight: 8, PartitionMaxInFlight: 4, Grace: time.Second}, onePipeline{p}, exec)
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Run(ctx) }()
+	select {
+	case <-exec.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("handled %d of %d", len(exec.seen), n)
+	}
+	cancel()
+	<-errc
+	exec.mu.Lock()
+	defer exec.mu.Unlock()
+	twice := 0
+	for _, k := range exec.seen {
+		if k > 1 {
+			twice++
+		}
+	}
+	if twice > 0 {
+		t.Fatalf("%d of %d records were handled more than once", twice, n)
+	}
 }

@@ -15,6 +15,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_TOPIC_PARTITIONS, value: {{ .Values.kafka.topicPartitions | quote }}}
 - {name: WEBHOOKD_TOPIC_REPLICATION, value: {{ .Values.kafka.topicReplication | quote }}}
 - {name: WEBHOOKD_CONSUMER_GROUP, value: {{ .Values.kafka.consumerGroup | quote }}}
+- {name: WEBHOOKD_KAFKA_SESSION_TIMEOUT, value: {{ .Values.kafka.sessionTimeout | quote }}}
 - {name: WEBHOOKD_RETRY_TIERS, value: {{ .Values.kafka.retryTiers | quote }}}
 - {name: WEBHOOKD_CLICKHOUSE_ADDR, value: {{ .Values.clickhouse.addr | quote }}}
 - {name: WEBHOOKD_CLICKHOUSE_DATABASE, value: {{ .Values.clickhouse.database | quote }}}
