@@ -120,6 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		disp = dispatcher.New(dispatcher.Options{
 			Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
 			ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ, Router: router, DelayScale: cfg.RetryDelayScale,
+			Breaker:           &dispatcher.Breaker{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
 		})
 	}

@@ -57,6 +57,8 @@ func runMain(m *testing.M) int {
 			"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms", "WEBHOOKD_SHUTDOWN_GRACE": "5s",
 			// The spec's schedule and the tiers, scaled down 50×: 5s→100ms … 5m→6s.
 			"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
+			// Tests that fail receivers on purpose must not trip the breaker.
+			"WEBHOOKD_BREAKER_FAILURES": "1000",
 		}[k]
 	})
 	if err != nil {

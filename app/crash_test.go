@@ -47,7 +47,7 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 		"WEBHOOKD_TOPIC_PREFIX": prefix, "WEBHOOKD_EVENT_TOPICS": prefix + "events", "WEBHOOKD_CREATE_EVENT_TOPICS": "true",
 		"WEBHOOKD_TOPIC_PARTITIONS": "3", "WEBHOOKD_CONSUMER_GROUP": prefix + "group", "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
 		"WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1", "WEBHOOKD_LOG_LEVEL": "warn",
-		"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", "WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "32",
+		"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", "WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "32", "WEBHOOKD_BREAKER_FAILURES": "0",
 	}
 	cfg, err := config.Load(config.ModeServe, func(k string) string { return env[k] })
 	if err != nil {

@@ -394,6 +394,7 @@ func serveApp(t *testing.T, prefix, tiers, scale string) (*App, func()) {
 			"WEBHOOKD_TOPIC_PREFIX": prefix, "WEBHOOKD_EVENT_TOPICS": prefix + "events", "WEBHOOKD_CREATE_EVENT_TOPICS": "true",
 			"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_CONSUMER_GROUP": prefix + "group", "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
 			"WEBHOOKD_RETRY_TIERS": tiers, "WEBHOOKD_RETRY_DELAY_SCALE": scale, "WEBHOOKD_SHUTDOWN_GRACE": "2s",
+			"WEBHOOKD_BREAKER_FAILURES": "0", // these tests time the tiers; the breaker has its own
 		}[k]
 	})
 	if err != nil {

@@ -55,11 +55,13 @@ type Config struct {
 	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic and consumer group each. The finest tier bounds how late a retry can be."`
 	RetryDelayScale   float64 `env:"WEBHOOKD_RETRY_DELAY_SCALE" help:"Multiplies every retry delay (1 in production; tests and staging shrink schedules with it)."`
 
-	MaxInFlight          int `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Events being delivered at once, all partitions together; fetching pauses beyond it."`
-	PartitionMaxInFlight int `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Events being delivered at once per partition."`
-	MaxConnsPerHost      int `env:"WEBHOOKD_MAX_CONNS_PER_HOST" help:"Concurrent connections to one receiver host."`
-	ResponseBodyLimit    int `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
-	LogBodyLimit         int `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
+	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Events being delivered at once, all partitions together; fetching pauses beyond it."`
+	PartitionMaxInFlight int           `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Events being delivered at once per partition."`
+	MaxConnsPerHost      int           `env:"WEBHOOKD_MAX_CONNS_PER_HOST" help:"Concurrent connections to one receiver host."`
+	BreakerFailures      int           `env:"WEBHOOKD_BREAKER_FAILURES" help:"Consecutive failures (network error, timeout, 5xx) that open a receiver host's circuit; 0 disables the breaker."`
+	BreakerCooldown      time.Duration `env:"WEBHOOKD_BREAKER_COOLDOWN" help:"How long an open circuit sends that host's work to the retry path (without spending attempts) before one probe."`
+	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
+	LogBodyLimit         int           `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
 
 	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses (dev: true). Keep false in production."`
 	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway)."`
@@ -101,6 +103,8 @@ func Defaults(mode Mode) Config {
 		MaxInFlight:            1024,
 		PartitionMaxInFlight:   128,
 		MaxConnsPerHost:        64,
+		BreakerFailures:        10,
+		BreakerCooldown:        30 * time.Second,
 		ResponseBodyLimit:      64 << 10,
 		LogBodyLimit:           4 << 10,
 		ClickHouseDatabase:     "webhookd",
@@ -233,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 || c.PartitionMaxInFlight < 1 || c.MaxConnsPerHost < 1 {
 		bad("WEBHOOKD_MAX_IN_FLIGHT", "in-flight and connection limits must be at least 1")
+	}
+	if c.BreakerFailures < 0 || c.BreakerCooldown <= 0 {
+		bad("WEBHOOKD_BREAKER_FAILURES", "breaker failures must be ≥ 0 and the cooldown positive")
 	}
 	if c.AnalyticsBatchSize < 1 || c.AnalyticsFlushInterval <= 0 {
 		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "batch size and flush interval must be positive")

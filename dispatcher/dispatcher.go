@@ -49,6 +49,8 @@ type Options struct {
 	// DelayScale multiplies every retry delay (1 in production; tests and
 	// staging shrink the schedule with it).
 	DelayScale float64
+	// Breaker sheds work for receivers that keep failing; nil: none.
+	Breaker *Breaker
 }
 
 // Dispatcher executes deliveries. It is safe for concurrent use.
@@ -105,6 +107,7 @@ func JobForTask(t *delivery.Task) (*Job, error) {
 type Request struct {
 	Method  string
 	URL     string
+	Host    string // the URL's host[:port], the circuit breaker's key
 	Header  http.Header
 	Body    []byte
 	Timeout time.Duration
@@ -119,6 +122,8 @@ type Response struct {
 	Body    []byte
 	Latency time.Duration
 	Err     error
+	// Deferred is set with ErrCircuitOpen: when the host may be tried again.
+	Deferred time.Duration
 }
 
 // OK reports a delivered attempt: a 2xx answer.
@@ -142,6 +147,8 @@ func classify(err error) string {
 	switch {
 	case errors.Is(err, ErrBlockedAddress):
 		return "Blocked: " + err.Error()
+	case errors.Is(err, ErrCircuitOpen):
+		return "Circuit open"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "Connection timeout"
 	case errors.As(err, &dnsErr):
@@ -220,7 +227,7 @@ func (d *Dispatcher) Build(p *pipeline.Compiled, s *pipeline.CompiledStep, job *
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: rendered URL %q is not a valid http(s) URL", errRender, redact(rawURL, secrets))
 	}
-	req := &Request{Method: s.Method, URL: rawURL, Header: http.Header{}, Timeout: s.Timeout}
+	req := &Request{Method: s.Method, URL: rawURL, Host: u.Host, Header: http.Header{}, Timeout: s.Timeout}
 	for k, h := range s.Headers {
 		req.Header.Set(k, h.Render(scope))
 	}
@@ -398,6 +405,17 @@ func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.
 			// Cut short by shutdown: the caller discards this outcome.
 			return Outcome{Status: delivery.ExecRetrying}
 		}
+		if errors.Is(resp.Err, ErrCircuitOpen) && d.o.Router != nil {
+			// Not attempted: wait for the circuit without spending the attempt.
+			next := &delivery.Task{
+				V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID, Cycle: t.Cycle,
+				Event: job.Raw, EventKey: job.EventKey, StepOrder: s.Order, Attempt: attempt, Failover: failover, OnlyStep: t.OnlyStep,
+				ExecStartedAt: job.StartedAt, StepStartedAt: stepStart, LastError: "Circuit open", Steps: copySteps(job.Steps), Dead: dead,
+				NotBefore: d.o.Now().Add(resp.Deferred),
+			}
+			out.Records = append(out.Records, d.o.Router.Retry(next))
+			return d.finish(out, p, job, delivery.ExecRetrying)
+		}
 		out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, att))
 		if resp.OK() {
 			job.Steps[strconv.Itoa(s.Order)] = boundedResult(resp, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
@@ -528,10 +546,16 @@ func (d *Dispatcher) Attempt(ctx context.Context, p *pipeline.Compiled, s *pipel
 	var resp *Response
 	if err != nil {
 		resp = &Response{Err: err}
+	} else if ok, wait := d.o.Breaker.Allow(req.Host); !ok {
+		metrics.CircuitDeferred.Inc()
+		return &Response{Err: ErrCircuitOpen, Deferred: wait}, att
 	} else {
 		att.RequestURL = req.Redacted(req.URL)
 		att.RequestBody = req.Redacted(truncate(req.Body, d.o.LogBodyLimit))
 		resp = d.Do(ctx, req)
+		if ctx.Err() == nil {
+			d.o.Breaker.Record(req.Host, resp.Err != nil || resp.Status >= 500)
+		}
 	}
 	att.HTTPStatus = resp.Status
 	att.LatencyMS = resp.Latency.Milliseconds()

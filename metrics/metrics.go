@@ -19,6 +19,8 @@ var (
 	Attempts = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_attempts_total", Help: "Webhook HTTP attempts by status (success, failed)."}, []string{"status"})
 	// AttemptLatency is the HTTP attempt latency.
 	AttemptLatency = promauto.NewHistogram(prometheus.HistogramOpts{Name: "webhookd_attempt_duration_seconds", Help: "Webhook HTTP attempt latency.", Buckets: prometheus.DefBuckets})
+	// CircuitDeferred counts attempts not made because the receiver's circuit was open.
+	CircuitDeferred = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_circuit_deferred_total", Help: "Attempts deferred to the retry path because the receiver host's circuit was open."})
 	// AnalyticsRows counts rows written to ClickHouse, by table.
 	AnalyticsRows = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_analytics_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"})
 	// AnalyticsErrors counts failed ClickHouse inserts.

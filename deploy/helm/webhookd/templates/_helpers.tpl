@@ -25,6 +25,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_MAX_IN_FLIGHT, value: {{ .Values.delivery.maxInFlight | quote }}}
 - {name: WEBHOOKD_PARTITION_MAX_IN_FLIGHT, value: {{ .Values.delivery.partitionMaxInFlight | quote }}}
 - {name: WEBHOOKD_MAX_CONNS_PER_HOST, value: {{ .Values.delivery.maxConnsPerHost | quote }}}
+- {name: WEBHOOKD_BREAKER_FAILURES, value: {{ .Values.delivery.breakerFailures | quote }}}
+- {name: WEBHOOKD_BREAKER_COOLDOWN, value: {{ .Values.delivery.breakerCooldown | quote }}}
 - {name: WEBHOOKD_RESPONSE_BODY_LIMIT, value: {{ .Values.delivery.responseBodyLimit | quote }}}
 - {name: WEBHOOKD_LOG_BODY_LIMIT, value: {{ .Values.delivery.logBodyLimit | quote }}}
 - {name: WEBHOOKD_ALLOW_PRIVATE_TARGETS, value: {{ .Values.delivery.allowPrivateTargets | quote }}}
