@@ -97,7 +97,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
-	a.Registry = registry.New(regClient, a.Topics.Pipelines, log.With("worker", "registry"))
+	var sealer *pipeline.Sealer
+	if cfg.SecretsKey != "" {
+		if sealer, err = pipeline.NewSealer(cfg.SecretsKey); err != nil {
+			return nil, fmt.Errorf("WEBHOOKD_SECRETS_KEY: %w", err)
+		}
+	} else if cfg.Mode == config.ModeServe {
+		log.Warn("WEBHOOKD_SECRETS_KEY is not set: signing keys are stored unencrypted on the pipelines topic")
+	}
+	a.Registry = registry.New(regClient, a.Topics.Pipelines, sealer, log.With("worker", "registry"))
 	a.sup.Add(a.Registry)
 	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready}}
 

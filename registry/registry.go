@@ -24,9 +24,10 @@ import (
 // Registry is the in-memory view of the pipelines topic. It is a worker: Run
 // consumes the topic until ctx ends.
 type Registry struct {
-	cl    *kgo.Client
-	topic string
-	log   *slog.Logger
+	cl     *kgo.Client
+	topic  string
+	log    *slog.Logger
+	sealer *pipeline.Sealer // signing keys are sealed on the topic when set
 
 	mu        sync.RWMutex
 	byID      map[string]*pipeline.Compiled
@@ -38,9 +39,10 @@ type Registry struct {
 }
 
 // New returns a registry over topic; cl must not be consuming anything else.
-func New(cl *kgo.Client, topic string, log *slog.Logger) *Registry {
+// With a sealer, signing keys are encrypted on the topic.
+func New(cl *kgo.Client, topic string, sealer *pipeline.Sealer, log *slog.Logger) *Registry {
 	return &Registry{
-		cl: cl, topic: topic, log: log,
+		cl: cl, topic: topic, log: log, sealer: sealer,
 		byID: map[string]*pipeline.Compiled{}, byTrigger: map[string][]*pipeline.Compiled{},
 		deleted: map[string]time.Time{}, applied: map[int32]int64{}, changed: make(chan struct{}),
 	}
@@ -102,6 +104,9 @@ func (r *Registry) apply(rec *kgo.Record) {
 	if rec.Value != nil {
 		var p pipeline.Pipeline
 		err := json.Unmarshal(rec.Value, &p)
+		if err == nil {
+			err = r.sealer.OpenKeys(&p)
+		}
 		if err == nil {
 			c, err = pipeline.Compile(&p)
 		}
@@ -218,7 +223,11 @@ func (r *Registry) Put(ctx context.Context, p *pipeline.Pipeline) error {
 	if _, err := pipeline.Compile(p); err != nil {
 		return err
 	}
-	b, err := json.Marshal(p)
+	sealed, err := r.sealer.SealKeys(p)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(sealed)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_LOG_FORMAT, value: {{ .Values.log.format | quote }}}
 - name: WEBHOOKD_ADMIN_TOKEN
   valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" . }}, key: ADMIN_TOKEN}}
-{{- range $k, $v := dict "WEBHOOKD_KAFKA_USER" "KAFKA_USER" "WEBHOOKD_KAFKA_PASSWORD" "KAFKA_PASSWORD" "WEBHOOKD_CLICKHOUSE_USER" "CLICKHOUSE_USER" "WEBHOOKD_CLICKHOUSE_PASSWORD" "CLICKHOUSE_PASSWORD" }}
+{{- range $k, $v := dict "WEBHOOKD_SECRETS_KEY" "SECRETS_KEY" "WEBHOOKD_KAFKA_USER" "KAFKA_USER" "WEBHOOKD_KAFKA_PASSWORD" "KAFKA_PASSWORD" "WEBHOOKD_CLICKHOUSE_USER" "CLICKHOUSE_USER" "WEBHOOKD_CLICKHOUSE_PASSWORD" "CLICKHOUSE_PASSWORD" }}
 - name: {{ $k }}
   valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" $ }}, key: {{ $v }}, optional: true}}
 {{- end }}
