@@ -407,12 +407,9 @@ func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.
 		}
 		if errors.Is(resp.Err, ErrCircuitOpen) && d.o.Router != nil {
 			// Not attempted: wait for the circuit without spending the attempt.
-			next := &delivery.Task{
-				V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID, Cycle: t.Cycle,
-				Event: job.Raw, EventKey: job.EventKey, StepOrder: s.Order, Attempt: attempt, Failover: failover, OnlyStep: t.OnlyStep,
-				ExecStartedAt: job.StartedAt, StepStartedAt: stepStart, LastError: "Circuit open", Steps: copySteps(job.Steps), Dead: dead,
-				NotBefore: d.o.Now().Add(resp.Deferred),
-			}
+			next := followUp(p, s, t, job, stepStart, dead)
+			next.Attempt, next.Failover, next.LastError = attempt, failover, "Circuit open"
+			next.NotBefore = d.o.Now().Add(resp.Deferred)
 			out.Records = append(out.Records, d.o.Router.Retry(next))
 			return d.finish(out, p, job, delivery.ExecRetrying)
 		}
@@ -421,12 +418,8 @@ func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.
 			job.Steps[strconv.Itoa(s.Order)] = boundedResult(resp, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
 			continue
 		}
-		next := &delivery.Task{
-			V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID, Cycle: t.Cycle,
-			Event: job.Raw, EventKey: job.EventKey, StepOrder: s.Order, Failover: failover, OnlyStep: t.OnlyStep,
-			ExecStartedAt: job.StartedAt, StepStartedAt: stepStart, LastError: att.Error, LastHTTPStatus: att.HTTPStatus,
-			Steps: copySteps(job.Steps), Dead: dead,
-		}
+		next := followUp(p, s, t, job, stepStart, dead)
+		next.Failover, next.LastError, next.LastHTTPStatus = failover, att.Error, att.HTTPStatus
 		if i == start {
 			next.Tiers = append([]string(nil), t.Tiers...)
 		}
@@ -467,6 +460,16 @@ func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.
 		status = delivery.ExecPartial
 	}
 	return d.finish(out, p, job, status)
+}
+
+// followUp is the task that continues job at step s: the same delivery and
+// execution, the results so far, the same step-only scope.
+func followUp(p *pipeline.Compiled, s *pipeline.CompiledStep, t *delivery.Task, job *Job, stepStart time.Time, dead int) *delivery.Task {
+	return &delivery.Task{
+		V: delivery.Version, DeliveryID: job.DeliveryID, ExecutionID: job.ExecutionID, PipelineID: p.ID, Cycle: t.Cycle,
+		Event: job.Raw, EventKey: job.EventKey, StepOrder: s.Order, OnlyStep: t.OnlyStep,
+		ExecStartedAt: job.StartedAt, StepStartedAt: stepStart, Steps: copySteps(job.Steps), Dead: dead,
+	}
 }
 
 // finish appends the execution's state record.
