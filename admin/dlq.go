@@ -31,8 +31,9 @@ type Redriver interface {
 // handledSet remembers items this replica changed, so a second change is a
 // 409 at once, before the ClickHouse projection has caught up (about a second).
 type handledSet struct {
-	mu sync.Mutex
-	m  map[string]time.Time
+	mu    sync.Mutex
+	m     map[string]time.Time
+	swept time.Time
 }
 
 const handledTTL = 10 * time.Minute
@@ -44,9 +45,12 @@ func (h *handledSet) claim(id string) bool {
 		h.m = map[string]time.Time{}
 	}
 	now := time.Now()
-	for k, t := range h.m {
-		if now.Sub(t) > handledTTL {
-			delete(h.m, k)
+	if now.Sub(h.swept) > time.Minute {
+		h.swept = now
+		for k, t := range h.m {
+			if now.Sub(t) > handledTTL {
+				delete(h.m, k)
+			}
 		}
 	}
 	if _, ok := h.m[id]; ok {

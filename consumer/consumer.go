@@ -157,6 +157,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	c.o.Log.Info("partitions assigned", "group", c.o.Group, "partitions", assigned)
+	// A pause outlives an assignment in kgo: a partition paused by
+	// backpressure before a rebalance would otherwise never be fetched again.
+	cl.ResumeFetchPartitions(assigned)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for t, ps := range assigned {

@@ -194,3 +194,29 @@ func TestPauseAndResumeNeverHandlesARecordTwice(t *testing.T) {
 		t.Fatalf("%d of %d records were handled more than once", twice, n)
 	}
 }
+
+// A partition paused by backpressure and then revoked must be fetched again
+// when it comes back (kgo keeps pauses across assignments).
+func TestPausedPartitionIsFetchedAfterReassignment(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ev", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	defer cl.Close()
+	p := &pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: "pipe_1", Status: pipeline.StatusActive, TriggerType: "click"}}
+	exec := &countExec{seen: map[string]int{}, done: make(chan struct{}), want: 1}
+	cons := New(Options{ClientOpts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Group: "g", Topics: []string{"ev"}, DLQTopic: "dlq",
+		MaxInFlight: 4, PartitionMaxInFlight: 4, Grace: time.Second}, onePipeline{p}, exec)
+	member, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	defer member.Close()
+	// Simulate what backpressure leaves behind: the partition paused in the
+	// client, then a (re)assignment.
+	member.PauseFetchPartitions(map[string][]int32{"ev": {0}})
+	cons.assigned(context.Background(), member, map[string][]int32{"ev": {0}})
+	defer cons.stopWorkers(cons.takeAll(), false)
+	if paused := member.PauseFetchPartitions(nil); len(paused["ev"]) != 0 {
+		t.Fatalf("partition still paused after assignment: %v", paused)
+	}
+}
