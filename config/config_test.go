@@ -12,9 +12,30 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "| `WEBHOOKD_") {
+			for _, name := range strings.Split(strings.Split(line, "|")[1], "/") {
+				rows[strings.Trim(strings.TrimSpace(name), "`")] = line
+			}
+		}
+	}
 	for _, d := range Docs() {
-		if !strings.Contains(string(readme), "`"+d.Env+"`") {
-			t.Errorf("%s is not in README.md", d.Env)
+		row, ok := rows[d.Env]
+		if !ok {
+			t.Errorf("%s is not in README.md's configuration table", d.Env)
+			continue
+		}
+		cells := strings.Split(row, "|")
+		serve, dev := strings.Trim(strings.TrimSpace(cells[2]), "`"), strings.Trim(strings.TrimSpace(cells[3]), "`")
+		if dev == "same" {
+			dev = serve
+		}
+		if d.Default != "" && serve != d.Default || d.Default == "" && serve != "" {
+			t.Errorf("%s: README says serve default %q, code has %q", d.Env, serve, d.Default)
+		}
+		if d.DevDefault != "" && dev != d.DevDefault || d.DevDefault == "" && dev != "" {
+			t.Errorf("%s: README says dev default %q, code has %q", d.Env, dev, d.DevDefault)
 		}
 	}
 }
