@@ -23,6 +23,8 @@ import (
 	"github.com/afftok/webhookd/pipeline"
 )
 
+type contextT = context.Context
+
 //go:embed openapi.yaml
 var openAPI []byte
 
@@ -57,6 +59,7 @@ type Options struct {
 	Limits   pipeline.RetryLimits
 	DLQ      DLQ
 	Redriver Redriver
+	Tester   Tester
 	Checks   []Check
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -121,6 +124,8 @@ func (s *Server) routes() {
 	w.Delete("/pipelines/:id", s.deletePipeline)
 	w.Get("/logs/recent", s.recentLogs)
 	w.Get("/logs/failures", s.failureLogs)
+	w.Post("/test/pipeline/:id", s.testPipeline)
+	w.Post("/test/step", s.testStep)
 	// The API reference's /logs/dlq… paths, and the guide's /dlq… paths.
 	for _, prefix := range []string{"/logs/dlq", "/dlq"} {
 		w.Get(prefix, s.listDLQ)

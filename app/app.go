@@ -178,9 +178,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		if err != nil {
 			return nil, err
 		}
+		guard, err := newGuard(&cfg)
+		if err != nil {
+			return nil, err
+		}
+		// Test calls reach out like deliveries do: same SSRF guard, no Kafka.
+		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
+			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "admin")})
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Token: cfg.AdminToken, Registry: a.Registry, Logs: logs, Env: env,
-			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ},
+			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ}, Tester: tester,
 			Limits: pipeline.DefaultRetryLimits,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})

@@ -686,3 +686,47 @@ func TestServeBinaryStartsWithoutLibchdb(t *testing.T) {
 		t.Fatalf("serve exited with %v after SIGTERM", err)
 	}
 }
+
+func TestTestEndpointsMakeRealCallsWithTheSpecShapes(t *testing.T) {
+	rcv := newReceiver(t)
+	p := createPipeline(t, `{"name":"Test me","trigger_type":"conversion","steps":[{"order":1,"name":"Send to CRM","url":"`+rcv.URL+`/crm",
+	  "headers":{"X-API-Key":"{{env.CRM_API_KEY}}"},"signing_key":"{{env.WEBHOOK_SECRET}}",
+	  "body_template":{"conversion_id":"{{conversion.id}}","amount":"{{conversion.amount}}","user_id":"{{conversion.user_id}}"}}]}`)
+	code, out := api(t, "POST", "/api/admin/webhooks/test/pipeline/"+p["id"].(string),
+		`{"test_data":{"conversion":{"id":"test_conv_123","amount":49.99,"user_id":"test_user_456"}}}`)
+	got := rcv.next(t)
+	if code != 200 || string(got.Body) != `{"conversion_id":"test_conv_123","amount":49.99,"user_id":"test_user_456"}` {
+		t.Fatalf("%d %v / sent %s", code, out, got.Body)
+	}
+	d := out["data"].(map[string]any)
+	st := d["steps"].([]any)[0].(map[string]any)
+	req, resp := st["request"].(map[string]any), st["response"].(map[string]any)
+	if !strings.HasPrefix(d["execution_id"].(string), "exec_test_") || d["status"] != "completed" || st["step_name"] != "Send to CRM" ||
+		st["status"] != "success" || st["http_status"] != 200.0 || req["method"] != "POST" || req["url"] != rcv.URL+"/crm" ||
+		req["body"].(map[string]any)["amount"] != 49.99 || resp["status"] != 200.0 || resp["body"] != `{"received": true}` {
+		t.Fatalf("test run %v", d)
+	}
+	// Secrets are redacted in what the API shows (they were sent for real).
+	h := req["headers"].(map[string]any)
+	if got.Header.Get("X-API-Key") != "crm-key-123" || h["X-Api-Key"] != "[redacted]" || h["X-Afftok-Signature"] != "[redacted]" {
+		t.Fatalf("headers shown %v", h)
+	}
+	if raw, _ := json.Marshal(out); strings.Contains(string(raw), "crm-key-123") || strings.Contains(string(raw), "whsec-from-env") {
+		t.Fatal("a secret was returned")
+	}
+
+	code, out = api(t, "POST", "/api/admin/webhooks/test/step", `{"url":"`+rcv.URL+`/hello","method":"POST","headers":{"Content-Type":"application/json"},
+	  "body":{"test":true,"message":"Hello from AffTok"},"timeout_seconds":10}`)
+	got = rcv.next(t)
+	if code != 200 || string(got.Body) != `{"test":true,"message":"Hello from AffTok"}` || out["data"].(map[string]any)["status"] != "completed" {
+		t.Fatalf("test step %d %v / sent %s", code, out, got.Body)
+	}
+	code, out = api(t, "POST", "/api/admin/webhooks/test/step", `{"url":"ftp://x","timeout_seconds":900}`)
+	fields := fmt.Sprint(out["error"])
+	if code != 400 || !strings.Contains(fields, "field:url") || !strings.Contains(fields, "field:timeout_seconds") {
+		t.Fatalf("invalid test step: %d %v", code, out)
+	}
+	if code, _ := api(t, "POST", "/api/admin/webhooks/test/pipeline/pipe_nope", `{}`); code != 404 {
+		t.Fatalf("unknown pipeline: %d", code)
+	}
+}

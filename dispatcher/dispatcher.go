@@ -613,3 +613,69 @@ func InvalidEvent(dlqTopic string, rec *kgo.Record, cause error, now time.Time) 
 	})
 	return &kgo.Record{Topic: dlqTopic, Key: []byte(id), Value: b}
 }
+
+// Trace is one step of a test run, as the admin API shows it.
+type Trace struct {
+	StepName   string        `json:"step_name"`
+	StepOrder  int           `json:"step_order"`
+	Status     string        `json:"status"`
+	HTTPStatus int           `json:"http_status"`
+	LatencyMS  int64         `json:"latency_ms"`
+	Error      string        `json:"error,omitempty"`
+	Request    TraceRequest  `json:"request"`
+	Response   TraceResponse `json:"response"`
+}
+
+// TraceRequest is the request as sent, with secrets redacted.
+type TraceRequest struct {
+	URL     string            `json:"url"`
+	Method  string            `json:"method"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+// TraceResponse is the receiver's answer (body bounded).
+type TraceResponse struct {
+	Status int    `json:"status"`
+	Body   string `json:"body"`
+}
+
+// Trial runs a pipeline's steps once each, for real, without retries and
+// without writing anything to Kafka (the admin API's test endpoints). It
+// honours stop_on_failure and step chaining.
+func (d *Dispatcher) Trial(ctx context.Context, p *pipeline.Compiled, job *Job) (string, []Trace) {
+	status := delivery.ExecCompleted
+	traces := []Trace{}
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		tr := Trace{StepName: s.Name, StepOrder: s.Order, Request: TraceRequest{Body: json.RawMessage("null")}}
+		req, err := d.Build(p, s, job, 0, nil)
+		var resp *Response
+		if err != nil {
+			resp = &Response{Err: err}
+		} else {
+			tr.Request = TraceRequest{URL: req.Redacted(req.URL), Method: req.Method, Headers: req.RedactedHeader(), Body: json.RawMessage("null")}
+			if b := []byte(req.Redacted(string(req.Body))); len(b) > 0 {
+				if !json.Valid(b) {
+					b, _ = json.Marshal(string(b))
+				}
+				tr.Request.Body = b
+			}
+			resp = d.Do(ctx, req)
+		}
+		tr.HTTPStatus, tr.LatencyMS, tr.Error = resp.Status, resp.Latency.Milliseconds(), resp.ErrorText()
+		tr.Response = TraceResponse{Status: resp.Status, Body: truncate(resp.Body, d.o.LogBodyLimit)}
+		tr.Status = delivery.AttemptSuccess
+		traces = append(traces, tr)
+		if resp.OK() {
+			job.Steps[strconv.Itoa(s.Order)] = stepResult(resp)
+			continue
+		}
+		traces[len(traces)-1].Status = delivery.AttemptFailed
+		status = delivery.ExecFailed
+		if s.StopOnFailure {
+			break
+		}
+	}
+	return status, traces
+}
