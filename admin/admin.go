@@ -60,6 +60,8 @@ type Options struct {
 	DLQ      DLQ
 	Redriver Redriver
 	Tester   Tester
+	Stats    StatsSource
+	Queues   QueueDepths
 	Checks   []Check
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -124,6 +126,7 @@ func (s *Server) routes() {
 	w.Delete("/pipelines/:id", s.deletePipeline)
 	w.Get("/logs/recent", s.recentLogs)
 	w.Get("/logs/failures", s.failureLogs)
+	w.Get("/stats", s.stats)
 	w.Post("/test/pipeline/:id", s.testPipeline)
 	w.Post("/test/step", s.testStep)
 	// The API reference's /logs/dlq… paths, and the guide's /dlq… paths.

@@ -456,3 +456,78 @@ func (s *Store) DeadLetter(ctx context.Context, id string) (*DLQItem, error) {
 	it := dlqItem(rows[0])
 	return &it, nil
 }
+
+// Stats are the figures of the admin API's /stats since a moment.
+type Stats struct {
+	Executions   int64
+	Completed    int64
+	Finished     int64 // executions not still retrying
+	AvgLatencyMS int64
+	ByTrigger    map[string]TriggerStats
+	TopErrors    []ErrorCount
+	DLQDead      int64
+}
+
+// TriggerStats are one trigger type's figures.
+type TriggerStats struct {
+	Executions  int64   `json:"executions"`
+	SuccessRate float64 `json:"success_rate"`
+}
+
+// ErrorCount is one of the most frequent attempt errors.
+type ErrorCount struct {
+	Error string `json:"error"`
+	Count int64  `json:"count"`
+}
+
+// Stats returns execution figures since a moment (the API uses midnight UTC).
+func (s *Store) Stats(ctx context.Context, since time.Time) (*Stats, error) {
+	p := Params{"since": since.UnixMilli()}
+	st := &Stats{ByTrigger: map[string]TriggerStats{}, TopErrors: []ErrorCount{}}
+	rows, err := s.b.query(ctx, `
+		SELECT trigger_type, count(), countIf(status = 'completed'), countIf(status != 'retrying')
+		FROM `+s.t("executions")+` FINAL
+		WHERE started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+		GROUP BY trigger_type`, p)
+	if err != nil {
+		return nil, fmt.Errorf("stats by trigger: %w", err)
+	}
+	for _, r := range rows {
+		n, ok, fin := asInt(r[1]), asInt(r[2]), asInt(r[3])
+		ts := TriggerStats{Executions: n}
+		if fin > 0 {
+			ts.SuccessRate = roundRate(ok, fin)
+		}
+		st.ByTrigger[asString(r[0])] = ts
+		st.Executions += n
+		st.Completed += ok
+		st.Finished += fin
+	}
+	lat, err := s.b.query(ctx, `
+		SELECT toInt64(ifNotFinite(avg(latency_ms), 0)) FROM `+s.t("attempts")+` FINAL
+		WHERE started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') AND http_status > 0`, p)
+	if err != nil {
+		return nil, fmt.Errorf("stats latency: %w", err)
+	}
+	if len(lat) == 1 {
+		st.AvgLatencyMS = asInt(lat[0][0])
+	}
+	errs, err := s.b.query(ctx, `
+		SELECT error, count() AS c FROM `+s.t("attempts")+` FINAL
+		WHERE started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') AND status = 'failed' AND error != ''
+		GROUP BY error ORDER BY c DESC, error LIMIT 5`, p)
+	if err != nil {
+		return nil, fmt.Errorf("stats errors: %w", err)
+	}
+	for _, r := range errs {
+		st.TopErrors = append(st.TopErrors, ErrorCount{Error: asString(r[0]), Count: asInt(r[1])})
+	}
+	dl, err := s.b.query(ctx, `SELECT count() FROM `+s.t("dlq_items")+` FINAL WHERE state = 'dead'`, nil)
+	if err != nil {
+		return nil, fmt.Errorf("stats dlq: %w", err)
+	}
+	if len(dl) == 1 {
+		st.DLQDead = asInt(dl[0][0])
+	}
+	return st, nil
+}

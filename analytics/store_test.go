@@ -102,6 +102,17 @@ func runConformance(t *testing.T, s *Store) {
 	if p == nil || p.TotalExecutions != 2 || p.Successful != 1 || p.Failed != 1 || p.SuccessRate != 50 || p.InDLQ != 1 || p.LastTriggered == nil || !p.LastTriggered.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("stats = %+v", p)
 	}
+	stats, err := s.Stats(ctx, t0.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Executions != 2 || stats.Completed != 1 || stats.Finished != 2 || stats.AvgLatencyMS != 133 || stats.DLQDead != 1 ||
+		stats.ByTrigger["conversion"].SuccessRate != 50 || len(stats.TopErrors) != 0 {
+		t.Fatalf("stats = %+v", stats)
+	}
+	if later, err := s.Stats(ctx, t0.Add(30*time.Second)); err != nil || later.Executions != 1 {
+		t.Fatalf("stats since a later moment = %+v, %v", later, err)
+	}
 	ss, err := s.StepStats(ctx, "pipe_1")
 	if err != nil || ss["step_1"] == nil || ss["step_1"].Executions != 2 || ss["step_1"].Successful != 1 {
 		t.Fatalf("step stats = %+v, %v", ss, err)

@@ -171,9 +171,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if cfg.HasRole(config.RoleAdmin) {
 		var logs admin.Logs
 		var dlq admin.DLQ
+		var stats admin.StatsSource
 		if a.Store != nil {
-			logs, dlq = a.Store, a.Store
+			logs, dlq, stats = a.Store, a.Store, a.Store
 		}
+		// Queue depths are consumer-group lags: events not yet dispatched,
+		// tasks waiting in the tiers, failover tasks.
+		queues := map[string][]string{"primary": {cfg.ConsumerGroup}, "failover": {cfg.ConsumerGroup + "-failover"}}
+		for _, tier := range tiers {
+			queues["retry"] = append(queues["retry"], cfg.ConsumerGroup+"-retry-"+tier.Name)
+		}
+		lagAdmin := kadm.NewClient(adminClient)
+		depths := func(ctx context.Context) (map[string]int64, error) { return bus.QueueDepths(ctx, lagAdmin, queues) }
 		redriveClient, err := a.client(base)
 		if err != nil {
 			return nil, err
@@ -188,6 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Token: cfg.AdminToken, Registry: a.Registry, Logs: logs, Env: env,
 			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ}, Tester: tester,
+			Stats: stats, Queues: depths,
 			Limits: pipeline.DefaultRetryLimits,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})

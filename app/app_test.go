@@ -730,3 +730,41 @@ func TestTestEndpointsMakeRealCallsWithTheSpecShapes(t *testing.T) {
 		t.Fatalf("unknown pipeline: %d", code)
 	}
 }
+
+func TestStatsShowTodayAndQueues(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.respond = func(c captured, w http.ResponseWriter) {
+		if c.Path == "/bad" {
+			w.WriteHeader(418)
+		}
+	}
+	ok := createPipeline(t, `{"name":"stats-ok","trigger_type":"postback","steps":[{"order":1,"url":"`+rcv.URL+`/ok"}]}`)
+	bad := createPipeline(t, `{"name":"stats-bad","trigger_type":"postback","steps":[{"order":1,"url":"`+rcv.URL+`/bad","retry_policy":{"max_attempts":1}}]}`)
+	produce(t, "afftok.postbacks", "st", `{"type":"postback.received","data":{"id":"pb_stats"}}`)
+	rcv.next(t)
+	rcv.next(t)
+	waitExecution(t, ok["id"].(string), "pb_stats")
+	waitExecution(t, bad["id"].(string), "pb_stats")
+	code, out := api(t, "GET", "/api/admin/webhooks/stats", nil)
+	if code != 200 {
+		t.Fatalf("%d %v", code, out)
+	}
+	d := out["data"].(map[string]any)
+	sum, q := d["summary"].(map[string]any), d["queues"].(map[string]any)
+	pb := d["by_trigger_type"].(map[string]any)["postback"].(map[string]any)
+	if sum["total_pipelines"].(float64) < 2 || sum["total_executions_today"].(float64) < 2 || pb["executions"].(float64) < 2 || pb["success_rate"].(float64) >= 100 {
+		t.Fatalf("stats %v", d)
+	}
+	for _, k := range []string{"primary", "retry", "failover", "dlq"} {
+		if _, ok := q[k]; !ok {
+			t.Fatalf("queues %v lack %s", q, k)
+		}
+	}
+	found := false
+	for _, e := range d["top_errors"].([]any) {
+		found = found || e.(map[string]any)["error"] == "HTTP 418"
+	}
+	if !found {
+		t.Fatalf("top errors %v", d["top_errors"])
+	}
+}

@@ -189,3 +189,30 @@ func Send(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
 	}
 	return nil
 }
+
+// QueueDepths sums each queue's consumer-group lag: records written to its
+// topics that its group has not committed yet. queues maps a queue name to
+// the groups that drain it.
+func QueueDepths(ctx context.Context, adm *kadm.Client, queues map[string][]string) (map[string]int64, error) {
+	var groups []string
+	for _, gs := range queues {
+		groups = append(groups, gs...)
+	}
+	lags, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer lag: %w", err)
+	}
+	byGroup := map[string]int64{}
+	lags.Each(func(l kadm.DescribedGroupLag) {
+		if l.Error() == nil {
+			byGroup[l.Group] = l.Lag.Total()
+		}
+	})
+	out := map[string]int64{}
+	for q, gs := range queues {
+		for _, g := range gs {
+			out[q] += byGroup[g]
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,67 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/pipeline"
+)
+
+// StatsSource is what /stats reads from the analytics store.
+type StatsSource interface {
+	Stats(ctx contextT, since time.Time) (*analytics.Stats, error)
+}
+
+// QueueDepths reports queue depths (consumer lag) by queue name.
+type QueueDepths func(ctx contextT) (map[string]int64, error)
+
+// stats is the spec's GET /stats: pipelines, today's executions (UTC),
+// queue depths and the most frequent errors.
+func (s *Server) stats(c *fiber.Ctx) error {
+	if s.o.Stats == nil {
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are not available on this replica")
+	}
+	now := s.o.Now().UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	st, err := s.o.Stats.Stats(c.UserContext(), midnight)
+	if err != nil {
+		s.o.Log.Error("stats query failed", "err", err)
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are temporarily unavailable")
+	}
+	var total, active int
+	for _, p := range s.o.Registry.List() {
+		total++
+		if p.Status == pipeline.StatusActive {
+			active++
+		}
+	}
+	var rate float64
+	if st.Finished > 0 {
+		rate = float64(int64(float64(st.Completed)*10000/float64(st.Finished)+0.5)) / 100
+	}
+	queues := map[string]int64{"dlq": st.DLQDead}
+	if s.o.Queues != nil {
+		if q, err := s.o.Queues(c.UserContext()); err == nil {
+			for k, v := range q {
+				queues[k] = v
+			}
+		} else {
+			s.o.Log.Warn("queue depths unavailable", "err", err)
+		}
+	}
+	byTrigger := map[string]analytics.TriggerStats{}
+	for k, v := range st.ByTrigger {
+		byTrigger[k] = v
+	}
+	return ok(c, fiber.StatusOK, fiber.Map{
+		"summary": fiber.Map{
+			"total_pipelines": total, "active_pipelines": active, "total_executions_today": st.Executions,
+			"success_rate": rate, "avg_latency_ms": st.AvgLatencyMS,
+		},
+		"by_trigger_type": byTrigger,
+		"queues":          queues,
+		"top_errors":      st.TopErrors,
+	})
+}
