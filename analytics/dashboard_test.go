@@ -1,0 +1,83 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+)
+
+// grafanaMacros turns the ClickHouse data source's macros and the
+// dashboard's variables into plain SQL, the way Grafana would.
+func grafanaMacros(sql string, from, to time.Time) string {
+	tf := regexp.MustCompile(`\$__timeFilter\(([a-z_]+)\)`)
+	sql = tf.ReplaceAllString(sql, "$1 >= toDateTime64('"+chTime(from)+"', 3, 'UTC') AND $1 <= toDateTime64('"+chTime(to)+"', 3, 'UTC')")
+	return strings.ReplaceAll(sql, "${pipeline:singlequote}", "'pipe_1'")
+}
+
+// Every panel and variable query of the shipped Grafana dashboard runs on the
+// real schema (chDB) and returns data.
+func TestGrafanaDashboardQueriesRunOnTheSchema(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/helm/webhookd/dashboards/webhookd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ RawSQL string `json:"rawSql"` }
+		}
+		Templating struct{ List []struct{ Query string } }
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "webhookd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.InsertExecutions(ctx, []delivery.Execution{{ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", Status: "completed", StartedAt: now, CompletedAt: now, Seq: 1}}))
+	must(s.InsertAttempts(ctx, []delivery.Attempt{{AttemptID: "a1", ExecutionID: "e1", PipelineID: "pipe_1", Status: "failed", Error: "HTTP 500", HTTPStatus: 500, LatencyMS: 40, StartedAt: now, Tier: "5s"}}))
+	must(s.InsertDeadLetters(ctx, []DeadLetterRow{{DeadLetter: delivery.DeadLetter{ID: "d1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: now}, Version: 1}}))
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			rows, err := s.b.query(ctx, grafanaMacros(tg.RawSQL, now.Add(-time.Hour), now.Add(time.Minute)), nil)
+			if err != nil {
+				t.Errorf("panel %q: %v", p.Title, err)
+				continue
+			}
+			if len(rows) == 0 {
+				t.Errorf("panel %q returned no rows", p.Title)
+			}
+			n++
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if v.Query != "" && strings.HasPrefix(v.Query, "SELECT") {
+			if rows, err := s.b.query(ctx, v.Query, nil); err != nil || len(rows) == 0 {
+				t.Errorf("variable query %q: %v rows, %v", v.Query, len(rows), err)
+			}
+		}
+	}
+	if n < 7 {
+		t.Fatalf("only %d panel queries found", n)
+	}
+}
