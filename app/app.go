@@ -202,6 +202,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Checks: checks, Log: log.With("worker", "admin"),
 		})
 		a.sup.Add(a.Admin)
+	} else {
+		// Replicas without the admin API still answer their orchestrator's probes.
+		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Token: cfg.AdminToken, Checks: checks, Log: log.With("worker", "health")})
 	}
 	return a, nil
 }

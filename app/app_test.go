@@ -661,9 +661,13 @@ func TestServeBinaryStartsWithoutLibchdb(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "serve")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	healthAddr := ln.Addr().String()
+	ln.Close()
 	cmd.Env = append(os.Environ(), "WEBHOOKD_CHDB_LIBRARY=/nonexistent/libchdb.so", "LD_LIBRARY_PATH=/nonexistent",
 		"WEBHOOKD_KAFKA_BROKERS="+testApp.Config.KafkaBrokers, "WEBHOOKD_ROLES=dispatcher",
-		"WEBHOOKD_CONSUMER_GROUP=serve-test", "WEBHOOKD_LOG_FORMAT=json")
+		"WEBHOOKD_CONSUMER_GROUP=serve-test", "WEBHOOKD_LOG_FORMAT=json", "WEBHOOKD_ADMIN_ADDR="+healthAddr,
+		"WEBHOOKD_ADMIN_TOKEN=serve-test-token-0123")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -681,6 +685,28 @@ func TestServeBinaryStartsWithoutLibchdb(t *testing.T) {
 		t.Fatal("serve never started its dispatcher")
 	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	// A replica without the admin API still answers probes (as the Helm
+	// chart's pods are probed), and keeps /metrics behind the token.
+	probe := func(path, token string) int {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			req, _ := http.NewRequest("GET", "http://"+healthAddr+path, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 503 || time.Now().After(deadline) {
+					return resp.StatusCode
+				}
+			} else if time.Now().After(deadline) {
+				return 0
+			}
+		}
+	}
+	if probe("/healthz", "") != 200 || probe("/readyz", "") != 200 || probe("/metrics", "") != 401 || probe("/metrics", "serve-test-token-0123") != 200 {
+		t.Fatal("a dispatcher-only replica does not answer its probes")
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve exited with %v after SIGTERM", err)
