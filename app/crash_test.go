@@ -161,14 +161,15 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 	dups := total - len(delivered)
 	t.Logf("%d events, 2 SIGKILLs: all delivered; %d redeliveries (%.1f%%); deliveries per event: %v", events, dups, 100*float64(dups)/events, hist)
 	// A crash redoes what was in flight or finished since the last commit
-	// (250 ms). An event whose first attempt failed can be redone twice: the
-	// event itself is read again, and its retry task, already on a tier
-	// topic, runs as well (same delivery id; receivers de-duplicate on it).
-	// So at most two extra deliveries per crash.
+	// (250 ms), each redo with the same delivery id. Per crash, one delivery
+	// can be redone by the re-read event, by its retry task already on a tier
+	// topic, and (rarely) by that task's successor queued just before the
+	// kill: at most three extra deliveries per crash. Anything more would
+	// mean redeliveries that grow beyond the uncommitted work.
 	const kills = 2
 	for n := range hist {
-		if n > 1+2*kills {
-			t.Errorf("%d events were delivered %d times: more than twice per crash", hist[n], n)
+		if n > 1+3*kills {
+			t.Errorf("%d events were delivered %d times: more than three times per crash", hist[n], n)
 		}
 	}
 }
