@@ -17,6 +17,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/afftok/webhookd/analytics"
@@ -51,20 +52,23 @@ type Check struct {
 
 // Options configure the API.
 type Options struct {
-	Addr     string
-	Token    string
-	Registry Registry
-	Logs     Logs
-	Env      pipeline.EnvPolicy
-	Limits   pipeline.RetryLimits
-	DLQ      DLQ
-	Redriver Redriver
-	Tester   Tester
-	Stats    StatsSource
-	Queues   QueueDepths
-	Checks   []Check
-	Log      *slog.Logger
-	Now      func() time.Time
+	Addr  string
+	Token string
+	// JWTSecret, when set, makes HS256 JWTs with exp valid admin tokens too.
+	JWTSecret   []byte
+	JWTAudience string
+	Registry    Registry
+	Logs        Logs
+	Env         pipeline.EnvPolicy
+	Limits      pipeline.RetryLimits
+	DLQ         DLQ
+	Redriver    Redriver
+	Tester      Tester
+	Stats       StatsSource
+	Queues      QueueDepths
+	Checks      []Check
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // Server is the admin API worker.
@@ -179,11 +183,31 @@ func (s *Server) Test() *fiber.App { return s.app }
 func (s *Server) auth(c *fiber.Ctx) error {
 	h := c.Get(fiber.HeaderAuthorization)
 	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || s.o.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.o.Token)) != 1 {
+	tok = strings.TrimSpace(tok)
+	if !ok || !(s.staticToken(tok) || s.jwtToken(tok)) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
 		return apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
 	}
 	return c.Next()
+}
+
+func (s *Server) staticToken(tok string) bool {
+	return s.o.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.Token)) == 1
+}
+
+// jwtToken accepts an HS256 JWT signed with the configured secret, with an
+// exp claim (and the configured audience, if any): tokens the platform's
+// admin panel issues.
+func (s *Server) jwtToken(tok string) bool {
+	if len(s.o.JWTSecret) == 0 || strings.Count(tok, ".") != 2 {
+		return false
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
+	if s.o.JWTAudience != "" {
+		opts = append(opts, jwt.WithAudience(s.o.JWTAudience))
+	}
+	_, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return s.o.JWTSecret, nil }, opts...)
+	return err == nil
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {

@@ -195,7 +195,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "admin")})
 		a.Admin = admin.New(admin.Options{
-			Addr: cfg.AdminAddr, Token: cfg.AdminToken, Registry: a.Registry, Logs: logs, Env: env,
+			Addr: cfg.AdminAddr, Token: cfg.AdminToken, JWTSecret: []byte(cfg.AdminJWTSecret), JWTAudience: cfg.AdminJWTAudience,
+			Registry: a.Registry, Logs: logs, Env: env,
 			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ}, Tester: tester,
 			Stats: stats, Queues: depths,
 			Limits: pipeline.DefaultRetryLimits,

@@ -27,12 +27,14 @@ const (
 type Config struct {
 	Mode Mode `env:"-"`
 
-	DataDir    string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
-	AdminAddr  string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address (dev: 127.0.0.1:8080, serve: :8080)."`
-	AdminToken string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
-	Roles      string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, retry, analytics, admin (or all)."`
-	LogLevel   string `env:"WEBHOOKD_LOG_LEVEL" help:"debug, info, warn or error."`
-	LogFormat  string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
+	DataDir          string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
+	AdminAddr        string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address (dev: 127.0.0.1:8080, serve: :8080)."`
+	AdminToken       string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
+	AdminJWTSecret   string `env:"WEBHOOKD_ADMIN_JWT_SECRET" help:"If set, HS256 JWTs signed with it (exp required) are accepted as admin tokens too."`
+	AdminJWTAudience string `env:"WEBHOOKD_ADMIN_JWT_AUDIENCE" help:"Audience (aud) admin JWTs must carry, if set."`
+	Roles            string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, retry, analytics, admin (or all)."`
+	LogLevel         string `env:"WEBHOOKD_LOG_LEVEL" help:"debug, info, warn or error."`
+	LogFormat        string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
 
 	TemplateEnvAllow   string `env:"WEBHOOKD_TEMPLATE_ENV_ALLOW" help:"Comma-separated environment variable names that {{env.NAME}} may read."`
 	SecretsKey         string `env:"WEBHOOKD_SECRETS_KEY" help:"Base64 32-byte key (openssl rand -base64 32): signing keys are stored AES-256-GCM-encrypted on the pipelines topic. Every replica needs the same key."`
@@ -204,12 +206,15 @@ func (c *Config) Validate() error {
 		if c.KafkaBrokers == "" {
 			bad("WEBHOOKD_KAFKA_BROKERS", "is required in serve mode")
 		}
-		if c.HasRole(RoleAdmin) && c.AdminToken == "" {
-			bad("WEBHOOKD_ADMIN_TOKEN", "is required in serve mode")
+		if c.HasRole(RoleAdmin) && c.AdminToken == "" && c.AdminJWTSecret == "" {
+			bad("WEBHOOKD_ADMIN_TOKEN", "is required in serve mode (or WEBHOOKD_ADMIN_JWT_SECRET)")
 		}
 		if (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin)) && c.ClickHouseAddr == "" {
 			bad("WEBHOOKD_CLICKHOUSE_ADDR", "is required in serve mode for the analytics and admin roles")
 		}
+	}
+	if c.AdminJWTSecret != "" && len(c.AdminJWTSecret) < 32 {
+		bad("WEBHOOKD_ADMIN_JWT_SECRET", "must be at least 32 characters")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("WEBHOOKD_ADMIN_TOKEN", "must be at least 16 characters")

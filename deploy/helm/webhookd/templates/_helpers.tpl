@@ -36,11 +36,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- if .Values.templates.secretName }}
 - {name: WEBHOOKD_TEMPLATE_SECRETS_DIR, value: /etc/webhookd/template-secrets}
 {{- end }}
+- {name: WEBHOOKD_ADMIN_JWT_AUDIENCE, value: {{ .Values.adminJWTAudience | quote }}}
 - {name: WEBHOOKD_LOG_LEVEL, value: {{ .Values.log.level | quote }}}
 - {name: WEBHOOKD_LOG_FORMAT, value: {{ .Values.log.format | quote }}}
 - name: WEBHOOKD_ADMIN_TOKEN
   valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" . }}, key: ADMIN_TOKEN}}
-{{- range $k, $v := dict "WEBHOOKD_SECRETS_KEY" "SECRETS_KEY" "WEBHOOKD_KAFKA_USER" "KAFKA_USER" "WEBHOOKD_KAFKA_PASSWORD" "KAFKA_PASSWORD" "WEBHOOKD_CLICKHOUSE_USER" "CLICKHOUSE_USER" "WEBHOOKD_CLICKHOUSE_PASSWORD" "CLICKHOUSE_PASSWORD" }}
+{{- range $k, $v := dict "WEBHOOKD_ADMIN_JWT_SECRET" "ADMIN_JWT_SECRET" "WEBHOOKD_SECRETS_KEY" "SECRETS_KEY" "WEBHOOKD_KAFKA_USER" "KAFKA_USER" "WEBHOOKD_KAFKA_PASSWORD" "KAFKA_PASSWORD" "WEBHOOKD_CLICKHOUSE_USER" "CLICKHOUSE_USER" "WEBHOOKD_CLICKHOUSE_PASSWORD" "CLICKHOUSE_PASSWORD" }}
 - name: {{ $k }}
   valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" $ }}, key: {{ $v }}, optional: true}}
 {{- end }}
