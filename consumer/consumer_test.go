@@ -44,6 +44,22 @@ func (g *gateExec) Execute(ctx context.Context, _ *pipeline.Compiled, job *dispa
 	return dispatcher.Outcome{Status: "completed"}
 }
 
+// cluster starts a kfake broker with topics ev and dlq, and a client on it.
+func cluster(t *testing.T, partitions int32) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "ev", "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, cl
+}
+
 func committed(t *testing.T, adm *kadm.Client) int64 {
 	t.Helper()
 	offs, err := adm.FetchOffsets(context.Background(), "g")
@@ -70,13 +86,7 @@ func waitCommitted(t *testing.T, adm *kadm.Client, want int64) {
 }
 
 func TestCommitsOnlyTheFinishedPrefixAndRedeliversUnfinishedWork(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ev", "dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	defer cl.Close()
+	c, cl := cluster(t, 1)
 	adm := kadm.NewClient(cl)
 	for _, id := range []string{"e0", "e1", "e2"} {
 		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "ev", Value: []byte(`{"id":"` + id + `","type":"click.tracked","data":{"id":"c"}}`)}).FirstErr(); err != nil {
@@ -153,13 +163,7 @@ func (c *countExec) Execute(ctx context.Context, _ *pipeline.Compiled, job *disp
 // Backpressure pauses and resumes fetching; no record may be handled twice
 // within one assignment because of it.
 func TestPauseAndResumeNeverHandlesARecordTwice(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "ev", "dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	defer cl.Close()
+	c, cl := cluster(t, 2)
 	const n = 2000
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
@@ -198,19 +202,11 @@ func TestPauseAndResumeNeverHandlesARecordTwice(t *testing.T) {
 // A partition paused by backpressure and then revoked must be fetched again
 // when it comes back (kgo keeps pauses across assignments).
 func TestPausedPartitionIsFetchedAfterReassignment(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "ev", "dlq"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	defer cl.Close()
+	c, member := cluster(t, 1)
 	p := &pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: "pipe_1", Status: pipeline.StatusActive, TriggerType: "click"}}
 	exec := &countExec{seen: map[string]int{}, done: make(chan struct{}), want: 1}
 	cons := New(Options{ClientOpts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Group: "g", Topics: []string{"ev"}, DLQTopic: "dlq",
 		MaxInFlight: 4, PartitionMaxInFlight: 4, Grace: time.Second}, onePipeline{p}, exec)
-	member, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	defer member.Close()
 	// Simulate what backpressure leaves behind: the partition paused in the
 	// client, then a (re)assignment.
 	member.PauseFetchPartitions(map[string][]int32{"ev": {0}})
