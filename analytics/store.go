@@ -35,48 +35,50 @@ type Options struct {
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func newStore(b backend, kind string, o Options) (*Store, error) {
+// normalize fills defaults and checks names before any connection is opened
+// (names go into DDL text, so they must be plain identifiers).
+func (o *Options) normalize() error {
 	if o.Database == "" {
 		o.Database = "webhookd"
 	}
 	if !identRE.MatchString(o.Database) {
-		return nil, fmt.Errorf("database name %q: use letters, digits and _", o.Database)
+		return fmt.Errorf("database name %q: use letters, digits and _", o.Database)
 	}
 	if o.Cluster != "" && !identRE.MatchString(o.Cluster) {
-		return nil, fmt.Errorf("cluster name %q: use letters, digits and _", o.Cluster)
+		return fmt.Errorf("cluster name %q: use letters, digits and _", o.Cluster)
 	}
 	if o.TTLDays <= 0 {
 		o.TTLDays = 30
 	}
-	return &Store{b: b, db: o.Database, cluster: o.Cluster, ttlDays: o.TTLDays, kind: kind}, nil
+	return nil
+}
+
+func newStore(b backend, kind string, o Options) *Store {
+	return &Store{b: b, db: o.Database, cluster: o.Cluster, ttlDays: o.TTLDays, kind: kind}
 }
 
 // OpenChDB opens the embedded engine with its data under dataPath.
 func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
+	if err := o.normalize(); err != nil {
+		return nil, err
+	}
 	b, err := openChDB(lib, dataPath)
 	if err != nil {
 		return nil, err
 	}
-	s, err := newStore(b, "chdb", o)
-	if err != nil {
-		b.close()
-		return nil, err
-	}
-	return s, nil
+	return newStore(b, "chdb", o), nil
 }
 
 // OpenServer connects to a ClickHouse server.
 func OpenServer(ctx context.Context, so ServerOptions, o Options) (*Store, error) {
+	if err := o.normalize(); err != nil {
+		return nil, err
+	}
 	b, err := openServer(ctx, so)
 	if err != nil {
 		return nil, err
 	}
-	s, err := newStore(b, "clickhouse", o)
-	if err != nil {
-		b.close()
-		return nil, err
-	}
-	return s, nil
+	return newStore(b, "clickhouse", o), nil
 }
 
 // Kind is "chdb" or "clickhouse".

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,15 @@ func TestBindParamsQuotesEveryValue(t *testing.T) {
 	}
 	if _, err := bindParams("SELECT {missing:String}", nil); err == nil {
 		t.Fatal("missing parameter accepted")
+	}
+}
+
+// Names go into DDL text: anything but a plain identifier is refused before
+// a connection is opened.
+func TestStoreOptionsRejectNonIdentifiers(t *testing.T) {
+	for _, o := range []Options{{Database: "x; DROP TABLE y"}, {Database: "ok", Cluster: "c'1"}} {
+		if _, err := OpenChDB("/nonexistent/libchdb.so", t.TempDir(), o); err == nil || !strings.Contains(err.Error(), "use letters") {
+			t.Errorf("%+v: %v", o, err)
+		}
 	}
 }

@@ -157,11 +157,17 @@ func (r *Registry) Ready() bool {
 
 // WaitReady blocks until the registry is ready or ctx ends.
 func (r *Registry) WaitReady(ctx context.Context) error {
+	return r.waitFor(ctx, func() bool { return r.ready })
+}
+
+// waitFor blocks until cond (evaluated under the read lock) holds after some
+// apply, or ctx ends.
+func (r *Registry) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		r.mu.RLock()
-		ready, ch := r.ready, r.changed
+		ok, ch := cond(), r.changed
 		r.mu.RUnlock()
-		if ready {
+		if ok {
 			return nil
 		}
 		select {
@@ -246,17 +252,8 @@ func (r *Registry) write(ctx context.Context, rec *kgo.Record) error {
 	if err := bus.Send(ctx, r.cl, rec); err != nil {
 		return fmt.Errorf("write pipeline: %w", err)
 	}
-	for {
-		r.mu.RLock()
-		done, ch := r.applied[rec.Partition] > rec.Offset, r.changed
-		r.mu.RUnlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("pipeline written but not yet applied: %w", ctx.Err())
-		}
+	if err := r.waitFor(ctx, func() bool { return r.applied[rec.Partition] > rec.Offset }); err != nil {
+		return fmt.Errorf("pipeline written but not yet applied: %w", err)
 	}
+	return nil
 }
