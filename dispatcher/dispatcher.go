@@ -415,7 +415,9 @@ func (d *Dispatcher) Run(ctx context.Context, p *pipeline.Compiled, t *delivery.
 		}
 		out.Records = append(out.Records, d.record(d.o.ExecutionsTopic, job.ExecutionID, att))
 		if resp.OK() {
-			job.Steps[strconv.Itoa(s.Order)] = boundedResult(resp, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
+			if p.UsesSteps {
+				job.Steps[strconv.Itoa(s.Order)] = boundedResult(resp, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
+			}
 			continue
 		}
 		next := followUp(p, s, t, job, stepStart, dead)

@@ -16,6 +16,9 @@ type Compiled struct {
 	*Pipeline
 	Steps    []CompiledStep
 	Failover *template.URL // nil without failover_url
+	// UsesSteps: some template reads earlier steps' results, so they must
+	// be kept (and carried by retry tasks); otherwise that work is skipped.
+	UsesSteps bool
 }
 
 // CompiledStep is one step ready to render.
@@ -60,6 +63,13 @@ func Compile(p *Pipeline) (*Compiled, error) {
 		}
 		if cs.SigningKey, err = template.Parse(s.SigningKey); err != nil {
 			return nil, fmt.Errorf("steps[%d].signing_key: %w", i, err)
+		}
+		phs := append(cs.URL.Placeholders(), cs.Body.Placeholders()...)
+		for _, h := range cs.Headers {
+			phs = append(phs, h.Placeholders()...)
+		}
+		for _, ph := range phs {
+			c.UsesSteps = c.UsesSteps || ph.Root() == "steps"
 		}
 		c.Steps = append(c.Steps, cs)
 	}

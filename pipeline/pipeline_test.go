@@ -80,3 +80,19 @@ func FuzzDecodePipeline(f *testing.F) {
 		}
 	})
 }
+
+func TestCompileNotesWhetherStepResultsAreUsed(t *testing.T) {
+	for tpl, want := range map[string]bool{`{"a":"{{click.id}}"}`: false, `{"a":"{{steps.1.status}}"}`: true} {
+		p := Pipeline{Name: "n", TriggerType: "click", Steps: []Step{{Order: 1, URL: "https://a.io"}, {Order: 2, URL: "https://a.io", BodyTemplate: json.RawMessage(tpl)}}}
+		p.Normalize()
+		c, err := Compile(&p)
+		if err != nil || c.UsesSteps != want {
+			t.Errorf("%s: UsesSteps=%v err=%v, want %v", tpl, c.UsesSteps, err, want)
+		}
+	}
+	h := Pipeline{Name: "n", TriggerType: "click", Steps: []Step{{Order: 1, URL: "https://a.io"}, {Order: 2, URL: "https://a.io", Headers: map[string]string{"A": "{{steps.1.response.body.t}}"}}}}
+	h.Normalize()
+	if c, _ := Compile(&h); !c.UsesSteps {
+		t.Error("a header reading step results was not noticed")
+	}
+}
