@@ -28,7 +28,7 @@ type Config struct {
 	Mode Mode `env:"-"`
 
 	DataDir          string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
-	AdminAddr        string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address (dev: 127.0.0.1:8080, serve: :8080)."`
+	AdminAddr        string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address; replicas without the admin role serve /healthz, /readyz and /metrics there."`
 	AdminToken       string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
 	AdminJWTSecret   string `env:"WEBHOOKD_ADMIN_JWT_SECRET" help:"If set, HS256 JWTs signed with it (exp required) are accepted as admin tokens too."`
 	AdminJWTAudience string `env:"WEBHOOKD_ADMIN_JWT_AUDIENCE" help:"Audience (aud) admin JWTs must carry, if set."`
