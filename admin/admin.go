@@ -67,7 +67,9 @@ type Options struct {
 	Stats       StatsSource
 	Queues      QueueDepths
 	Checks      []Check
-	Log         *slog.Logger
+	// Grace bounds the API's shutdown (requests in flight may finish).
+	Grace time.Duration
+	Log   *slog.Logger
 	Now         func() time.Time
 }
 
@@ -77,7 +79,6 @@ type Server struct {
 	app     *fiber.App
 	ln      net.Listener
 	ready   chan struct{}
-	handled handledSet
 	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
@@ -90,6 +91,9 @@ func New(o Options) *Server {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
 	}
 	if o.Limits.MaxAttempts == 0 {
 		o.Limits = pipeline.DefaultRetryLimits
@@ -170,7 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("admin API: %w", err)
 	case <-ctx.Done():
 		s.cancelBase()
-		if err := s.app.ShutdownWithTimeout(10 * time.Second); err != nil {
+		if err := s.app.ShutdownWithTimeout(s.o.Grace); err != nil {
 			return fmt.Errorf("admin API shutdown: %w", err)
 		}
 		return nil

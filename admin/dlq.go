@@ -4,66 +4,29 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/afftok/webhookd/analytics"
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/pipeline"
-	"github.com/afftok/webhookd/retrytopics"
 )
 
 // DLQ is what the API reads DLQ items from (the analytics store).
 type DLQ interface {
-	DeadLetters(ctx context.Context, f analytics.DLQFilter) ([]analytics.DLQItem, int64, error)
-	DeadLetter(ctx context.Context, id string) (*analytics.DLQItem, error)
+	DeadLetters(ctx context.Context, f dlq.Filter) ([]dlq.Record, int64, error)
+	DeadLetter(ctx context.Context, id string) (*dlq.Record, error)
 }
 
-// Redriver changes DLQ items (retrytopics.Redriver).
+// Redriver changes DLQ items (*dlq.Redriver).
 type Redriver interface {
-	Retry(ctx context.Context, it *analytics.DLQItem) (string, error)
-	Delete(ctx context.Context, it *analytics.DLQItem) error
-}
-
-// handledSet remembers items this replica changed, so a second change is a
-// 409 at once, before the ClickHouse projection has caught up (about a second).
-type handledSet struct {
-	mu    sync.Mutex
-	m     map[string]time.Time
-	swept time.Time
-}
-
-const handledTTL = 10 * time.Minute
-
-func (h *handledSet) claim(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil {
-		h.m = map[string]time.Time{}
-	}
-	now := time.Now()
-	if now.Sub(h.swept) > time.Minute {
-		h.swept = now
-		for k, t := range h.m {
-			if now.Sub(t) > handledTTL {
-				delete(h.m, k)
-			}
-		}
-	}
-	if _, ok := h.m[id]; ok {
-		return false
-	}
-	h.m[id] = now
-	return true
-}
-
-func (h *handledSet) release(id string) {
-	h.mu.Lock()
-	delete(h.m, id)
-	h.mu.Unlock()
+	Claim(id string) bool
+	Release(id string)
+	Retry(ctx context.Context, it *dlq.Record) (string, error)
+	Delete(ctx context.Context, it *dlq.Record) error
+	Redrive(ctx context.Context, items []dlq.Record, rate float64)
 }
 
 type dlqItemView struct {
@@ -77,31 +40,35 @@ type dlqItemView struct {
 	Payload     json.RawMessage `json:"payload"`
 	Reason      string          `json:"reason"`
 	State       string          `json:"state"`
-	StepOrder   int64           `json:"step_order,omitempty"`
-	DeliveryID  string          `json:"delivery_id,omitempty"`
-	ExecutionID string          `json:"execution_id,omitempty"`
-	Source      *sourceView     `json:"source,omitempty"`
+	// PayloadTruncated: the item was too large for the broker and was kept
+	// reduced; source (or the delivery's own source) says where the event is.
+	PayloadTruncated bool        `json:"payload_truncated,omitempty"`
+	StepOrder        int64       `json:"step_order,omitempty"`
+	DeliveryID       string      `json:"delivery_id,omitempty"`
+	ExecutionID      string      `json:"execution_id,omitempty"`
+	Source           *sourceView `json:"source,omitempty"`
 }
 
 type sourceView struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
-	Value     string `json:"value"`
+	Value     string `json:"value,omitempty"`
 }
 
-func viewDLQ(it analytics.DLQItem) dlqItemView {
+func viewDLQ(it dlq.Record) dlqItemView {
 	v := dlqItemView{ID: it.ID, PipelineID: it.PipelineID, TriggerType: it.TriggerType, TriggerID: it.TriggerID, FailedAt: it.FailedAt,
-		Attempts: it.Attempts, LastError: it.Error, Reason: it.Reason, State: it.State, StepOrder: it.StepOrder,
-		DeliveryID: it.DeliveryID, ExecutionID: it.ExecutionID, Payload: json.RawMessage("null")}
-	if it.Payload != "" && json.Valid([]byte(it.Payload)) {
-		v.Payload = json.RawMessage(it.Payload)
+		Attempts: int64(it.Attempts), LastError: it.Error, Reason: it.Reason, State: it.State, StepOrder: int64(it.StepOrder),
+		DeliveryID: it.DeliveryID, ExecutionID: it.ExecutionID, Payload: json.RawMessage("null"), PayloadTruncated: it.PayloadTruncated}
+	if len(it.Payload) > 0 && json.Valid(it.Payload) {
+		v.Payload = it.Payload
 	}
-	if it.Source != "" {
-		var src delivery.SourceRecord
-		if json.Unmarshal([]byte(it.Source), &src) == nil {
-			v.Source = &sourceView{Topic: src.Topic, Partition: src.Partition, Offset: src.Offset, Value: string(src.Value)}
-		}
+	src := it.Source
+	if src == nil && it.Task != nil {
+		src = it.Task.Source
+	}
+	if src != nil {
+		v.Source = &sourceView{Topic: src.Topic, Partition: src.Partition, Offset: src.Offset, Value: string(src.Value)}
 	}
 	return v
 }
@@ -129,11 +96,11 @@ func (s *Server) listDLQ(c *fiber.Ctx) error {
 	if tt != "" && !event.IsTriggerType(tt) {
 		return badQuery("trigger_type", "unknown trigger type")
 	}
-	state := c.Query("state", delivery.StateDead)
-	if state != delivery.StateDead && state != delivery.StateRetried && state != delivery.StateDeleted {
+	state := c.Query("state", dlq.StateDead)
+	if state != dlq.StateDead && state != dlq.StateRetried && state != dlq.StateDeleted {
 		return badQuery("state", "must be dead, retried or deleted")
 	}
-	items, total, err := s.o.DLQ.DeadLetters(c.UserContext(), analytics.DLQFilter{
+	items, total, err := s.o.DLQ.DeadLetters(c.UserContext(), dlq.Filter{
 		PipelineID: c.Query("pipeline_id"), TriggerType: tt, State: state, Limit: limit, Offset: (page - 1) * limit,
 	})
 	if err != nil {
@@ -149,7 +116,7 @@ func (s *Server) listDLQ(c *fiber.Ctx) error {
 
 // deadItem loads an item that is still dead: 404 if unknown, 409 if it was
 // already retried or deleted.
-func (s *Server) deadItem(c *fiber.Ctx) (*analytics.DLQItem, error) {
+func (s *Server) deadItem(c *fiber.Ctx) (*dlq.Record, error) {
 	if err := s.dlqAvailable(); err != nil {
 		return nil, err
 	}
@@ -162,10 +129,10 @@ func (s *Server) deadItem(c *fiber.Ctx) (*analytics.DLQItem, error) {
 	if it == nil {
 		return nil, apiError(fiber.StatusNotFound, "not_found", "DLQ item "+id+" not found")
 	}
-	if it.State != delivery.StateDead {
+	if it.State != dlq.StateDead {
 		return nil, apiError(fiber.StatusConflict, "already_handled", "DLQ item "+id+" was already "+it.State)
 	}
-	if !s.handled.claim(id) {
+	if !s.o.Redriver.Claim(id) {
 		return nil, apiError(fiber.StatusConflict, "already_handled", "DLQ item "+id+" was already handled")
 	}
 	return it, nil
@@ -178,8 +145,8 @@ func (s *Server) retryDLQ(c *fiber.Ctx) error {
 	}
 	execID, err := s.o.Redriver.Retry(c.UserContext(), it)
 	if err != nil {
-		s.handled.release(it.ID)
-		if errors.Is(err, retrytopics.ErrNotRetryable) {
+		s.o.Redriver.Release(it.ID)
+		if errors.Is(err, dlq.ErrNotRetryable) {
 			return apiError(fiber.StatusUnprocessableEntity, "not_retryable", err.Error())
 		}
 		return err
@@ -193,7 +160,7 @@ func (s *Server) deleteDLQ(c *fiber.Ctx) error {
 		return err
 	}
 	if err := s.o.Redriver.Delete(c.UserContext(), it); err != nil {
-		s.handled.release(it.ID)
+		s.o.Redriver.Release(it.ID)
 		return err
 	}
 	return ok(c, fiber.StatusOK, fiber.Map{"id": it.ID, "deleted": true})
@@ -256,7 +223,7 @@ func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
 	if len(ve.Fields) > 0 {
 		return ve
 	}
-	items, _, err := s.o.DLQ.DeadLetters(c.UserContext(), analytics.DLQFilter{
+	items, _, err := s.o.DLQ.DeadLetters(c.UserContext(), dlq.Filter{
 		PipelineID: in.PipelineID, TriggerType: in.TriggerType, ErrorContains: in.Error,
 		FailedFrom: in.FailedFrom, FailedTo: in.FailedTo, Limit: in.Limit,
 	})
@@ -264,34 +231,14 @@ func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
 		s.o.Log.Error("dlq query failed", "err", err)
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is temporarily unavailable")
 	}
-	var queued []analytics.DLQItem
+	var queued []dlq.Record
 	for _, it := range items {
-		if it.Task != "" || it.Source != "" {
-			if s.handled.claim(it.ID) {
+		if it.Task != nil || (it.Source != nil && it.Reason == delivery.ReasonInvalidEvent) {
+			if s.o.Redriver.Claim(it.ID) {
 				queued = append(queued, it)
 			}
 		}
 	}
-	go s.redrive(queued, in.RatePerSecond)
+	go s.o.Redriver.Redrive(s.baseCtx, queued, in.RatePerSecond)
 	return ok(c, fiber.StatusAccepted, fiber.Map{"queued": len(queued), "matched": len(items), "rate_per_second": in.RatePerSecond})
-}
-
-func (s *Server) redrive(items []analytics.DLQItem, rate float64) {
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for i := range items {
-		select {
-		case <-s.baseCtx.Done():
-			s.o.Log.Warn("bulk redrive stopped by shutdown; the rest stay in the DLQ", "remaining", len(items)-i)
-			return
-		case <-tick.C:
-		}
-		ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
-		if _, err := s.o.Redriver.Retry(ctx, &items[i]); err != nil {
-			s.handled.release(items[i].ID)
-			s.o.Log.Error("bulk redrive: retry failed; the item stays in the DLQ", "id", items[i].ID, "err", err)
-		}
-		cancel()
-	}
-	s.o.Log.Info("bulk redrive done", "items", len(items))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dispatcher"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/pipeline"
@@ -16,7 +17,7 @@ import (
 // Tester makes the test endpoints' real calls (the dispatcher, with the
 // same SSRF guard as deliveries).
 type Tester interface {
-	Trial(ctx contextT, p *pipeline.Compiled, job *dispatcher.Job) (string, []dispatcher.Trace)
+	Trial(ctx contextT, p *pipeline.Compiled, t *delivery.Task) (string, []dispatcher.Trace)
 }
 
 type testPipelineInput struct {
@@ -63,11 +64,15 @@ func (s *Server) runTrial(c *fiber.Ctx, p *pipeline.Compiled, data map[string]an
 	if err != nil {
 		return &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "test_data", Message: err.Error()}}}
 	}
-	job := dispatcher.NewJob(ev, raw, "test:"+ev.ID, p.ID, time.Now())
-	job.DeliveryID = strings.Replace(job.DeliveryID, "wh_del_", "wh_del_test_", 1)
-	job.ExecutionID = "exec_test_" + strings.TrimPrefix(job.ExecutionID, "exec_")
-	status, steps := s.o.Tester.Trial(c.UserContext(), p, job)
-	return ok(c, fiber.StatusOK, fiber.Map{"execution_id": job.ExecutionID, "delivery_id": job.DeliveryID, "status": status, "steps": steps})
+	first := 0
+	if len(p.Steps) > 0 {
+		first = p.Steps[0].Order
+	}
+	t := delivery.NewTask(ev, raw, nil, "test:"+ev.ID, p.ID, first, time.Now())
+	t.DeliveryID = strings.Replace(t.DeliveryID, "wh_del_", "wh_del_test_", 1)
+	t.ExecutionID = "exec_test_" + strings.TrimPrefix(t.ExecutionID, "exec_")
+	status, steps := s.o.Tester.Trial(c.UserContext(), p, t)
+	return ok(c, fiber.StatusOK, fiber.Map{"execution_id": t.ExecutionID, "delivery_id": t.DeliveryID, "status": status, "steps": steps})
 }
 
 type testStepInput struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 )
 
 // grafanaMacros turns the ClickHouse data source's macros and the
@@ -57,7 +58,7 @@ func TestGrafanaDashboardQueriesRunOnTheSchema(t *testing.T) {
 	}
 	must(s.InsertExecutions(ctx, []delivery.Execution{{ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", Status: "completed", StartedAt: now, CompletedAt: now, Seq: 1}}))
 	must(s.InsertAttempts(ctx, []delivery.Attempt{{AttemptID: "a1", ExecutionID: "e1", PipelineID: "pipe_1", Status: "failed", Error: "HTTP 500", HTTPStatus: 500, LatencyMS: 40, StartedAt: now, Tier: "5s"}}))
-	must(s.InsertDeadLetters(ctx, []DeadLetterRow{{DeadLetter: delivery.DeadLetter{ID: "d1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: now}, Version: 1}}))
+	must(s.InsertDeadLetters(ctx, []DeadLetterRow{{Record: dlq.Record{ID: "d1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: now}, Version: 1}}))
 	n := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {

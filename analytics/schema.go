@@ -83,11 +83,14 @@ func Schema(db, cluster string, ttlDays int) []string {
 			payload       String CODEC(ZSTD(3)),
 			source        String CODEC(ZSTD(3)),
 			task          String CODEC(ZSTD(3)),
+			payload_truncated Bool DEFAULT false,
 			version       Int64
 		) ENGINE = ` + engine("dlq_items", "version") + `
 		PARTITION BY toYYYYMM(failed_at)
 		ORDER BY id
 		` + fmt.Sprintf(ttl, "failed_at") + ` + INTERVAL 60 DAY`,
+		// Added after the first release: tables created before it gain it.
+		`ALTER TABLE ` + db + `.dlq_items` + on + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`,
 	}
 	return stmts
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/metrics"
 )
 
@@ -23,7 +24,9 @@ type SinkOptions struct {
 	DLQTopic        string
 	BatchSize       int
 	FlushInterval   time.Duration
-	Log             *slog.Logger
+	// Grace bounds the final flush on shutdown.
+	Grace time.Duration
+	Log   *slog.Logger
 }
 
 // Sink consumes the executions and DLQ topics and writes them to ClickHouse
@@ -47,6 +50,9 @@ func NewSink(o SinkOptions, store *Store) *Sink {
 	}
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
 	}
 	return &Sink{o: o, store: store}
 }
@@ -117,21 +123,12 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 	b.recs = append(b.recs, r)
 	switch r.Topic {
 	case s.o.DLQTopic:
-		var d delivery.DeadLetter
+		var d dlq.Record
 		if err := json.Unmarshal(r.Value, &d); err != nil || d.ID == "" {
 			s.o.Log.Error("skipping unreadable DLQ record", "partition", r.Partition, "offset", r.Offset, "err", err)
 			return
 		}
-		row := DeadLetterRow{DeadLetter: d, Payload: string(d.Payload), Version: r.Timestamp.UnixMicro()}
-		if d.Task != nil {
-			tb, _ := json.Marshal(d.Task)
-			row.TaskJSON = string(tb)
-		}
-		if d.Source != nil {
-			src, _ := json.Marshal(d.Source)
-			row.Source = string(src)
-		}
-		b.dead = append(b.dead, row)
+		b.dead = append(b.dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
 	default:
 		var kind struct {
 			Kind string `json:"kind"`
@@ -186,7 +183,9 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 }
 
 func (s *Sink) insert(ctx context.Context, b *batch) error {
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// An insert in progress at shutdown may finish within the grace period;
+	// the batch is not committed otherwise and will be read again.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(30*time.Second, s.o.Grace*3/4))
 	defer cancel()
 	if err := s.store.InsertAttempts(ictx, b.attempts); err != nil {
 		return fmt.Errorf("attempts: %w", err)

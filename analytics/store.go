@@ -8,6 +8,7 @@ package analytics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 )
 
 // Store reads and writes webhookd's ClickHouse tables.
@@ -108,7 +110,7 @@ var attemptCols = []string{"attempt_id", "execution_id", "delivery_id", "pipelin
 
 var executionCols = []string{"execution_id", "delivery_id", "pipeline_id", "pipeline_name", "trigger_type", "trigger_id", "event_id", "status", "started_at", "completed_at", "seq"}
 
-var deadLetterCols = []string{"id", "state", "reason", "error", "delivery_id", "execution_id", "pipeline_id", "trigger_type", "trigger_id", "step_order", "attempts", "failed_at", "payload", "source", "task", "version"}
+var deadLetterCols = []string{"id", "state", "reason", "error", "delivery_id", "execution_id", "pipeline_id", "trigger_type", "trigger_id", "step_order", "attempts", "failed_at", "payload", "source", "task", "payload_truncated", "version"}
 
 // InsertAttempts writes attempt rows in one insert.
 func (s *Store) InsertAttempts(ctx context.Context, as []delivery.Attempt) error {
@@ -135,18 +137,26 @@ func (s *Store) InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
 	rows := make([][]any, len(ds))
 	for i, d := range ds {
 		rows[i] = []any{d.ID, d.State, d.Reason, d.Error, d.DeliveryID, d.ExecutionID, d.PipelineID, d.TriggerType, d.TriggerID,
-			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), d.Payload, d.Source, d.TaskJSON, d.Version}
+			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), string(d.Payload), jsonOrEmpty(d.Source), jsonOrEmpty(d.Task), d.PayloadTruncated, d.Version}
 	}
 	return s.b.insert(ctx, s.t("dlq_items"), deadLetterCols, rows)
 }
 
+func jsonOrEmpty[T any](v *T) string {
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
 // DeadLetterRow is one DLQ item state as stored.
 type DeadLetterRow struct {
-	delivery.DeadLetter
-	Source   string // JSON of the source record, "" if none
-	Payload  string // JSON
-	TaskJSON string // JSON of the task a retry resumes, "" if none
-	Version  int64  // higher wins (later state changes)
+	dlq.Record
+	Version int64 // higher wins (later state changes)
 }
 
 // ExecutionLog is one execution with its steps (spec: logs/recent).
@@ -364,48 +374,34 @@ func roundRate(ok, total int64) float64 {
 
 func joinCols(cols []string) string { return strings.Join(cols, ", ") }
 
-// DLQFilter selects DLQ items.
-type DLQFilter struct {
-	PipelineID    string
-	TriggerType   string
-	ErrorContains string
-	FailedFrom    time.Time // zero: no bound
-	FailedTo      time.Time // zero: no bound
-	State         string    // default "dead"
-	Limit         int
-	Offset        int
-}
-
-// DLQItem is one DLQ item in its latest state.
-type DLQItem struct {
-	ID          string
-	State       string
-	Reason      string
-	Error       string
-	DeliveryID  string
-	ExecutionID string
-	PipelineID  string
-	TriggerType string
-	TriggerID   string
-	StepOrder   int64
-	Attempts    int64
-	FailedAt    time.Time
-	Payload     string
-	Source      string
-	Task        string
-}
-
 const dlqSelect = `SELECT id, state, reason, error, delivery_id, execution_id, pipeline_id, trigger_type, trigger_id,
-	step_order, attempts, toUnixTimestamp64Milli(failed_at), payload, source, task FROM `
+	step_order, attempts, toUnixTimestamp64Milli(failed_at), payload, source, task, payload_truncated FROM `
 
-func dlqItem(r []any) DLQItem {
-	return DLQItem{ID: asString(r[0]), State: asString(r[1]), Reason: asString(r[2]), Error: asString(r[3]), DeliveryID: asString(r[4]),
+// dlqItem reads one row back into the record it was written from.
+func dlqItem(r []any) (dlq.Record, error) {
+	it := dlq.Record{V: delivery.Version, ID: asString(r[0]), State: asString(r[1]), Reason: asString(r[2]), Error: asString(r[3]), DeliveryID: asString(r[4]),
 		ExecutionID: asString(r[5]), PipelineID: asString(r[6]), TriggerType: asString(r[7]), TriggerID: asString(r[8]),
-		StepOrder: asInt(r[9]), Attempts: asInt(r[10]), FailedAt: msTime(asInt(r[11])), Payload: asString(r[12]), Source: asString(r[13]), Task: asString(r[14])}
+		StepOrder: int(asInt(r[9])), Attempts: int(asInt(r[10])), FailedAt: msTime(asInt(r[11])), PayloadTruncated: asBool(r[15])}
+	if p := asString(r[12]); p != "" && json.Valid([]byte(p)) {
+		it.Payload = json.RawMessage(p)
+	}
+	if src := asString(r[13]); src != "" {
+		it.Source = &delivery.Source{}
+		if err := json.Unmarshal([]byte(src), it.Source); err != nil {
+			return it, fmt.Errorf("dlq item %s source: %w", it.ID, err)
+		}
+	}
+	if t := asString(r[14]); t != "" {
+		var err error
+		if it.Task, err = delivery.DecodeTask([]byte(t)); err != nil {
+			return it, fmt.Errorf("dlq item %s task: %w", it.ID, err)
+		}
+	}
+	return it, nil
 }
 
 // DeadLetters lists DLQ items newest first, with the total matching.
-func (s *Store) DeadLetters(ctx context.Context, f DLQFilter) ([]DLQItem, int64, error) {
+func (s *Store) DeadLetters(ctx context.Context, f dlq.Filter) ([]dlq.Record, int64, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
@@ -435,9 +431,13 @@ func (s *Store) DeadLetters(ctx context.Context, f DLQFilter) ([]DLQItem, int64,
 	if err != nil {
 		return nil, 0, fmt.Errorf("count dlq items: %w", err)
 	}
-	items := make([]DLQItem, 0, len(rows))
+	items := make([]dlq.Record, 0, len(rows))
 	for _, r := range rows {
-		items = append(items, dlqItem(r))
+		it, err := dlqItem(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		items = append(items, it)
 	}
 	var total int64
 	if len(cnt) == 1 {
@@ -447,7 +447,7 @@ func (s *Store) DeadLetters(ctx context.Context, f DLQFilter) ([]DLQItem, int64,
 }
 
 // DeadLetter returns one DLQ item in its latest state; nil if unknown.
-func (s *Store) DeadLetter(ctx context.Context, id string) (*DLQItem, error) {
+func (s *Store) DeadLetter(ctx context.Context, id string) (*dlq.Record, error) {
 	rows, err := s.b.query(ctx, dlqSelect+s.t("dlq_items")+` FINAL WHERE id = {id:String}`, Params{"id": id})
 	if err != nil {
 		return nil, fmt.Errorf("dlq item: %w", err)
@@ -455,7 +455,10 @@ func (s *Store) DeadLetter(ctx context.Context, id string) (*DLQItem, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	it := dlqItem(rows[0])
+	it, err := dlqItem(rows[0])
+	if err != nil {
+		return nil, err
+	}
 	return &it, nil
 }
 

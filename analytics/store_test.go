@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 )
 
 // TestStoreConformance runs one suite on every backend: chDB always, and a
@@ -70,7 +72,7 @@ func runConformance(t *testing.T, s *Store) {
 			t.Fatal(err)
 		}
 	}
-	dl := DeadLetterRow{DeadLetter: delivery.DeadLetter{ID: "dlq_1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: t0}, Payload: "{}", Version: 1}
+	dl := DeadLetterRow{Record: dlq.Record{ID: "dlq_1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: t0, Payload: json.RawMessage("{}")}, Version: 1}
 	if err := s.InsertDeadLetters(ctx, []DeadLetterRow{dl}); err != nil {
 		t.Fatal(err)
 	}

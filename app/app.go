@@ -22,8 +22,11 @@ import (
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/consumer"
+	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/devstack"
 	"github.com/afftok/webhookd/dispatcher"
+	"github.com/afftok/webhookd/dlq"
+	"github.com/afftok/webhookd/engine"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 	"github.com/afftok/webhookd/retrytopics"
@@ -69,15 +72,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.Config = cfg
 
-	tiers, err := retrytopics.ParseTiers(cfg.RetryTiers)
-	if err != nil {
-		return nil, fmt.Errorf("WEBHOOKD_RETRY_TIERS: %w", err)
+	if a.Topics, err = bus.NewTopics(&cfg); err != nil {
+		return nil, err
 	}
-	tierTopics := make([]string, len(tiers))
-	for i, t := range tiers {
-		tierTopics[i] = retrytopics.TopicName(cfg.TopicPrefix, t)
-	}
-	a.Topics = bus.NewTopics(&cfg, tierTopics)
 	base, err := bus.ClientOpts(&cfg)
 	if err != nil {
 		return nil, err
@@ -118,51 +115,45 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 	}
 	env := template.NewEnvSource(config.SplitList(cfg.TemplateEnvAllow), cfg.TemplateSecretsDir)
-	router := &retrytopics.Router{Prefix: cfg.TopicPrefix, Tiers: tiers, FailoverTopic: a.Topics.Failover}
-	var disp *dispatcher.Dispatcher
+	var eng *engine.Engine
 	if cfg.HasRole(config.RoleDispatcher) || cfg.HasRole(config.RoleRetry) {
 		guard, err := newGuard(&cfg)
 		if err != nil {
 			return nil, err
 		}
-		disp = dispatcher.New(dispatcher.Options{
-			Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
-			ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ, Router: router, DelayScale: cfg.RetryDelayScale,
-			Breaker:           &dispatcher.Breaker{Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
+		disp := dispatcher.New(dispatcher.Options{
+			Client: dispatcher.NewHTTPClient(guard, cfg.MaxInFlightPerHost), Env: env, DelayScale: cfg.RetryDelayScale,
+			Hosts:             &dispatcher.Hosts{Limit: cfg.MaxInFlightPerHost, Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
 		})
+		eng = &engine.Engine{Pipes: a.Registry, Steps: disp, Topics: a.Topics, Log: log.With("worker", "engine")}
+	}
+	opts := func(name, groupName string, topics ...string) consumer.Options {
+		return consumer.Options{Name: name, ClientOpts: group, Group: groupName, Topics: topics,
+			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name)}
 	}
 	if cfg.HasRole(config.RoleRetry) {
-		runner := &retrytopics.Runner{Pipes: a.Registry, Disp: disp, Router: router, DLQTopic: a.Topics.DLQ,
-			PauseRecheck: time.Duration(float64(30*time.Second) * cfg.RetryDelayScale), Log: log.With("worker", "retry")}
-		opts := func(name, groupName string, topic string) consumer.Options {
-			return consumer.Options{Name: name, ClientOpts: group, Group: groupName, Topics: []string{topic}, DLQTopic: a.Topics.DLQ,
-				MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name)}
-		}
-		for i, tier := range tiers {
+		for _, tier := range a.Topics.Tiers {
 			name := "retry-" + tier.Name
-			c := consumer.NewGroup(opts(name, cfg.ConsumerGroup+"-"+name, a.Topics.Retry[i]),
-				&retrytopics.TierHandler{Tier: tier, Runner: runner, Log: log.With("worker", name)})
+			c := consumer.New(opts(name, cfg.ConsumerGroup+"-"+name, tier.Topic),
+				&retrytopics.TierHandler{Tier: tier, Engine: eng, Log: log.With("worker", name)})
 			a.sup.Add(registryGated{a.Registry, c})
 			checks = append(checks, admin.Check{Name: name, Ready: c.Ready})
 		}
-		fc := consumer.NewGroup(opts("failover", cfg.ConsumerGroup+"-failover", a.Topics.Failover), &retrytopics.ImmediateHandler{Runner: runner, Log: log.With("worker", "failover")})
+		fc := consumer.New(opts("failover", cfg.ConsumerGroup+"-failover", a.Topics.Failover), &retrytopics.FailoverHandler{Engine: eng, Log: log.With("worker", "failover")})
 		a.sup.Add(registryGated{a.Registry, fc})
 		checks = append(checks, admin.Check{Name: "failover", Ready: fc.Ready})
 	}
 	if cfg.HasRole(config.RoleDispatcher) {
-		a.Consumer = consumer.New(consumer.Options{
-			ClientOpts: group, Group: cfg.ConsumerGroup, Topics: a.Topics.Events, DLQTopic: a.Topics.DLQ,
-			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace,
-			Log: log.With("worker", "dispatcher"),
-		}, a.Registry, disp)
+		a.Consumer = consumer.New(opts("dispatcher", cfg.ConsumerGroup, a.Topics.Events...),
+			&consumer.EventHandler{Pipes: a.Registry, Engine: eng, Log: log.With("worker", "dispatcher")})
 		a.sup.Add(registryGated{a.Registry, a.Consumer})
 		checks = append(checks, admin.Check{Name: "dispatcher", Ready: a.Consumer.Ready})
 	}
 	if cfg.HasRole(config.RoleAnalytics) {
 		a.Sink = analytics.NewSink(analytics.SinkOptions{
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
-			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Log: log.With("worker", "analytics"),
+			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
 		}, a.Store)
 		a.sup.Add(a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
@@ -170,15 +161,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	a.checks = checks
 	if cfg.HasRole(config.RoleAdmin) {
 		var logs admin.Logs
-		var dlq admin.DLQ
+		var dlqStore admin.DLQ
 		var stats admin.StatsSource
 		if a.Store != nil {
-			logs, dlq, stats = a.Store, a.Store, a.Store
+			logs, dlqStore, stats = a.Store, a.Store, a.Store
 		}
 		// Queue depths are consumer-group lags: events not yet dispatched,
 		// tasks waiting in the tiers, failover tasks.
 		queues := map[string][]string{"primary": {cfg.ConsumerGroup}, "failover": {cfg.ConsumerGroup + "-failover"}}
-		for _, tier := range tiers {
+		for _, tier := range a.Topics.Tiers {
 			queues["retry"] = append(queues["retry"], cfg.ConsumerGroup+"-retry-"+tier.Name)
 		}
 		lagAdmin := kadm.NewClient(adminClient)
@@ -192,13 +183,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, err
 		}
 		// Test calls reach out like deliveries do: same SSRF guard, no Kafka.
-		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, cfg.MaxConnsPerHost), Env: env,
+		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, 4), Env: env,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "admin")})
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Token: cfg.AdminToken, JWTSecret: []byte(cfg.AdminJWTSecret), JWTAudience: cfg.AdminJWTAudience,
 			Registry: a.Registry, Logs: logs, Env: env,
-			DLQ: dlq, Redriver: &retrytopics.Redriver{Client: redriveClient, Router: router, DLQTopic: a.Topics.DLQ}, Tester: tester,
-			Stats: stats, Queues: depths,
+			DLQ: dlqStore, Redriver: &dlq.Redriver{Client: redriveClient, Topics: a.Topics, Log: log.With("worker", "admin"),
+				ReadSource: func(ctx context.Context, src *delivery.Source) ([]byte, error) {
+					return bus.ReadRecord(ctx, base, src.Topic, src.Partition, src.Offset)
+				}}, Tester: tester,
+			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
 			Limits: pipeline.DefaultRetryLimits,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/signing/signingtest"
 )
 
@@ -511,7 +512,7 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 	defer cancel()
 	for len(found) < 2 && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			var d delivery.DeadLetter
+			var d dlq.Record
 			if json.Unmarshal(r.Value, &d) == nil && d.Reason == delivery.ReasonInvalidEvent && d.Source != nil && d.Source.Topic == "afftok.clicks" {
 				found[string(d.Source.Value)] = d.Error
 			}

@@ -23,7 +23,6 @@ import (
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/pipeline"
-	"github.com/afftok/webhookd/retrytopics"
 )
 
 // TestSIGKILLMidRunLosesNoEvent runs `webhookd serve` as its own process
@@ -80,12 +79,7 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 	}
 
 	// Topics and the pipeline exist before the service starts.
-	tiers, _ := retrytopics.ParseTiers(cfg.RetryTiers)
-	var tierTopics []string
-	for _, tr := range tiers {
-		tierTopics = append(tierTopics, retrytopics.TopicName(prefix, tr))
-	}
-	topics := bus.NewTopics(&cfg, tierTopics)
+	topics, _ := bus.NewTopics(&cfg)
 	if err := bus.Ensure(context.Background(), kadm.NewClient(producer), topics.Specs(3, true), -1, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}

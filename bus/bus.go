@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,28 +26,80 @@ import (
 	"github.com/afftok/webhookd/config"
 )
 
-// Topics names every topic webhookd uses.
+// Topics names every topic webhookd uses: the one place topic names are made.
 type Topics struct {
 	Events     []string
 	Pipelines  string
 	Executions string
 	Failover   string
 	DLQ        string
-	Retry      []string // one per tier, shortest first
+	Tiers      []Tier // shortest first
 }
 
-// NewTopics derives topic names from settings; retry lists the tier topics.
-func NewTopics(cfg *config.Config, retry []string) Topics {
+// Tier is one retry topic and the delay it stands for.
+type Tier struct {
+	Name  string // as configured: "5s", "1m", …
+	Delay time.Duration
+	Topic string // webhooks.retry.<name>, with the prefix
+}
+
+// NewTopics derives topic names from settings.
+func NewTopics(cfg *config.Config) (Topics, error) {
 	p := cfg.TopicPrefix
-	t := Topics{
+	tiers, err := ParseTiers(cfg.RetryTiers)
+	if err != nil {
+		return Topics{}, fmt.Errorf("WEBHOOKD_RETRY_TIERS: %w", err)
+	}
+	for i := range tiers {
+		tiers[i].Topic = p + "webhooks.retry." + tiers[i].Name
+	}
+	return Topics{
 		Events:     cfg.EventTopicList(),
 		Pipelines:  p + "webhooks.pipelines",
 		Executions: p + "webhooks.executions",
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
+		Tiers:      tiers,
+	}, nil
+}
+
+// ParseTiers parses "5s,10s,30s,1m" into tiers sorted by delay (topics unset).
+func ParseTiers(s string) ([]Tier, error) {
+	var tiers []Tier
+	seen := map[time.Duration]bool{}
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		d, err := time.ParseDuration(p)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("retry tier %q is not a positive duration such as 5s or 1m", p)
+		}
+		if seen[d] {
+			return nil, fmt.Errorf("retry tier %q is listed twice", p)
+		}
+		seen[d] = true
+		tiers = append(tiers, Tier{Name: p, Delay: d})
 	}
-	t.Retry = retry
-	return t
+	if len(tiers) == 0 {
+		return nil, fmt.Errorf("at least one retry tier is required")
+	}
+	sort.Slice(tiers, func(i, j int) bool { return tiers[i].Delay < tiers[j].Delay })
+	return tiers, nil
+}
+
+// TierFor returns the tier a task waiting d goes to: the largest not longer
+// than d, or the shortest if d is shorter than every tier (its consumer then
+// holds the task until it is due).
+func (t Topics) TierFor(d time.Duration) Tier {
+	tier := t.Tiers[0]
+	for _, x := range t.Tiers {
+		if x.Delay <= d {
+			tier = x
+		}
+	}
+	return tier
 }
 
 // Spec is a topic to create when missing.
@@ -75,8 +130,8 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		{Name: t.Failover, Partitions: n, Configs: del(7 * day)},
 		{Name: t.DLQ, Partitions: n, Configs: del(90 * day)},
 	}
-	for _, r := range t.Retry {
-		specs = append(specs, Spec{Name: r, Partitions: n, Configs: del(7 * day)})
+	for _, r := range t.Tiers {
+		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})
 	}
 	if withEvents {
 		for _, e := range t.Events {
@@ -123,7 +178,7 @@ func Ensure(ctx context.Context, adm *kadm.Client, specs []Spec, replication int
 
 // ClientOpts turns settings into franz-go options shared by every client.
 func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(config.SplitList(cfg.KafkaBrokers)...)}
+	opts := []kgo.Opt{kgo.SeedBrokers(config.SplitList(cfg.KafkaBrokers)...), kgo.RecordDeliveryTimeout(ProduceTimeout)}
 	switch cfg.KafkaSASLMechanism {
 	case "PLAIN":
 		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.KafkaUser, Pass: cfg.KafkaPassword}.AsMechanism()))
@@ -156,38 +211,85 @@ func GroupOpts(cfg *config.Config) []kgo.Opt {
 	return []kgo.Opt{kgo.SessionTimeout(cfg.KafkaSessionTimeout), kgo.HeartbeatInterval(max(cfg.KafkaSessionTimeout/10, 100*time.Millisecond))}
 }
 
-// Send produces records and returns once every one is acknowledged. A record
-// whose produce failed is produced again, with backoff, until ctx ends: a
-// caller marks its source offset only after Send returned nil, so giving up
-// early would be the only way to lose work.
-func Send(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
-	backoff := 100 * time.Millisecond
-	for len(recs) > 0 {
-		results := cl.ProduceSync(ctx, recs...)
-		var failed []*kgo.Record
-		var last error
-		for _, r := range results {
-			if r.Err != nil {
-				failed = append(failed, r.Record)
-				last = r.Err
-			}
+// ProduceTimeout bounds how long the client retries one record (broker
+// unavailable, leader moving) before failing it; the caller then decides what
+// the failure means. Nothing waits on Kafka forever.
+const ProduceTimeout = 30 * time.Second
+
+// Produce produces recs and waits until each is acknowledged or failed. It
+// returns one error per record, in order (nil: acknowledged). Records take
+// ctx: when it ends, records not yet sent fail with its error.
+func Produce(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) []error {
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	wg.Add(len(recs))
+	for i, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			errs[i] = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// ProduceAll produces recs and returns the first failure, if any.
+func ProduceAll(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error {
+	for i, err := range Produce(ctx, cl, recs...) {
+		if err != nil {
+			return fmt.Errorf("produce to %s: %w", recs[i].Topic, err)
 		}
-		if len(failed) == 0 {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("produce %d records: %w", len(failed), errors.Join(last, ctx.Err()))
-		}
-		slog.Default().Warn("produce failed; retrying", "records", len(failed), "topic", failed[0].Topic, "err", last)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("produce %d records: %w", len(failed), errors.Join(last, ctx.Err()))
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-		recs = failed
 	}
 	return nil
+}
+
+// TooLarge reports a produce refused because the record is larger than the
+// client or the broker accepts (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE).
+// Producing it again cannot succeed: the record must be made smaller.
+func TooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
+}
+
+// ReadRecord reads the value of the record at src's topic, partition and
+// offset, with a client of its own (opts: brokers, TLS, SASL). It fails if the
+// topic no longer retains that offset.
+func ReadRecord(ctx context.Context, opts []kgo.Opt, topic string, partition int32, offset int64) ([]byte, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(offset)}}),
+		// An offset before the log start must fail, not silently jump.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s/%d@%d: %w", topic, partition, offset, err)
+		}
+		var out []byte
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("read %s/%d@%d: %w", topic, partition, offset, ferr)
+		}
+		found := false
+		fs.EachRecord(func(r *kgo.Record) {
+			if !found && r.Offset >= offset {
+				found = true
+				if r.Offset == offset {
+					out = r.Value
+				}
+			}
+		})
+		if found {
+			if out == nil {
+				return nil, fmt.Errorf("read %s/%d@%d: the topic no longer holds that offset", topic, partition, offset)
+			}
+			return out, nil
+		}
+	}
 }
 
 // QueueDepths sums each queue's consumer-group lag: records written to its

@@ -58,11 +58,11 @@ type Config struct {
 	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic and consumer group each. The finest tier bounds how late a retry can be."`
 	RetryDelayScale   float64 `env:"WEBHOOKD_RETRY_DELAY_SCALE" help:"Multiplies every retry delay (1 in production; tests and staging shrink schedules with it)."`
 
-	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Events being delivered at once, all partitions together; fetching pauses beyond it."`
-	PartitionMaxInFlight int           `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Events being delivered at once per partition."`
-	MaxConnsPerHost      int           `env:"WEBHOOKD_MAX_CONNS_PER_HOST" help:"Concurrent connections to one receiver host."`
+	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Deliveries running at once per consumer (events fan out to one delivery per pipeline), all partitions together; fetching pauses beyond it."`
+	PartitionMaxInFlight int           `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Deliveries running at once per partition."`
+	MaxInFlightPerHost   int           `env:"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST" help:"Requests in flight to one receiver host (requests, not connections: HTTP/2 included). A delivery to a host at its limit is deferred to the retry path without spending an attempt."`
 	BreakerFailures      int           `env:"WEBHOOKD_BREAKER_FAILURES" help:"Consecutive failures (network error, timeout, 5xx) that open a receiver host's circuit; 0 disables the breaker."`
-	BreakerCooldown      time.Duration `env:"WEBHOOKD_BREAKER_COOLDOWN" help:"How long an open circuit sends that host's work to the retry path (without spending attempts) before one probe."`
+	BreakerCooldown      time.Duration `env:"WEBHOOKD_BREAKER_COOLDOWN" help:"How long an open circuit defers that host's work to the retry path (without spending attempts) before one probe. A delivery deferred longer than its retry policy's total wait (at least two cooldowns) goes to the DLQ as circuit_open."`
 	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
 	LogBodyLimit         int           `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
 
@@ -81,7 +81,7 @@ type Config struct {
 	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Rows per ClickHouse insert."`
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
 
-	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long in-flight deliveries may finish after SIGTERM."`
+	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
 }
 
 // DefaultEventTopics are the tracking platform's topics.
@@ -105,7 +105,7 @@ func Defaults(mode Mode) Config {
 		RetryDelayScale:        1,
 		MaxInFlight:            1024,
 		PartitionMaxInFlight:   128,
-		MaxConnsPerHost:        64,
+		MaxInFlightPerHost:     64,
 		BreakerFailures:        10,
 		BreakerCooldown:        30 * time.Second,
 		ResponseBodyLimit:      64 << 10,
@@ -241,14 +241,23 @@ func (c *Config) Validate() error {
 	if c.TopicPartitions < 1 {
 		bad("WEBHOOKD_TOPIC_PARTITIONS", "must be at least 1")
 	}
-	if c.MaxInFlight < 1 || c.PartitionMaxInFlight < 1 || c.MaxConnsPerHost < 1 {
-		bad("WEBHOOKD_MAX_IN_FLIGHT", "in-flight and connection limits must be at least 1")
+	if c.MaxInFlight < 1 {
+		bad("WEBHOOKD_MAX_IN_FLIGHT", "must be at least 1")
+	}
+	if c.PartitionMaxInFlight < 1 {
+		bad("WEBHOOKD_PARTITION_MAX_IN_FLIGHT", "must be at least 1")
+	}
+	if c.MaxInFlightPerHost < 1 {
+		bad("WEBHOOKD_MAX_IN_FLIGHT_PER_HOST", "must be at least 1")
 	}
 	if c.BreakerFailures < 0 || c.BreakerCooldown <= 0 {
 		bad("WEBHOOKD_BREAKER_FAILURES", "breaker failures must be ≥ 0 and the cooldown positive")
 	}
 	if c.AnalyticsBatchSize < 1 || c.AnalyticsFlushInterval <= 0 {
 		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "batch size and flush interval must be positive")
+	}
+	if c.ShutdownGrace < time.Second {
+		bad("WEBHOOKD_SHUTDOWN_GRACE", "must be at least 1s")
 	}
 	if c.ClickHouseTTLDays < 1 {
 		bad("WEBHOOKD_CLICKHOUSE_TTL_DAYS", "must be at least 1")

@@ -1,11 +1,16 @@
-// Package consumer reads the tracking platform's event topics in a consumer
-// group and fans each event out to every active pipeline of its trigger type.
+// Package consumer runs webhookd's consumer groups: the event topics (fan-out
+// to pipelines), the retry tiers and the failover topic. A Handler turns each
+// record into independent jobs — one per delivery — and the consumer runs
+// them concurrently, each in its own delivery slot, so a delivery waiting on
+// a slow receiver never holds up another.
 //
-// Processing is at-least-once (DESIGN.md §3): a goroutine per assigned
-// partition runs up to PartitionMaxInFlight events at once, and an offset is
-// marked for commit only when it and every offset before it are finished —
-// delivered, skipped, or handed to another topic with an acknowledged
-// produce. Backpressure pauses fetching, never the poll loop.
+// Processing is at-least-once (DESIGN.md §3): a record's offset is finished
+// when every job it spawned returned nil — delivered, or handed to another
+// topic with an acknowledged produce — and offsets are marked for commit only
+// as the contiguous finished prefix of each partition. Backpressure pauses
+// fetching, never the poll loop. Shutdown and revocation give in-flight jobs
+// the grace period, then cancel them and commit what is finished, all within
+// the grace period.
 package consumer
 
 import (
@@ -18,45 +23,41 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/afftok/webhookd/bus"
-	"github.com/afftok/webhookd/delivery"
-	"github.com/afftok/webhookd/dispatcher"
-	"github.com/afftok/webhookd/event"
-	"github.com/afftok/webhookd/metrics"
-	"github.com/afftok/webhookd/pipeline"
 )
 
-// Handler processes one topic's records. Handle returns nil only when the
-// record's work is finished (acknowledged), so its offset may be committed.
+// Job is one unit of a record's work (one delivery). It returns nil only when
+// its work is finished (acknowledged). When ctx ended, an error means "cut
+// short": the record is not marked and is read again. Any other error is
+// fatal: the consumer stops, and with it the process.
+type Job func(ctx context.Context, cl *kgo.Client) error
+
+// Work is what a record asks for.
+type Work struct {
+	// Due is when the record may be started; the partition is held (nothing
+	// behind it starts) until then. The zero time means now.
+	Due time.Time
+	// Jobs run concurrently; a record without jobs is finished at once.
+	Jobs []Job
+}
+
+// Handler turns records into work. Prepare decodes a record once.
 type Handler interface {
-	// Due is when a record may be handled; the partition is held (nothing
-	// behind the record starts) until then. The zero time means now.
-	Due(rec *kgo.Record) time.Time
-	Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error
-}
-
-// Pipelines is what the consumer needs of the registry.
-type Pipelines interface {
-	ForTrigger(triggerType string) []*pipeline.Compiled
-}
-
-// Executor runs one delivery; *dispatcher.Dispatcher implements it.
-type Executor interface {
-	Execute(ctx context.Context, p *pipeline.Compiled, job *dispatcher.Job) dispatcher.Outcome
+	Prepare(rec *kgo.Record) Work
 }
 
 // Options configure a Consumer.
 type Options struct {
 	// Name is the worker name ("dispatcher", "retry-5s", …).
-	Name                 string
-	ClientOpts           []kgo.Opt
-	Group                string
-	Topics               []string
-	DLQTopic             string
+	Name       string
+	ClientOpts []kgo.Opt
+	Group      string
+	Topics     []string
+	// MaxInFlight bounds jobs running at once across partitions;
+	// PartitionMaxInFlight per partition. Fetching pauses beyond them.
 	MaxInFlight          int
 	PartitionMaxInFlight int
-	// Grace is how long in-flight deliveries may finish on shutdown or revoke.
+	// Grace is how long shutdown or a revoke may take: in-flight jobs get
+	// most of it, then they are cancelled and what is finished is committed.
 	Grace time.Duration
 	Log   *slog.Logger
 }
@@ -70,6 +71,10 @@ type Consumer struct {
 	mu      sync.Mutex
 	workers map[tp]*partWorker
 	ready   atomic.Bool
+
+	fatalOnce sync.Once
+	fatal     error
+	stop      context.CancelFunc // ends Run's poll loop on a fatal job error
 }
 
 type tp struct {
@@ -77,23 +82,21 @@ type tp struct {
 	partition int32
 }
 
-// New returns the event consumer: it fans events out to pipelines.
-func New(o Options, pipes Pipelines, exec Executor) *Consumer {
-	if o.Name == "" {
-		o.Name = "dispatcher"
-	}
+// New returns a consumer running h; Run connects.
+func New(o Options, h Handler) *Consumer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return NewGroup(o, &EventHandler{Pipes: pipes, Exec: exec, DLQTopic: o.DLQTopic, Log: o.Log})
-}
-
-// NewGroup returns a consumer running h; Run connects.
-func NewGroup(o Options, h Handler) *Consumer {
-	if o.Log == nil {
-		o.Log = slog.Default()
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1024
 	}
-	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}}
+	if o.PartitionMaxInFlight <= 0 {
+		o.PartitionMaxInFlight = 128
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stop: func() {}}
 }
 
 // Name implements the worker interface.
@@ -102,13 +105,19 @@ func (c *Consumer) Name() string { return c.o.Name }
 // Ready reports whether the consumer has joined its group and is consuming.
 func (c *Consumer) Ready() bool { return c.ready.Load() }
 
-// Run consumes until ctx ends, then finishes in-flight work (within Grace),
-// commits, and leaves the group.
+// Run consumes until ctx ends, then finishes in-flight work within the grace
+// period, commits, and leaves the group. It returns an error only for a fatal
+// job error.
 func (c *Consumer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	c.stop = cancel
+	c.mu.Unlock()
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(c.o.Group),
 		kgo.ConsumeTopics(c.o.Topics...),
-		// A new group starts at the oldest event: never skip work.
+		// A new group starts at the oldest record: never skip work.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		// Marks are committed often: after a crash, everything finished
@@ -120,16 +129,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Backpressure pauses partitions; a fetch issued while they were
 		// paused long-polls for its full max wait before resumed partitions
-		// are fetched again. A short wait bounds that stall (measured: 5 s
-		// stalls at the 5 s default, ~400 deliveries/s instead of thousands).
+		// are fetched again. A short wait bounds that stall.
 		kgo.FetchMaxWait(250 * time.Millisecond),
 	}, c.o.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	defer cl.Close() // runs OnPartitionsRevoked: workers are stopped and marks committed
-
 	for {
 		fetches := cl.PollRecords(ctx, 512)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -146,13 +152,47 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
-	c.stopWorkers(c.takeAll(), true)
-	commitCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.CommitMarkedOffsets(commitCtx); err != nil {
-		c.o.Log.Error("final commit failed; the uncommitted events will be delivered again", "err", err)
+	deadline := time.Now().Add(c.o.Grace)
+	c.stopWorkers(c.takeAll(), true, deadline)
+	c.commit(cl, deadline)
+	// Close leaves the group; the revoke it triggers finds no workers left.
+	closed := make(chan struct{})
+	go func() { cl.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(time.Until(deadline) + time.Second):
+		c.o.Log.Warn("leaving the consumer group is taking longer than the grace period; giving up on it", "group", c.o.Group)
 	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fatal
+}
+
+// commit commits marked offsets, bounded by the deadline (at least a moment).
+func (c *Consumer) commit(cl *kgo.Client, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), maxTime(deadline, time.Now().Add(500*time.Millisecond)))
+	defer cancel()
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		c.o.Log.Error("commit failed; the uncommitted records will be processed again", "group", c.o.Group, "err", err)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (c *Consumer) fail(err error) {
+	c.fatalOnce.Do(func() {
+		c.o.Log.Error("fatal: stopping the consumer; unfinished records will be processed again after a restart", "group", c.o.Group, "err", err)
+		c.mu.Lock()
+		c.fatal = err
+		stop := c.stop
+		c.mu.Unlock()
+		stop()
+	})
 }
 
 func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
@@ -176,17 +216,16 @@ func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 // done before the partitions move to another member.
 func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c.o.Log.Info("partitions revoked", "group", c.o.Group, "partitions", revoked)
-	c.stopWorkers(c.take(revoked), true)
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
-		c.o.Log.Error("commit on revoke failed; the uncommitted events will be delivered again", "err", err)
-	}
+	deadline := time.Now().Add(c.o.Grace)
+	c.stopWorkers(c.take(revoked), true, deadline)
+	c.commit(cl, deadline)
 }
 
 // lost stops the partitions' work without committing: another member may
 // already own them, and a commit now could overwrite its progress.
 func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.o.Log.Warn("partitions lost", "group", c.o.Group, "partitions", lost)
-	c.stopWorkers(c.take(lost), false)
+	c.stopWorkers(c.take(lost), false, time.Now().Add(c.o.Grace))
 }
 
 func (c *Consumer) take(parts map[string][]int32) []*partWorker {
@@ -215,13 +254,13 @@ func (c *Consumer) takeAll() []*partWorker {
 	return out
 }
 
-func (c *Consumer) stopWorkers(ws []*partWorker, graceful bool) {
+func (c *Consumer) stopWorkers(ws []*partWorker, graceful bool, deadline time.Time) {
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.stop(graceful, c.o.Grace)
+			w.stop(graceful, deadline)
 		}()
 	}
 	wg.Wait()
@@ -239,65 +278,14 @@ func (c *Consumer) enqueue(topic string, partition int32, recs []*kgo.Record) {
 	w.push(recs)
 }
 
-// EventHandler delivers events to every active pipeline of their trigger type.
-type EventHandler struct {
-	Pipes    Pipelines
-	Exec     Executor
-	DLQTopic string
-	Log      *slog.Logger
-}
+// windowLimit bounds, per partition, the records started but not yet
+// committable (finished ones behind an unfinished one). Beyond it fetching
+// pauses. An entry costs a few dozen bytes; the bound keeps a partition whose
+// oldest delivery waits on a slow receiver from growing without limit.
+func (c *Consumer) windowLimit() int { return c.o.PartitionMaxInFlight * 512 }
 
-// Due implements Handler: events are handled as soon as they are read.
-func (h *EventHandler) Due(*kgo.Record) time.Time { return time.Time{} }
-
-// Handle delivers one event to every active pipeline of its trigger type and
-// produces the resulting records. It returns nil only when all of that is
-// acknowledged, so the offset may be marked.
-func (h *EventHandler) Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
-	metrics.EventsConsumed.WithLabelValues(rec.Topic).Inc()
-	ev, err := event.Decode(rec.Value)
-	if err != nil {
-		metrics.EventsInvalid.WithLabelValues(rec.Topic).Inc()
-		h.Log.Warn("undecodable event sent to the DLQ", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return bus.Send(ctx, cl, dispatcher.InvalidEvent(h.DLQTopic, rec, err, time.Now()))
-	}
-	key := delivery.EventKey(ev.ID, rec.Topic, rec.Partition, rec.Offset)
-	var (
-		mu   sync.Mutex
-		recs []*kgo.Record
-		wg   sync.WaitGroup
-	)
-	for _, p := range h.Pipes.ForTrigger(ev.TriggerType) {
-		if p.Status != pipeline.StatusActive {
-			metrics.DeliveriesSkipped.WithLabelValues(p.Status).Inc()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := h.Exec.Execute(ctx, p, dispatcher.NewJob(ev, rec.Value, key, p.ID, time.Now()))
-			metrics.Deliveries.WithLabelValues(out.Status).Inc()
-			mu.Lock()
-			recs = append(recs, out.Records...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		// Stopped mid-delivery (grace period over, or partitions lost): the
-		// outcome is an artefact of the cancellation, not the receiver's
-		// answer. Record nothing and leave the offset unmarked; the event is
-		// delivered again, with the same delivery id.
-		return err
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	return bus.Send(ctx, cl, recs...)
-}
-
-// partWorker runs one partition's events with a bounded window and marks the
-// contiguous finished prefix.
+// partWorker runs one partition's records with bounded concurrency and
+// marks the contiguous finished prefix.
 type partWorker struct {
 	c         *Consumer
 	cl        *kgo.Client
@@ -305,24 +293,25 @@ type partWorker struct {
 	partition int32
 	slots     chan struct{}
 
-	mu      sync.Mutex
-	queue   []*kgo.Record
-	wake    chan struct{}
-	paused  bool
-	window  []*slot // in offset order, not yet marked
-	fenced  bool    // lost: never mark again
-	closing bool
+	mu     sync.Mutex
+	queue  []*kgo.Record
+	wake   chan struct{}
+	paused bool
+	window []*entry // started records in offset order, not yet marked
+	fenced bool     // stopped or lost: never mark again
+	closed bool
 
-	ctx      context.Context // deliveries; cancelled when the grace period ends
+	ctx      context.Context // jobs; cancelled when the grace period ends
 	cancel   context.CancelFunc
 	quit     chan struct{} // closed when the worker stops taking records
 	inflight sync.WaitGroup
 	done     chan struct{}
 }
 
-type slot struct {
-	rec      *kgo.Record
-	finished bool
+type entry struct {
+	offset  int64
+	epoch   int32
+	pending int // jobs not finished
 }
 
 func newPartWorker(c *Consumer, cl *kgo.Client, topic string, partition int32) *partWorker {
@@ -336,10 +325,7 @@ func newPartWorker(c *Consumer, cl *kgo.Client, topic string, partition int32) *
 func (w *partWorker) push(recs []*kgo.Record) {
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
-	if !w.paused && len(w.queue) >= cap(w.slots) {
-		w.paused = true
-		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
-	}
+	w.flowLocked()
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -347,10 +333,25 @@ func (w *partWorker) push(recs []*kgo.Record) {
 	}
 }
 
+// flowLocked pauses fetching while the queue or the window is full and
+// resumes it once both are below half.
+func (w *partWorker) flowLocked() {
+	full := len(w.queue) >= cap(w.slots) || len(w.window) >= w.c.windowLimit()
+	low := len(w.queue) < cap(w.slots)/2 && len(w.window) < w.c.windowLimit()/2
+	switch {
+	case full && !w.paused && !w.closed:
+		w.paused = true
+		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	case low && w.paused && !w.closed:
+		w.paused = false
+		w.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+}
+
 func (w *partWorker) next() *kgo.Record {
 	for {
 		w.mu.Lock()
-		if w.closing {
+		if w.closed {
 			w.mu.Unlock()
 			return nil
 		}
@@ -358,10 +359,7 @@ func (w *partWorker) next() *kgo.Record {
 			rec := w.queue[0]
 			w.queue[0] = nil
 			w.queue = w.queue[1:]
-			if w.paused && len(w.queue) < cap(w.slots)/2 {
-				w.paused = false
-				w.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
-			}
+			w.flowLocked()
 			w.mu.Unlock()
 			return rec
 		}
@@ -377,65 +375,82 @@ func (w *partWorker) run() {
 		if rec == nil {
 			return
 		}
+		work := w.c.h.Prepare(rec)
 		// Hold the partition until the record is due: nothing behind it
 		// starts. Not a sleep in a handler: the wait is the partition's, and
 		// a stop ends it at once (the record is read again later).
-		if !WaitUntil(w.c.h.Due(rec), w.quit) {
+		if !WaitUntil(work.Due, w.quit) {
 			return
 		}
-		// Acquire a partition slot, then a global slot. Waiting here is the
-		// backpressure: the queue grows and push pauses the partition.
-		w.slots <- struct{}{}
-		select {
-		case w.c.global <- struct{}{}:
-		case <-w.ctx.Done():
-			<-w.slots
-			return
-		}
-		s := &slot{rec: rec}
+		e := &entry{offset: rec.Offset, epoch: rec.LeaderEpoch, pending: len(work.Jobs)}
 		w.mu.Lock()
-		w.window = append(w.window, s)
+		w.window = append(w.window, e)
 		w.mu.Unlock()
-		w.inflight.Add(1)
-		go func() {
-			defer w.inflight.Done()
-			err := w.c.h.Handle(w.ctx, w.cl, rec)
-			<-w.c.global
-			<-w.slots
-			if err != nil {
-				// Only an unacknowledged produce gets here, and only when the
-				// worker is being stopped: leave the offset unmarked so the
-				// event is delivered again (same delivery id).
-				w.c.o.Log.Warn("event not finished; it will be redelivered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		if len(work.Jobs) == 0 {
+			w.finish(e)
+			continue
+		}
+		for _, job := range work.Jobs {
+			// A partition slot, then a global slot. Waiting here is the
+			// backpressure: the queue grows and push pauses the partition.
+			// A stop ends the wait; the record stays unfinished.
+			select {
+			case w.slots <- struct{}{}:
+			case <-w.quit:
 				return
 			}
-			w.finish(s)
-		}()
+			select {
+			case w.c.global <- struct{}{}:
+			case <-w.quit:
+				<-w.slots
+				return
+			}
+			w.inflight.Add(1)
+			go func() {
+				defer w.inflight.Done()
+				err := job(w.ctx, w.cl)
+				<-w.c.global
+				<-w.slots
+				switch {
+				case err == nil:
+					w.finish(e)
+				case w.ctx.Err() != nil:
+					// Cut short by the stop: leave the offset unmarked so the
+					// record is processed again (same delivery ids).
+					w.c.o.Log.Debug("job cut short; its record will be processed again", "topic", w.topic, "partition", w.partition, "offset", e.offset, "err", err)
+				default:
+					w.c.fail(fmt.Errorf("%s partition %d offset %d: %w", w.topic, w.partition, e.offset, err))
+				}
+			}()
+		}
 	}
 }
 
-// finish marks s done and marks the longest finished prefix for commit.
-func (w *partWorker) finish(s *slot) {
+// finish counts one of e's jobs done and marks the longest finished prefix.
+func (w *partWorker) finish(e *entry) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s.finished = true
-	var last *kgo.Record
-	for len(w.window) > 0 && w.window[0].finished {
-		last = w.window[0].rec
+	e.pending--
+	var last *entry
+	for len(w.window) > 0 && w.window[0].pending <= 0 {
+		last = w.window[0]
 		w.window[0] = nil
 		w.window = w.window[1:]
 	}
 	if last != nil && !w.fenced {
-		w.cl.MarkCommitRecords(last)
+		w.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{w.topic: {w.partition: {Epoch: last.epoch, Offset: last.offset + 1}}})
 	}
+	w.flowLocked()
 }
 
-// stop ends the worker. Graceful: in-flight events get the grace period to
-// finish (and be marked); then their context is cancelled. Not graceful
-// (partitions lost): marking stops at once and in-flight work is cancelled.
-func (w *partWorker) stop(graceful bool, grace time.Duration) {
+// stop ends the worker by deadline. Graceful: in-flight jobs get until a
+// little before the deadline to finish (and be marked); then they are
+// cancelled, and whatever still runs at the deadline is abandoned unmarked.
+// Not graceful (partitions lost): marking stops at once and jobs are
+// cancelled.
+func (w *partWorker) stop(graceful bool, deadline time.Time) {
 	w.mu.Lock()
-	w.closing = true
+	w.closed = true
 	if !graceful {
 		w.fenced = true
 	}
@@ -454,12 +469,19 @@ func (w *partWorker) stop(graceful bool, grace time.Duration) {
 		w.inflight.Wait()
 		close(finished)
 	}()
+	// Leave a quarter of the grace (at most 3 s) for cancelling and the
+	// final commit.
+	reserve := min(time.Until(deadline)/4, 3*time.Second)
 	select {
 	case <-finished:
-	case <-time.After(grace):
-		w.c.o.Log.Warn("grace period over; cancelling in-flight deliveries", "topic", w.topic, "partition", w.partition)
+	case <-time.After(time.Until(deadline) - reserve):
+		w.c.o.Log.Warn("grace period over; cancelling in-flight deliveries (they will run again)", "topic", w.topic, "partition", w.partition)
 		w.cancel()
-		<-finished
+		select {
+		case <-finished:
+		case <-time.After(reserve / 2):
+			w.c.o.Log.Error("in-flight deliveries did not stop when cancelled; abandoning them unmarked", "topic", w.topic, "partition", w.partition)
+		}
 	}
 	w.mu.Lock()
 	w.fenced = true // nothing marks after the partition is handed back

@@ -1,6 +1,8 @@
-// Package delivery defines what travels between webhookd's roles over Kafka:
-// deterministic ids, the per-attempt and per-execution records of the
-// executions topic, and dead-letter records. Every record is versioned JSON.
+// Package delivery is the model of one delivery — one (event, pipeline) pair —
+// from fan-out to the DLQ: the Task that carries it between roles over Kafka,
+// the Decision each run of its current step yields, deterministic ids, and
+// the attempt and execution records of the executions topic. Everything here
+// is plain data; what a decision turns into on Kafka is the engine's job.
 package delivery
 
 import (
@@ -8,7 +10,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/event"
 )
 
 // Version is the schema version written into every record.
@@ -40,17 +47,17 @@ func ID(eventKey, pipelineID string) string { return hashID("wh_del_", eventKey,
 // ExecutionID identifies one attempt cycle of a delivery: cycle 0 is the
 // first, each DLQ retry starts a new one.
 func ExecutionID(deliveryID string, cycle int) string {
-	return hashID("exec_", deliveryID, fmt.Sprint(cycle))
+	return hashID("exec_", deliveryID, strconv.Itoa(cycle))
 }
 
 // AttemptID identifies one HTTP attempt, so a replayed record is recognised by
 // the analytics store.
 func AttemptID(executionID string, stepOrder, attempt int, failover bool) string {
-	return hashID("att_", executionID, fmt.Sprint(stepOrder), fmt.Sprint(attempt), fmt.Sprint(failover))
+	return hashID("att_", executionID, strconv.Itoa(stepOrder), strconv.Itoa(attempt), strconv.FormatBool(failover))
 }
 
 // DeadLetterID identifies a DLQ item: one dead step of one execution, or one
-// undecodable source record.
+// source record that could not be read.
 func DeadLetterID(parts ...string) string { return hashID("dlq_", parts...) }
 
 // Record kinds on the executions topic.
@@ -74,7 +81,8 @@ const (
 	ExecCancelled = "cancelled"
 )
 
-// Attempt is one HTTP attempt of one step.
+// Attempt is one HTTP attempt of one step. Every string in it has had the
+// delivery's secrets replaced by [redacted] before it was set.
 type Attempt struct {
 	V            int       `json:"v"`
 	Kind         string    `json:"kind"`
@@ -120,75 +128,47 @@ type Execution struct {
 	Seq int64 `json:"seq"`
 }
 
-// DeadLetter reasons.
-const (
-	ReasonInvalidEvent     = "invalid_event"
-	ReasonExhausted        = "retries_exhausted"
-	ReasonPipelineDisabled = "pipeline_disabled"
-)
-
-// DeadLetter is a record on the DLQ topic. Source is set for undecodable
-// events (the raw record is kept so nothing is lost).
-type DeadLetter struct {
-	V           int             `json:"v"`
-	ID          string          `json:"id"`
-	State       string          `json:"state"` // dead, retried, deleted
-	Reason      string          `json:"reason"`
-	Error       string          `json:"error"`
-	DeliveryID  string          `json:"delivery_id,omitempty"`
-	ExecutionID string          `json:"execution_id,omitempty"`
-	PipelineID  string          `json:"pipeline_id,omitempty"`
-	TriggerType string          `json:"trigger_type,omitempty"`
-	TriggerID   string          `json:"trigger_id,omitempty"`
-	StepOrder   int             `json:"step_order,omitempty"`
-	Attempts    int             `json:"attempts"`
-	FailedAt    time.Time       `json:"failed_at"`
-	Source      *SourceRecord   `json:"source,omitempty"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
-	// Task is what a retry of this item resumes from (nil for invalid events).
-	Task *Task `json:"task,omitempty"`
-}
-
-// DeadLetter states.
-const (
-	StateDead    = "dead"
-	StateRetried = "retried"
-	StateDeleted = "deleted"
-)
-
-// SourceRecord is where an undecodable event came from, and its bytes.
-type SourceRecord struct {
+// Source is where a record was read from: an event, or a task or record that
+// could not be decoded. Value is empty in a reduced record (too large for the
+// broker); the record can then be read again from its topic, partition and
+// offset while the topic retains it.
+type Source struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
 	Key       []byte `json:"key,omitempty"`
-	Value     []byte `json:"value"`
+	Value     []byte `json:"value,omitempty"`
 }
 
-// Task is a delivery waiting for its next attempt: the value of records on
-// the retry-tier and failover topics, and what a DLQ item keeps so it can be
-// retried. It carries everything the attempt needs, so no process memory is
-// involved in a retry.
+// Task is a delivery: the one value that travels from fan-out through the
+// retry tiers and the failover topic to the DLQ. It carries everything an
+// attempt needs, so no process memory is involved in a retry.
 type Task struct {
 	V           int    `json:"v"`
 	DeliveryID  string `json:"delivery_id"`
 	ExecutionID string `json:"execution_id"`
 	PipelineID  string `json:"pipeline_id"`
 	Cycle       int    `json:"cycle"`
-	// Event is the source record's value, decoded again when the task runs.
-	Event    json.RawMessage `json:"event"`
+	// Event is the source record's value. It is empty only in a reduced DLQ
+	// record, whose Source says where to read it again.
+	Event    json.RawMessage `json:"event,omitempty"`
 	EventKey string          `json:"event_key"`
+	Source   *Source         `json:"source,omitempty"`
 	// StepOrder is the step to attempt; Attempt its 0-based attempt number.
 	StepOrder int  `json:"step_order"`
 	Attempt   int  `json:"attempt"`
 	Failover  bool `json:"failover"`
 	// NotBefore is when the attempt is due.
-	NotBefore      time.Time `json:"not_before"`
-	ExecStartedAt  time.Time `json:"exec_started_at"`
-	StepStartedAt  time.Time `json:"step_started_at"`
+	NotBefore     time.Time `json:"not_before"`
+	ExecStartedAt time.Time `json:"exec_started_at"`
+	StepStartedAt time.Time `json:"step_started_at"`
+	// DeferredSince is when the current run of deferrals began (circuit
+	// open, host saturated, pipeline paused): attempts not made and not
+	// spent. Zero once an attempt is made.
+	DeferredSince  time.Time `json:"deferred_since,omitzero"`
 	LastError      string    `json:"last_error,omitempty"`
 	LastHTTPStatus int       `json:"last_http_status,omitempty"`
-	// Tiers lists the retry topics the task went through, for diagnosis.
+	// Tiers lists the last retry topics the task went through, for diagnosis.
 	Tiers []string `json:"tiers,omitempty"`
 	// Steps holds earlier steps' results for {{steps.…}} (bounded in size).
 	Steps map[string]any `json:"steps,omitempty"`
@@ -197,7 +177,172 @@ type Task struct {
 	// OnlyStep: run this step alone, not the ones after it (a DLQ retry of a
 	// step the pipeline already went on past).
 	OnlyStep bool `json:"only_step,omitempty"`
+
+	ev *event.Event // Event, decoded once per run
 }
 
 // MaxTaskStepsBytes bounds the step results a task carries.
 const MaxTaskStepsBytes = 64 << 10
+
+// maxTiers bounds the tier history a task carries (a paused pipeline's task
+// can hop for days).
+const maxTiers = 16
+
+// NewTask is the first-cycle delivery of a decoded event to a pipeline whose
+// first step has the given order. ev is shared, read-only, by every delivery
+// fanned out from the same record.
+func NewTask(ev *event.Event, raw []byte, src *Source, eventKey, pipelineID string, firstStep int, now time.Time) *Task {
+	id := ID(eventKey, pipelineID)
+	return &Task{
+		V: Version, DeliveryID: id, ExecutionID: ExecutionID(id, 0), PipelineID: pipelineID,
+		Event: raw, EventKey: eventKey, Source: src, StepOrder: firstStep,
+		NotBefore: now, ExecStartedAt: now, StepStartedAt: now, ev: ev,
+	}
+}
+
+// DecodeTask reads a task record's value.
+func DecodeTask(b []byte) (*Task, error) {
+	var t Task
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("undecodable task: %w", err)
+	}
+	if t.DeliveryID == "" || t.PipelineID == "" || t.ExecutionID == "" {
+		return nil, fmt.Errorf("task without delivery, execution or pipeline id")
+	}
+	return &t, nil
+}
+
+// Decoded returns the task's event, decoding it on first use.
+func (t *Task) Decoded() (*event.Event, error) {
+	if t.ev != nil {
+		return t.ev, nil
+	}
+	if len(t.Event) == 0 {
+		return nil, fmt.Errorf("task carries no event (reduced record): read it again from its source")
+	}
+	ev, err := event.Decode(t.Event)
+	if err != nil {
+		return nil, err
+	}
+	t.ev = ev
+	return ev, nil
+}
+
+// Clone returns a copy that can be changed without touching t (the event and
+// step results are shared read-only; the maps are copied).
+func (t *Task) Clone() *Task {
+	c := *t
+	c.Tiers = append([]string(nil), t.Tiers...)
+	if t.Steps != nil {
+		c.Steps = make(map[string]any, len(t.Steps))
+		for k, v := range t.Steps {
+			c.Steps[k] = v
+		}
+	}
+	return &c
+}
+
+// Resumable is what a DLQ item of t's current step keeps: the step again
+// from its first attempt, in a new cycle when retried, with the error that
+// killed it.
+func (t *Task) Resumable(lastError string) *Task {
+	r := t.Clone()
+	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince = 0, false, nil, 0, time.Time{}
+	r.LastError = lastError
+	return r
+}
+
+// Record is the task as a record on topic (a retry tier or the failover
+// topic), keyed by delivery id so all of a delivery's tasks share a partition.
+func (t *Task) Record(topic string) *kgo.Record {
+	t.V = Version
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic("encode task: " + err.Error()) // plain data; a failure is a bug
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(t.DeliveryID), Value: b}
+}
+
+// AddTier records a retry topic the task goes through, keeping the last few.
+func (t *Task) AddTier(name string) {
+	t.Tiers = append(t.Tiers, name)
+	if n := len(t.Tiers); n > maxTiers {
+		t.Tiers = append([]string(nil), t.Tiers[n-maxTiers:]...)
+	}
+}
+
+// Verdict is what running a delivery's current step decided.
+type Verdict uint8
+
+// Verdicts (DESIGN.md §3a).
+const (
+	// Next: the step succeeded and the next one runs in place.
+	Next Verdict = iota + 1
+	// Done: every step finished; the execution has its final status.
+	Done
+	// Retry: a transient failure with attempts left; the task waits in the
+	// retry tiers until At. The attempt is spent.
+	Retry
+	// Defer: no attempt was made (circuit open, host saturated, pipeline
+	// paused); the task waits until At without spending one.
+	Defer
+	// Failover: the step's attempts are exhausted and the pipeline has a
+	// failover URL; the task goes to the failover topic.
+	Failover
+	// Dead: the step is dead (Reason); its task goes to the DLQ. With
+	// Continue set, the execution goes on with the next step in place.
+	Dead
+	// Cancelled: the pipeline was deleted while the delivery was pending.
+	Cancelled
+	// Abort: shutdown cut the attempt short; nothing is recorded and the
+	// source offset is not marked, so the delivery runs again.
+	Abort
+)
+
+var verdictNames = map[Verdict]string{Next: "next", Done: "done", Retry: "retry", Defer: "defer", Failover: "failover", Dead: "dead", Cancelled: "cancelled", Abort: "abort"}
+
+func (v Verdict) String() string {
+	if s, ok := verdictNames[v]; ok {
+		return s
+	}
+	return "verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// Reasons a delivery is deferred or dead-lettered.
+const (
+	ReasonInvalidEvent     = "invalid_event"     // the source record is not an event
+	ReasonInvalidTask      = "invalid_task"      // a retry or failover record could not be decoded
+	ReasonExhausted        = "retries_exhausted" // every attempt (and the failover's) failed
+	ReasonPermanent        = "permanent"         // render error, blocked address, invalid URL: retrying cannot help
+	ReasonPipelineDisabled = "pipeline_disabled" // disabled while a retry was pending
+	ReasonPipelinePaused   = "pipeline_paused"   // deferred: paused
+	ReasonCircuitOpen      = "circuit_open"      // deferred: the receiver host's circuit is open
+	ReasonHostSaturated    = "host_saturated"    // deferred: the host has its limit of requests in flight
+	ReasonTooLarge         = "too_large"         // the task is too large for the broker
+	ReasonProduceFailed    = "produce_failed"    // Kafka refused the task for another reason
+)
+
+// Decision is the outcome of running a delivery's current step.
+type Decision struct {
+	Verdict Verdict
+	// Task is the delivery after the decision: what runs next in place
+	// (Next), what waits on a tier (Retry, Defer) or the failover topic, or
+	// what a DLQ retry resumes from (Dead).
+	Task *Task
+	// At is when the task is due (Retry, Defer, Failover).
+	At time.Time
+	// Reason says why (Defer, Dead).
+	Reason string
+	// Error is the cause as operators read it, secrets redacted.
+	Error string
+	// Attempt is the attempt made, nil when none was.
+	Attempt *Attempt
+	// Attempts is how many attempts the dead step had.
+	Attempts int
+	// Continue, with Dead: the execution goes on with this task (the next
+	// step, stop_on_failure false).
+	Continue *Task
+	// Status is the execution's final status (Done, Cancelled, and Dead
+	// without Continue).
+	Status string
+}

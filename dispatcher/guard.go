@@ -1,18 +1,12 @@
 package dispatcher
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"syscall"
 	"time"
 )
-
-// ErrBlockedAddress is returned when a webhook target resolves to an address
-// webhookd may not call (SSRF guard).
-var ErrBlockedAddress = errors.New("address not allowed")
 
 // Guard decides which resolved addresses outbound calls may reach. The check
 // runs in the dialer, after DNS resolution and for every connection
@@ -23,13 +17,15 @@ type Guard struct {
 }
 
 var extraBlocked = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),     // "this network"
-	netip.MustParsePrefix("100.64.0.0/10"), // carrier-grade NAT
-	netip.MustParsePrefix("192.0.0.0/24"),  // IETF protocol assignments
-	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
-	netip.MustParsePrefix("240.0.0.0/4"),   // reserved
-	netip.MustParsePrefix("64:ff9b::/96"),  // NAT64 can reach private IPv4
-	netip.MustParsePrefix("fec0::/10"),     // site-local
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64 can reach private IPv4
+	netip.MustParsePrefix("fec0::/10"),       // site-local
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible (::7f00:1 is 127.0.0.1)
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (::ffff:0:7f00:1)
 }
 
 // Check returns nil if addr may be dialled.
@@ -49,7 +45,7 @@ func (g Guard) Check(addr netip.Addr) error {
 		blocked = blocked || p.Contains(addr)
 	}
 	if blocked {
-		return fmt.Errorf("%w: %s is a private, loopback, link-local or reserved address", ErrBlockedAddress, addr)
+		return &blockedError{addr: addr.String()}
 	}
 	return nil
 }
@@ -57,7 +53,7 @@ func (g Guard) Check(addr netip.Addr) error {
 func (g Guard) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
+		return &blockedError{addr: address}
 	}
 	return g.Check(ap.Addr())
 }
@@ -65,17 +61,16 @@ func (g Guard) control(_, address string, _ syscall.RawConn) error {
 // NewHTTPClient returns the client for webhook calls: guarded dialer, no
 // proxy from the environment (a proxy would hide the real target from the
 // guard), no redirects (a 3xx is an answer, and following it could lead
-// anywhere), and a per-host connection limit so one slow receiver cannot take
-// every connection.
-func NewHTTPClient(g Guard, maxConnsPerHost int) *http.Client {
+// anywhere). Requests per host are bounded above it (Hosts), not by
+// connections: idlePerHost only sizes the pool of kept-alive connections.
+func NewHTTPClient(g Guard, idlePerHost int) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   maxConnsPerHost,
-		MaxConnsPerHost:       maxConnsPerHost,
+		MaxIdleConnsPerHost:   idlePerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,

@@ -19,8 +19,12 @@ var (
 	Attempts = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_attempts_total", Help: "Webhook HTTP attempts by status (success, failed)."}, []string{"status"})
 	// AttemptLatency is the HTTP attempt latency.
 	AttemptLatency = promauto.NewHistogram(prometheus.HistogramOpts{Name: "webhookd_attempt_duration_seconds", Help: "Webhook HTTP attempt latency.", Buckets: prometheus.DefBuckets})
-	// CircuitDeferred counts attempts not made because the receiver's circuit was open.
-	CircuitDeferred = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_circuit_deferred_total", Help: "Attempts deferred to the retry path because the receiver host's circuit was open."})
+	// Deferred counts attempts not made and not spent, by reason (circuit_open, host_saturated, pipeline_paused).
+	Deferred = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deferred_total", Help: "Attempts deferred to the retry path without spending an attempt, by reason."}, []string{"reason"})
+	// DeadLetters counts DLQ items written, by reason.
+	DeadLetters = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_dead_letters_total", Help: "Deliveries (steps) and unreadable records sent to the DLQ, by reason."}, []string{"reason"})
+	// ProduceFailures counts records Kafka refused, by what they were (task, dlq, log) and why (too_large, other).
+	ProduceFailures = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_produce_failures_total", Help: "Records Kafka refused after the client's retries, by record role and cause."}, []string{"role", "cause"})
 	// AnalyticsRows counts rows written to ClickHouse, by table.
 	AnalyticsRows = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_analytics_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"})
 	// AnalyticsErrors counts failed ClickHouse inserts.

@@ -249,7 +249,7 @@ func (r *Registry) write(ctx context.Context, rec *kgo.Record) error {
 	if !r.Ready() {
 		return ErrNotReady
 	}
-	if err := bus.Send(ctx, r.cl, rec); err != nil {
+	if err := bus.ProduceAll(ctx, r.cl, rec); err != nil {
 		return fmt.Errorf("write pipeline: %w", err)
 	}
 	if err := r.waitFor(ctx, func() bool { return r.applied[rec.Partition] > rec.Offset }); err != nil {

@@ -1,147 +1,78 @@
+// Package retrytopics runs the tiered retry topics (webhooks.retry.5s, …) and
+// the failover topic. A task waiting d goes to the largest tier not longer
+// than d (bus.Topics.TierFor); a tier's consumer holds its partition until the
+// head record has waited the tier's delay — records of a tier are in due
+// order, since each was produced with the same hold ahead of it — then runs
+// it through the engine if it is due, or hops it to the tier that fits the
+// remainder (DESIGN.md §4). Nothing waits in memory or in a sleeping handler.
 package retrytopics
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/consumer"
 	"github.com/afftok/webhookd/delivery"
-	"github.com/afftok/webhookd/dispatcher"
-	"github.com/afftok/webhookd/pipeline"
 )
 
-// Router places tasks on tier topics and the failover topic. It implements
-// dispatcher.Router.
-type Router struct {
-	Prefix        string
-	Tiers         []Tier // shortest first
-	FailoverTopic string
-	Now           func() time.Time
+// Runner is what the handlers need of the engine.
+type Runner interface {
+	Run(ctx context.Context, cl *kgo.Client, t *delivery.Task) error
+	Hop(ctx context.Context, cl *kgo.Client, t *delivery.Task) error
+	Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record, reason string, cause error) error
 }
 
-var _ dispatcher.Router = (*Router)(nil)
-
-func (r *Router) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
-
-// Choose returns the largest tier not longer than d (the shortest if d is
-// shorter than every tier: its consumer then holds the task until it is due).
-func (r *Router) Choose(d time.Duration) Tier {
-	t := r.Tiers[0]
-	for _, x := range r.Tiers {
-		if x.Delay <= d {
-			t = x
-		}
-	}
-	return t
-}
-
-// Retry implements dispatcher.Router.
-func (r *Router) Retry(t *delivery.Task) *kgo.Record {
-	tier := r.Choose(t.NotBefore.Sub(r.now()))
-	t.Tiers = append(t.Tiers, tier.Name)
-	return taskRecord(TopicName(r.Prefix, tier), t)
-}
-
-// Failover implements dispatcher.Router.
-func (r *Router) Failover(t *delivery.Task) *kgo.Record { return taskRecord(r.FailoverTopic, t) }
-
-func taskRecord(topic string, t *delivery.Task) *kgo.Record {
-	t.V = delivery.Version
-	b, err := json.Marshal(t)
-	if err != nil {
-		panic(fmt.Sprintf("encode task: %v", err)) // plain data; a failure is a bug
-	}
-	// Keyed by delivery id: all of a delivery's tasks share a partition.
-	return &kgo.Record{Topic: topic, Key: []byte(t.DeliveryID), Value: b}
-}
-
-func decodeTask(rec *kgo.Record) (*delivery.Task, error) {
-	var t delivery.Task
-	if err := json.Unmarshal(rec.Value, &t); err != nil {
-		return nil, fmt.Errorf("undecodable task: %w", err)
-	}
-	if t.DeliveryID == "" || t.PipelineID == "" {
-		return nil, fmt.Errorf("task without delivery or pipeline id")
-	}
-	return &t, nil
-}
-
-// Pipelines is what the runner needs of the registry.
-type Pipelines interface {
-	Get(id string) (*pipeline.Compiled, bool)
-}
-
-// Runner runs due tasks, honouring the pipeline's current status (DESIGN.md
-// §4): active runs; paused holds the task without spending an attempt;
-// disabled dead-letters it (pipeline_disabled); deleted cancels it.
-type Runner struct {
-	Pipes    Pipelines
-	Disp     *dispatcher.Dispatcher
-	Router   *Router
-	DLQTopic string
-	// PauseRecheck is how long a paused pipeline's task waits before it is
-	// looked at again.
-	PauseRecheck time.Duration
-	Log          *slog.Logger
-}
-
-// Run runs t and produces what came of it; nil once all of that is acknowledged.
-func (r *Runner) Run(ctx context.Context, cl *kgo.Client, rec *kgo.Record, t *delivery.Task) error {
-	job, err := dispatcher.JobForTask(t)
-	if err != nil {
-		return bus.Send(ctx, cl, dispatcher.InvalidEvent(r.DLQTopic, rec, err, time.Now()))
-	}
-	p, ok := r.Pipes.Get(t.PipelineID)
-	var out dispatcher.Outcome
-	switch {
-	case !ok:
-		r.Log.Info("pipeline deleted; pending delivery cancelled", "pipeline_id", t.PipelineID, "delivery_id", t.DeliveryID, "step", t.StepOrder)
-		out = r.Disp.Finish(&pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: t.PipelineID}}, job, delivery.ExecCancelled)
-	case p.Status == pipeline.StatusPaused:
-		held := *t
-		held.NotBefore = time.Now().Add(r.PauseRecheck)
-		return bus.Send(ctx, cl, r.Router.Retry(&held))
-	case p.Status == pipeline.StatusDisabled:
-		out = r.Disp.DeadLetterTask(p, t, job, delivery.ReasonPipelineDisabled)
-	default:
-		out = r.Disp.Run(ctx, p, t, job)
-		if err := ctx.Err(); err != nil {
-			return err // cut short by shutdown: the task is read again
-		}
-	}
-	return bus.Send(ctx, cl, out.Records...)
-}
-
-// TierHandler runs one retry tier's topic. Records of a tier are in due
-// order, since each was produced with the same hold ahead of it: the head is
-// held until its produce time plus the tier's delay, then attempted if due or
-// hopped to the tier that fits the remainder.
+// TierHandler runs one retry tier's topic.
 type TierHandler struct {
-	Tier   Tier
-	Runner *Runner
+	Tier   bus.Tier
+	Engine Runner
 	Log    *slog.Logger
 }
 
-// Due implements consumer.Handler: the tier's hold after the record was
-// produced, or the task's own due time if that is earlier (a remainder
-// hopped into the finest tier). Never later than the hold: holding a head
-// longer would delay every record behind it, which then hops late in turn.
-func (h *TierHandler) Due(rec *kgo.Record) time.Time {
-	t, err := decodeTask(rec)
+// Prepare implements consumer.Handler: the task is decoded once; the record
+// is due at its tier's hold after it was produced, or at the task's own due
+// time if that is earlier (a remainder hopped into a longer tier).
+func (h *TierHandler) Prepare(rec *kgo.Record) consumer.Work {
+	t, err := delivery.DecodeTask(rec.Value)
 	if err != nil {
-		return time.Time{}
+		return unreadable(h.Engine, h.Log, rec, err)
 	}
-	return Due(rec.Timestamp, h.Tier.Delay, t.NotBefore)
+	return consumer.Work{Due: Due(rec.Timestamp, h.Tier.Delay, t.NotBefore), Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
+		if time.Now().Before(t.NotBefore) {
+			// Never early: hop to the tier that fits what is left.
+			return h.Engine.Hop(ctx, cl, t)
+		}
+		return h.Engine.Run(ctx, cl, t)
+	}}}
+}
+
+// FailoverHandler runs the failover topic: failover attempts and DLQ
+// retries, due as soon as they are read.
+type FailoverHandler struct {
+	Engine Runner
+	Log    *slog.Logger
+}
+
+// Prepare implements consumer.Handler.
+func (h *FailoverHandler) Prepare(rec *kgo.Record) consumer.Work {
+	t, err := delivery.DecodeTask(rec.Value)
+	if err != nil {
+		return unreadable(h.Engine, h.Log, rec, err)
+	}
+	return consumer.Work{Due: t.NotBefore, Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
+		return h.Engine.Run(ctx, cl, t)
+	}}}
+}
+
+func unreadable(e Runner, log *slog.Logger, rec *kgo.Record, err error) consumer.Work {
+	log.Error("undecodable task sent to the DLQ", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+	return consumer.Work{Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
+		return e.Unreadable(ctx, cl, rec, delivery.ReasonInvalidTask, err)
+	}}}
 }
 
 // holdSlack lets a head wait slightly past its hold for its own due time.
@@ -152,49 +83,12 @@ func (h *TierHandler) Due(rec *kgo.Record) time.Time {
 const holdSlack = 10 * time.Millisecond
 
 // Due is when a tier record is looked at: produced+hold, or the task's own
-// due time if that is earlier or within holdSlack after it.
+// due time if that is earlier or within holdSlack after it. Never later than
+// the hold: holding a head longer would delay every record behind it, which
+// then hops late in turn.
 func Due(produced time.Time, hold time.Duration, notBefore time.Time) time.Time {
 	if end := produced.Add(hold); end.Add(holdSlack).Before(notBefore) {
 		return end
 	}
 	return notBefore
-}
-
-// Handle implements consumer.Handler.
-func (h *TierHandler) Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
-	t, err := decodeTask(rec)
-	if err != nil {
-		h.Log.Error("undecodable retry task sent to the DLQ", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return bus.Send(ctx, cl, dispatcher.InvalidEvent(h.Runner.DLQTopic, rec, err, time.Now()))
-	}
-	if time.Now().Before(t.NotBefore) {
-		// Never early: hop to the tier that fits what is left.
-		return bus.Send(ctx, cl, h.Runner.Router.Retry(t))
-	}
-	return h.Runner.Run(ctx, cl, rec, t)
-}
-
-// ImmediateHandler runs the failover topic: tasks there are due at once
-// (failover attempts and DLQ retries).
-type ImmediateHandler struct {
-	Runner *Runner
-	Log    *slog.Logger
-}
-
-// Due implements consumer.Handler.
-func (h *ImmediateHandler) Due(rec *kgo.Record) time.Time {
-	if t, err := decodeTask(rec); err == nil {
-		return t.NotBefore
-	}
-	return time.Time{}
-}
-
-// Handle implements consumer.Handler.
-func (h *ImmediateHandler) Handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
-	t, err := decodeTask(rec)
-	if err != nil {
-		h.Log.Error("undecodable failover task sent to the DLQ", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return bus.Send(ctx, cl, dispatcher.InvalidEvent(h.Runner.DLQTopic, rec, err, time.Now()))
-	}
-	return h.Runner.Run(ctx, cl, rec, t)
 }

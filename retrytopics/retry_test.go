@@ -8,28 +8,6 @@ import (
 	"github.com/afftok/webhookd/consumer"
 )
 
-func TestParseTiers(t *testing.T) {
-	tiers, err := ParseTiers(" 1m,1s, 5s ")
-	if err != nil || len(tiers) != 3 || tiers[0].Name != "1s" || tiers[2].Delay != time.Minute {
-		t.Fatalf("%v %v", tiers, err)
-	}
-	for _, bad := range []string{"", "5s,5s", "0s", "-1s", "soon"} {
-		if _, err := ParseTiers(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestChooseTakesTheLargestTierThatFits(t *testing.T) {
-	tiers, _ := ParseTiers("1s,5s,10s,30s,1m")
-	r := &Router{Tiers: tiers}
-	for d, want := range map[time.Duration]string{300 * time.Millisecond: "1s", time.Second: "1s", 7 * time.Second: "5s", 10 * time.Second: "10s", 59 * time.Second: "30s", time.Hour: "1m"} {
-		if got := r.Choose(d).Name; got != want {
-			t.Errorf("Choose(%v) = %s, want %s", d, got, want)
-		}
-	}
-}
-
 func TestDueNeverPassesTheHoldExceptBySlack(t *testing.T) {
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cases := []struct {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/afftok/webhookd/app"
 	"github.com/afftok/webhookd/config"
@@ -57,6 +58,16 @@ func run(args []string) error {
 		return err
 	}
 	defer a.Close()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal stops the process at once
+		log.Info("shutting down", "grace", cfg.ShutdownGrace)
+		// Every role stops within the grace period by construction; this is
+		// the backstop should anything ignore its cancellation.
+		time.Sleep(cfg.ShutdownGrace + 2*time.Second)
+		log.Error("shutdown took longer than WEBHOOKD_SHUTDOWN_GRACE; exiting without waiting further")
+		os.Exit(1)
+	}()
 	log.Info("webhookd running", "mode", mode, "roles", cfg.Roles, "admin", cfg.AdminAddr)
 	return a.Run(ctx)
 }

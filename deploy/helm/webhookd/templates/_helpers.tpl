@@ -24,7 +24,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_CLICKHOUSE_TTL_DAYS, value: {{ .Values.clickhouse.ttlDays | quote }}}
 - {name: WEBHOOKD_MAX_IN_FLIGHT, value: {{ .Values.delivery.maxInFlight | quote }}}
 - {name: WEBHOOKD_PARTITION_MAX_IN_FLIGHT, value: {{ .Values.delivery.partitionMaxInFlight | quote }}}
-- {name: WEBHOOKD_MAX_CONNS_PER_HOST, value: {{ .Values.delivery.maxConnsPerHost | quote }}}
+- {name: WEBHOOKD_MAX_IN_FLIGHT_PER_HOST, value: {{ .Values.delivery.maxInFlightPerHost | quote }}}
 - {name: WEBHOOKD_BREAKER_FAILURES, value: {{ .Values.delivery.breakerFailures | quote }}}
 - {name: WEBHOOKD_BREAKER_COOLDOWN, value: {{ .Values.delivery.breakerCooldown | quote }}}
 - {name: WEBHOOKD_RESPONSE_BODY_LIMIT, value: {{ .Values.delivery.responseBodyLimit | quote }}}

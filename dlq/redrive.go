@@ -1,0 +1,176 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/delivery"
+)
+
+// Filter selects DLQ items.
+type Filter struct {
+	PipelineID    string
+	TriggerType   string
+	ErrorContains string
+	FailedFrom    time.Time // zero: no bound
+	FailedTo      time.Time // zero: no bound
+	State         string    // default "dead"
+	Limit         int
+	Offset        int
+}
+
+// Redriver retries and deletes DLQ items. Each change is a record on the DLQ
+// topic (every replica and the ClickHouse projection see the same state),
+// produced together with the work it starts.
+type Redriver struct {
+	Client *kgo.Client
+	Topics bus.Topics
+	// ReadSource reads a record's value again from its topic (for items
+	// reduced because they were too large for the broker).
+	ReadSource func(ctx context.Context, src *delivery.Source) ([]byte, error)
+	Now        func() time.Time
+	Log        *slog.Logger
+
+	claims claimSet
+}
+
+// ErrNotRetryable is returned for items that hold nothing to retry.
+var ErrNotRetryable = errors.New("this DLQ item cannot be retried")
+
+func (r *Redriver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Claim reserves an item for one change by this replica: a second change is
+// refused at once, before the ClickHouse projection has caught up (about a
+// second). Release undoes a claim whose change failed.
+func (r *Redriver) Claim(id string) bool { return r.claims.claim(id) }
+
+// Release gives a claim back.
+func (r *Redriver) Release(id string) { r.claims.release(id) }
+
+// Retry starts a new attempt cycle of the dead step (same delivery id, new
+// execution id, the pipeline's current config) and marks the item retried.
+// An undecodable event is produced again to the topic it came from. It
+// returns the new execution id ("" for a re-produced event).
+func (r *Redriver) Retry(ctx context.Context, it *Record) (string, error) {
+	state := it.WithState(StateRetried).Encode(r.Topics.DLQ)
+	switch {
+	case it.Task != nil:
+		t := it.Task.Clone()
+		if len(t.Event) == 0 {
+			raw, err := r.readSource(ctx, t.Source)
+			if err != nil {
+				return "", err
+			}
+			t.Event = raw
+		}
+		now := r.now()
+		t.V = delivery.Version
+		t.Cycle++
+		t.ExecutionID = delivery.ExecutionID(t.DeliveryID, t.Cycle)
+		t.Attempt, t.Failover, t.Tiers, t.Dead = 0, false, nil, 0
+		t.NotBefore, t.ExecStartedAt, t.StepStartedAt, t.DeferredSince = now, now, now, time.Time{}
+		t.LastError, t.LastHTTPStatus = "", 0
+		// The failover topic is the immediate path: its consumer runs tasks
+		// as soon as they are read.
+		return t.ExecutionID, bus.ProduceAll(ctx, r.Client, t.Record(r.Topics.Failover), state)
+	case it.Source != nil && it.Reason == delivery.ReasonInvalidEvent:
+		value := it.Source.Value
+		if len(value) == 0 {
+			raw, err := r.readSource(ctx, it.Source)
+			if err != nil {
+				return "", err
+			}
+			value = raw
+		}
+		return "", bus.ProduceAll(ctx, r.Client, &kgo.Record{Topic: it.Source.Topic, Key: it.Source.Key, Value: value}, state)
+	}
+	return "", fmt.Errorf("%w: it holds no delivery to resume (reason %s)", ErrNotRetryable, it.Reason)
+}
+
+func (r *Redriver) readSource(ctx context.Context, src *delivery.Source) ([]byte, error) {
+	if src == nil || src.Topic == "" || r.ReadSource == nil {
+		return nil, fmt.Errorf("%w: the item was reduced and names no source record to read the event from", ErrNotRetryable)
+	}
+	raw, err := r.ReadSource(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the event is no longer readable from %s partition %d offset %d: %v", ErrNotRetryable, src.Topic, src.Partition, src.Offset, err)
+	}
+	return raw, nil
+}
+
+// Delete marks the item deleted.
+func (r *Redriver) Delete(ctx context.Context, it *Record) error {
+	return bus.ProduceAll(ctx, r.Client, it.WithState(StateDeleted).Encode(r.Topics.DLQ))
+}
+
+// Redrive retries items in the background at rate per second, so a redrive
+// cannot flood a receiver that has just recovered; it stops when ctx ends
+// (the rest stay in the DLQ). Items must be claimed.
+func (r *Redriver) Redrive(ctx context.Context, items []Record, rate float64) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := range items {
+		select {
+		case <-ctx.Done():
+			r.Log.Warn("bulk redrive stopped by shutdown; the rest stay in the DLQ", "remaining", len(items)-i)
+			return
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := r.Retry(rctx, &items[i]); err != nil {
+			r.Release(items[i].ID)
+			r.Log.Error("bulk redrive: retry failed; the item stays in the DLQ", "id", items[i].ID, "err", err)
+		}
+		cancel()
+	}
+	r.Log.Info("bulk redrive done", "items", len(items))
+}
+
+// claimSet remembers items this replica changed recently.
+type claimSet struct {
+	mu    sync.Mutex
+	m     map[string]time.Time
+	swept time.Time
+}
+
+const claimTTL = 10 * time.Minute
+
+func (h *claimSet) claim(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]time.Time{}
+	}
+	now := time.Now()
+	if now.Sub(h.swept) > time.Minute {
+		h.swept = now
+		for k, t := range h.m {
+			if now.Sub(t) > claimTTL {
+				delete(h.m, k)
+			}
+		}
+	}
+	if _, ok := h.m[id]; ok {
+		return false
+	}
+	h.m[id] = now
+	return true
+}
+
+func (h *claimSet) release(id string) {
+	h.mu.Lock()
+	delete(h.m, id)
+	h.mu.Unlock()
+}

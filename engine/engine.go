@@ -1,0 +1,244 @@
+// Package engine drives deliveries through the state machine. Run asks the
+// dispatcher to run a delivery's current step until a decision needs Kafka,
+// and Apply — the one function that does so — turns that decision into the
+// records that carry it on: attempt and execution records, a task on a retry
+// tier or the failover topic, a DLQ item. They are produced and acknowledged
+// before Run returns nil, so the caller may mark its source offset (DESIGN.md
+// §3, §3a). The event consumer, the tier consumers and the failover consumer
+// all go through here.
+//
+// Every produce error is classified: a record too large for the broker turns
+// its task into a DLQ item (reduced if that is too large as well); a task
+// Kafka refuses otherwise goes to the DLQ with the refusal; a lost log record
+// is logged and counted. Only a DLQ item Kafka refuses in every form is fatal.
+// Nothing is retried in a loop: the client bounds its own retries
+// (bus.ProduceTimeout).
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
+	"github.com/afftok/webhookd/metrics"
+	"github.com/afftok/webhookd/pipeline"
+)
+
+// Pipelines is what the engine needs of the registry.
+type Pipelines interface {
+	Get(id string) (*pipeline.Compiled, bool)
+}
+
+// Stepper runs a delivery's current step (*dispatcher.Dispatcher).
+type Stepper interface {
+	Step(ctx context.Context, p *pipeline.Compiled, t *delivery.Task) delivery.Decision
+}
+
+// Engine runs deliveries. It is safe for concurrent use.
+type Engine struct {
+	Pipes  Pipelines
+	Steps  Stepper
+	Topics bus.Topics
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+// ErrAborted: shutdown cut the delivery short. Nothing it decided counts; the
+// caller must not mark the source offset, so the delivery runs again.
+var ErrAborted = errors.New("delivery cut short by shutdown")
+
+// FatalError: Kafka refused a DLQ item in every form. The process cannot
+// place the delivery anywhere; its caller must stop without marking it.
+type FatalError struct{ Err error }
+
+func (e *FatalError) Error() string { return "the DLQ refused a record: " + e.Err.Error() }
+func (e *FatalError) Unwrap() error { return e.Err }
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// Run drives t until a decision needs Kafka, and hands it over. nil: all of
+// it is acknowledged.
+func (e *Engine) Run(ctx context.Context, cl *kgo.Client, t *delivery.Task) error {
+	var outs []out
+	for t != nil {
+		p, _ := e.Pipes.Get(t.PipelineID)
+		dec := e.Steps.Step(ctx, p, t)
+		if dec.Verdict == delivery.Abort {
+			return ErrAborted
+		}
+		var more []out
+		more, t = e.Apply(p, &dec)
+		outs = append(outs, more...)
+	}
+	return e.send(ctx, cl, outs)
+}
+
+// Hop moves a task that is not yet due to the tier that fits what is left of
+// its wait (retry tiers never run a task early).
+func (e *Engine) Hop(ctx context.Context, cl *kgo.Client, t *delivery.Task) error {
+	return e.send(ctx, cl, []out{e.onTier(t, t.NotBefore)})
+}
+
+// Unreadable dead-letters a record that could not be decoded (an event, or a
+// task), keeping its bytes.
+func (e *Engine) Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record, reason string, cause error) error {
+	metrics.DeadLetters.WithLabelValues(reason).Inc()
+	return e.send(ctx, cl, []out{e.deadLetter(dlq.ForSource(rec, reason, cause, e.now()))})
+}
+
+// role is what a record is to its delivery, which decides what a refused
+// produce means.
+type role uint8
+
+const (
+	roleLog  role = iota + 1 // attempt and execution records
+	roleTask                 // a task on a retry tier or the failover topic
+	roleDLQ                  // a DLQ item
+)
+
+func (r role) String() string { return [...]string{"", "log", "task", "dlq"}[r] }
+
+type out struct {
+	rec  *kgo.Record
+	role role
+	task *delivery.Task // roleTask
+	dl   *dlq.Record    // roleDLQ
+}
+
+// Apply turns a decision into its records (DESIGN.md §3a), and returns the
+// task that runs next in place, if any.
+func (e *Engine) Apply(p *pipeline.Compiled, dec *delivery.Decision) ([]out, *delivery.Task) {
+	var outs []out
+	if dec.Attempt != nil {
+		outs = append(outs, e.log(dec.Attempt.ExecutionID, dec.Attempt))
+	}
+	switch dec.Verdict {
+	case delivery.Next:
+		return outs, dec.Task
+	case delivery.Done, delivery.Cancelled:
+		outs = append(outs, e.execution(p, dec.Task, dec.Status))
+	case delivery.Retry:
+		outs = append(outs, e.onTier(dec.Task, dec.At), e.execution(p, dec.Task, delivery.ExecRetrying))
+	case delivery.Defer:
+		outs = append(outs, e.onTier(dec.Task, dec.At))
+	case delivery.Failover:
+		outs = append(outs, out{rec: dec.Task.Record(e.Topics.Failover), role: roleTask, task: dec.Task},
+			e.execution(p, dec.Task, delivery.ExecRetrying))
+	case delivery.Dead:
+		ev, _ := dec.Task.Decoded()
+		outs = append(outs, e.deadLetter(dlq.ForDecision(dec, ev, e.now())))
+		if dec.Continue != nil {
+			return outs, dec.Continue
+		}
+		outs = append(outs, e.execution(p, dec.Task, dec.Status))
+	}
+	return outs, nil
+}
+
+// onTier places t on the retry tier that fits its wait until at.
+func (e *Engine) onTier(t *delivery.Task, at time.Time) out {
+	tier := e.Topics.TierFor(at.Sub(e.now()))
+	t.NotBefore = at
+	t.AddTier(tier.Name)
+	return out{rec: t.Record(tier.Topic), role: roleTask, task: t}
+}
+
+func (e *Engine) deadLetter(dl *dlq.Record) out {
+	return out{rec: dl.Encode(e.Topics.DLQ), role: roleDLQ, dl: dl}
+}
+
+func (e *Engine) log(key string, v any) out {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err)) // plain data; a failure is a bug
+	}
+	return out{rec: &kgo.Record{Topic: e.Topics.Executions, Key: []byte(key), Value: b}, role: roleLog}
+}
+
+// execution is the execution's state record after a decision.
+func (e *Engine) execution(p *pipeline.Compiled, t *delivery.Task, status string) out {
+	now := e.now()
+	x := &delivery.Execution{
+		V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: t.ExecutionID, DeliveryID: t.DeliveryID,
+		PipelineID: t.PipelineID, Status: status, StartedAt: t.ExecStartedAt, Seq: now.UnixNano(),
+	}
+	if p == nil {
+		p, _ = e.Pipes.Get(t.PipelineID)
+	}
+	if p != nil {
+		x.PipelineName = p.Name
+	}
+	if ev, err := t.Decoded(); err == nil {
+		x.TriggerType, x.TriggerID, x.EventID = ev.TriggerType, ev.TriggerID, ev.ID
+	}
+	if status != delivery.ExecRetrying {
+		x.CompletedAt = now
+	}
+	metrics.Deliveries.WithLabelValues(status).Inc()
+	return e.log(t.ExecutionID, x)
+}
+
+// send produces outs and deals with every refusal (see the package doc).
+// Each round can only move a delivery further down task → DLQ item →
+// reduced DLQ item → fatal, so it ends within three rounds.
+func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
+	for len(outs) > 0 {
+		recs := make([]*kgo.Record, len(outs))
+		for i, o := range outs {
+			recs[i] = o.rec
+		}
+		errs := bus.Produce(ctx, cl, recs...)
+		var again []out
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return ErrAborted
+			}
+			o := outs[i]
+			cause := "other"
+			if bus.TooLarge(err) {
+				cause = "too_large"
+			}
+			metrics.ProduceFailures.WithLabelValues(o.role.String(), cause).Inc()
+			switch o.role {
+			case roleLog:
+				e.Log.Error("Kafka refused an execution log record; the delivery goes on without it", "topic", o.rec.Topic, "err", err)
+			case roleTask:
+				reason := delivery.ReasonProduceFailed
+				if bus.TooLarge(err) {
+					reason = delivery.ReasonTooLarge
+				}
+				t := o.task
+				text := fmt.Sprintf("Kafka refused the task for %s: %v", o.rec.Topic, err)
+				e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", o.rec.Topic, "reason", reason, "err", err)
+				metrics.DeadLetters.WithLabelValues(reason).Inc()
+				dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
+				more, _ := e.Apply(nil, dec)
+				again = append(again, more...)
+			case roleDLQ:
+				if bus.TooLarge(err) && !o.dl.PayloadTruncated {
+					again = append(again, e.deadLetter(o.dl.Reduce()))
+					continue
+				}
+				return &FatalError{Err: fmt.Errorf("DLQ item %s (%s): %w", o.dl.ID, o.dl.Reason, err)}
+			}
+		}
+		outs = again
+	}
+	return nil
+}
