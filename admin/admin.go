@@ -70,15 +70,15 @@ type Options struct {
 	// Grace bounds the API's shutdown (requests in flight may finish).
 	Grace time.Duration
 	Log   *slog.Logger
-	Now         func() time.Time
+	Now   func() time.Time
 }
 
 // Server is the admin API worker.
 type Server struct {
-	o       Options
-	app     *fiber.App
-	ln      net.Listener
-	ready   chan struct{}
+	o     Options
+	app   *fiber.App
+	ln    net.Listener
+	ready chan struct{}
 	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
