@@ -1,0 +1,316 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
+	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/pipeline"
+)
+
+// script is a fake dispatcher: it returns the scripted decisions in order.
+type script struct{ decs []delivery.Decision }
+
+func (s *script) Step(_ context.Context, _ *pipeline.Compiled, t *delivery.Task) delivery.Decision {
+	d := s.decs[0]
+	s.decs = s.decs[1:]
+	if d.Task == nil {
+		d.Task = t.Clone()
+	}
+	return d
+}
+
+type pipes map[string]*pipeline.Compiled
+
+func (p pipes) Get(id string) (*pipeline.Compiled, bool) { c, ok := p[id]; return c, ok }
+
+// env is a kfake broker with webhookd's topics; maxBytes sets
+// max.message.bytes per topic (0: the broker default).
+type env struct {
+	cl     *kgo.Client
+	topics bus.Topics
+	addrs  []string
+}
+
+func newEnv(t *testing.T, maxBytes map[string]int) *env {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cfg := config.Defaults(config.ModeServe)
+	cfg.RetryTiers = "1s,5s,30s"
+	topics, err := bus.NewTopics(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordDeliveryTimeout(10*time.Second), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	specs := topics.Specs(1, true)
+	for i := range specs {
+		if n := maxBytes[specs[i].Name]; n > 0 {
+			v := strconv.Itoa(n)
+			specs[i].Configs["max.message.bytes"] = &v
+		}
+	}
+	if err := bus.Ensure(context.Background(), kadm.NewClient(cl), specs, 1, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	return &env{cl: cl, topics: topics, addrs: c.ListenAddrs()}
+}
+
+// read returns every record on topic so far (bounded by the end offsets).
+func (e *env) read(t *testing.T, topic string) []*kgo.Record {
+	t.Helper()
+	ends, err := kadm.NewClient(e.cl).ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup(topic, 0)
+	if end.Offset == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for int64(len(out)) < end.Offset {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: %d of %d records", topic, len(out), end.Offset)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+func (e *env) engine(decs ...delivery.Decision) *Engine {
+	p := &pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: "pipe_1", Name: "P"}}
+	return &Engine{Pipes: pipes{"pipe_1": p}, Steps: &script{decs: decs}, Topics: e.topics, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func task(t *testing.T, raw string) *delivery.Task {
+	t.Helper()
+	ev, err := event.Decode([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return delivery.NewTask(ev, []byte(raw), &delivery.Source{Topic: "afftok.clicks", Partition: 0, Offset: 42}, "id:"+ev.ID, "pipe_1", 1, time.Now())
+}
+
+// noise is n random letters: brokers compress batches, so only data that
+// does not compress makes a record large on the wire.
+func noise(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'a' + byte(rand.IntN(26))
+	}
+	return string(b)
+}
+
+const smallEvent = `{"id":"evt_1","type":"click.tracked","data":{"id":"clk_1"}}`
+
+func kinds(t *testing.T, recs []*kgo.Record) []string {
+	var out []string
+	for _, r := range recs {
+		var k struct{ Kind, Status string }
+		if err := json.Unmarshal(r.Value, &k); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k.Kind+":"+k.Status)
+	}
+	return out
+}
+
+// Each decision becomes exactly the records DESIGN.md §3a lists.
+func TestApplyWritesTheRecordsOfEachDecision(t *testing.T) {
+	att := &delivery.Attempt{Kind: delivery.KindAttempt, Status: delivery.AttemptFailed, ExecutionID: "exec_x"}
+	cases := []struct {
+		name      string
+		decs      []delivery.Decision
+		execs     []string // kind:status on the executions topic
+		tier, fo  int      // tasks on the tiers, on the failover topic
+		dead      string   // DLQ reason, "" for none
+		tierTopic string
+	}{
+		{name: "done", decs: []delivery.Decision{{Verdict: delivery.Done, Attempt: att, Status: delivery.ExecCompleted}},
+			execs: []string{"attempt:failed", "execution:completed"}},
+		{name: "next then done, in place", decs: []delivery.Decision{{Verdict: delivery.Next, Attempt: att}, {Verdict: delivery.Done, Attempt: att, Status: delivery.ExecCompleted}},
+			execs: []string{"attempt:failed", "attempt:failed", "execution:completed"}},
+		{name: "retry in 5s goes to the 5s tier", decs: []delivery.Decision{{Verdict: delivery.Retry, Attempt: att, At: time.Now().Add(5500 * time.Millisecond)}},
+			execs: []string{"attempt:failed", "execution:retrying"}, tier: 1, tierTopic: "webhooks.retry.5s"},
+		{name: "defer writes the task only", decs: []delivery.Decision{{Verdict: delivery.Defer, Reason: delivery.ReasonCircuitOpen, At: time.Now().Add(40 * time.Second)}},
+			tier: 1, tierTopic: "webhooks.retry.30s"},
+		{name: "failover", decs: []delivery.Decision{{Verdict: delivery.Failover, Attempt: att, At: time.Now()}},
+			execs: []string{"attempt:failed", "execution:retrying"}, fo: 1},
+		{name: "dead", decs: []delivery.Decision{{Verdict: delivery.Dead, Attempt: att, Reason: delivery.ReasonPermanent, Error: "Blocked: 10.0.0.1", Attempts: 1, Status: delivery.ExecFailed}},
+			execs: []string{"attempt:failed", "execution:failed"}, dead: delivery.ReasonPermanent},
+		{name: "dead and go on", decs: []delivery.Decision{{Verdict: delivery.Dead, Attempt: att, Reason: delivery.ReasonExhausted, Continue: &delivery.Task{}}, {Verdict: delivery.Done, Attempt: att, Status: delivery.ExecPartial}},
+			execs: []string{"attempt:failed", "attempt:failed", "execution:partial"}, dead: delivery.ReasonExhausted},
+		{name: "cancelled", decs: []delivery.Decision{{Verdict: delivery.Cancelled, Status: delivery.ExecCancelled}},
+			execs: []string{"execution:cancelled"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			tk := task(t, smallEvent)
+			for i := range c.decs {
+				if c.decs[i].Continue != nil {
+					c.decs[i].Continue = tk.Clone()
+				}
+			}
+			if err := e.engine(c.decs...).Run(context.Background(), e.cl, tk); err != nil {
+				t.Fatal(err)
+			}
+			if got := kinds(t, e.read(t, e.topics.Executions)); strings.Join(got, ",") != strings.Join(c.execs, ",") {
+				t.Fatalf("executions %v, want %v", got, c.execs)
+			}
+			tiers := 0
+			for _, tier := range e.topics.Tiers {
+				recs := e.read(t, tier.Topic)
+				tiers += len(recs)
+				if len(recs) > 0 && tier.Topic != c.tierTopic {
+					t.Fatalf("task on %s, want %s", tier.Topic, c.tierTopic)
+				}
+			}
+			if tiers != c.tier || len(e.read(t, e.topics.Failover)) != c.fo {
+				t.Fatalf("%d tier tasks, %d failover tasks", tiers, len(e.read(t, e.topics.Failover)))
+			}
+			dead := e.read(t, e.topics.DLQ)
+			if (c.dead == "") != (len(dead) == 0) {
+				t.Fatalf("%d DLQ records, want reason %q", len(dead), c.dead)
+			}
+			if len(dead) > 0 {
+				var r dlq.Record
+				_ = json.Unmarshal(dead[0].Value, &r)
+				if r.Reason != c.dead || r.Task == nil || r.Task.Attempt != 0 || r.TriggerID != "clk_1" || r.PayloadTruncated {
+					t.Fatalf("DLQ record %.400s", dead[0].Value)
+				}
+			}
+		})
+	}
+}
+
+// A retry task too large for the broker does not pin its partition: it
+// becomes a DLQ item (too_large) that keeps where the event can be re-read.
+func TestATaskTooLargeForTheBrokerGoesToTheDLQ(t *testing.T) {
+	e := newEnv(t, map[string]int{"webhooks.retry.1s": 4096})
+	big := `{"id":"evt_big","type":"click.tracked","data":{"id":"clk_big","ua":"` + noise(10000) + `"}}`
+	tk := task(t, big)
+	err := e.engine(delivery.Decision{Verdict: delivery.Retry, At: time.Now().Add(time.Second), Attempt: &delivery.Attempt{Kind: delivery.KindAttempt, Status: "failed"}}).
+		Run(context.Background(), e.cl, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := e.read(t, e.topics.DLQ)
+	if len(dead) != 1 {
+		t.Fatalf("%d DLQ records", len(dead))
+	}
+	var r dlq.Record
+	_ = json.Unmarshal(dead[0].Value, &r)
+	if r.Reason != delivery.ReasonTooLarge || !strings.Contains(r.Error, "MESSAGE_TOO_LARGE") || r.Task == nil || r.Task.Source.Offset != 42 {
+		t.Fatalf("DLQ record %.400s", dead[0].Value)
+	}
+	if got := kinds(t, e.read(t, e.topics.Executions)); got[len(got)-1] != "execution:failed" {
+		t.Fatalf("executions %v", got)
+	}
+}
+
+// A DLQ item too large for the DLQ topic is written reduced.
+func TestADLQItemTooLargeIsWrittenReduced(t *testing.T) {
+	e := newEnv(t, map[string]int{"webhooks.dlq": 8192})
+	big := `{"id":"evt_big","type":"click.tracked","data":{"id":"clk_big","ua":"` + noise(20000) + `"}}`
+	err := e.engine(delivery.Decision{Verdict: delivery.Dead, Reason: delivery.ReasonExhausted, Error: "HTTP 500", Attempts: 6, Status: delivery.ExecFailed}).
+		Run(context.Background(), e.cl, task(t, big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := e.read(t, e.topics.DLQ)
+	var r dlq.Record
+	_ = json.Unmarshal(dead[0].Value, &r)
+	if len(dead) != 1 || !r.PayloadTruncated || r.Task.Event != nil || r.Task.Source.Offset != 42 || r.Reason != delivery.ReasonExhausted ||
+		!strings.Contains(string(r.Payload), `"trigger_id":"clk_big"`) || strings.Contains(string(r.Payload), "xxxx") {
+		t.Fatalf("DLQ record %.400s", dead[0].Value)
+	}
+}
+
+// An unreadable record of a megabyte or more reaches the DLQ without its
+// bytes, with where it came from.
+func TestAnUnreadableRecordOfAMegabyteReachesTheDLQReduced(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := &kgo.Record{Topic: "afftok.clicks", Partition: 2, Offset: 7, Value: []byte("\x00" + noise(1200000))}
+	if err := e.engine().Unreadable(context.Background(), e.cl, rec, delivery.ReasonInvalidEvent, errors.New("invalid event: too big")); err != nil {
+		t.Fatal(err)
+	}
+	dead := e.read(t, e.topics.DLQ)
+	var r dlq.Record
+	_ = json.Unmarshal(dead[0].Value, &r)
+	if len(dead) != 1 || !r.PayloadTruncated || r.Source == nil || r.Source.Value != nil || r.Source.Offset != 7 || r.Source.Partition != 2 || r.Reason != delivery.ReasonInvalidEvent {
+		t.Fatalf("DLQ record %.300s", dead[0].Value)
+	}
+}
+
+// When the DLQ refuses an item in every form, nothing can take the delivery:
+// that is fatal, and nothing is lost (the caller does not mark the offset).
+func TestADLQThatRefusesEverythingIsFatal(t *testing.T) {
+	e := newEnv(t, map[string]int{"webhooks.dlq": 600})
+	err := e.engine(delivery.Decision{Verdict: delivery.Dead, Reason: delivery.ReasonExhausted, Error: strings.Repeat("e", 2000), Status: delivery.ExecFailed}).
+		Run(context.Background(), e.cl, task(t, smallEvent))
+	var fe *FatalError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Shutdown mid-delivery: nothing is produced and the caller must not mark.
+func TestAbortProducesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	err := e.engine(delivery.Decision{Verdict: delivery.Next, Attempt: &delivery.Attempt{Kind: delivery.KindAttempt}}, delivery.Decision{Verdict: delivery.Abort}).
+		Run(context.Background(), e.cl, task(t, smallEvent))
+	if !errors.Is(err, ErrAborted) || len(e.read(t, e.topics.Executions)) != 0 {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// A hop moves a task to the tier for what is left of its wait, unchanged.
+func TestHopPlacesTheTaskOnTheTierForTheRemainder(t *testing.T) {
+	e := newEnv(t, nil)
+	tk := task(t, smallEvent)
+	tk.Attempt = 3
+	tk.NotBefore = time.Now().Add(7 * time.Second)
+	if err := e.engine().Hop(context.Background(), e.cl, tk); err != nil {
+		t.Fatal(err)
+	}
+	recs := e.read(t, "webhooks.retry.5s")
+	if len(recs) != 1 {
+		t.Fatalf("%d records on the 5s tier", len(recs))
+	}
+	got, err := delivery.DecodeTask(recs[0].Value)
+	if err != nil || got.Attempt != 3 || !got.NotBefore.Equal(tk.NotBefore) || got.Tiers[len(got.Tiers)-1] != "5s" {
+		t.Fatalf("%+v %v", got, err)
+	}
+}
