@@ -137,8 +137,9 @@ type instance struct {
 	// picks a new port.
 	AdminAddr string
 
-	logs *logBuffer // every line of every run
-	proc *process   // the current run
+	logs    *logBuffer // every line of every run
+	runFrom int        // index in logs of the current run's first line
+	proc    *process   // the current run
 }
 
 var instanceCount atomic.Int32
@@ -195,7 +196,8 @@ func merge(ms ...map[string]string) map[string]string {
 
 // environ is the child's environment: this process's, without WEBHOOKD_*
 // settings a developer may have exported (except where libchdb.so is), plus
-// the common settings and the instance's own.
+// the common settings and the instance's own (where an empty value unsets
+// a common one, e.g. WEBHOOKD_KAFKA_BROKERS for dev mode's own broker).
 func (in *instance) environ() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -212,7 +214,9 @@ func (in *instance) environ() []string {
 		"CRM_API_KEY":                 "crm-key-123", "WEBHOOK_SECRET": "whsec-from-env", "NOT_ALLOWED_SECRET": "must-not-leak",
 	}
 	for k, v := range merge(common, in.Env) {
-		env = append(env, k+"="+v)
+		if v != "" { // an empty value removes a common setting
+			env = append(env, k+"="+v)
+		}
 	}
 	return env
 }
@@ -235,7 +239,7 @@ func (in *instance) start() error {
 	if err != nil {
 		return err
 	}
-	in.proc = p
+	in.proc, in.runFrom = p, from
 	begin := time.Now()
 	addr, err := in.logs.waitLine(from, func(l string) (string, bool) {
 		m, ok := jsonLine(l)
@@ -294,7 +298,7 @@ func (in *instance) Logs() []string { return in.logs.Lines() }
 // parts, and returns it.
 func (in *instance) WaitLog(t testing.TB, parts ...string) string {
 	t.Helper()
-	line, err := in.logs.waitLine(0, func(l string) (string, bool) {
+	line, err := in.logs.waitLine(in.runFrom, func(l string) (string, bool) {
 		for _, p := range parts {
 			if !strings.Contains(l, p) {
 				return "", false
