@@ -84,6 +84,11 @@ func BenchmarkDelivery(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 		b.StopTimer()
+		// B/op and allocs/op count this process (the producer) only; the
+		// service's memory is its resident set, chDB included.
+		if rss := shared.RSS(); rss > 0 {
+			b.ReportMetric(float64(rss)/(1<<20), "webhookd-RSS-MiB")
+		}
 		if code, out := api(b, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil); code != 200 {
 			b.Fatalf("delete pipeline: %d %v", code, out)
 		}

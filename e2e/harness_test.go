@@ -291,6 +291,22 @@ func (in *instance) Kill() {
 	_, _ = in.proc.signal(syscall.SIGKILL, stopWithin)
 }
 
+// RSS is the current run's resident memory (Linux /proc), 0 if unknown.
+func (in *instance) RSS() int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.proc.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // Logs is every line the instance printed, over all its runs.
 func (in *instance) Logs() []string { return in.logs.Lines() }
 
