@@ -42,10 +42,7 @@ func TestDevModeWithoutBrokersRunsItsOwnPersistentBroker(t *testing.T) {
 	}
 	in.WaitExecution(t, p["id"].(string), "own_1")
 
-	if took, err := in.Stop(); err != nil {
-		t.Fatalf("exit after SIGTERM (%v): %v", took, err)
-	}
-	in.Start(t)
+	in.Restart(t)
 	cl = ownBroker() // this run's address: port 0 picked a new one
 	send(cl, "own_2")
 	// The pipeline came back from the broker's data, and own_1 (committed)

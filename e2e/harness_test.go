@@ -286,6 +286,18 @@ func (in *instance) Stop() (time.Duration, error) {
 	return in.proc.signal(syscall.SIGTERM, stopWithin)
 }
 
+// Restart stops the process with SIGTERM (a clean exit is required) and
+// starts it again on the same data directory; it returns how long the stop took.
+func (in *instance) Restart(t testing.TB) time.Duration {
+	t.Helper()
+	took, err := in.Stop()
+	if err != nil {
+		t.Fatalf("%s: exit after SIGTERM (%v): %v\n%s", in.Name, took, err, in.logs.tail(40))
+	}
+	in.Start(t)
+	return took
+}
+
 // Kill sends SIGKILL and waits until the process is gone.
 func (in *instance) Kill() {
 	_, _ = in.proc.signal(syscall.SIGKILL, stopWithin)

@@ -380,11 +380,7 @@ func TestRestartWhileTasksWaitInTheTiersLosesNothingAndIsNeverEarly(t *testing.T
 		c := rcv.next(t)
 		firsts[c.Header.Get("X-Afftok-Delivery-ID")] = c
 	}
-	// The three retries wait in the tiers while the process is down.
-	if took, err := in.Stop(); err != nil {
-		t.Fatalf("exit after SIGTERM (%v): %v", took, err)
-	}
-	in.Start(t)
+	in.Restart(t) // the three retries wait in the tiers while the process is down
 	seen := map[string]bool{}
 	for range 3 {
 		c := rcv.next(t)
