@@ -65,6 +65,13 @@ func (h *Health) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("health: listen on %s: %w", h.Addr, err)
 	}
+	log := h.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	// The bound address (WEBHOOKD_ADMIN_ADDR may use port 0), as the admin
+	// API logs its own, so probes and test harnesses can find it.
+	log.Info("health endpoints listening", "addr", ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

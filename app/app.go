@@ -59,12 +59,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			a.Close() // release what was built before the failure
 		}
 	}()
-	if cfg.Mode == config.ModeDev {
+	if cfg.StartsDevKafka() {
 		if a.kafka, err = devstack.StartKafka(cfg.DevKafkaAddr, filepath.Join(cfg.DataDir, "kafka")); err != nil {
 			return nil, err
 		}
 		cfg.KafkaBrokers = strings.Join(a.kafka.Addrs(), ",")
 		log.Info("dev Kafka (kfake) listening", "addr", cfg.KafkaBrokers, "data", filepath.Join(cfg.DataDir, "kafka"))
+	} else if cfg.Mode == config.ModeDev {
+		// WEBHOOKD_KAFKA_BROKERS was set: a broker of the user's own (or a
+		// test's devkafka process); everything else stays zero-setup.
+		log.Info("dev mode on external Kafka", "brokers", cfg.KafkaBrokers)
+	}
+	if cfg.Mode == config.ModeDev {
 		if cfg.AdminToken == "" && cfg.HasRole(config.RoleAdmin) {
 			cfg.AdminToken = randomToken()
 			log.Warn("WEBHOOKD_ADMIN_TOKEN is not set; generated one for this run", "admin_token", cfg.AdminToken)

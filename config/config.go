@@ -17,7 +17,8 @@ import (
 type Mode string
 
 const (
-	// ModeDev runs an in-process Kafka (kfake) and embedded ClickHouse (chDB).
+	// ModeDev runs embedded ClickHouse (chDB) and, unless
+	// WEBHOOKD_KAFKA_BROKERS names brokers, an in-process Kafka (kfake).
 	ModeDev Mode = "dev"
 	// ModeServe connects to real Kafka brokers and a ClickHouse server.
 	ModeServe Mode = "serve"
@@ -40,13 +41,13 @@ type Config struct {
 	SecretsKey         string `env:"WEBHOOKD_SECRETS_KEY" help:"Base64 32-byte key (openssl rand -base64 32): signing keys are stored AES-256-GCM-encrypted on the pipelines topic. Every replica needs the same key."`
 	TemplateSecretsDir string `env:"WEBHOOKD_TEMPLATE_SECRETS_DIR" help:"Directory of files (one per NAME) that {{env.NAME}} may read, e.g. a mounted Kubernetes secret."`
 
-	KafkaBrokers        string        `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers (dev: the in-process broker)."`
+	KafkaBrokers        string        `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers. Dev mode: when set, dev uses these brokers and starts no in-process Kafka."`
 	KafkaSASLMechanism  string        `env:"WEBHOOKD_KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none."`
 	KafkaUser           string        `env:"WEBHOOKD_KAFKA_USER" help:"SASL user."`
 	KafkaPassword       string        `env:"WEBHOOKD_KAFKA_PASSWORD" help:"SASL password."`
 	KafkaTLS            bool          `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
 	KafkaTLSCAFile      string        `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
-	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode: where the in-process Kafka listens."`
+	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode without WEBHOOKD_KAFKA_BROKERS: where the in-process Kafka listens (port 0 picks a free port)."`
 	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them."`
 
 	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
@@ -119,8 +120,9 @@ func Defaults(mode Mode) Config {
 	if mode == ModeDev {
 		c.AdminAddr = "127.0.0.1:8080"
 		c.LogFormat = "text"
+		// KafkaBrokers stays empty: dev mode then starts the in-process
+		// broker on DevKafkaAddr (and points KafkaBrokers at it).
 		c.DevKafkaAddr = "127.0.0.1:9092"
-		c.KafkaBrokers = "127.0.0.1:9092"
 		c.CreateEventTopics = true
 		c.TopicPartitions = 3
 		c.AllowPrivateTargets = true
@@ -136,9 +138,6 @@ func Load(mode Mode, getenv func(string) string) (Config, error) {
 	}
 	if err := c.apply(getenv); err != nil {
 		return c, err
-	}
-	if mode == ModeDev && getenv("WEBHOOKD_KAFKA_BROKERS") == "" {
-		c.KafkaBrokers = c.DevKafkaAddr
 	}
 	return c, c.Validate()
 }
@@ -202,6 +201,9 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(name, format string, a ...any) { errs = append(errs, fmt.Errorf(name+": "+format, a...)) }
+	if c.Mode == ModeDev && c.KafkaBrokers == "" && c.DevKafkaAddr == "" {
+		bad("WEBHOOKD_DEV_KAFKA_ADDR", "is required in dev mode unless WEBHOOKD_KAFKA_BROKERS is set")
+	}
 	if c.Mode == ModeServe {
 		if c.KafkaBrokers == "" {
 			bad("WEBHOOKD_KAFKA_BROKERS", "is required in serve mode")
@@ -264,6 +266,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// StartsDevKafka reports whether this process runs the in-process broker:
+// dev mode without explicit WEBHOOKD_KAFKA_BROKERS.
+func (c *Config) StartsDevKafka() bool { return c.Mode == ModeDev && c.KafkaBrokers == "" }
 
 // Roles.
 const (

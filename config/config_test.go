@@ -74,7 +74,20 @@ func TestLoadValidatesWithVariableNames(t *testing.T) {
 		}
 	}
 	c, err := Load(ModeDev, func(string) string { return "" })
-	if err != nil || c.KafkaBrokers != "127.0.0.1:9092" || !c.AllowPrivateTargets || c.AdminAddr != "127.0.0.1:8080" {
+	if err != nil || !c.StartsDevKafka() || c.DevKafkaAddr != "127.0.0.1:9092" || !c.AllowPrivateTargets || c.AdminAddr != "127.0.0.1:8080" {
 		t.Fatalf("dev defaults: %+v %v", c, err)
+	}
+}
+
+// Dev mode with WEBHOOKD_KAFKA_BROKERS set uses those brokers and starts no
+// in-process one; the rest of dev mode stays as it is.
+func TestDevModeWithExplicitBrokersStartsNoBroker(t *testing.T) {
+	env := map[string]string{"WEBHOOKD_KAFKA_BROKERS": "127.0.0.1:19092,127.0.0.1:19093"}
+	c, err := Load(ModeDev, func(k string) string { return env[k] })
+	if err != nil || c.StartsDevKafka() || c.KafkaBrokers != env["WEBHOOKD_KAFKA_BROKERS"] || !c.AllowPrivateTargets || !c.CreateEventTopics {
+		t.Fatalf("dev with brokers: %+v %v", c, err)
+	}
+	if c, _ := Load(ModeServe, func(k string) string { return env[k] }); c.StartsDevKafka() {
+		t.Fatal("serve mode starts a dev broker")
 	}
 }

@@ -18,8 +18,9 @@ type Kafka struct {
 	c *kfake.Cluster
 }
 
-// StartKafka listens on addr (127.0.0.1:port; port 0 picks one) and keeps its
-// data in dir, so topics, offsets and pipelines survive a restart.
+// StartKafka listens on addr (127.0.0.1:port; port 0 picks a free one, see
+// Addrs) and keeps its data in dir, so topics, offsets and pipelines survive
+// a restart. An empty dir keeps everything in memory.
 func StartKafka(addr, dir string) (*Kafka, error) {
 	host, portS, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -32,16 +33,20 @@ func StartKafka(addr, dir string) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev Kafka address %q: %w", addr, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	// Ports(port) with port 0 listens on 127.0.0.1:0: the kernel picks a
+	// free port, which Addrs reports.
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.ClusterID("webhookd-dev")}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kfake.DataDir(abs))
 	}
-	abs, _ := filepath.Abs(dir)
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.Ports(port),
-		kfake.DataDir(abs),
-		kfake.ClusterID("webhookd-dev"),
-	)
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start dev Kafka on %s: %w", addr, err)
 	}

@@ -1,238 +1,24 @@
-package app
+package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/delivery"
-	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/signing/signingtest"
 )
-
-// One app per test binary: chDB allows one session per process.
-const testTiers = "100ms,200ms,600ms,1200ms,6s"
-
-var (
-	testApp   *App
-	testToken = "test-token-0123456789abcdef"
-	producer  *kgo.Client
-)
-
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "webhookd-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Setenv("CRM_API_KEY", "crm-key-123")
-	os.Setenv("WEBHOOK_SECRET", "whsec-from-env")
-	os.Setenv("NOT_ALLOWED_SECRET", "must-not-leak")
-	cfg, err := config.Load(config.ModeDev, func(k string) string {
-		return map[string]string{
-			"WEBHOOKD_DATA_DIR": dir, "WEBHOOKD_DEV_KAFKA_ADDR": "127.0.0.1:0", "WEBHOOKD_ADMIN_ADDR": "127.0.0.1:0",
-			"WEBHOOKD_ADMIN_TOKEN": testToken, "WEBHOOKD_TEMPLATE_ENV_ALLOW": "CRM_API_KEY,WEBHOOK_SECRET",
-			"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms", "WEBHOOKD_SHUTDOWN_GRACE": "5s",
-			// The spec's schedule and the tiers, scaled down 50×: 5s→100ms … 5m→6s.
-			"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
-			// Tests that fail receivers on purpose must not trip the breaker.
-			"WEBHOOKD_BREAKER_FAILURES": "1000",
-			// Signing keys are sealed on the pipelines topic in every e2e test.
-			"WEBHOOKD_SECRETS_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-		}[k]
-	})
-	if err != nil {
-		panic(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("WEBHOOKD_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	testApp, err = New(ctx, cfg, log)
-	if err != nil {
-		panic(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- testApp.Run(ctx) }()
-	producer, err = kgo.NewClient(kgo.SeedBrokers(testApp.Config.KafkaBrokers), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	if err != nil {
-		panic(err)
-	}
-	waitReady()
-	code := m.Run()
-	producer.Close()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "app run:", err)
-		code = 1
-	}
-	testApp.Close()
-	return code
-}
-
-func waitReady() {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + testApp.Admin.Addr() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	panic("app never became ready")
-}
-
-// api calls the admin API over real HTTP and decodes the JSON answer.
-func api(t *testing.T, method, path string, body any) (int, map[string]any) {
-	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, _ := json.Marshal(b)
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, "http://"+testApp.Admin.Addr()+path, rd)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
-}
-
-// captured is one request a receiver got.
-type captured struct {
-	Path   string
-	Header http.Header
-	Body   []byte
-	At     time.Time
-}
-
-// receiver is a real HTTP server that records requests; respond decides the answer.
-type receiver struct {
-	*httptest.Server
-	reqs    chan captured
-	mu      sync.Mutex
-	respond func(c captured, w http.ResponseWriter)
-}
-
-func newReceiver(t *testing.T) *receiver {
-	r := &receiver{reqs: make(chan captured, 100)}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		b, _ := io.ReadAll(req.Body)
-		c := captured{Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: b, At: time.Now()}
-		r.mu.Lock()
-		respond := r.respond
-		r.mu.Unlock()
-		if respond != nil {
-			respond(c, w)
-		} else {
-			w.WriteHeader(200)
-			_, _ = w.Write([]byte(`{"received": true}`))
-		}
-		r.reqs <- c
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) next(t *testing.T) captured {
-	t.Helper()
-	select {
-	case c := <-r.reqs:
-		return c
-	case <-time.After(30 * time.Second):
-		t.Fatal("receiver got no request within 30s")
-	}
-	return captured{}
-}
-
-func (r *receiver) none(t *testing.T, within time.Duration) {
-	t.Helper()
-	select {
-	case c := <-r.reqs:
-		t.Fatalf("unexpected request %s %s", c.Path, c.Body)
-	case <-time.After(within):
-	}
-}
-
-func produce(t *testing.T, topic, key, value string) {
-	t.Helper()
-	if err := producer.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// createPipeline posts a pipeline and deletes it when the test ends.
-func createPipeline(t *testing.T, body string) map[string]any {
-	t.Helper()
-	code, out := api(t, "POST", "/api/admin/webhooks/pipelines", body)
-	if code != 201 {
-		t.Fatalf("create: %d %v", code, out)
-	}
-	data := out["data"].(map[string]any)
-	id := data["id"].(string)
-	t.Cleanup(func() { api(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil) })
-	return data
-}
-
-// waitExecution polls logs/recent (the user's view) until the pipeline's
-// execution for a trigger id appears with a final status.
-func waitExecution(t *testing.T, pipelineID, triggerID string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		code, out := api(t, "GET", "/api/admin/webhooks/logs/recent?pipeline_id="+pipelineID+"&limit=50", nil)
-		if code == 200 {
-			for _, l := range out["data"].(map[string]any)["logs"].([]any) {
-				lm := l.(map[string]any)
-				if lm["trigger_id"] == triggerID && lm["status"] != "retrying" {
-					return lm
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no execution for pipeline %s trigger %s in logs/recent", pipelineID, triggerID)
-	return nil
-}
 
 var verifyHMAC = signingtest.VerifyHMAC
 
@@ -408,7 +194,7 @@ func TestJWTStepCarriesSpecClaims(t *testing.T) {
 
 func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		switch {
 		case strings.HasPrefix(c.Path, "/auth"):
 			_, _ = w.Write([]byte(`{"token":"tok-42"}`))
@@ -417,7 +203,7 @@ func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
 		default:
 			w.WriteHeader(204)
 		}
-	}
+	})
 	// Given out of order on purpose: order decides.
 	p := createPipeline(t, `{"name":"multi","trigger_type":"postback","steps":[
 	  {"order":2,"name":"Use","url":"`+rcv.URL+`/use","headers":{"Authorization":"Bearer {{steps.1.response.body.token}}"},"body_template":{"prev":"{{steps.1.status}}"}},
@@ -449,7 +235,7 @@ func TestStepTimeoutIsAFailedAttempt(t *testing.T) {
 	rcv := newReceiver(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // runs before the receiver's Close, which waits for handlers
-	rcv.respond = func(c captured, w http.ResponseWriter) { <-release }
+	rcv.respondWith(func(c captured, w http.ResponseWriter) { <-release })
 	p := createPipeline(t, `{"name":"slow","trigger_type":"offer_joined","steps":[{"order":1,"url":"`+rcv.URL+`/slow","timeout_seconds":1,"retry_policy":{"max_attempts":1}}]}`)
 	start := time.Now()
 	produce(t, "afftok.events", "oj1", `{"type":"offer.joined","data":{"id":"oj_1","offer_id":"off_1"}}`)
@@ -502,22 +288,20 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 		t.Fatalf("body %s", got.Body)
 	}
 	// Both bad records are on the DLQ topic with reason invalid_event and their bytes.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(testApp.Config.KafkaBrokers), kgo.ConsumeTopics(testApp.Topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	found := map[string]string{}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for len(found) < 2 && ctx.Err() == nil {
-		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-			var d dlq.Record
-			if json.Unmarshal(r.Value, &d) == nil && d.Reason == delivery.ReasonInvalidEvent && d.Source != nil && d.Source.Topic == "afftok.clicks" {
-				found[string(d.Source.Value)] = d.Error
+	readTopic(t, "webhooks.dlq", func(r *kgo.Record) bool {
+		var d struct {
+			Reason, Error string
+			Source        *struct {
+				Topic string
+				Value []byte
 			}
-		})
-	}
+		}
+		if json.Unmarshal(r.Value, &d) == nil && d.Reason == "invalid_event" && d.Source != nil && d.Source.Topic == "afftok.clicks" {
+			found[string(d.Source.Value)] = d.Error
+		}
+		return len(found) == 2
+	})
 	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") {
 		t.Fatalf("DLQ records: %v", found)
 	}
@@ -526,7 +310,7 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 func TestPipelineCRUDShapesAndSecrets(t *testing.T) {
 	// No token / wrong token: 401 on every admin route.
 	for _, h := range []string{"", "Bearer wrong-token-0123456789", "Basic abc"} {
-		req, _ := http.NewRequest("GET", "http://"+testApp.Admin.Addr()+"/api/admin/webhooks/pipelines", nil)
+		req, _ := http.NewRequest("GET", "http://"+shared.AdminAddr+"/api/admin/webhooks/pipelines", nil)
 		if h != "" {
 			req.Header.Set("Authorization", h)
 		}
@@ -539,7 +323,8 @@ func TestPipelineCRUDShapesAndSecrets(t *testing.T) {
 			t.Fatalf("auth %q: %d", h, resp.StatusCode)
 		}
 	}
-	p := createPipeline(t, `{"name":"crud","description":"d","trigger_type":"conversion_approved","status":"paused","steps":[{"order":1,"name":"A","url":"https://example.com/a","signing_key":"k-secret-1"}]}`)
+	rcv := newReceiver(t)
+	p := createPipeline(t, `{"name":"crud","description":"d","trigger_type":"conversion_approved","status":"paused","steps":[{"order":1,"name":"A","url":"`+rcv.URL+`/a","signing_key":"k-secret-1"}]}`)
 	id := p["id"].(string)
 
 	code, out := api(t, "GET", "/api/admin/webhooks/pipelines?status=paused&trigger_type=conversion_approved&page=1&limit=5", nil)
@@ -564,15 +349,24 @@ func TestPipelineCRUDShapesAndSecrets(t *testing.T) {
 	}
 
 	// PUT with the spec's partial body; the step keeps its key (not resent).
-	code, out = api(t, "PUT", "/api/admin/webhooks/pipelines/"+id, `{"name":"Updated","status":"active","steps":[{"order":1,"name":"A2","url":"https://example.com/b"}]}`)
+	code, out = api(t, "PUT", "/api/admin/webhooks/pipelines/"+id, `{"name":"Updated","status":"active","steps":[{"order":1,"name":"A2","url":"`+rcv.URL+`/b"}]}`)
 	d = out["data"].(map[string]any)
 	if code != 200 || d["name"] != "Updated" || d["status"] != "active" || d["description"] != "d" || d["steps"].([]any)[0].(map[string]any)["has_signing_key"] != true {
 		t.Fatalf("put %d %v", code, out)
 	}
-	c, _ := testApp.Registry.Get(id)
-	if c.Pipeline.Steps[0].SigningKey != "k-secret-1" || c.Pipeline.Steps[0].URL != "https://example.com/b" {
-		t.Fatalf("stored step %+v", c.Pipeline.Steps[0])
+	// What was stored, as a user sees it: GET shows the new URL and a key,
+	// and the next event goes to the new URL signed with the kept key.
+	code, out = api(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil)
+	st = out["data"].(map[string]any)["steps"].([]any)[0].(map[string]any)
+	if code != 200 || st["url"] != rcv.URL+"/b" || st["has_signing_key"] != true || st["name"] != "A2" {
+		t.Fatalf("get after put %d %v", code, st)
 	}
+	produce(t, "afftok.conversions", "crud", `{"id":"evt_crud","type":"conversion.approved","data":{"id":"appr_crud"}}`)
+	got := rcv.next(t)
+	if got.Path != "/b" || !verifyHMAC(got.Body, got.Header.Get("X-Afftok-Signature"), "k-secret-1") {
+		t.Fatalf("after put: sent to %s, signature %q does not verify with the kept key", got.Path, got.Header.Get("X-Afftok-Signature"))
+	}
+	waitExecution(t, id, "appr_crud")
 
 	code, _ = api(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil)
 	if code != 200 {
@@ -631,7 +425,7 @@ func TestInvalidPipelinesAreRejectedWithFieldPaths(t *testing.T) {
 		t.Errorf("malformed JSON: %d", code)
 	}
 	// An oversized body is refused from its declared length, before it is read.
-	conn, err := net.Dial("tcp", testApp.Admin.Addr())
+	conn, err := net.Dial("tcp", shared.AdminAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,56 +455,32 @@ func TestServeBinaryStartsWithoutLibchdb(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "serve")
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	healthAddr := ln.Addr().String()
-	ln.Close()
-	cmd.Env = append(os.Environ(), "WEBHOOKD_CHDB_LIBRARY=/nonexistent/libchdb.so", "LD_LIBRARY_PATH=/nonexistent",
-		"WEBHOOKD_KAFKA_BROKERS="+testApp.Config.KafkaBrokers, "WEBHOOKD_ROLES=dispatcher",
-		"WEBHOOKD_CONSUMER_GROUP=serve-test", "WEBHOOKD_LOG_FORMAT=json", "WEBHOOKD_ADMIN_ADDR="+healthAddr,
-		"WEBHOOKD_ADMIN_TOKEN=serve-test-token-0123")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	started := false
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), `"worker started"`) && strings.Contains(sc.Text(), `"worker":"dispatcher"`) {
-			started = true
-			break
-		}
-	}
-	if !started {
-		_ = cmd.Process.Kill()
-		t.Fatal("serve never started its dispatcher")
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	in := newInstance(t, "serve", map[string]string{
+		"WEBHOOKD_CHDB_LIBRARY": "/nonexistent/libchdb.so", "LD_LIBRARY_PATH": "/nonexistent",
+		"WEBHOOKD_ROLES": "dispatcher", "WEBHOOKD_CONSUMER_GROUP": "serve-test", "WEBHOOKD_ADMIN_TOKEN": "serve-test-token-0123",
+	})
+	in.Bin = bin
+	in.Start(t) // /readyz 200 on the health server
+	in.WaitLog(t, `"worker started"`, `"worker":"dispatcher"`)
 	// A replica without the admin API still answers probes (as the Helm
 	// chart's pods are probed), and keeps /metrics behind the token.
 	probe := func(path, token string) int {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			req, _ := http.NewRequest("GET", "http://"+healthAddr+path, nil)
-			if token != "" {
-				req.Header.Set("Authorization", "Bearer "+token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode != 503 || time.Now().After(deadline) {
-					return resp.StatusCode
-				}
-			} else if time.Now().After(deadline) {
-				return 0
-			}
+		req, _ := http.NewRequest("GET", "http://"+in.AdminAddr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		resp, err := apiClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 	if probe("/healthz", "") != 200 || probe("/readyz", "") != 200 || probe("/metrics", "") != 401 || probe("/metrics", "serve-test-token-0123") != 200 {
 		t.Fatal("a dispatcher-only replica does not answer its probes")
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("serve exited with %v after SIGTERM", err)
+	if took, err := in.Stop(); err != nil {
+		t.Fatalf("serve exited with %v, %v after SIGTERM", err, took)
 	}
 }
 
@@ -760,11 +530,11 @@ func TestTestEndpointsMakeRealCallsWithTheSpecShapes(t *testing.T) {
 
 func TestStatsShowTodayAndQueues(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		if c.Path == "/bad" {
 			w.WriteHeader(418)
 		}
-	}
+	})
 	ok := createPipeline(t, `{"name":"stats-ok","trigger_type":"postback","steps":[{"order":1,"url":"`+rcv.URL+`/ok"}]}`)
 	bad := createPipeline(t, `{"name":"stats-bad","trigger_type":"postback","steps":[{"order":1,"url":"`+rcv.URL+`/bad","retry_policy":{"max_attempts":1}}]}`)
 	produce(t, "afftok.postbacks", "st", `{"type":"postback.received","data":{"id":"pb_stats"}}`)

@@ -1,10 +1,7 @@
-package app
+package e2e
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -13,9 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/afftok/webhookd/config"
-	"github.com/afftok/webhookd/pipeline"
 )
 
 const ms = time.Millisecond
@@ -55,7 +49,7 @@ func checkGaps(t *testing.T, got []captured, lo, hi []time.Duration) {
 
 func TestDefaultScheduleRetriesWithSameDeliveryIDFreshSignatureNeverEarly(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = failFirst(5, 500, nil)
+	rcv.respondWith(failFirst(5, 500, nil))
 	p := createPipeline(t, `{"name":"default-schedule","trigger_type":"conversion_rejected","steps":[{"order":1,"url":"`+rcv.URL+`/r","signing_key":"k"}]}`)
 	produce(t, "afftok.conversions", "rej1", `{"id":"evt_rej1","type":"conversion.rejected","data":{"id":"rej_1"}}`)
 	var got []captured
@@ -93,7 +87,7 @@ func TestCustomRetryPolicies(t *testing.T) {
 	rcvs := map[string]*receiver{}
 	for _, c := range cases {
 		r := newReceiver(t)
-		r.respond = always(500)
+		r.respondWith(always(500))
 		rcvs[c.name] = r
 		createPipeline(t, `{"name":"`+c.name+`","trigger_type":"conversion_approved","steps":[{"order":1,"url":"`+r.URL+`/x","retry_policy":`+c.policy+`}]}`)
 	}
@@ -110,9 +104,9 @@ func TestCustomRetryPolicies(t *testing.T) {
 
 func TestRetryAfterIsHonouredAndCappedByMaxDelay(t *testing.T) {
 	slow := newReceiver(t)
-	slow.respond = failFirst(1, 429, map[string]string{"Retry-After": "100"}) // 100s → 2s scaled
+	slow.respondWith(failFirst(1, 429, map[string]string{"Retry-After": "100"})) // 100s → 2s scaled
 	capped := newReceiver(t)
-	capped.respond = failFirst(1, 503, map[string]string{"Retry-After": "3600"}) // capped at 50s → 1s
+	capped.respondWith(failFirst(1, 503, map[string]string{"Retry-After": "3600"})) // capped at 50s → 1s
 	createPipeline(t, `{"name":"ra","trigger_type":"api_key_event","steps":[{"order":1,"url":"`+slow.URL+`/a","retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":1,"max_delay_seconds":300}}]}`)
 	createPipeline(t, `{"name":"ra-cap","trigger_type":"api_key_event","steps":[{"order":1,"url":"`+capped.URL+`/a","retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":1,"max_delay_seconds":50}}]}`)
 	produce(t, "afftok.events", "ak", `{"id":"evt_ra","type":"api_key.created","data":{"id":"key_1"}}`)
@@ -122,11 +116,11 @@ func TestRetryAfterIsHonouredAndCappedByMaxDelay(t *testing.T) {
 
 func TestFailoverURLGetsTheSameSignedRequestAfterTheLastAttempt(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		if strings.HasPrefix(c.Path, "/primary") {
 			w.WriteHeader(500)
 		}
-	}
+	})
 	p := createPipeline(t, `{"name":"fo","trigger_type":"postback","failover_url":"`+rcv.URL+`/backup","steps":[{"order":1,"url":"`+rcv.URL+`/primary",
 	  "signing_key":"fo-key","retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":5},"body_template":{"id":"{{postback.id}}"}}]}`)
 	produce(t, "afftok.postbacks", "fo1", `{"id":"evt_fo1","type":"postback.received","data":{"id":"pb_fo1"}}`)
@@ -145,38 +139,14 @@ func TestFailoverURLGetsTheSameSignedRequestAfterTheLastAttempt(t *testing.T) {
 	}
 }
 
-// dlqItems polls the DLQ list until it has n items for the pipeline.
-func dlqItems(t *testing.T, path, pipelineID string, n int) []map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var items []any
-	for time.Now().Before(deadline) {
-		code, out := api(t, "GET", path+"?pipeline_id="+pipelineID, nil)
-		if code != 200 {
-			t.Fatalf("dlq list: %d %v", code, out)
-		}
-		items = out["data"].(map[string]any)["items"].([]any)
-		if len(items) == n {
-			res := make([]map[string]any, n)
-			for i, it := range items {
-				res[i] = it.(map[string]any)
-			}
-			return res
-		}
-		time.Sleep(100 * ms)
-	}
-	t.Fatalf("dlq for %s has %d items, want %d", pipelineID, len(items), n)
-	return nil
-}
-
 func TestFailoverFailureGoesToTheDLQWhichCanBeListedRetriedDeletedAndRedriven(t *testing.T) {
 	var healthy atomic.Bool
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		if !healthy.Load() {
 			w.WriteHeader(502)
 		}
-	}
+	})
 	p := createPipeline(t, `{"name":"dlq","trigger_type":"offer_joined","failover_url":"`+rcv.URL+`/backup","steps":[{"order":1,"url":"`+rcv.URL+`/primary","retry_policy":{"max_attempts":1}}]}`)
 	pid := p["id"].(string)
 	produce(t, "afftok.events", "d1", `{"id":"evt_d1","type":"offer.joined","data":{"id":"oj_d1","offer_id":"off_9"}}`)
@@ -271,11 +241,11 @@ func TestFailoverFailureGoesToTheDLQWhichCanBeListedRetriedDeletedAndRedriven(t 
 
 func TestStopOnFailureFalseDeadLettersTheStepAndGoesOn(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		if c.Path == "/one" {
 			w.WriteHeader(500)
 		}
-	}
+	})
 	p := createPipeline(t, `{"name":"sof","trigger_type":"click","steps":[
 	  {"order":1,"url":"`+rcv.URL+`/one","stop_on_failure":false,"retry_policy":{"max_attempts":1}},
 	  {"order":2,"url":"`+rcv.URL+`/two"}]}`)
@@ -292,7 +262,7 @@ func TestStopOnFailureFalseDeadLettersTheStepAndGoesOn(t *testing.T) {
 		t.Fatalf("dlq item %v", it)
 	}
 	// Retrying the dead step runs that step only: step 2 already ran.
-	rcv.respond = nil
+	rcv.respondWith(nil)
 	if code, _ := api(t, "POST", "/api/admin/webhooks/logs/dlq/"+it["id"].(string)+"/retry", nil); code != 202 {
 		t.Fatal("retry failed")
 	}
@@ -305,14 +275,14 @@ func TestStopOnFailureFalseDeadLettersTheStepAndGoesOn(t *testing.T) {
 func TestChainedResultsTravelWithTheRetry(t *testing.T) {
 	rcv := newReceiver(t)
 	var failed atomic.Bool
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		switch {
 		case c.Path == "/auth":
 			_, _ = w.Write([]byte(`{"token":"tok-77"}`))
 		case failed.CompareAndSwap(false, true):
 			w.WriteHeader(503)
 		}
-	}
+	})
 	createPipeline(t, `{"name":"chain","trigger_type":"fraud","steps":[
 	  {"order":1,"name":"Auth","url":"`+rcv.URL+`/auth"},
 	  {"order":2,"url":"`+rcv.URL+`/use","headers":{"Authorization":"Bearer {{steps.Auth.response.body.token}}"},"body_template":{"s":"{{steps.1.status}}"},
@@ -335,7 +305,7 @@ func TestPipelineStatusGovernsPendingRetries(t *testing.T) {
 	policy := `"retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":50}` // 1 s scaled
 	t.Run("paused holds without spending attempts", func(t *testing.T) {
 		rcv := newReceiver(t)
-		rcv.respond = failFirst(1, 500, nil)
+		rcv.respondWith(failFirst(1, 500, nil))
 		p := createPipeline(t, `{"name":"pause","trigger_type":"conversion","steps":[{"order":1,"url":"`+rcv.URL+`/p",`+policy+`}]}`)
 		id := p["id"].(string)
 		produce(t, "afftok.conversions", "ps", `{"id":"evt_ps","type":"conversion.created","data":{"id":"conv_ps"}}`)
@@ -353,7 +323,7 @@ func TestPipelineStatusGovernsPendingRetries(t *testing.T) {
 	})
 	t.Run("disabled moves them to the DLQ", func(t *testing.T) {
 		rcv := newReceiver(t)
-		rcv.respond = always(500)
+		rcv.respondWith(always(500))
 		p := createPipeline(t, `{"name":"disable","trigger_type":"conversion","steps":[{"order":1,"url":"`+rcv.URL+`/d",`+policy+`}]}`)
 		id := p["id"].(string)
 		produce(t, "afftok.conversions", "ds", `{"id":"evt_ds","type":"conversion.created","data":{"id":"conv_ds"}}`)
@@ -369,7 +339,7 @@ func TestPipelineStatusGovernsPendingRetries(t *testing.T) {
 	})
 	t.Run("deleted cancels them", func(t *testing.T) {
 		rcv := newReceiver(t)
-		rcv.respond = always(500)
+		rcv.respondWith(always(500))
 		p := createPipeline(t, `{"name":"delete","trigger_type":"conversion","steps":[{"order":1,"url":"`+rcv.URL+`/x",`+policy+`}]}`)
 		id := p["id"].(string)
 		produce(t, "afftok.conversions", "dl", `{"id":"evt_dl","type":"conversion.created","data":{"id":"conv_dl"}}`)
@@ -384,69 +354,23 @@ func TestPipelineStatusGovernsPendingRetries(t *testing.T) {
 	})
 }
 
-// serveApp starts a second webhookd (serve mode, dispatcher + retry roles) on
-// the test broker, with its own topics, so it can be stopped and restarted.
-func serveApp(t *testing.T, prefix, tiers, scale string) (*App, func()) {
+// ownInstance starts a `webhookd dev` of a test's own (own data directory,
+// chDB, admin API, topics under prefix, events on <prefix>events), so the
+// test can stop, restart or retime it without touching the shared one.
+func ownInstance(t *testing.T, prefix, tiers, scale string) *instance {
 	t.Helper()
-	cfg, err := config.Load(config.ModeServe, func(k string) string {
-		return map[string]string{
-			"WEBHOOKD_KAFKA_BROKERS": testApp.Config.KafkaBrokers, "WEBHOOKD_ROLES": "dispatcher,retry",
-			"WEBHOOKD_TOPIC_PREFIX": prefix, "WEBHOOKD_EVENT_TOPICS": prefix + "events", "WEBHOOKD_CREATE_EVENT_TOPICS": "true",
-			"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_CONSUMER_GROUP": prefix + "group", "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
-			"WEBHOOKD_RETRY_TIERS": tiers, "WEBHOOKD_RETRY_DELAY_SCALE": scale, "WEBHOOKD_SHUTDOWN_GRACE": "2s",
-			"WEBHOOKD_BREAKER_FAILURES": "0", // these tests time the tiers; the breaker has its own
-		}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	for deadline := time.Now().Add(30 * time.Second); !a.Ready(); time.Sleep(20 * ms) {
-		if time.Now().After(deadline) {
-			t.Fatal("second app never became ready")
-		}
-	}
-	stop := func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		a.Close()
-	}
-	return a, stop
-}
-
-func putPipeline(t *testing.T, a *App, raw string) *pipeline.Pipeline {
-	t.Helper()
-	var p pipeline.Pipeline
-	if err := pipeline.Decode([]byte(raw), &p); err != nil {
-		t.Fatal(err)
-	}
-	p.ID, p.CreatedAt = pipeline.NewID("pipe_"), time.Now()
-	for i := range p.Steps {
-		p.Steps[i].ID = pipeline.NewID("step_")
-	}
-	p.Normalize()
-	if err := p.Validate(nil, pipeline.DefaultRetryLimits); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Registry.Put(context.Background(), &p); err != nil {
-		t.Fatal(err)
-	}
-	return &p
+	return startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_RETRY_TIERS": tiers, "WEBHOOKD_RETRY_DELAY_SCALE": scale,
+		"WEBHOOKD_SHUTDOWN_GRACE": "2s", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms",
+		"WEBHOOKD_BREAKER_FAILURES": "0", // these tests time the tiers; the breaker has its own
+	}))
 }
 
 func TestRestartWhileTasksWaitInTheTiersLosesNothingAndIsNeverEarly(t *testing.T) {
 	rcv := newReceiver(t)
-	rcv.respond = failFirst(3, 500, nil)
-	a, stop := serveApp(t, "rst.", testTiers, "0.02")
-	putPipeline(t, a, `{"name":"restart","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/r",
+	rcv.respondWith(failFirst(3, 500, nil))
+	in := ownInstance(t, "rst.", testTiers, "0.02")
+	in.CreatePipeline(t, `{"name":"restart","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/r",
 	  "retry_policy":{"max_attempts":4,"backoff_type":"fixed","initial_delay_seconds":150}}]}`) // 3 s scaled
 	for i := range 3 {
 		produce(t, "rst.events", strconv.Itoa(i), fmt.Sprintf(`{"id":"evt_rst%d","type":"click.tracked","data":{"id":"clk_rst%d"}}`, i, i))
@@ -456,9 +380,7 @@ func TestRestartWhileTasksWaitInTheTiersLosesNothingAndIsNeverEarly(t *testing.T
 		c := rcv.next(t)
 		firsts[c.Header.Get("X-Afftok-Delivery-ID")] = c
 	}
-	stop() // the three retries wait in the tiers
-	_, stop2 := serveApp(t, "rst.", testTiers, "0.02")
-	defer stop2()
+	in.Restart(t) // the three retries wait in the tiers while the process is down
 	seen := map[string]bool{}
 	for range 3 {
 		c := rcv.next(t)
@@ -479,7 +401,7 @@ func TestRestartWhileTasksWaitInTheTiersLosesNothingAndIsNeverEarly(t *testing.T
 // delays on the real tier topics: fixed delays of 1–9 s (lateness measured)
 // and jittered ones (checked never early), 20 events × 8 steps. Lateness = retry arrival − (first response + delay). It
 // fails if any retry is early or p99 lateness exceeds 1 s, and logs the
-// figures (go test -run Accuracy -v ./app).
+// figures (go test -run Accuracy -v ./e2e).
 func TestRetryDelayAccuracy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about 15 s")
@@ -490,7 +412,7 @@ func TestRetryDelayAccuracy(t *testing.T) {
 	delays := map[string]time.Duration{}
 	done := make(chan struct{}, 1000)
 	rcv := newReceiver(t)
-	rcv.respond = func(c captured, w http.ResponseWriter) {
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
 		id := c.Header.Get("X-Afftok-Delivery-ID")
 		mu.Lock()
 		defer mu.Unlock()
@@ -517,7 +439,7 @@ func TestRetryDelayAccuracy(t *testing.T) {
 		}
 		lateness = append(lateness, late)
 		done <- struct{}{}
-	}
+	})
 	drained := make(chan struct{})
 	go func() {
 		for {
@@ -529,8 +451,7 @@ func TestRetryDelayAccuracy(t *testing.T) {
 		}
 	}()
 	defer close(drained)
-	a, stop := serveApp(t, "acc.", "1s,5s,10s,30s,1m,5m,15m,1h", "1")
-	defer stop()
+	in := ownInstance(t, "acc.", "1s,5s,10s,30s,1m,5m,15m,1h", "1")
 	var steps []string
 	for _, d := range []int{1, 2, 3, 5, 7, 9} {
 		path := fmt.Sprintf("/fixed%d", d)
@@ -542,16 +463,16 @@ func TestRetryDelayAccuracy(t *testing.T) {
 		path := fmt.Sprintf("/jitter%d", d)
 		steps = append(steps, fmt.Sprintf(`{"order":%d,"url":"%s%s","stop_on_failure":false,"retry_policy":{"max_attempts":2,"backoff_type":"exponential_jitter","initial_delay_seconds":%d,"jitter_factor":0.3}}`, len(steps)+1, rcv.URL, path, d))
 	}
-	putPipeline(t, a, `{"name":"acc","trigger_type":"click","steps":[`+strings.Join(steps[:3], ",")+`]}`)
-	putPipeline(t, a, `{"name":"acc2","trigger_type":"click","steps":[`+strings.Join(steps[3:6], ",")+`]}`)
-	putPipeline(t, a, `{"name":"acc3","trigger_type":"click","steps":[`+strings.Join(steps[6:], ",")+`]}`)
+	in.CreatePipeline(t, `{"name":"acc","trigger_type":"click","steps":[`+strings.Join(steps[:3], ",")+`]}`)
+	in.CreatePipeline(t, `{"name":"acc2","trigger_type":"click","steps":[`+strings.Join(steps[3:6], ",")+`]}`)
+	in.CreatePipeline(t, `{"name":"acc3","trigger_type":"click","steps":[`+strings.Join(steps[6:], ",")+`]}`)
 	const events = 20
 	for i := range events {
 		produce(t, "acc.events", strconv.Itoa(i), fmt.Sprintf(`{"id":"evt_acc%d","type":"click.tracked","data":{"id":"clk_acc%d"}}`, i, i))
 	}
 	// Steps run in order, so a pipeline's later steps start after its earlier
 	// retries: wait for every retry.
-	deadline := time.After(90 * time.Second)
+	deadline := time.After(arriveWithin)
 	for range events * len(steps) {
 		select {
 		case <-done:
