@@ -89,6 +89,26 @@ func (s *Store) Kind() string { return s.kind }
 // Ping checks the connection.
 func (s *Store) Ping(ctx context.Context) error { return s.b.ping(ctx) }
 
+// Rows returns every row of one of webhookd's tables, each column as text:
+// for operators' tooling and tests that inspect what was stored.
+func (s *Store) Rows(ctx context.Context, table string) ([][]string, error) {
+	if !identRE.MatchString(table) {
+		return nil, fmt.Errorf("table name %q: use letters, digits and _", table)
+	}
+	rows, err := s.b.query(ctx, "SELECT * FROM "+s.t(table), nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = make([]string, len(r))
+		for j, v := range r {
+			out[i][j] = fmt.Sprint(v)
+		}
+	}
+	return out, nil
+}
+
 // Close releases the connection.
 func (s *Store) Close() error { return s.b.close() }
 

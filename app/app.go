@@ -6,10 +6,13 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -101,6 +104,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 	var sealer *pipeline.Sealer
+	if cfg.SecretsKey == "" && cfg.Mode == config.ModeDev {
+		// Dev mode seals signing keys too, with a key of its own kept in the
+		// data directory: no secret is ever in clear on a topic.
+		if cfg.SecretsKey, err = devSecretsKey(filepath.Join(cfg.DataDir, "secrets.key")); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.SecretsKey != "" {
 		if sealer, err = pipeline.NewSealer(cfg.SecretsKey); err != nil {
 			return nil, fmt.Errorf("WEBHOOKD_SECRETS_KEY: %w", err)
@@ -259,6 +269,26 @@ func newGuard(cfg *config.Config) (dispatcher.Guard, error) {
 		g.Allowed = append(g.Allowed, p)
 	}
 	return g, nil
+}
+
+// devSecretsKey reads the dev mode's sealing key, creating it (mode 0600)
+// on first use.
+func devSecretsKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("dev secrets key: %w", err)
+	}
+	var k [32]byte
+	_, _ = rand.Read(k[:])
+	key := base64.StdEncoding.EncodeToString(k[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("dev secrets key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("dev secrets key: %w", err)
+	}
+	return key, nil
 }
 
 func randomToken() string {

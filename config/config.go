@@ -38,7 +38,7 @@ type Config struct {
 	LogFormat        string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
 
 	TemplateEnvAllow   string `env:"WEBHOOKD_TEMPLATE_ENV_ALLOW" help:"Comma-separated environment variable names that {{env.NAME}} may read."`
-	SecretsKey         string `env:"WEBHOOKD_SECRETS_KEY" help:"Base64 32-byte key (openssl rand -base64 32): signing keys are stored AES-256-GCM-encrypted on the pipelines topic. Every replica needs the same key."`
+	SecretsKey         string `env:"WEBHOOKD_SECRETS_KEY" help:"Base64 32-byte key (openssl rand -base64 32): signing keys are stored AES-256-GCM-encrypted on the pipelines topic. Every replica needs the same key. Dev mode without it generates one into the data directory (secrets.key)."`
 	TemplateSecretsDir string `env:"WEBHOOKD_TEMPLATE_SECRETS_DIR" help:"Directory of files (one per NAME) that {{env.NAME}} may read, e.g. a mounted Kubernetes secret."`
 
 	KafkaBrokers        string        `env:"WEBHOOKD_KAFKA_BROKERS" help:"Comma-separated seed brokers. Dev mode: when set, dev uses these brokers and starts no in-process Kafka."`
