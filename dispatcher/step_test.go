@@ -488,3 +488,26 @@ func TestSecretsRedactEveryForm(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the secret and the text, no form of the secret survives Redact.
+func FuzzRedact(f *testing.F) {
+	f.Add("crmSECRETkey777", "https://crmsecretkey777.invalid/x?k=crmSECRETkey777")
+	f.Add("a b/c\"d", `{"k":"a b/c\"d"} q=a+b%2Fc%22d`)
+	f.Add("ab", "ab ab")
+	f.Fuzz(func(t *testing.T, secret, text string) {
+		s := &Secrets{}
+		s.Add(secret)
+		out := s.Redact(text)
+		if len(secret) < minSecretLen {
+			if out != text {
+				t.Fatalf("a short value was redacted: %q → %q", text, out)
+			}
+			return
+		}
+		for _, f := range s.forms {
+			if strings.Contains(asciiLower(out), f) && !strings.Contains(asciiLower(Redacted), f) {
+				t.Fatalf("%q survives in %q (from %q)", f, out, text)
+			}
+		}
+	})
+}

@@ -23,7 +23,7 @@ import (
 // and records the most requests it held at once.
 type hangingReceiver struct {
 	*httptest.Server
-	release chan struct{}
+	release               chan struct{}
 	inflight, most, total atomic.Int32
 }
 
