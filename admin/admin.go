@@ -173,12 +173,21 @@ func (s *Server) Run(ctx context.Context) error {
 	case err := <-errc:
 		return fmt.Errorf("admin API: %w", err)
 	case <-ctx.Done():
-		s.cancelBase()
-		if err := s.app.ShutdownWithTimeout(s.o.Grace); err != nil {
+		s.cancelBase() // ends test calls and bulk redrives in flight
+		// Leave part of the grace period for the rest of the process.
+		if err := s.app.ShutdownWithTimeout(s.o.Grace * 3 / 4); err != nil {
 			return fmt.Errorf("admin API shutdown: %w", err)
 		}
 		return nil
 	}
+}
+
+// callCtx is a request's context, also ended when the server shuts down:
+// for calls that can take long (test calls wait on receivers).
+func (s *Server) callCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(c.UserContext())
+	stop := context.AfterFunc(s.baseCtx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // Test exposes the app for in-process tests.

@@ -71,7 +71,9 @@ func (s *Server) runTrial(c *fiber.Ctx, p *pipeline.Compiled, data map[string]an
 	t := delivery.NewTask(ev, raw, nil, "test:"+ev.ID, p.ID, first, time.Now())
 	t.DeliveryID = strings.Replace(t.DeliveryID, "wh_del_", "wh_del_test_", 1)
 	t.ExecutionID = "exec_test_" + strings.TrimPrefix(t.ExecutionID, "exec_")
-	status, steps := s.o.Tester.Trial(c.UserContext(), p, t)
+	ctx, cancel := s.callCtx(c)
+	defer cancel()
+	status, steps := s.o.Tester.Trial(ctx, p, t)
 	return ok(c, fiber.StatusOK, fiber.Map{"execution_id": t.ExecutionID, "delivery_id": t.DeliveryID, "status": status, "steps": steps})
 }
 

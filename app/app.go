@@ -190,7 +190,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 		lagAdmin := kadm.NewClient(adminClient)
 		depths := func(ctx context.Context) (map[string]int64, error) { return bus.QueueDepths(ctx, lagAdmin, queues) }
-		redriveClient, err := a.client(base)
+		// Retries re-produce events as large as the platform's topics take.
+		redriveClient, err := a.client(append(append([]kgo.Opt{}, base...), kgo.ProducerBatchMaxBytes(16<<20)))
 		if err != nil {
 			return nil, err
 		}

@@ -163,9 +163,11 @@ type Task struct {
 	ExecStartedAt time.Time `json:"exec_started_at"`
 	StepStartedAt time.Time `json:"step_started_at"`
 	// DeferredSince is when the current run of deferrals began (circuit
-	// open, host saturated, pipeline paused): attempts not made and not
-	// spent. Zero once an attempt is made.
-	DeferredSince  time.Time `json:"deferred_since,omitzero"`
+	// open, host saturated, pipeline paused: attempts not made and not
+	// spent); zero once an attempt is made, when the run's length is added
+	// to DeferredFor. Their sum is how long this step has been deferred.
+	DeferredSince  time.Time     `json:"deferred_since,omitzero"`
+	DeferredFor    time.Duration `json:"deferred_for,omitempty"`
 	LastError      string    `json:"last_error,omitempty"`
 	LastHTTPStatus int       `json:"last_http_status,omitempty"`
 	// Tiers lists the last retry topics the task went through, for diagnosis.
@@ -209,6 +211,9 @@ func DecodeTask(b []byte) (*Task, error) {
 	if t.DeliveryID == "" || t.PipelineID == "" || t.ExecutionID == "" {
 		return nil, fmt.Errorf("task without delivery, execution or pipeline id")
 	}
+	if t.Attempt < 0 || t.StepOrder < 0 || t.Cycle < 0 || t.Dead < 0 || t.DeferredFor < 0 {
+		return nil, fmt.Errorf("task with a negative attempt, step, cycle or count")
+	}
 	return &t, nil
 }
 
@@ -247,7 +252,7 @@ func (t *Task) Clone() *Task {
 // killed it.
 func (t *Task) Resumable(lastError string) *Task {
 	r := t.Clone()
-	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince = 0, false, nil, 0, time.Time{}
+	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince, r.DeferredFor = 0, false, nil, 0, time.Time{}, 0
 	r.LastError = lastError
 	return r
 }
@@ -261,6 +266,20 @@ func (t *Task) Record(topic string) *kgo.Record {
 		panic("encode task: " + err.Error()) // plain data; a failure is a bug
 	}
 	return &kgo.Record{Topic: topic, Key: []byte(t.DeliveryID), Value: b}
+}
+
+// Deferred is how long the current step has been deferred in all, up to now.
+func (t *Task) Deferred(now time.Time) time.Duration {
+	d := t.DeferredFor
+	if !t.DeferredSince.IsZero() {
+		d += now.Sub(t.DeferredSince)
+	}
+	return d
+}
+
+// Attempted records that an attempt is being made: a run of deferrals ends.
+func (t *Task) Attempted(now time.Time) {
+	t.DeferredFor, t.DeferredSince = t.Deferred(now), time.Time{}
 }
 
 // AddTier records a retry topic the task goes through, keeping the last few.

@@ -97,8 +97,9 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	}
 	idx := stepIndex(p, t.StepOrder)
 	if idx < 0 {
-		// The step was removed from the pipeline meanwhile: nothing is left.
-		return delivery.Decision{Verdict: delivery.Done, Task: t, Status: execStatus(p, t, false)}
+		// The steps this delivery waits for were removed from the pipeline
+		// meanwhile: like a deleted pipeline's, its pending work is cancelled.
+		return delivery.Decision{Verdict: delivery.Cancelled, Task: t, Status: delivery.ExecCancelled}
 	}
 	s := &p.Steps[idx]
 	policy := s.Policy()
@@ -163,7 +164,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		}
 		if end := stepEnd(p, idx, t); idx+1 < end {
 			next.StepOrder, next.Attempt, next.Failover, next.Tiers = p.Steps[idx+1].Order, 0, false, nil
-			next.StepStartedAt, next.DeferredSince, next.LastError, next.LastHTTPStatus = d.o.Now(), time.Time{}, "", 0
+			next.StepStartedAt, next.DeferredSince, next.DeferredFor, next.LastError, next.LastHTTPStatus = d.o.Now(), time.Time{}, 0, "", 0
 			return delivery.Decision{Verdict: delivery.Next, Task: next, Attempt: att}
 		}
 		return delivery.Decision{Verdict: delivery.Done, Task: next, Attempt: att, Status: execStatus(p, next, false)}
@@ -172,7 +173,8 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	}
 	// Transient: the next attempt, the failover, or the DLQ.
 	next := t.Clone()
-	next.LastError, next.LastHTTPStatus, next.DeferredSince = att.Error, att.HTTPStatus, time.Time{}
+	next.LastError, next.LastHTTPStatus = att.Error, att.HTTPStatus
+	next.Attempted(att.StartedAt)
 	if t.Attempt+1 < policy.MaxAttempts {
 		delay := d.scaled(policy.Next(t.Attempt+1, backoff.RetryAfter(resp.Status, resp.Header, now)))
 		next.Attempt++
@@ -195,26 +197,26 @@ func (d *Dispatcher) cooldown() time.Duration {
 	return 0
 }
 
-// deferral holds t without spending an attempt until `until` — but a task
-// held longer than window since its first deferral is dead-lettered with the
-// deferral's reason: no delivery waits forever.
+// deferral holds t without spending an attempt until `until` — but a step
+// deferred longer than window in all (across probes and real attempts in
+// between) is dead-lettered with the deferral's reason: no delivery waits
+// forever.
 func (d *Dispatcher) deferral(p *pipeline.Compiled, idx int, t *delivery.Task, reason string, until time.Time, window time.Duration, now time.Time) delivery.Decision {
-	since := t.DeferredSince
-	if since.IsZero() {
-		since = now
+	deferred := t.Deferred(now)
+	if deferred >= window {
+		return d.dead(p, idx, t, nil, reason, fmt.Sprintf("deferred for %v without an attempt (%s)", deferred.Round(time.Second), strings.ReplaceAll(reason, "_", " ")), t.Attempt)
 	}
-	end := since.Add(window)
-	if !now.Before(end) {
-		return d.dead(p, idx, t, nil, reason, fmt.Sprintf("deferred for %v without an attempt (%s)", now.Sub(since).Round(time.Second), strings.ReplaceAll(reason, "_", " ")), t.Attempt)
-	}
-	if until.After(end) {
+	if end := now.Add(window - deferred); until.After(end) {
 		until = end // one last look when the window closes
 	}
 	if !until.After(now) {
 		until = now.Add(time.Millisecond)
 	}
 	next := t.Clone()
-	next.DeferredSince, next.NotBefore = since, until
+	if next.DeferredSince.IsZero() {
+		next.DeferredSince = now
+	}
+	next.NotBefore = until
 	metrics.Deferred.WithLabelValues(reason).Inc()
 	return delivery.Decision{Verdict: delivery.Defer, Task: next, At: until, Reason: reason}
 }
@@ -233,7 +235,7 @@ func (d *Dispatcher) dead(p *pipeline.Compiled, idx int, t *delivery.Task, att *
 	if !s.StopOnFailure {
 		if end := stepEnd(p, idx, t); idx+1 < end {
 			after.StepOrder, after.Attempt, after.Failover, after.Tiers = p.Steps[idx+1].Order, 0, false, nil
-			after.StepStartedAt, after.DeferredSince, after.LastError, after.LastHTTPStatus = d.o.Now(), time.Time{}, "", 0
+			after.StepStartedAt, after.DeferredSince, after.DeferredFor, after.LastError, after.LastHTTPStatus = d.o.Now(), time.Time{}, 0, "", 0
 			dec.Continue = after
 			return dec
 		}

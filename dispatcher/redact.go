@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+
+	"github.com/afftok/webhookd/template"
 )
 
 // Redacted replaces a secret wherever a delivery shows something.
@@ -28,11 +30,16 @@ func (s *Secrets) Add(v string) {
 	if len(v) < minSecretLen {
 		return
 	}
-	j, _ := json.Marshal(v)
-	for _, f := range []string{v, url.QueryEscape(v), url.PathEscape(v), string(j[1 : len(j)-1])} {
-		f = asciiLower(f)
-		if !containsString(s.forms, f) {
-			s.forms = append(s.forms, f)
+	// How a value can appear: as is, escaped for a URL's query or path, as a
+	// header value, and each of those inside a JSON string (with and
+	// without HTML escaping: templates do not escape <, > and &, an echoing
+	// receiver may).
+	for _, b := range []string{v, url.QueryEscape(v), url.PathEscape(v), template.SanitizeHeaderValue(v)} {
+		for _, f := range []string{b, jsonInner(b, false), jsonInner(b, true)} {
+			f = asciiLower(f)
+			if !containsString(s.forms, f) {
+				s.forms = append(s.forms, f)
+			}
 		}
 	}
 	// Longest first: a secret that contains another is replaced whole.
@@ -76,6 +83,16 @@ func (s *Secrets) RedactBytes(b []byte) []byte {
 		return b
 	}
 	return []byte(s.Redact(string(b)))
+}
+
+// jsonInner is v as it appears between the quotes of a JSON string.
+func jsonInner(v string, escapeHTML bool) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(v)
+	out := strings.TrimSuffix(b.String(), "\n")
+	return out[1 : len(out)-1]
 }
 
 // asciiLower lowercases ASCII letters only, so byte offsets are unchanged.

@@ -372,6 +372,31 @@ func TestStepDeferredPastItsWindowIsDead(t *testing.T) {
 	})
 }
 
+// The deferral window counts every deferral of a step, across the probe
+// attempts in between: being picked as a probe does not start it again.
+func TestStepDeferralWindowSurvivesProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		hosts := &Hosts{Limit: 10, Failures: 1, Cooldown: time.Minute}
+		d := newDispatcher(answer(500, ""), hosts)
+		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a",
+		  "retry_policy":{"max_attempts":20,"backoff_type":"fixed","initial_delay_seconds":1}}]}`)
+		tk := d.Step(context.Background(), p, newTask(t, p, testEvent)).Task // fails: the circuit opens
+		for range 10 {
+			time.Sleep(tk.NotBefore.Sub(time.Now()))
+			dec := d.Step(context.Background(), p, tk)
+			if dec.Verdict == delivery.Dead {
+				if dec.Reason != delivery.ReasonCircuitOpen || time.Since(t0) > 3*time.Minute {
+					t.Fatalf("%+v after %v", dec, time.Since(t0))
+				}
+				return
+			}
+			tk = dec.Task // deferred, or retried after being the probe
+		}
+		t.Fatalf("still pending after %v (deferred %v)", time.Since(t0), tk.Deferred(time.Now()))
+	})
+}
+
 // The per-host limit counts requests; a delivery to a host at its limit that
 // answers nothing is deferred at once to the earliest moment a place frees up,
 // and a host that keeps answering makes a delivery wait briefly instead.
@@ -475,13 +500,18 @@ func TestSecretsRedactEveryForm(t *testing.T) {
 	s := &Secrets{}
 	s.Add("a b/c\"d")
 	s.Add("abc") // too short to be a secret
+	s.Add("Zq+/9=&x<y>")
 	for in, want := range map[string]string{
-		`x a b/c"d y`:      "x [redacted] y",
-		`q=a+b%2Fc%22d`:    "q=[redacted]",
-		`/a%20b%2Fc%22d/`:  "/[redacted]/",
-		`{"k":"a b/c\"d"}`: `{"k":"[redacted]"}`,
-		`A B/C"D and abc`:  "[redacted] and abc",
-		`nothing secret`:   "nothing secret",
+		`{"s":"Zq+/9=&x<y>"}`:                  `{"s":"[redacted]"}`,
+		`{"s":"Zq+/9=\u0026x\u003cy\u003e"}`:   `{"s":"[redacted]"}`,
+		`{"u":"/p?k=Zq%2B%2F9%3D%26x%3Cy%3E"}`: `{"u":"/p?k=[redacted]"}`,
+		`"Zq+%2F9=\u0026x%3Cy%3E"`:             `"[redacted]"`,
+		`x a b/c"d y`:                          "x [redacted] y",
+		`q=a+b%2Fc%22d`:                        "q=[redacted]",
+		`/a%20b%2Fc%22d/`:                      "/[redacted]/",
+		`{"k":"a b/c\"d"}`:                     `{"k":"[redacted]"}`,
+		`A B/C"D and abc`:                      "[redacted] and abc",
+		`nothing secret`:                       "nothing secret",
 	} {
 		if got := s.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -62,9 +62,10 @@ func (r *Redriver) Release(id string) { r.claims.release(id) }
 // Retry starts a new attempt cycle of the dead step (same delivery id, new
 // execution id, the pipeline's current config) and marks the item retried.
 // An undecodable event is produced again to the topic it came from. It
-// returns the new execution id ("" for a re-produced event).
+// returns the new execution id ("" for a re-produced event). The work is
+// produced first: an item is marked retried only once its retry is queued,
+// so a refused retry leaves it dead.
 func (r *Redriver) Retry(ctx context.Context, it *Record) (string, error) {
-	state := it.WithState(StateRetried).Encode(r.Topics.DLQ)
 	switch {
 	case it.Task != nil:
 		t := it.Task.Clone()
@@ -80,11 +81,16 @@ func (r *Redriver) Retry(ctx context.Context, it *Record) (string, error) {
 		t.Cycle++
 		t.ExecutionID = delivery.ExecutionID(t.DeliveryID, t.Cycle)
 		t.Attempt, t.Failover, t.Tiers, t.Dead = 0, false, nil, 0
-		t.NotBefore, t.ExecStartedAt, t.StepStartedAt, t.DeferredSince = now, now, now, time.Time{}
+		t.NotBefore, t.ExecStartedAt, t.StepStartedAt = now, now, now
+		t.DeferredSince, t.DeferredFor = time.Time{}, 0
 		t.LastError, t.LastHTTPStatus = "", 0
 		// The failover topic is the immediate path: its consumer runs tasks
 		// as soon as they are read.
-		return t.ExecutionID, bus.ProduceAll(ctx, r.Client, t.Record(r.Topics.Failover), state)
+		if err := r.queue(ctx, t.Record(r.Topics.Failover)); err != nil {
+			return "", err
+		}
+		r.mark(ctx, it, StateRetried)
+		return t.ExecutionID, nil
 	case it.Source != nil && it.Reason == delivery.ReasonInvalidEvent:
 		value := it.Source.Value
 		if len(value) == 0 {
@@ -94,9 +100,32 @@ func (r *Redriver) Retry(ctx context.Context, it *Record) (string, error) {
 			}
 			value = raw
 		}
-		return "", bus.ProduceAll(ctx, r.Client, &kgo.Record{Topic: it.Source.Topic, Key: it.Source.Key, Value: value}, state)
+		if err := r.queue(ctx, &kgo.Record{Topic: it.Source.Topic, Key: it.Source.Key, Value: value}); err != nil {
+			return "", err
+		}
+		r.mark(ctx, it, StateRetried)
+		return "", nil
 	}
 	return "", fmt.Errorf("%w: it holds no delivery to resume (reason %s)", ErrNotRetryable, it.Reason)
+}
+
+// queue produces a retry's work; a record the broker refuses as too large
+// cannot be retried at all.
+func (r *Redriver) queue(ctx context.Context, rec *kgo.Record) error {
+	err := bus.ProduceAll(ctx, r.Client, rec)
+	if bus.TooLarge(err) {
+		return fmt.Errorf("%w: %d bytes are more than %s accepts", ErrNotRetryable, len(rec.Value), rec.Topic)
+	}
+	return err
+}
+
+// mark records the item's new state. The work it stands for is already
+// queued, so a failure here is logged, not returned: the item still shows as
+// dead (this replica's claim keeps it from being retried twice at once).
+func (r *Redriver) mark(ctx context.Context, it *Record, state string) {
+	if err := bus.ProduceAll(ctx, r.Client, it.WithState(state).Encode(r.Topics.DLQ)); err != nil {
+		r.Log.Error("DLQ item handled, but its new state could not be recorded; it still shows as dead", "id", it.ID, "state", state, "err", err)
+	}
 }
 
 func (r *Redriver) readSource(ctx context.Context, src *delivery.Source) ([]byte, error) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,13 +25,31 @@ import (
 type hangingReceiver struct {
 	*httptest.Server
 	release               chan struct{}
+	arrived               chan struct{} // one per request, as it arrives
 	inflight, most, total atomic.Int32
 }
 
+// waitArrivals waits until n more requests have arrived.
+func (h *hangingReceiver) waitArrivals(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(arriveWithin)
+	for range n {
+		select {
+		case <-h.arrived:
+		case <-deadline:
+			t.Fatalf("fewer than %d requests arrived within %v", n, arriveWithin)
+		}
+	}
+}
+
 func newHangingReceiver(t *testing.T) *hangingReceiver {
-	h := &hangingReceiver{release: make(chan struct{})}
+	h := &hangingReceiver{release: make(chan struct{}), arrived: make(chan struct{}, 100000)}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.total.Add(1)
+		select {
+		case h.arrived <- struct{}{}:
+		default:
+		}
 		n := h.inflight.Add(1)
 		defer h.inflight.Add(-1)
 		for m := h.most.Load(); n > m && !h.most.CompareAndSwap(m, n); m = h.most.Load() {
@@ -211,7 +230,7 @@ func TestOversizeRecordsReachTheDLQAndPinNothing(t *testing.T) {
 	  "retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":1}}]}`)
 	// The platform's topic takes 4 MB records; the retry tiers only 64 KB.
 	setTopicConfig(t, "max.message.bytes", strconv.Itoa(4<<20), "big.events")
-	setTopicConfig(t, "max.message.bytes", strconv.Itoa(64<<10), "big.webhooks.retry.1s", "big.webhooks.retry.5s")
+	setTopicConfig(t, "max.message.bytes", strconv.Itoa(64<<10), "big.webhooks.retry.1s", "big.webhooks.retry.5s", "big.webhooks.failover")
 	bigProducer, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ProducerBatchMaxBytes(8<<20), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +271,20 @@ func TestOversizeRecordsReachTheDLQAndPinNothing(t *testing.T) {
 	if l := in.WaitExecution(t, ok["id"].(string), "after_big"); l["status"] != "completed" {
 		t.Fatalf("log %v", l)
 	}
+	// Retrying the too-large delivery cannot queue it (the failover topic
+	// refuses it too): 422, and the item stays dead.
+	if code, out := in.API(t, "POST", "/api/admin/webhooks/logs/dlq/"+tooLarge["id"].(string)+"/retry", nil); code != 422 {
+		t.Fatalf("retry of a too-large item: %d %v", code, out)
+	}
+	if again := in.DLQItems(t, "/api/admin/webhooks/logs/dlq", failing["id"].(string), 1)[0]; again["state"] != "dead" || again["id"] != tooLarge["id"] {
+		t.Fatalf("after a refused retry: %v", again)
+	}
+	// The reduced invalid event is read again from its topic and produced
+	// there again.
+	if code, out := in.API(t, "POST", "/api/admin/webhooks/logs/dlq/"+invalid["id"].(string)+"/retry", nil); code != 202 {
+		t.Fatalf("retry of the reduced invalid event: %d %v", code, out)
+	}
+	readTopic(t, "big.events", func(r *kgo.Record) bool { return r.Offset >= 3 && len(r.Value) > 1200<<10 })
 
 	// Nothing is stuck: SIGTERM with a 30 s grace returns at once, and a
 	// restart redelivers nothing.
@@ -303,4 +336,32 @@ func TestAHalfOpenBreakerDoesNotSpin(t *testing.T) {
 	if records > n*8 {
 		t.Fatalf("%d records on the retry tiers for %d deliveries: deferred work is spinning", records, n)
 	}
+}
+
+// SIGTERM ends the process within WEBHOOKD_SHUTDOWN_GRACE whatever is stuck:
+// deliveries hanging on a receiver and a test call waiting on one. The cut
+// deliveries are not lost: they run again after the restart.
+func TestShutdownIsBoundedByTheGraceWhateverIsStuck(t *testing.T) {
+	in := startInstance(t, "dev", merge(ownTopics("stop."), map[string]string{"WEBHOOKD_SHUTDOWN_GRACE": "3s"}))
+	hanging := newHangingReceiver(t)
+	in.CreatePipeline(t, `{"name":"hangs","trigger_type":"click","steps":[{"order":1,"url":"`+hanging.URL+`/h","timeout_seconds":60}]}`)
+	for i := range 20 {
+		produce(t, "stop.events", strconv.Itoa(i), fmt.Sprintf(`{"id":"evt_stop%d","type":"click.tracked","data":{"id":"c%d"}}`, i, i))
+	}
+	go func() { // a test call that would wait 60 s
+		req, _ := http.NewRequest("POST", "http://"+in.AdminAddr+"/api/admin/webhooks/test/step", strings.NewReader(`{"url":"`+hanging.URL+`/t","timeout_seconds":60}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	hanging.waitArrivals(t, 21) // every delivery and the test call are out
+	took, err := in.Stop()
+	t.Logf("SIGTERM with 21 requests hanging and a 3 s grace: exited after %v (%v)", took, err)
+	if err != nil || took > 3*time.Second+time.Second {
+		t.Fatalf("exit after %v: %v", took, err)
+	}
+	// The cut deliveries run again (same delivery ids) once restarted.
+	in.Start(t)
+	hanging.waitArrivals(t, 20)
 }

@@ -59,10 +59,13 @@ func TestPermanentErrorsGoToTheDLQAtOnce(t *testing.T) {
 // endpoints — to a receiver that echoes everything back — never appear in
 // any API answer, log line, Kafka record or ClickHouse row.
 func TestSecretsNeverLeaveADelivery(t *testing.T) {
-	const canary, signKey, jwtKey = "crmSECRETkey777", "sk-canary-SIGN-4242", "jwt-canary-KEY-9090"
+	// The second canary has what JSON, URLs and HTML escape differently.
+	const canary, canary2, signKey, jwtKey = "crmSECRETkey777", `Zq+/9=&x y%41<é>"Kw`, "sk-canary-SIGN-4242", "jwt-canary-KEY-9090"
 	os.Setenv("CANARY", canary)
+	os.Setenv("CANARY2", canary2)
 	defer os.Unsetenv("CANARY")
-	in := startInstance(t, "dev", guardedEnv("leak.", map[string]string{"WEBHOOKD_TEMPLATE_ENV_ALLOW": "CANARY"}))
+	defer os.Unsetenv("CANARY2")
+	in := startInstance(t, "dev", guardedEnv("leak.", map[string]string{"WEBHOOKD_TEMPLATE_ENV_ALLOW": "CANARY,CANARY2"}))
 	var answers []string
 	call := func(method, path string, body any) map[string]any {
 		code, out := in.API(t, method, path, body)
@@ -83,18 +86,19 @@ func TestSecretsNeverLeaveADelivery(t *testing.T) {
 			status = 500
 		}
 		w.WriteHeader(status)
-		_, _ = w.Write([]byte(r.URL.String() + " " + r.Header.Get("X-K") + " " + r.Header.Get("Authorization") + " " + string(b[:n])))
+		echoed, _ := json.Marshal(map[string]string{"url": r.URL.String(), "k2": r.Header.Get("X-K2")}) // JSON-escaped, HTML-escaped
+		_, _ = w.Write([]byte(r.URL.String() + " " + r.Header.Get("X-K") + " " + r.Header.Get("X-K2") + " " + r.Header.Get("Authorization") + " " + string(b[:n]) + " " + string(echoed)))
 	}))
 	defer echo.Close()
 	tlsServer := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer tlsServer.Close()
 	hanging := newHangingReceiver(t)
 	step := func(u string, extra string) string {
-		return `{"order":1,"url":"` + u + `","timeout_seconds":2,"headers":{"X-K":"{{env.CANARY}}"},
-		  "body_template":{"k":"{{env.CANARY}}","id":"{{click.id}}"},"retry_policy":{"max_attempts":1}` + extra + `}`
+		return `{"order":1,"url":"` + u + `","timeout_seconds":2,"headers":{"X-K":"{{env.CANARY}}","X-K2":"{{env.CANARY2}}"},
+		  "body_template":{"k":"{{env.CANARY}}","k2":"{{env.CANARY2}}","id":"{{click.id}}"},"retry_policy":{"max_attempts":1}` + extra + `}`
 	}
 	pipes := []string{
-		step(echo.URL+"/ok/{{env.CANARY}}?k={{env.CANARY}}", `,"signing_key":"`+signKey+`"`),
+		step(echo.URL+"/ok/{{env.CANARY}}?k={{env.CANARY}}&k2={{env.CANARY2}}", `,"signing_key":"`+signKey+`"`),
 		step(echo.URL+"/fail/{{env.CANARY}}", `,"signature_mode":"jwt","signing_key":"`+jwtKey+`"`),
 		step("https://{{env.CANARY}}.invalid/x", ""),
 		step(tlsServer.URL+"/tls/{{env.CANARY}}", ""),
@@ -125,11 +129,20 @@ func TestSecretsNeverLeaveADelivery(t *testing.T) {
 	}
 
 	forms := func(v string) []string {
-		j, _ := json.Marshal(v)
-		return []string{strings.ToLower(v), strings.ToLower(url.QueryEscape(v)), strings.ToLower(url.PathEscape(v)), strings.ToLower(string(j[1 : len(j)-1]))}
+		var out []string
+		for _, b := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+			j, _ := json.Marshal(b) // HTML-escaped
+			var nb strings.Builder
+			enc := json.NewEncoder(&nb)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(b)
+			plain := strings.TrimSpace(nb.String())
+			out = append(out, strings.ToLower(b), strings.ToLower(string(j[1:len(j)-1])), strings.ToLower(plain[1:len(plain)-1]))
+		}
+		return out
 	}
 	var needles []string
-	for _, s := range []string{canary, signKey, jwtKey} {
+	for _, s := range []string{canary, canary2, signKey, jwtKey} {
 		needles = append(needles, forms(s)...)
 	}
 	leaks := 0

@@ -101,6 +101,9 @@ func (e *Engine) Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record
 
 // role is what a record is to its delivery, which decides what a refused
 // produce means.
+// tierSlack: see onTier (retrytopics holds a head up to the same 10 ms).
+const tierSlack = 10 * time.Millisecond
+
 type role uint8
 
 const (
@@ -148,9 +151,12 @@ func (e *Engine) Apply(p *pipeline.Compiled, dec *delivery.Decision) ([]out, *de
 	return outs, nil
 }
 
-// onTier places t on the retry tier that fits its wait until at.
+// onTier places t on the retry tier that fits its wait until at. The wait
+// is measured a moment after it was decided; the slack keeps a wait of
+// exactly a tier's length on that tier (the tier's consumer waits in place
+// for up to the same slack).
 func (e *Engine) onTier(t *delivery.Task, at time.Time) out {
-	tier := e.Topics.TierFor(at.Sub(e.now()))
+	tier := e.Topics.TierFor(at.Sub(e.now()) + tierSlack)
 	t.NotBefore = at
 	t.AddTier(tier.Name)
 	return out{rec: t.Record(tier.Topic), role: roleTask, task: t}

@@ -9,6 +9,7 @@ package retrytopics
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -37,11 +38,17 @@ type TierHandler struct {
 // is due at its tier's hold after it was produced, or at the task's own due
 // time if that is earlier (a remainder hopped into a longer tier).
 func (h *TierHandler) Prepare(rec *kgo.Record) consumer.Work {
-	t, err := delivery.DecodeTask(rec.Value)
+	t, err := decode(rec)
 	if err != nil {
 		return unreadable(h.Engine, h.Log, rec, err)
 	}
-	return consumer.Work{Due: Due(rec.Timestamp, h.Tier.Delay, t.NotBefore), Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
+	// A record stamped in the future (a producer whose clock runs fast)
+	// must not hold the partition beyond the tier's delay from now.
+	produced := rec.Timestamp
+	if now := time.Now(); produced.After(now) {
+		produced = now
+	}
+	return consumer.Work{Due: Due(produced, h.Tier.Delay, t.NotBefore), Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
 		if time.Now().Before(t.NotBefore) {
 			// Never early: hop to the tier that fits what is left.
 			return h.Engine.Hop(ctx, cl, t)
@@ -59,13 +66,36 @@ type FailoverHandler struct {
 
 // Prepare implements consumer.Handler.
 func (h *FailoverHandler) Prepare(rec *kgo.Record) consumer.Work {
-	t, err := delivery.DecodeTask(rec.Value)
+	t, err := decode(rec)
 	if err != nil {
 		return unreadable(h.Engine, h.Log, rec, err)
 	}
-	return consumer.Work{Due: t.NotBefore, Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
+	// Failover tasks are due when written; never hold the partition for one
+	// that says otherwise.
+	due := t.NotBefore
+	if limit := time.Now().Add(time.Second); due.After(limit) {
+		due = limit
+	}
+	return consumer.Work{Due: due, Jobs: []consumer.Job{func(ctx context.Context, cl *kgo.Client) error {
 		return h.Engine.Run(ctx, cl, t)
 	}}}
+}
+
+// MaxWait is the longest a task may wait for its next attempt: no policy,
+// Retry-After or deferral asks for more (backoff.HardMaxDelay is a day).
+// A task due later than that was not written by webhookd as it is: it would
+// hop through the tiers for ever, so it is dead-lettered.
+const MaxWait = 25 * time.Hour
+
+func decode(rec *kgo.Record) (*delivery.Task, error) {
+	t, err := delivery.DecodeTask(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	if wait := time.Until(t.NotBefore); wait > MaxWait {
+		return nil, fmt.Errorf("task due in %v, more than any retry may wait (%v)", wait.Round(time.Second), MaxWait)
+	}
+	return t, nil
 }
 
 func unreadable(e Runner, log *slog.Logger, rec *kgo.Record, err error) consumer.Work {
