@@ -168,8 +168,8 @@ type Task struct {
 	// to DeferredFor. Their sum is how long this step has been deferred.
 	DeferredSince  time.Time     `json:"deferred_since,omitzero"`
 	DeferredFor    time.Duration `json:"deferred_for,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastHTTPStatus int       `json:"last_http_status,omitempty"`
+	LastError      string        `json:"last_error,omitempty"`
+	LastHTTPStatus int           `json:"last_http_status,omitempty"`
 	// Tiers lists the last retry topics the task went through, for diagnosis.
 	Tiers []string `json:"tiers,omitempty"`
 	// Steps holds earlier steps' results for {{steps.…}} (bounded in size).
