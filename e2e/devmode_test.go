@@ -50,5 +50,6 @@ func TestDevModeWithoutBrokersRunsItsOwnPersistentBroker(t *testing.T) {
 	if c := rcv.next(t); c.Path != "/own" || !strings.Contains(string(c.Body), "own_2") {
 		t.Fatalf("after restart: sent %s to %s", c.Body, c.Path)
 	}
-	rcv.none(t, 300*ms)
+	waitCaughtUp(t, in.Name, cl, "webhookd-dispatcher")
+	rcv.noneSoFar(t)
 }
