@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -540,4 +542,51 @@ func FuzzRedact(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The per-host limit counts requests, not connections: over HTTP/2, where
+// every request shares one connection, a host still gets at most Limit at
+// once, and the rest are deferred.
+func TestHostLimitCountsHTTP2Requests(t *testing.T) {
+	release := make(chan struct{})
+	var inflight, most atomic.Int32
+	conns := map[string]bool{}
+	var mu sync.Mutex
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("HTTP/%d", r.ProtoMajor)
+		}
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	hosts := &Hosts{Limit: 2, Wait: 100 * time.Millisecond}
+	d := New(Options{Client: srv.Client(), Hosts: hosts})
+	p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"`+srv.URL+`/x"}]}`)
+	verdicts := make(chan delivery.Verdict, 5)
+	for range 5 {
+		go func() { verdicts <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
+	}
+	for range 3 { // three cannot go: they are deferred while two are out
+		if v := <-verdicts; v != delivery.Defer {
+			t.Fatalf("verdict %v", v)
+		}
+	}
+	close(release)
+	for range 2 {
+		if v := <-verdicts; v != delivery.Done {
+			t.Fatalf("verdict %v", v)
+		}
+	}
+	if most.Load() != 2 || len(conns) != 1 {
+		t.Fatalf("%d requests at once over %d connections", most.Load(), len(conns))
+	}
 }
