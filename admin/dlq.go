@@ -143,7 +143,11 @@ func (s *Server) retryDLQ(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	execID, err := s.o.Redriver.Retry(c.UserContext(), it)
+	ctx, cancel := s.callCtx(c)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelT()
+	execID, err := s.o.Redriver.Retry(ctx, it)
 	if err != nil {
 		s.o.Redriver.Release(it.ID)
 		if errors.Is(err, dlq.ErrNotRetryable) {
@@ -179,7 +183,6 @@ type bulkRetry struct {
 // Bulk redrive bounds.
 const (
 	defaultRedriveRate  = 50
-	maxRedriveRate      = 1000
 	defaultRedriveLimit = 1000
 	maxRedriveLimit     = 10000
 )
@@ -208,8 +211,8 @@ func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
 	if in.RatePerSecond == 0 {
 		in.RatePerSecond = defaultRedriveRate
 	}
-	if in.RatePerSecond < 0 || in.RatePerSecond > maxRedriveRate {
-		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "rate_per_second", Message: "must be between 0 and 1000"})
+	if in.RatePerSecond < dlq.MinRate || in.RatePerSecond > dlq.MaxRate {
+		ve.Fields = append(ve.Fields, pipeline.FieldError{Field: "rate_per_second", Message: "must be between 0.01 and 1000"})
 	}
 	if in.Limit == 0 {
 		in.Limit = defaultRedriveLimit

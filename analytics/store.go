@@ -157,7 +157,7 @@ func (s *Store) InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
 	rows := make([][]any, len(ds))
 	for i, d := range ds {
 		rows[i] = []any{d.ID, d.State, d.Reason, d.Error, d.DeliveryID, d.ExecutionID, d.PipelineID, d.TriggerType, d.TriggerID,
-			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), string(d.Payload), jsonOrEmpty(d.Source), jsonOrEmpty(d.Task), d.PayloadTruncated, d.Version}
+			int64(d.StepOrder), int64(d.Attempts), d.FailedAt.UTC(), string(d.PayloadView()), jsonOrEmpty(d.Source), jsonOrEmpty(d.Task), d.PayloadTruncated, d.Version}
 	}
 	return s.b.insert(ctx, s.t("dlq_items"), deadLetterCols, rows)
 }
@@ -455,7 +455,10 @@ func (s *Store) DeadLetters(ctx context.Context, f dlq.Filter) ([]dlq.Record, in
 	for _, r := range rows {
 		it, err := dlqItem(r)
 		if err != nil {
-			return nil, 0, err
+			// One unreadable row (written by hand?) must not hide the rest:
+			// it is listed with what could be read.
+			it.Error = it.Error + " [stored item unreadable: " + err.Error() + "]"
+			it.Task, it.Source = nil, nil
 		}
 		items = append(items, it)
 	}

@@ -61,7 +61,7 @@ type Config struct {
 
 	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Deliveries running at once per consumer (events fan out to one delivery per pipeline), all partitions together; fetching pauses beyond it."`
 	PartitionMaxInFlight int           `env:"WEBHOOKD_PARTITION_MAX_IN_FLIGHT" help:"Deliveries running at once per partition."`
-	MaxInFlightPerHost   int           `env:"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST" help:"Requests in flight to one receiver host (requests, not connections: HTTP/2 included). A delivery to a host at its limit is deferred to the retry path without spending an attempt."`
+	MaxInFlightPerHost   int           `env:"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST" help:"Requests in flight to one receiver host (requests, not connections: HTTP/2 included). A delivery to a host at its limit waits in place only if a place is expected within 250 ms; otherwise it is deferred to the retry path, without spending an attempt, to when the host's pace says a place will be free."`
 	BreakerFailures      int           `env:"WEBHOOKD_BREAKER_FAILURES" help:"Consecutive failures (network error, timeout, 5xx) that open a receiver host's circuit; 0 disables the breaker."`
 	BreakerCooldown      time.Duration `env:"WEBHOOKD_BREAKER_COOLDOWN" help:"How long an open circuit defers that host's work to the retry path (without spending attempts) before one probe. A delivery deferred longer than its retry policy's total wait (at least two cooldowns) goes to the DLQ as circuit_open."`
 	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`

@@ -70,7 +70,12 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	workers map[tp]*partWorker
-	ready   atomic.Bool
+	// stopping holds workers shutdown is stopping, so that a revoke or a
+	// loss of their partitions meanwhile (a rebalance during a rolling
+	// deploy) can still fence them: nothing of theirs is marked once the
+	// partition may belong to another member.
+	stopping map[tp]*partWorker
+	ready    atomic.Bool
 
 	fatalOnce sync.Once
 	fatal     error
@@ -96,7 +101,7 @@ func New(o Options, h Handler) *Consumer {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stop: func() {}}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}}
 }
 
 // Name implements the worker interface.
@@ -152,15 +157,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
+	// The grace period: in-flight work gets all but a reserve, which the
+	// final commit and leaving the group share.
 	deadline := time.Now().Add(c.o.Grace)
-	c.stopWorkers(c.takeAll(), true, deadline)
-	c.commit(cl, deadline)
+	reserve := reserveOf(c.o.Grace)
+	ws := c.takeAll()
+	c.stopWorkers(ws, true, deadline.Add(-reserve/2))
+	c.mu.Lock()
+	clear(c.stopping)
+	c.mu.Unlock()
+	c.commit(cl, deadline.Add(-reserve/4))
 	// Close leaves the group; the revoke it triggers finds no workers left.
 	closed := make(chan struct{})
 	go func() { cl.Close(); close(closed) }()
 	select {
 	case <-closed:
-	case <-time.After(time.Until(deadline) + time.Second):
+	case <-time.After(time.Until(deadline)):
 		c.o.Log.Warn("leaving the consumer group is taking longer than the grace period; giving up on it", "group", c.o.Group)
 	}
 	c.mu.Lock()
@@ -168,9 +180,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return c.fatal
 }
 
+// reserveOf is the part of a grace period kept for cancelling work and
+// committing: a quarter, at most 3 s.
+func reserveOf(grace time.Duration) time.Duration { return min(grace/4, 3*time.Second) }
+
 // commit commits marked offsets, bounded by the deadline (at least a moment).
 func (c *Consumer) commit(cl *kgo.Client, deadline time.Time) {
-	ctx, cancel := context.WithDeadline(context.Background(), maxTime(deadline, time.Now().Add(500*time.Millisecond)))
+	ctx, cancel := context.WithDeadline(context.Background(), maxTime(deadline, time.Now().Add(100*time.Millisecond)))
 	defer cancel()
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		c.o.Log.Error("commit failed; the uncommitted records will be processed again", "group", c.o.Group, "err", err)
@@ -216,15 +232,31 @@ func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 // done before the partitions move to another member.
 func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c.o.Log.Info("partitions revoked", "group", c.o.Group, "partitions", revoked)
+	c.fenceStopping(revoked)
 	deadline := time.Now().Add(c.o.Grace)
-	c.stopWorkers(c.take(revoked), true, deadline)
+	c.stopWorkers(c.take(revoked), true, deadline.Add(-reserveOf(c.o.Grace)/2))
 	c.commit(cl, deadline)
+}
+
+// fenceStopping fences workers shutdown is still stopping whose partitions
+// were revoked or lost.
+func (c *Consumer) fenceStopping(parts map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			if w := c.stopping[tp{t, p}]; w != nil {
+				w.fence()
+			}
+		}
+	}
 }
 
 // lost stops the partitions' work without committing: another member may
 // already own them, and a commit now could overwrite its progress.
 func (c *Consumer) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.o.Log.Warn("partitions lost", "group", c.o.Group, "partitions", lost)
+	c.fenceStopping(lost)
 	c.stopWorkers(c.take(lost), false, time.Now().Add(c.o.Grace))
 }
 
@@ -243,6 +275,8 @@ func (c *Consumer) take(parts map[string][]int32) []*partWorker {
 	return out
 }
 
+// takeAll takes every worker for shutdown, keeping them reachable for
+// fencing until they have stopped.
 func (c *Consumer) takeAll() []*partWorker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -250,6 +284,7 @@ func (c *Consumer) takeAll() []*partWorker {
 	for k, w := range c.workers {
 		out = append(out, w)
 		delete(c.workers, k)
+		c.stopping[k] = w
 	}
 	return out
 }
@@ -443,6 +478,13 @@ func (w *partWorker) finish(e *entry) {
 	w.flowLocked()
 }
 
+// fence stops all marking for the worker's partition.
+func (w *partWorker) fence() {
+	w.mu.Lock()
+	w.fenced = true
+	w.mu.Unlock()
+}
+
 // stop ends the worker by deadline. Graceful: in-flight jobs get until a
 // little before the deadline to finish (and be marked); then they are
 // cancelled, and whatever still runs at the deadline is abandoned unmarked.
@@ -469,17 +511,17 @@ func (w *partWorker) stop(graceful bool, deadline time.Time) {
 		w.inflight.Wait()
 		close(finished)
 	}()
-	// Leave a quarter of the grace (at most 3 s) for cancelling and the
-	// final commit.
-	reserve := min(time.Until(deadline)/4, 3*time.Second)
+	// In-flight work may run until a little before the deadline; then it
+	// is cancelled, and whatever ignores that is abandoned at the deadline.
+	cancelAt := time.Until(deadline) - reserveOf(w.c.o.Grace)/2
 	select {
 	case <-finished:
-	case <-time.After(time.Until(deadline) - reserve):
+	case <-time.After(cancelAt):
 		w.c.o.Log.Warn("grace period over; cancelling in-flight deliveries (they will run again)", "topic", w.topic, "partition", w.partition)
 		w.cancel()
 		select {
 		case <-finished:
-		case <-time.After(reserve / 2):
+		case <-time.After(time.Until(deadline)):
 			w.c.o.Log.Error("in-flight deliveries did not stop when cancelled; abandoning them unmarked", "topic", w.topic, "partition", w.partition)
 		}
 	}

@@ -161,7 +161,7 @@ func TestASlowDeliveryHoldsUpNothingButTheCommit(t *testing.T) {
 	adm := kadm.NewClient(cl)
 	produceN(t, cl, 50, 1)
 	release := make(chan struct{})
-	fast := make(chan string, 100)
+	fast := make(chan string, 200)
 	h := handlerFunc(func(rec *kgo.Record) Work {
 		id := string(rec.Value)
 		jobs := []Job{func(context.Context, *kgo.Client) error { fast <- id; return nil }}
@@ -177,15 +177,21 @@ func TestASlowDeliveryHoldsUpNothingButTheCommit(t *testing.T) {
 		}
 		return Work{Jobs: jobs}
 	})
-	cancel, errc := start(t, c, h, Options{MaxInFlight: 4, PartitionMaxInFlight: 4})
-	defer func() { cancel(); <-errc }()
+	cancel, errc := start(t, c, h, Options{MaxInFlight: 4, PartitionMaxInFlight: 4, Grace: time.Second})
 	for range 50 {
 		<-fast // every record's fast delivery runs while e0's slow one waits
 	}
+	// Shutdown commits every mark made; e0 is unfinished, so none may be.
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 	if got := committed(t, adm); got != 0 {
-		t.Fatalf("committed %d while e0 is unfinished", got)
+		t.Fatalf("committed %d while e0 was unfinished", got)
 	}
 	close(release)
+	cancel, errc = start(t, c, h, Options{MaxInFlight: 4, PartitionMaxInFlight: 4})
+	defer func() { cancel(); <-errc }()
 	waitCommitted(t, adm, 50)
 }
 

@@ -247,6 +247,28 @@ func (t *Task) Clone() *Task {
 	return &c
 }
 
+// AtStep is the task moved on to the step with the given order: its first
+// attempt, nothing deferred, no error yet.
+func (t *Task) AtStep(order int, now time.Time) *Task {
+	n := t.Clone()
+	n.StepOrder, n.Attempt, n.Failover, n.Tiers = order, 0, false, nil
+	n.StepStartedAt, n.DeferredSince, n.DeferredFor, n.LastError, n.LastHTTPStatus = now, time.Time{}, 0, "", 0
+	return n
+}
+
+// NewCycle is the task of a DLQ retry of the item itemID: a new attempt
+// cycle (a new execution) of the same delivery, from the dead step's first
+// attempt. The execution id derives from the item, so two items of one
+// execution retried make two executions, and one item retried twice (two
+// replicas at once) makes one.
+func (t *Task) NewCycle(itemID string, now time.Time) *Task {
+	n := t.AtStep(t.StepOrder, now)
+	n.V, n.Cycle, n.Dead = Version, t.Cycle+1, 0
+	n.ExecutionID = hashID("exec_", t.DeliveryID, itemID, strconv.Itoa(n.Cycle))
+	n.NotBefore, n.ExecStartedAt = now, now
+	return n
+}
+
 // Resumable is what a DLQ item of t's current step keeps: the step again
 // from its first attempt, in a new cycle when retried, with the error that
 // killed it.
@@ -335,6 +357,7 @@ const (
 	ReasonPermanent        = "permanent"         // render error, blocked address, invalid URL: retrying cannot help
 	ReasonPipelineDisabled = "pipeline_disabled" // disabled while a retry was pending
 	ReasonPipelinePaused   = "pipeline_paused"   // deferred: paused
+	ReasonPipelineUnknown  = "pipeline_unknown"  // deferred: this replica's registry has not seen the pipeline yet
 	ReasonCircuitOpen      = "circuit_open"      // deferred: the receiver host's circuit is open
 	ReasonHostSaturated    = "host_saturated"    // deferred: the host has its limit of requests in flight
 	ReasonTooLarge         = "too_large"         // the task is too large for the broker

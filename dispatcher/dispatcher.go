@@ -132,7 +132,15 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	case err != nil:
 		return delivery.Decision{Verdict: delivery.Abort, Task: t}
 	case def != nil:
-		return d.deferral(p, idx, t, def.Reason, def.Until, max(d.scaled(policy.Horizon()), 2*d.cooldown()), now)
+		// An open circuit may hold a delivery as long as its policy would
+		// have retried it (at least two cooldowns, so even a one-attempt
+		// step sees a probe); a host that is only busy holds it as long as
+		// the retry topics retain it: slowness is not failure.
+		window := max(d.scaled(policy.Horizon()), 2*d.cooldown())
+		if def.Reason == delivery.ReasonHostSaturated {
+			window = d.o.MaxHold
+		}
+		return d.deferral(p, idx, t, def.Reason, def.Until, window, now)
 	}
 	att.StartedAt = d.o.Now()
 	att.RequestURL = req.Secrets.Redact(req.URL)
@@ -163,9 +171,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 			next.Steps[strconv.Itoa(s.Order)] = boundedResult(resp.Status, body, resp.Header, req.Secrets, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
 		}
 		if end := stepEnd(p, idx, t); idx+1 < end {
-			next.StepOrder, next.Attempt, next.Failover, next.Tiers = p.Steps[idx+1].Order, 0, false, nil
-			next.StepStartedAt, next.DeferredSince, next.DeferredFor, next.LastError, next.LastHTTPStatus = d.o.Now(), time.Time{}, 0, "", 0
-			return delivery.Decision{Verdict: delivery.Next, Task: next, Attempt: att}
+			return delivery.Decision{Verdict: delivery.Next, Task: next.AtStep(p.Steps[idx+1].Order, d.o.Now()), Attempt: att}
 		}
 		return delivery.Decision{Verdict: delivery.Done, Task: next, Attempt: att, Status: execStatus(p, next, false)}
 	case Permanent:
@@ -188,6 +194,26 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		return delivery.Decision{Verdict: delivery.Failover, Task: next, At: at, Attempt: att, Error: att.Error}
 	}
 	return d.dead(p, idx, t, att, delivery.ReasonExhausted, att.Error, t.Attempt+1)
+}
+
+// UnknownWindow is how long a delivery waits for its pipeline to show up in
+// this replica's registry (created on another replica a moment ago) before
+// it is cancelled as a deleted pipeline's would be.
+const UnknownWindow = time.Minute
+
+// Unknown decides for a delivery whose pipeline this replica does not know:
+// not deleted, just not seen yet. It waits a little, then gives up.
+func (d *Dispatcher) Unknown(t *delivery.Task) delivery.Decision {
+	now := d.o.Now()
+	if t.Deferred(now) >= UnknownWindow {
+		return delivery.Decision{Verdict: delivery.Cancelled, Task: t, Status: delivery.ExecCancelled}
+	}
+	next := t.Clone()
+	if next.DeferredSince.IsZero() {
+		next.DeferredSince = now
+	}
+	next.NotBefore = now.Add(time.Second)
+	return delivery.Decision{Verdict: delivery.Defer, Task: next, At: next.NotBefore, Reason: delivery.ReasonPipelineUnknown}
 }
 
 func (d *Dispatcher) cooldown() time.Duration {
@@ -217,7 +243,6 @@ func (d *Dispatcher) deferral(p *pipeline.Compiled, idx int, t *delivery.Task, r
 		next.DeferredSince = now
 	}
 	next.NotBefore = until
-	metrics.Deferred.WithLabelValues(reason).Inc()
 	return delivery.Decision{Verdict: delivery.Defer, Task: next, At: until, Reason: reason}
 }
 
@@ -229,14 +254,11 @@ func (d *Dispatcher) dead(p *pipeline.Compiled, idx int, t *delivery.Task, att *
 	resume := t.Resumable(errText)
 	resume.OnlyStep = t.OnlyStep || !s.StopOnFailure
 	dec := delivery.Decision{Verdict: delivery.Dead, Task: resume, Attempt: att, Reason: reason, Error: errText, Attempts: attempts}
-	metrics.DeadLetters.WithLabelValues(reason).Inc()
 	after := t.Clone()
 	after.Dead++
 	if !s.StopOnFailure {
 		if end := stepEnd(p, idx, t); idx+1 < end {
-			after.StepOrder, after.Attempt, after.Failover, after.Tiers = p.Steps[idx+1].Order, 0, false, nil
-			after.StepStartedAt, after.DeferredSince, after.DeferredFor, after.LastError, after.LastHTTPStatus = d.o.Now(), time.Time{}, 0, "", 0
-			dec.Continue = after
+			dec.Continue = after.AtStep(p.Steps[idx+1].Order, d.o.Now())
 			return dec
 		}
 	}
@@ -256,10 +278,10 @@ func execStatus(p *pipeline.Compiled, t *delivery.Task, stopped bool) string {
 	return delivery.ExecPartial
 }
 
-// stepIndex is the index of the first step at or after order (-1: none).
+// stepIndex is the index of the step with that order (-1: none).
 func stepIndex(p *pipeline.Compiled, order int) int {
 	for i := range p.Steps {
-		if p.Steps[i].Order >= order {
+		if p.Steps[i].Order == order {
 			return i
 		}
 	}

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,10 +11,18 @@ import (
 
 // Hosts guards each receiver host (DESIGN.md §3): a limit on requests in
 // flight to it — requests, not connections, so HTTP/2 multiplexing cannot get
-// around it — and a circuit breaker. A request that cannot go now is deferred
-// rather than waiting in its delivery slot, so work for a slow or dead host
-// leaves its partition and healthy pipelines never queue behind it. State is
-// per replica: a load-shedding hint, not data anything depends on.
+// around it — and a circuit breaker. A request that cannot go soon is
+// deferred rather than waiting in its delivery slot, so work for a slow or
+// dead host leaves its partition and healthy pipelines never queue behind it.
+// State is per replica: a load-shedding hint, not data anything depends on.
+//
+// A full host: a request waits in place only while it can expect a place
+// within QueueWait (the host's pace — its requests' latency over the limit —
+// times the queue ahead of it); otherwise it is deferred to when a place can
+// be expected, each deferral booked one pace after the previous one, so
+// deferred work comes back at the rate the host takes it, not all at once
+// and not in a fixed loop. A host that finished nothing for QueueWait while
+// full is stalled: nothing comes back before its oldest request's deadline.
 //
 // The breaker: after Failures consecutive failures (network errors, timeouts,
 // 5xx) a host's circuit opens for Cooldown; then one probe is let through and
@@ -26,21 +35,23 @@ type Hosts struct {
 	// Failures opens a circuit (0: no breaker); Cooldown keeps it open.
 	Failures int
 	Cooldown time.Duration
-	// Wait is how long a request may queue for a busy host that is still
-	// answering (default 1 s). A host that answers nothing for Wait while
-	// full is stalled: requests for it are deferred at once.
-	Wait time.Duration
-	Now  func() time.Time
+	// QueueWait bounds a wait in place for a place at a full host (default
+	// 250 ms); it is also the shortest deferral.
+	QueueWait time.Duration
+	Now       func() time.Time
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	swept time.Time
 }
 
 type hostState struct {
 	inflight  map[*Permit]struct{}
 	waiters   []*waiter
-	fullSince time.Time // when inflight reached the limit (zero: not full)
-	lastDone  time.Time // when a request to the host last finished
+	latency   time.Duration // moving average of finished requests' durations
+	fullSince time.Time     // when inflight reached the limit (zero: not full)
+	lastDone  time.Time     // when a request to the host last finished
+	booked    time.Time     // the last deferral's due time
 	fails     int
 	openUntil time.Time
 	probe     *Permit // the probe in flight while half-open
@@ -49,15 +60,14 @@ type hostState struct {
 type waiter struct {
 	ready   chan struct{}
 	granted *Permit
-	gone    bool
 }
 
 // Permit is one request's place at a host; Done must be called once.
 type Permit struct {
 	h        *Hosts
 	key      string
+	started  time.Time
 	deadline time.Time
-	probe    bool
 }
 
 // Outcome is what a finished request tells the breaker.
@@ -79,7 +89,7 @@ type Deferral struct {
 	Until  time.Time
 }
 
-const defaultHostWait = time.Second
+const defaultQueueWait = 250 * time.Millisecond
 
 func (h *Hosts) now() time.Time {
 	if h.Now != nil {
@@ -88,11 +98,11 @@ func (h *Hosts) now() time.Time {
 	return time.Now()
 }
 
-func (h *Hosts) wait() time.Duration {
-	if h.Wait > 0 {
-		return h.Wait
+func (h *Hosts) queueWait() time.Duration {
+	if h.QueueWait > 0 {
+		return h.QueueWait
 	}
-	return defaultHostWait
+	return defaultQueueWait
 }
 
 // Acquire takes a place at host for a request that may take up to timeout.
@@ -103,17 +113,21 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	}
 	h.mu.Lock()
 	now := h.now()
+	h.sweepLocked(now)
 	hs := h.state(host)
-	if h.Failures > 0 && hs.fails >= h.Failures {
+	if h.open(hs) {
+		var until time.Time
 		switch {
 		case now.Before(hs.openUntil):
-			h.mu.Unlock()
-			return nil, &Deferral{Reason: delivery.ReasonCircuitOpen, Until: hs.openUntil}, nil
+			until = hs.openUntil
 		case hs.probe != nil:
-			until := hs.probe.deadline
+			until = maxTime(hs.probe.deadline, now.Add(h.queueWait()))
+		}
+		if !until.IsZero() {
 			h.mu.Unlock()
 			return nil, &Deferral{Reason: delivery.ReasonCircuitOpen, Until: until}, nil
 		}
+		// Half-open with no probe out: this request is the probe (below).
 	}
 	if h.Limit <= 0 || len(hs.inflight) < h.Limit {
 		p := h.grantLocked(hs, host, now, timeout)
@@ -123,8 +137,8 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	if hs.fullSince.IsZero() {
 		hs.fullSince = now
 	}
-	if h.stalledLocked(hs, now) || len(hs.waiters) >= h.Limit {
-		d := h.saturatedLocked(hs, now)
+	if h.stalledLocked(hs, now) || time.Duration(len(hs.waiters)+1)*h.paceLocked(hs, now) > h.queueWait() {
+		d := h.deferLocked(hs, now)
 		h.mu.Unlock()
 		return nil, d, nil
 	}
@@ -132,7 +146,7 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	hs.waiters = append(hs.waiters, w)
 	h.mu.Unlock()
 
-	timer := time.NewTimer(h.wait())
+	timer := time.NewTimer(h.queueWait())
 	defer timer.Stop()
 	var ctxErr error
 	select {
@@ -143,20 +157,27 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if w.granted != nil {
-		w.granted.deadline = h.now().Add(timeout)
+	now = h.now()
+	if p := w.granted; p != nil {
+		p.started, p.deadline = now, now.Add(timeout)
 		if ctxErr != nil {
-			h.releaseLocked(w.granted, Neutral)
+			h.releaseLocked(p, Neutral)
 			return nil, nil, ctxErr
 		}
-		return w.granted, nil, nil
+		return p, nil, nil
 	}
-	w.gone = true
+	hs = h.state(host)
+	hs.waiters = slices.DeleteFunc(hs.waiters, func(x *waiter) bool { return x == w })
 	if ctxErr != nil {
 		return nil, nil, ctxErr
 	}
-	return nil, h.saturatedLocked(h.state(host), h.now()), nil
+	if h.open(hs) && now.Before(hs.openUntil) {
+		return nil, &Deferral{Reason: delivery.ReasonCircuitOpen, Until: hs.openUntil}, nil
+	}
+	return nil, h.deferLocked(hs, now), nil
 }
+
+func (h *Hosts) open(hs *hostState) bool { return h.Failures > 0 && hs.fails >= h.Failures }
 
 func (h *Hosts) state(host string) *hostState {
 	if h.hosts == nil {
@@ -170,12 +191,26 @@ func (h *Hosts) state(host string) *hostState {
 	return hs
 }
 
+// sweepLocked forgets hosts idle for a while (at most once a minute), so
+// memory stays bounded over many hosts; a host's failure count lives as
+// long as it keeps being called.
+func (h *Hosts) sweepLocked(now time.Time) {
+	if now.Sub(h.swept) < time.Minute {
+		return
+	}
+	h.swept = now
+	idle := max(h.Cooldown, time.Minute)
+	for k, hs := range h.hosts {
+		if len(hs.inflight) == 0 && len(hs.waiters) == 0 && now.Sub(hs.lastDone) > idle && !now.Before(hs.openUntil) {
+			delete(h.hosts, k)
+		}
+	}
+}
+
 func (h *Hosts) grantLocked(hs *hostState, host string, now time.Time, timeout time.Duration) *Permit {
-	p := &Permit{h: h, key: host, deadline: now.Add(timeout)}
-	if h.Failures > 0 && hs.fails >= h.Failures {
-		// Half-open: this request is the probe.
-		p.probe = true
-		hs.probe = p
+	p := &Permit{h: h, key: host, started: now, deadline: now.Add(timeout)}
+	if h.open(hs) {
+		hs.probe = p // half-open: this request is the probe
 	}
 	hs.inflight[p] = struct{}{}
 	if h.Limit > 0 && len(hs.inflight) >= h.Limit && hs.fullSince.IsZero() {
@@ -184,17 +219,30 @@ func (h *Hosts) grantLocked(hs *hostState, host string, now time.Time, timeout t
 	return p
 }
 
-// stalledLocked: full for longer than Wait with nothing finishing meanwhile.
+// paceLocked is how often the host can be expected to free a place: its
+// requests' latency (at least the age of the oldest one in flight) over the
+// limit.
+func (h *Hosts) paceLocked(hs *hostState, now time.Time) time.Duration {
+	lat := hs.latency
+	for p := range hs.inflight {
+		lat = max(lat, now.Sub(p.started))
+	}
+	return lat / time.Duration(max(h.Limit, 1))
+}
+
+// stalledLocked: full for QueueWait with nothing finishing meanwhile.
 func (h *Hosts) stalledLocked(hs *hostState, now time.Time) bool {
-	w := h.wait()
+	w := h.queueWait()
 	return !hs.fullSince.IsZero() && now.Sub(hs.fullSince) >= w && now.Sub(hs.lastDone) >= w
 }
 
-// saturatedLocked defers a request for a full host: to the earliest deadline
-// of the requests holding it when it is stalled (a place is certain to free
-// up then), else by Wait.
-func (h *Hosts) saturatedLocked(hs *hostState, now time.Time) *Deferral {
-	until := now.Add(h.wait())
+// deferLocked books a deferred request a place in the host's future: after
+// those queued in place and the deferrals before it, one pace apart — and,
+// for a stalled host, not before its oldest request's deadline (a place is
+// certain to free up then).
+func (h *Hosts) deferLocked(hs *hostState, now time.Time) *Deferral {
+	pace := h.paceLocked(hs, now)
+	until := maxTime(now.Add(time.Duration(len(hs.waiters)+1)*pace), hs.booked.Add(pace))
 	if h.stalledLocked(hs, now) {
 		var earliest time.Time
 		for p := range hs.inflight {
@@ -202,11 +250,18 @@ func (h *Hosts) saturatedLocked(hs *hostState, now time.Time) *Deferral {
 				earliest = p.deadline
 			}
 		}
-		if earliest.After(until) {
-			until = earliest
-		}
+		until = maxTime(until, earliest)
 	}
+	until = maxTime(until, now.Add(h.queueWait()))
+	hs.booked = until
 	return &Deferral{Reason: delivery.ReasonHostSaturated, Until: until}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // Done releases the permit and feeds the request's outcome to the breaker.
@@ -233,6 +288,13 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 	if hs.probe == p {
 		hs.probe = nil
 	}
+	if o != Neutral {
+		if d := now.Sub(p.started); hs.latency == 0 {
+			hs.latency = d
+		} else {
+			hs.latency = (4*hs.latency + d) / 5
+		}
+	}
 	if h.Failures > 0 {
 		switch o {
 		case Healthy:
@@ -244,31 +306,18 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 			}
 		}
 	}
-	// Hand the place to the first waiter still waiting.
-	for len(hs.waiters) > 0 {
+	// Hand the place to the first waiter, unless the circuit just opened
+	// (the waiters are then deferred when their wait ends).
+	if len(hs.waiters) > 0 && !h.open(hs) {
 		w := hs.waiters[0]
-		hs.waiters[0] = nil
 		hs.waiters = hs.waiters[1:]
-		if w.gone {
-			continue
-		}
-		if h.Failures > 0 && hs.fails >= h.Failures {
-			// The circuit opened meanwhile: the waiter is deferred by its
-			// timer, not handed a place.
-			hs.waiters = append([]*waiter{w}, hs.waiters...)
-			break
-		}
-		np := &Permit{h: h, key: p.key, deadline: now}
+		np := &Permit{h: h, key: p.key, started: now, deadline: now}
 		hs.inflight[np] = struct{}{}
 		w.granted = np
 		w.ready <- struct{}{}
-		break
 	}
 	if h.Limit <= 0 || len(hs.inflight) < h.Limit {
 		hs.fullSince = time.Time{}
-	}
-	if len(hs.inflight) == 0 && len(hs.waiters) == 0 && hs.fails == 0 {
-		delete(h.hosts, p.key) // bounded memory over many hosts
 	}
 }
 

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/afftok/webhookd/template"
@@ -43,9 +44,7 @@ func (s *Secrets) Add(v string) {
 		}
 	}
 	// Longest first: a secret that contains another is replaced whole.
-	for i := len(s.forms) - 1; i > 0 && len(s.forms[i]) > len(s.forms[i-1]); i-- {
-		s.forms[i], s.forms[i-1] = s.forms[i-1], s.forms[i]
-	}
+	slices.SortStableFunc(s.forms, func(a, b string) int { return len(b) - len(a) })
 }
 
 // Redact returns text with every secret replaced by [redacted].

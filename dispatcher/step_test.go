@@ -418,7 +418,7 @@ func TestStepDefersForASaturatedHost(t *testing.T) {
 		if n := hosts.InFlight("stuck.example:443"); n != 2 {
 			t.Fatalf("%d in flight", n)
 		}
-		// Full, nothing finished for the wait: the third waits 1 s, then is
+		// Full, nothing finished while it waited (250 ms): the third is
 		// deferred to the first request's deadline (+30 s).
 		d := slow.Step(context.Background(), p, newTask(t, p, testEvent))
 		if d.Verdict != delivery.Defer || d.Reason != delivery.ReasonHostSaturated || d.At.Sub(start) != 30*time.Second || d.Attempt != nil {
@@ -499,6 +499,12 @@ func TestSecretsAreRedactedAtTheSource(t *testing.T) {
 }
 
 func TestSecretsRedactEveryForm(t *testing.T) {
+	nested := &Secrets{}
+	nested.Add("abcdefghij")
+	nested.Add("XXXXabcdefghij YYYY")
+	if got := nested.Redact("(XXXXabcdefghij YYYY)"); got != "([redacted])" {
+		t.Errorf("a secret containing another: %q", got)
+	}
 	s := &Secrets{}
 	s.Add("a b/c\"d")
 	s.Add("abc") // too short to be a secret
@@ -521,16 +527,18 @@ func TestSecretsRedactEveryForm(t *testing.T) {
 	}
 }
 
-// Whatever the secret and the text, no form of the secret survives Redact.
+// Whatever the secrets and the text, no form of a secret survives Redact.
 func FuzzRedact(f *testing.F) {
-	f.Add("crmSECRETkey777", "https://crmsecretkey777.invalid/x?k=crmSECRETkey777")
-	f.Add("a b/c\"d", `{"k":"a b/c\"d"} q=a+b%2Fc%22d`)
-	f.Add("ab", "ab ab")
-	f.Fuzz(func(t *testing.T, secret, text string) {
+	f.Add("crmSECRETkey777", "", "https://crmsecretkey777.invalid/x?k=crmSECRETkey777")
+	f.Add("a b/c\"d", "", `{"k":"a b/c\"d"} q=a+b%2Fc%22d`)
+	f.Add("abcdefghij", "XXXXabcdefghij YYYY", "(XXXXabcdefghij YYYY) abcdefghij")
+	f.Add("ab", "", "ab ab")
+	f.Fuzz(func(t *testing.T, secret, other, text string) {
 		s := &Secrets{}
 		s.Add(secret)
+		s.Add(other)
 		out := s.Redact(text)
-		if len(secret) < minSecretLen {
+		if len(secret) < minSecretLen && len(other) < minSecretLen {
 			if out != text {
 				t.Fatalf("a short value was redacted: %q → %q", text, out)
 			}
@@ -568,7 +576,7 @@ func TestHostLimitCountsHTTP2Requests(t *testing.T) {
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	defer srv.Close()
-	hosts := &Hosts{Limit: 2, Wait: 100 * time.Millisecond}
+	hosts := &Hosts{Limit: 2, QueueWait: 100 * time.Millisecond}
 	d := New(Options{Client: srv.Client(), Hosts: hosts})
 	p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"`+srv.URL+`/x"}]}`)
 	verdicts := make(chan delivery.Verdict, 5)
@@ -589,4 +597,69 @@ func TestHostLimitCountsHTTP2Requests(t *testing.T) {
 	if most.Load() != 2 || len(conns) != 1 {
 		t.Fatalf("%d requests at once over %d connections", most.Load(), len(conns))
 	}
+}
+
+// Many requests acquiring and releasing places at one host, with failures
+// opening and closing its circuit: never more than Limit in flight, no
+// deadlock, every permit released (run with -race).
+func TestHostsUnderConcurrency(t *testing.T) {
+	hosts := &Hosts{Limit: 4, Failures: 3, Cooldown: time.Millisecond, QueueWait: time.Millisecond}
+	var inflight, most atomic.Int32
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				p, d, err := hosts.Acquire(context.Background(), "h:443", time.Second)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d != nil {
+					if d.Until.IsZero() || (d.Reason != delivery.ReasonCircuitOpen && d.Reason != delivery.ReasonHostSaturated) {
+						t.Errorf("deferral %+v", d)
+					}
+					continue
+				}
+				n := inflight.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				if (g+i)%7 == 0 {
+					time.Sleep(50 * time.Microsecond)
+				}
+				inflight.Add(-1)
+				p.Done([]Outcome{Healthy, Unhealthy, Neutral}[(g*i)%3])
+			}
+		}()
+	}
+	wg.Wait()
+	if most.Load() > 4 || hosts.InFlight("h:443") != 0 {
+		t.Fatalf("%d in flight at once (limit 4); %d left", most.Load(), hosts.InFlight("h:443"))
+	}
+}
+
+// A delivery whose pipeline this replica has not seen yet waits for the
+// registry to catch up, then is cancelled if it never does.
+func TestUnknownPipelineWaitsThenCancels(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a"}]}`)
+		d := newDispatcher(answer(200, ""), nil)
+		tk := newTask(t, p, testEvent)
+		start := time.Now()
+		for {
+			dec := d.Unknown(tk)
+			if dec.Verdict == delivery.Cancelled {
+				if time.Since(start) < UnknownWindow {
+					t.Fatalf("cancelled after %v", time.Since(start))
+				}
+				return
+			}
+			if dec.Verdict != delivery.Defer || dec.Reason != delivery.ReasonPipelineUnknown || dec.At.Sub(time.Now()) != time.Second {
+				t.Fatalf("%+v", dec)
+			}
+			tk = dec.Task
+			time.Sleep(time.Second)
+		}
+	})
 }

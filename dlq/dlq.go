@@ -42,6 +42,8 @@ type Record struct {
 	FailedAt    time.Time        `json:"failed_at"`
 	Source      *delivery.Source `json:"source,omitempty"`
 	Payload     json.RawMessage  `json:"payload,omitempty"`
+	// Payload is set in a reduced record only (the event's envelope without
+	// its data); see PayloadView.
 	// PayloadTruncated: the record was too large for the broker and was
 	// reduced; the event is read again from Source (or Task.Source).
 	PayloadTruncated bool           `json:"payload_truncated,omitempty"`
@@ -67,7 +69,6 @@ func ForDecision(dec *delivery.Decision, ev *event.Event, now time.Time) *Record
 	}
 	if ev != nil {
 		r.TriggerType, r.TriggerID = ev.TriggerType, ev.TriggerID
-		r.Payload = payload(ev, true)
 	}
 	return r
 }
@@ -76,14 +77,28 @@ func ForDecision(dec *delivery.Decision, ev *event.Event, now time.Time) *Record
 // undecodable event or task): its bytes are kept, so nothing is lost.
 func ForSource(rec *kgo.Record, reason string, cause error, now time.Time) *Record {
 	src := &delivery.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Value: rec.Value}
-	r := &Record{
+	return &Record{
 		V: delivery.Version, ID: ID("source", rec.Topic, strconv.Itoa(int(rec.Partition)), strconv.FormatInt(rec.Offset, 10)),
 		State: StateDead, Reason: reason, Error: cause.Error(), FailedAt: now, Source: src,
 	}
-	if json.Valid(rec.Value) {
-		r.Payload = rec.Value
+}
+
+// PayloadView is what the API shows of the event: the record's own payload
+// (a reduced record's envelope), else the envelope and data of the task's
+// event, else an unreadable record's bytes when they are JSON. A record
+// carries the event once (in its task or source); the view is made from it.
+func (r *Record) PayloadView() json.RawMessage {
+	switch {
+	case len(r.Payload) > 0:
+		return r.Payload
+	case r.Task != nil && len(r.Task.Event) > 0:
+		if ev, err := r.Task.Decoded(); err == nil {
+			return payload(ev, true)
+		}
+	case r.Source != nil && json.Valid(r.Source.Value):
+		return r.Source.Value
 	}
-	return r
+	return nil
 }
 
 // payload is what the API shows of the event: its envelope, with the data

@@ -39,7 +39,7 @@ func TestEncodeKeepsASmallItemWhole(t *testing.T) {
 	r := ForDecision(&delivery.Decision{Verdict: delivery.Dead, Task: tk, Reason: delivery.ReasonExhausted, Error: "HTTP 500", Attempts: 6}, ev, time.Now())
 	got := decode(t, r.Encode("dlq"))
 	if got.PayloadTruncated || got.Task == nil || len(got.Task.Event) == 0 || got.TriggerID != "clk_1" || got.Attempts != 6 ||
-		!strings.Contains(string(got.Payload), `"blob"`) || string(r.Encode("dlq").Key) != tk.DeliveryID {
+		got.Payload != nil || !strings.Contains(string(got.PayloadView()), `"blob"`) || string(r.Encode("dlq").Key) != tk.DeliveryID {
 		t.Fatalf("%+v", got)
 	}
 }
@@ -47,7 +47,7 @@ func TestEncodeKeepsASmallItemWhole(t *testing.T) {
 // Over MaxBytes the record is reduced: no event data, no step results, the
 // source kept so the event can be read again.
 func TestEncodeReducesALargeItem(t *testing.T) {
-	tk, ev := bigTask(t, MaxBytes)
+	tk, ev := bigTask(t, MaxBytes) // the event alone is over the bound
 	r := ForDecision(&delivery.Decision{Verdict: delivery.Dead, Task: tk, Reason: delivery.ReasonExhausted, Error: strings.Repeat("e", 5000)}, ev, time.Now())
 	rec := r.Encode("dlq")
 	got := decode(t, rec)
@@ -64,12 +64,12 @@ func TestEncodeReducesALargeItem(t *testing.T) {
 func TestAnUnreadableRecordKeepsItsBytesUnlessTooLarge(t *testing.T) {
 	small := ForSource(&kgo.Record{Topic: "afftok.clicks", Partition: 2, Offset: 7, Key: []byte("k"), Value: []byte("not json")}, delivery.ReasonInvalidEvent, errString("bad"), time.Now())
 	got := decode(t, small.Encode("dlq"))
-	if string(got.Source.Value) != "not json" || got.Payload != nil || got.PayloadTruncated || got.Reason != delivery.ReasonInvalidEvent {
+	if string(got.Source.Value) != "not json" || got.PayloadView() != nil || got.PayloadTruncated || got.Reason != delivery.ReasonInvalidEvent {
 		t.Fatalf("%+v", got)
 	}
 	big := ForSource(&kgo.Record{Topic: "afftok.clicks", Partition: 2, Offset: 8, Value: []byte(`"` + strings.Repeat("x", MaxBytes) + `"`)}, delivery.ReasonInvalidEvent, errString("bad"), time.Now())
 	got = decode(t, big.Encode("dlq"))
-	if got.Source.Value != nil || got.Source.Offset != 8 || !got.PayloadTruncated || got.Payload != nil {
+	if got.Source.Value != nil || got.Source.Offset != 8 || !got.PayloadTruncated || got.PayloadView() != nil {
 		t.Fatalf("%+v", got.Source)
 	}
 	if small.ID == big.ID {

@@ -76,14 +76,7 @@ func (r *Redriver) Retry(ctx context.Context, it *Record) (string, error) {
 			}
 			t.Event = raw
 		}
-		now := r.now()
-		t.V = delivery.Version
-		t.Cycle++
-		t.ExecutionID = delivery.ExecutionID(t.DeliveryID, t.Cycle)
-		t.Attempt, t.Failover, t.Tiers, t.Dead = 0, false, nil, 0
-		t.NotBefore, t.ExecStartedAt, t.StepStartedAt = now, now, now
-		t.DeferredSince, t.DeferredFor = time.Time{}, 0
-		t.LastError, t.LastHTTPStatus = "", 0
+		t = t.NewCycle(it.ID, r.now())
 		// The failover topic is the immediate path: its consumer runs tasks
 		// as soon as they are read.
 		if err := r.queue(ctx, t.Record(r.Topics.Failover)); err != nil {
@@ -144,10 +137,18 @@ func (r *Redriver) Delete(ctx context.Context, it *Record) error {
 	return bus.ProduceAll(ctx, r.Client, it.WithState(StateDeleted).Encode(r.Topics.DLQ))
 }
 
-// Redrive retries items in the background at rate per second, so a redrive
-// cannot flood a receiver that has just recovered; it stops when ctx ends
-// (the rest stay in the DLQ). Items must be claimed.
+// MinRate and MaxRate bound a bulk redrive's rate per second.
+const (
+	MinRate = 0.01
+	MaxRate = 1000
+)
+
+// Redrive retries items in the background at rate per second (clamped to
+// [MinRate, MaxRate]), so a redrive cannot flood a receiver that has just
+// recovered; it stops when ctx ends (the rest stay in the DLQ). Items must be
+// claimed.
 func (r *Redriver) Redrive(ctx context.Context, items []Record, rate float64) {
+	rate = min(max(rate, MinRate), MaxRate)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	for i := range items {

@@ -9,10 +9,11 @@
 //
 // Every produce error is classified: a record too large for the broker turns
 // its task into a DLQ item (reduced if that is too large as well); a task
-// Kafka refuses otherwise goes to the DLQ with the refusal; a lost log record
-// is logged and counted. Only a DLQ item Kafka refuses in every form is fatal.
-// Nothing is retried in a loop: the client bounds its own retries
-// (bus.ProduceTimeout).
+// Kafka refuses for good goes to the DLQ with the refusal; a transient
+// refusal is tried again twice, then it is fatal (the offset stays unmarked);
+// a lost log record is logged and counted. A DLQ item Kafka refuses in every
+// form is fatal too. Nothing is retried without a bound: the client bounds
+// its own retries (bus.ProduceTimeout), and so does send.
 package engine
 
 import (
@@ -23,6 +24,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/bus"
@@ -35,11 +37,17 @@ import (
 // Pipelines is what the engine needs of the registry.
 type Pipelines interface {
 	Get(id string) (*pipeline.Compiled, bool)
+	// Deleted: the pipeline existed and was deleted (not merely unknown to
+	// a registry that has not caught up yet).
+	Deleted(id string) bool
 }
 
-// Stepper runs a delivery's current step (*dispatcher.Dispatcher).
+// Stepper decides for deliveries (*dispatcher.Dispatcher).
 type Stepper interface {
+	// Step runs t's current step; p is nil when the pipeline was deleted.
 	Step(ctx context.Context, p *pipeline.Compiled, t *delivery.Task) delivery.Decision
+	// Unknown decides for a delivery whose pipeline is not known here yet.
+	Unknown(t *delivery.Task) delivery.Decision
 }
 
 // Engine runs deliveries. It is safe for concurrent use.
@@ -55,11 +63,13 @@ type Engine struct {
 // caller must not mark the source offset, so the delivery runs again.
 var ErrAborted = errors.New("delivery cut short by shutdown")
 
-// FatalError: Kafka refused a DLQ item in every form. The process cannot
-// place the delivery anywhere; its caller must stop without marking it.
+// FatalError: Kafka refused a DLQ item in every form, or kept refusing a
+// record for a while. The process cannot place the delivery anywhere; its
+// caller must stop without marking it (the delivery runs again after a
+// restart).
 type FatalError struct{ Err error }
 
-func (e *FatalError) Error() string { return "the DLQ refused a record: " + e.Err.Error() }
+func (e *FatalError) Error() string { return "cannot hand a delivery to Kafka: " + e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
 
 func (e *Engine) now() time.Time {
@@ -74,8 +84,13 @@ func (e *Engine) now() time.Time {
 func (e *Engine) Run(ctx context.Context, cl *kgo.Client, t *delivery.Task) error {
 	var outs []out
 	for t != nil {
-		p, _ := e.Pipes.Get(t.PipelineID)
-		dec := e.Steps.Step(ctx, p, t)
+		p, ok := e.Pipes.Get(t.PipelineID)
+		var dec delivery.Decision
+		if !ok && !e.Pipes.Deleted(t.PipelineID) {
+			dec = e.Steps.Unknown(t)
+		} else {
+			dec = e.Steps.Step(ctx, p, t)
+		}
 		if dec.Verdict == delivery.Abort {
 			return ErrAborted
 		}
@@ -95,7 +110,6 @@ func (e *Engine) Hop(ctx context.Context, cl *kgo.Client, t *delivery.Task) erro
 // Unreadable dead-letters a record that could not be decoded (an event, or a
 // task), keeping its bytes.
 func (e *Engine) Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record, reason string, cause error) error {
-	metrics.DeadLetters.WithLabelValues(reason).Inc()
 	return e.send(ctx, cl, []out{e.deadLetter(dlq.ForSource(rec, reason, cause, e.now()))})
 }
 
@@ -115,8 +129,10 @@ const (
 func (r role) String() string { return [...]string{"", "log", "task", "dlq"}[r] }
 
 type out struct {
-	rec  *kgo.Record
-	role role
+	rec   *kgo.Record
+	role  role
+	tries int // transient refusals so far
+	count func() // metrics of what the record stands for, once it is acknowledged
 	task *delivery.Task // roleTask
 	dl   *dlq.Record    // roleDLQ
 }
@@ -136,7 +152,10 @@ func (e *Engine) Apply(p *pipeline.Compiled, dec *delivery.Decision) ([]out, *de
 	case delivery.Retry:
 		outs = append(outs, e.onTier(dec.Task, dec.At), e.execution(p, dec.Task, delivery.ExecRetrying))
 	case delivery.Defer:
-		outs = append(outs, e.onTier(dec.Task, dec.At))
+		o := e.onTier(dec.Task, dec.At)
+		reason := dec.Reason
+		o.count = func() { metrics.Deferred.WithLabelValues(reason).Inc() }
+		outs = append(outs, o)
 	case delivery.Failover:
 		outs = append(outs, out{rec: dec.Task.Record(e.Topics.Failover), role: roleTask, task: dec.Task},
 			e.execution(p, dec.Task, delivery.ExecRetrying))
@@ -163,7 +182,7 @@ func (e *Engine) onTier(t *delivery.Task, at time.Time) out {
 }
 
 func (e *Engine) deadLetter(dl *dlq.Record) out {
-	return out{rec: dl.Encode(e.Topics.DLQ), role: roleDLQ, dl: dl}
+	return out{rec: dl.Encode(e.Topics.DLQ), role: roleDLQ, dl: dl, count: func() { metrics.DeadLetters.WithLabelValues(dl.Reason).Inc() }}
 }
 
 func (e *Engine) log(key string, v any) out {
@@ -193,13 +212,29 @@ func (e *Engine) execution(p *pipeline.Compiled, t *delivery.Task, status string
 	if status != delivery.ExecRetrying {
 		x.CompletedAt = now
 	}
-	metrics.Deliveries.WithLabelValues(status).Inc()
-	return e.log(t.ExecutionID, x)
+	o := e.log(t.ExecutionID, x)
+	o.count = func() { metrics.Deliveries.WithLabelValues(status).Inc() }
+	return o
+}
+
+// Kafka's transient refusals (no leader, not enough replicas, a record timed
+// out after the client's own retries) are tried again, a bounded number of
+// times, before the send gives up.
+var transientBackoff = []time.Duration{time.Second, 5 * time.Second}
+
+// transient: Kafka may take the record if it is sent again. A topic that does
+// not exist is not transient (the client already waited for it).
+func transient(err error) bool {
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return false
+	}
+	return errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrRecordRetries) || kerr.IsRetriable(err)
 }
 
 // send produces outs and deals with every refusal (see the package doc).
-// Each round can only move a delivery further down task → DLQ item →
-// reduced DLQ item → fatal, so it ends within three rounds.
+// A refusal moves a delivery further down task → DLQ item → reduced DLQ
+// item → fatal, and a transient one is tried again at most
+// len(transientBackoff) times, so it ends.
 func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 	for len(outs) > 0 {
 		recs := make([]*kgo.Record, len(outs))
@@ -208,8 +243,12 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 		}
 		errs := bus.Produce(ctx, cl, recs...)
 		var again []out
+		wait := time.Duration(0)
 		for i, err := range errs {
 			if err == nil {
+				if outs[i].count != nil {
+					outs[i].count()
+				}
 				continue
 			}
 			if ctx.Err() != nil {
@@ -217,10 +256,27 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 			}
 			o := outs[i]
 			cause := "other"
-			if bus.TooLarge(err) {
+			switch {
+			case bus.TooLarge(err):
 				cause = "too_large"
+			case transient(err):
+				cause = "transient"
 			}
 			metrics.ProduceFailures.WithLabelValues(o.role.String(), cause).Inc()
+			if cause == "transient" && o.role != roleLog {
+				if o.tries < len(transientBackoff) {
+					e.Log.Warn("Kafka refused a record for now; trying again", "topic", o.rec.Topic, "err", err)
+					wait = max(wait, transientBackoff[o.tries])
+					o.tries++
+					o.rec = cloneRecord(o.rec)
+					again = append(again, o)
+					continue
+				}
+				// Kafka keeps refusing: nothing can be decided here. The
+				// offset stays unmarked; the process stops and the delivery
+				// runs again after the restart.
+				return &FatalError{Err: fmt.Errorf("Kafka refused a record for %s %d times: %w", o.rec.Topic, o.tries+1, err)}
+			}
 			switch o.role {
 			case roleLog:
 				e.Log.Error("Kafka refused an execution log record; the delivery goes on without it", "topic", o.rec.Topic, "err", err)
@@ -232,7 +288,6 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 				t := o.task
 				text := fmt.Sprintf("Kafka refused the task for %s: %v", o.rec.Topic, err)
 				e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", o.rec.Topic, "reason", reason, "err", err)
-				metrics.DeadLetters.WithLabelValues(reason).Inc()
 				dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
 				more, _ := e.Apply(nil, dec)
 				again = append(again, more...)
@@ -244,7 +299,20 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 				return &FatalError{Err: fmt.Errorf("DLQ item %s (%s): %w", o.dl.ID, o.dl.Reason, err)}
 			}
 		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ErrAborted
+			case <-time.After(wait):
+			}
+		}
 		outs = again
 	}
 	return nil
+}
+
+// cloneRecord is a record ready to be produced again (a produced record's
+// fields were set by the client).
+func cloneRecord(r *kgo.Record) *kgo.Record {
+	return &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
 }

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/config"
@@ -36,19 +39,23 @@ func (s *script) Step(_ context.Context, _ *pipeline.Compiled, t *delivery.Task)
 	return d
 }
 
+func (s *script) Unknown(t *delivery.Task) delivery.Decision { return s.Step(context.Background(), nil, t) }
+
 type pipes map[string]*pipeline.Compiled
 
 func (p pipes) Get(id string) (*pipeline.Compiled, bool) { c, ok := p[id]; return c, ok }
+func (p pipes) Deleted(string) bool                      { return false }
 
 // env is a kfake broker with webhookd's topics; maxBytes sets
 // max.message.bytes per topic (0: the broker default).
 type env struct {
-	cl     *kgo.Client
-	topics bus.Topics
-	addrs  []string
+	cl      *kgo.Client
+	cluster *kfake.Cluster
+	topics  bus.Topics
+	addrs   []string
 }
 
-func newEnv(t *testing.T, maxBytes map[string]int) *env {
+func newEnv(t *testing.T, maxBytes map[string]int, opts ...kgo.Opt) *env {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -61,7 +68,10 @@ func newEnv(t *testing.T, maxBytes map[string]int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordDeliveryTimeout(10*time.Second), kgo.ProducerBatchMaxBytes(4<<20))
+	// Produce v9 names topics (v13 identifies them by id), which the fault
+	// injection (refuse) reads.
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordDeliveryTimeout(10 * time.Second),
+		kgo.ProducerBatchMaxBytes(4 << 20), kgo.MaxVersions(kversion.V3_6_0())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +86,7 @@ func newEnv(t *testing.T, maxBytes map[string]int) *env {
 	if err := bus.Ensure(context.Background(), kadm.NewClient(cl), specs, 1, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
-	return &env{cl: cl, topics: topics, addrs: c.ListenAddrs()}
+	return &env{cl: cl, cluster: c, topics: topics, addrs: c.ListenAddrs()}
 }
 
 // read returns every record on topic so far (bounded by the end offsets).
@@ -253,7 +263,7 @@ func TestADLQItemTooLargeIsWrittenReduced(t *testing.T) {
 	var r dlq.Record
 	_ = json.Unmarshal(dead[0].Value, &r)
 	if len(dead) != 1 || !r.PayloadTruncated || r.Task.Event != nil || r.Task.Source.Offset != 42 || r.Reason != delivery.ReasonExhausted ||
-		!strings.Contains(string(r.Payload), `"trigger_id":"clk_big"`) || strings.Contains(string(r.Payload), "xxxx") {
+		!strings.Contains(string(r.Payload), `"trigger_id":"clk_big"`) || strings.Contains(string(r.Payload), `"ua"`) {
 		t.Fatalf("DLQ record %.400s", dead[0].Value)
 	}
 }
@@ -312,5 +322,80 @@ func TestHopPlacesTheTaskOnTheTierForTheRemainder(t *testing.T) {
 	got, err := delivery.DecodeTask(recs[0].Value)
 	if err != nil || got.Attempt != 3 || !got.NotBefore.Equal(tk.NotBefore) || got.Tiers[len(got.Tiers)-1] != "5s" {
 		t.Fatalf("%+v %v", got, err)
+	}
+}
+
+// refuse makes the broker answer produce requests for topic with code while
+// fail() says so; records for other topics in the same request are told to
+// retry (they are sent again and written).
+func (e *env) refuse(topic string, code int16, fail func() bool) {
+	e.cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.ProduceRequest)
+		hit := false
+		for _, t := range req.Topics {
+			hit = hit || t.Topic == topic
+		}
+		if !hit || !fail() {
+			return nil, nil, false
+		}
+		e.cluster.KeepControl()
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, t := range req.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = kerr.NotLeaderForPartition.Code
+				if t.Topic == topic {
+					rp.ErrorCode = code
+				}
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+var retryDec = delivery.Decision{Verdict: delivery.Retry, At: time.Now().Add(time.Hour), Attempt: &delivery.Attempt{Kind: delivery.KindAttempt, Status: "failed"}}
+
+// A task Kafka refuses for good (not for its size) becomes a DLQ item.
+func TestATaskKafkaRefusesForGoodGoesToTheDLQ(t *testing.T) {
+	e := newEnv(t, nil)
+	e.refuse("webhooks.retry.30s", kerr.PolicyViolation.Code, func() bool { return true })
+	dec := retryDec
+	if err := e.engine(dec).Run(context.Background(), e.cl, task(t, smallEvent)); err != nil {
+		t.Fatal(err)
+	}
+	dead := e.read(t, e.topics.DLQ)
+	var r dlq.Record
+	if len(dead) != 1 || json.Unmarshal(dead[0].Value, &r) != nil || r.Reason != delivery.ReasonProduceFailed || !strings.Contains(r.Error, "POLICY_VIOLATION") {
+		t.Fatalf("%d DLQ records: %+v", len(dead), r)
+	}
+}
+
+// A transient refusal is tried again (the delivery goes on once Kafka takes
+// it); one that lasts is fatal, and nothing is marked done.
+func TestTransientRefusalsAreBounded(t *testing.T) {
+	transientBackoff = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	for _, c := range []struct {
+		name  string
+		lasts time.Duration // longer than the client's own retries (1 s)
+		fatal bool
+	}{{"passing", 1500 * time.Millisecond, false}, {"lasting", time.Hour, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil, kgo.RecordDeliveryTimeout(time.Second))
+			until := time.Now().Add(c.lasts)
+			e.refuse("webhooks.retry.30s", kerr.NotEnoughReplicas.Code, func() bool { return time.Now().Before(until) })
+			err := e.engine(retryDec).Run(context.Background(), e.cl, task(t, smallEvent))
+			var fe *FatalError
+			if c.fatal != errors.As(err, &fe) {
+				t.Fatalf("err = %v", err)
+			}
+			if !c.fatal && len(e.read(t, "webhooks.retry.30s")) != 1 {
+				t.Fatal("the task was not written once Kafka took it")
+			}
+		})
 	}
 }
