@@ -131,10 +131,10 @@ func (r role) String() string { return [...]string{"", "log", "task", "dlq"}[r] 
 type out struct {
 	rec   *kgo.Record
 	role  role
-	tries int // transient refusals so far
-	count func() // metrics of what the record stands for, once it is acknowledged
-	task *delivery.Task // roleTask
-	dl   *dlq.Record    // roleDLQ
+	tries int            // transient refusals so far
+	count func()         // metrics of what the record stands for, once it is acknowledged
+	task  *delivery.Task // roleTask
+	dl    *dlq.Record    // roleDLQ
 }
 
 // Apply turns a decision into its records (DESIGN.md §3a), and returns the

@@ -39,7 +39,9 @@ func (s *script) Step(_ context.Context, _ *pipeline.Compiled, t *delivery.Task)
 	return d
 }
 
-func (s *script) Unknown(t *delivery.Task) delivery.Decision { return s.Step(context.Background(), nil, t) }
+func (s *script) Unknown(t *delivery.Task) delivery.Decision {
+	return s.Step(context.Background(), nil, t)
+}
 
 type pipes map[string]*pipeline.Compiled
 
