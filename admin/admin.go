@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -122,6 +124,9 @@ func (s *Server) routes() {
 	a.Get("/readyz", s.readyz)
 	a.Use(s.auth)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.Handler()))
+	// Go's profiler, behind the token like everything else: operators
+	// profile a live replica with `go tool pprof`.
+	a.Get("/debug/pprof/*", adaptor.HTTPHandlerFunc(pprofHandler))
 	a.Get("/api/admin/webhooks/openapi.yaml", func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, "application/yaml")
 		return c.Send(openAPI)
@@ -147,6 +152,22 @@ func (s *Server) routes() {
 	a.Use(func(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "not_found", "no route "+c.Method()+" "+c.Path())
 	})
+}
+
+// pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
+func pprofHandler(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }
 
 // Name implements the worker interface.

@@ -118,15 +118,19 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	if err != nil {
 		return d.dead(p, idx, t, nil, delivery.ReasonPermanent, "Invalid event: "+err.Error(), t.Attempt)
 	}
-	att := d.attemptRecord(p, s, t, ev, now)
-	req, err := d.Build(p, s, t, ev, t.Attempt, t.Failover)
-	if err != nil {
-		// A render error is the pipeline's, not the receiver's: retrying
-		// the same template on the same event cannot help.
+	// A render error is the pipeline's, not the receiver's: retrying the
+	// same template on the same event cannot help.
+	renderFailed := func(err error) delivery.Decision {
+		att := d.attemptRecord(p, s, t, ev, now)
 		att.Status, att.Error = delivery.AttemptFailed, err.Error()
 		metrics.Attempts.WithLabelValues(att.Status).Inc()
 		return d.dead(p, idx, t, att, delivery.ReasonPermanent, att.Error, t.Attempt+1)
 	}
+	r, err := d.target(p, s, t, ev, t.Attempt, t.Failover)
+	if err != nil {
+		return renderFailed(err)
+	}
+	req := r.Request
 	permit, def, err := d.o.Hosts.Acquire(ctx, req.Host, req.Timeout)
 	switch {
 	case err != nil:
@@ -142,7 +146,11 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		}
 		return d.deferral(p, idx, t, def.Reason, def.Until, window, now)
 	}
-	att.StartedAt = d.o.Now()
+	if err := r.complete(); err != nil {
+		permit.Done(Neutral)
+		return renderFailed(err)
+	}
+	att := d.attemptRecord(p, s, t, ev, d.o.Now())
 	att.RequestURL = req.Secrets.Redact(req.URL)
 	att.RequestBody = truncate(req.Secrets.RedactBytes(req.Body), d.o.LogBodyLimit)
 	resp := d.do(ctx, req)
@@ -361,6 +369,27 @@ func stepAliases(p *pipeline.Compiled, byOrder map[string]any) map[string]any {
 // every text made from the request can be redacted; an error's text already
 // is.
 func (d *Dispatcher) Build(p *pipeline.Compiled, s *pipeline.CompiledStep, t *delivery.Task, ev *event.Event, retryCount int, failover bool) (*Request, error) {
+	r, err := d.target(p, s, t, ev, retryCount, failover)
+	if err != nil {
+		return nil, err
+	}
+	return r.Request, r.complete()
+}
+
+// rendering is a request whose URL is rendered, the rest still to do: what
+// the host gate needs to know is known before the body is rendered and
+// signed (work a deferred delivery does not need).
+type rendering struct {
+	*Request
+	scope *template.Scope
+	key   string
+	sign  signing.Request
+	mode  string
+	step  *pipeline.CompiledStep
+	fo    bool
+}
+
+func (d *Dispatcher) target(p *pipeline.Compiled, s *pipeline.CompiledStep, t *delivery.Task, ev *event.Event, retryCount int, failover bool) (*rendering, error) {
 	now := d.o.Now()
 	scope := d.Scope(p, t, ev, retryCount, now)
 	secrets := &Secrets{}
@@ -384,26 +413,30 @@ func (d *Dispatcher) Build(p *pipeline.Compiled, s *pipeline.CompiledStep, t *de
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &renderError{secrets.Redact(fmt.Sprintf("Render error: the URL %q is not a valid http(s) URL", rawURL))}
 	}
-	req := &Request{Method: s.Method, URL: rawURL, Host: hostKey(u), Header: http.Header{}, Timeout: s.Timeout, Secrets: secrets}
-	for k, h := range s.Headers {
-		req.Header.Set(k, h.Render(scope))
+	return &rendering{
+		Request: &Request{Method: s.Method, URL: rawURL, Host: hostKey(u), Header: http.Header{}, Timeout: s.Timeout, Secrets: secrets},
+		scope:   scope, key: key, mode: s.SignatureMode, step: s, fo: failover,
+		sign: signing.Request{DeliveryID: t.DeliveryID, PipelineID: p.ID, TriggerType: ev.TriggerType, TriggerID: ev.TriggerID, RetryCount: retryCount, Now: now},
+	}, nil
+}
+
+// complete renders the headers and body and signs the request.
+func (r *rendering) complete() error {
+	for k, h := range r.step.Headers {
+		r.Header.Set(k, h.Render(r.scope))
 	}
-	if s.Method != http.MethodGet && s.Method != http.MethodDelete {
-		req.Body = s.Body.Render(scope)
+	if r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		r.Body = r.step.Body.Render(r.scope)
 	}
-	err = signing.Apply(req.Header, s.SignatureMode, key, signing.Request{
-		Body: req.Body, DeliveryID: t.DeliveryID, PipelineID: p.ID,
-		TriggerType: ev.TriggerType, TriggerID: ev.TriggerID,
-		RetryCount: retryCount, Now: now,
-	})
-	if err != nil {
-		return nil, &renderError{secrets.Redact("Signing error: " + err.Error())}
+	r.sign.Body = r.Body
+	if err := signing.Apply(r.Header, r.mode, r.key, r.sign); err != nil {
+		return &renderError{r.Secrets.Redact("Signing error: " + err.Error())}
 	}
-	if failover {
-		req.Header.Set(signing.HeaderFailover, "true")
+	if r.fo {
+		r.Header.Set(signing.HeaderFailover, "true")
 	}
-	req.Header.Set("User-Agent", "webhookd/1 (+AffTok webhooks)")
-	return req, nil
+	r.Header.Set("User-Agent", "webhookd/1 (+AffTok webhooks)")
+	return nil
 }
 
 // hostKey is a URL's host:port (default port by scheme), lowercased: the key

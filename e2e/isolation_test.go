@@ -150,12 +150,15 @@ func TestNoisyNeighbourDoesNotStallAHealthyPipeline(t *testing.T) {
 	hanging := newHangingReceiver(t)
 	in.CreatePipeline(t, `{"name":"healthy","trigger_type":"conversion_approved","steps":[{"order":1,"url":"`+healthy.URL+`/ok",
 	  "body_template":{"id":"{{conversion.id}}","sent":"{{conversion.sent}}"}}]}`)
-	const n, rate = 600, 200.0
+	const n, rate, burst = 600, 200.0, 3000
 	aloneRate, aloneP50, aloneP99 := healthy.phase(t, "noisy.events", "alone", n, rate)
+	aloneBurst, _, _ := healthy.phase(t, "noisy.events", "alone-burst", burst, 1e9) // as fast as the producer goes: capacity
 
 	in.CreatePipeline(t, `{"name":"hanging","trigger_type":"conversion_approved","steps":[{"order":1,"url":"`+hanging.URL+`/hang",
 	  "timeout_seconds":30,"retry_policy":{"max_attempts":1}}]}`)
 	withRate, withP50, withP99 := healthy.phase(t, "noisy.events", "neighbour", n, rate)
+	withBurst, _, _ := healthy.phase(t, "noisy.events", "neighbour-burst", burst, 1e9)
+	t.Logf("capacity (%d events at once): alone %.0f/s, beside the hanging endpoint %.0f/s (ratio %.2f)", burst, aloneBurst, withBurst, withBurst/aloneBurst)
 
 	t.Logf("healthy pipeline, %d events at %.0f/s: alone %.0f/s p50 %v p99 %v; beside a hanging endpoint %.0f/s (ratio %.2f) p50 %v p99 %v; the hanging host held %d requests at most (%d made)",
 		n, rate, aloneRate, aloneP50.Round(time.Millisecond), aloneP99.Round(time.Millisecond), withRate, withRate/aloneRate,
