@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,24 @@ func TestAdminAcceptsTheTokenOrAValidJWTOnly(t *testing.T) {
 		}
 		if resp.StatusCode != c.want {
 			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+	}
+}
+
+// Every route but the health probes needs the token, the profiler included.
+func TestEveryRouteButHealthNeedsTheToken(t *testing.T) {
+	s := New(Options{Token: "static-token-0123456789", Registry: emptyRegistry{}})
+	for _, r := range s.Test().GetRoutes(true) {
+		if r.Method == "HEAD" || r.Path == "/healthz" || r.Path == "/readyz" {
+			continue
+		}
+		path := strings.NewReplacer(":id", "x", "*", "heap").Replace(r.Path)
+		resp, err := s.Test().Test(httptest.NewRequest(r.Method, path, nil), 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 401 {
+			t.Errorf("%s %s without a token: %d", r.Method, path, resp.StatusCode)
 		}
 	}
 }
