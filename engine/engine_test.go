@@ -7,20 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 
-	"github.com/afftok/webhookd/bus"
-	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/bus/bustest"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/event"
@@ -48,81 +44,22 @@ type pipes map[string]*pipeline.Compiled
 func (p pipes) Get(id string) (*pipeline.Compiled, bool) { c, ok := p[id]; return c, ok }
 func (p pipes) Deleted(string) bool                      { return false }
 
-// env is a kfake broker with webhookd's topics; maxBytes sets
-// max.message.bytes per topic (0: the broker default).
-type env struct {
-	cl      *kgo.Client
-	cluster *kfake.Cluster
-	topics  bus.Topics
-	addrs   []string
-}
+// env is a kfake broker with webhookd's topics (tiers 1s, 5s, 30s).
+type env struct{ *bustest.Env }
 
 func newEnv(t *testing.T, maxBytes map[string]int, opts ...kgo.Opt) *env {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := config.Defaults(config.ModeServe)
-	cfg.RetryTiers = "1s,5s,30s"
-	topics, err := bus.NewTopics(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Produce v9 names topics (v13 identifies them by id), which the fault
 	// injection (refuse) reads.
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordDeliveryTimeout(10 * time.Second),
-		kgo.ProducerBatchMaxBytes(4 << 20), kgo.MaxVersions(kversion.V3_6_0())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	specs := topics.Specs(1, true)
-	for i := range specs {
-		if n := maxBytes[specs[i].Name]; n > 0 {
-			v := strconv.Itoa(n)
-			specs[i].Configs["max.message.bytes"] = &v
-		}
-	}
-	if err := bus.Ensure(context.Background(), kadm.NewClient(cl), specs, 1, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
-	return &env{cl: cl, cluster: c, topics: topics, addrs: c.ListenAddrs()}
+	opts = append([]kgo.Opt{kgo.RecordDeliveryTimeout(10 * time.Second), kgo.MaxVersions(kversion.V3_6_0())}, opts...)
+	return &env{bustest.Start(t, "1s,5s,30s", maxBytes, opts...)}
 }
 
-// read returns every record on topic so far (bounded by the end offsets).
-func (e *env) read(t *testing.T, topic string) []*kgo.Record {
-	t.Helper()
-	ends, err := kadm.NewClient(e.cl).ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, _ := ends.Lookup(topic, 0)
-	if end.Offset == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addrs...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []*kgo.Record
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for int64(len(out)) < end.Offset {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %s: %d of %d records", topic, len(out), end.Offset)
-		}
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
-	}
-	return out
-}
+func (e *env) read(t *testing.T, topic string) []*kgo.Record { return e.Read(t, topic) }
 
 func (e *env) engine(decs ...delivery.Decision) *Engine {
 	p := &pipeline.Compiled{Pipeline: &pipeline.Pipeline{ID: "pipe_1", Name: "P"}}
-	return &Engine{Pipes: pipes{"pipe_1": p}, Steps: &script{decs: decs}, Topics: e.topics, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &Engine{Pipes: pipes{"pipe_1": p}, Steps: &script{decs: decs}, Topics: e.Topics, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func task(t *testing.T, raw string) *delivery.Task {
@@ -195,24 +132,24 @@ func TestApplyWritesTheRecordsOfEachDecision(t *testing.T) {
 					c.decs[i].Continue = tk.Clone()
 				}
 			}
-			if err := e.engine(c.decs...).Run(context.Background(), e.cl, tk); err != nil {
+			if err := e.engine(c.decs...).Run(context.Background(), e.Client, tk); err != nil {
 				t.Fatal(err)
 			}
-			if got := kinds(t, e.read(t, e.topics.Executions)); strings.Join(got, ",") != strings.Join(c.execs, ",") {
+			if got := kinds(t, e.read(t, e.Topics.Executions)); strings.Join(got, ",") != strings.Join(c.execs, ",") {
 				t.Fatalf("executions %v, want %v", got, c.execs)
 			}
 			tiers := 0
-			for _, tier := range e.topics.Tiers {
+			for _, tier := range e.Topics.Tiers {
 				recs := e.read(t, tier.Topic)
 				tiers += len(recs)
 				if len(recs) > 0 && tier.Topic != c.tierTopic {
 					t.Fatalf("task on %s, want %s", tier.Topic, c.tierTopic)
 				}
 			}
-			if tiers != c.tier || len(e.read(t, e.topics.Failover)) != c.fo {
-				t.Fatalf("%d tier tasks, %d failover tasks", tiers, len(e.read(t, e.topics.Failover)))
+			if tiers != c.tier || len(e.read(t, e.Topics.Failover)) != c.fo {
+				t.Fatalf("%d tier tasks, %d failover tasks", tiers, len(e.read(t, e.Topics.Failover)))
 			}
-			dead := e.read(t, e.topics.DLQ)
+			dead := e.read(t, e.Topics.DLQ)
 			if (c.dead == "") != (len(dead) == 0) {
 				t.Fatalf("%d DLQ records, want reason %q", len(dead), c.dead)
 			}
@@ -234,11 +171,11 @@ func TestATaskTooLargeForTheBrokerGoesToTheDLQ(t *testing.T) {
 	big := `{"id":"evt_big","type":"click.tracked","data":{"id":"clk_big","ua":"` + noise(10000) + `"}}`
 	tk := task(t, big)
 	err := e.engine(delivery.Decision{Verdict: delivery.Retry, At: time.Now().Add(time.Second), Attempt: &delivery.Attempt{Kind: delivery.KindAttempt, Status: "failed"}}).
-		Run(context.Background(), e.cl, tk)
+		Run(context.Background(), e.Client, tk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := e.read(t, e.topics.DLQ)
+	dead := e.read(t, e.Topics.DLQ)
 	if len(dead) != 1 {
 		t.Fatalf("%d DLQ records", len(dead))
 	}
@@ -247,7 +184,7 @@ func TestATaskTooLargeForTheBrokerGoesToTheDLQ(t *testing.T) {
 	if r.Reason != delivery.ReasonTooLarge || !strings.Contains(r.Error, "MESSAGE_TOO_LARGE") || r.Task == nil || r.Task.Source.Offset != 42 {
 		t.Fatalf("DLQ record %.400s", dead[0].Value)
 	}
-	if got := kinds(t, e.read(t, e.topics.Executions)); got[len(got)-1] != "execution:failed" {
+	if got := kinds(t, e.read(t, e.Topics.Executions)); got[len(got)-1] != "execution:failed" {
 		t.Fatalf("executions %v", got)
 	}
 }
@@ -257,11 +194,11 @@ func TestADLQItemTooLargeIsWrittenReduced(t *testing.T) {
 	e := newEnv(t, map[string]int{"webhooks.dlq": 8192})
 	big := `{"id":"evt_big","type":"click.tracked","data":{"id":"clk_big","ua":"` + noise(20000) + `"}}`
 	err := e.engine(delivery.Decision{Verdict: delivery.Dead, Reason: delivery.ReasonExhausted, Error: "HTTP 500", Attempts: 6, Status: delivery.ExecFailed}).
-		Run(context.Background(), e.cl, task(t, big))
+		Run(context.Background(), e.Client, task(t, big))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := e.read(t, e.topics.DLQ)
+	dead := e.read(t, e.Topics.DLQ)
 	var r dlq.Record
 	_ = json.Unmarshal(dead[0].Value, &r)
 	if len(dead) != 1 || !r.PayloadTruncated || r.Task.Event != nil || r.Task.Source.Offset != 42 || r.Reason != delivery.ReasonExhausted ||
@@ -275,10 +212,10 @@ func TestADLQItemTooLargeIsWrittenReduced(t *testing.T) {
 func TestAnUnreadableRecordOfAMegabyteReachesTheDLQReduced(t *testing.T) {
 	e := newEnv(t, nil)
 	rec := &kgo.Record{Topic: "afftok.clicks", Partition: 2, Offset: 7, Value: []byte("\x00" + noise(1200000))}
-	if err := e.engine().Unreadable(context.Background(), e.cl, rec, delivery.ReasonInvalidEvent, errors.New("invalid event: too big")); err != nil {
+	if err := e.engine().Unreadable(context.Background(), e.Client, rec, delivery.ReasonInvalidEvent, errors.New("invalid event: too big")); err != nil {
 		t.Fatal(err)
 	}
-	dead := e.read(t, e.topics.DLQ)
+	dead := e.read(t, e.Topics.DLQ)
 	var r dlq.Record
 	_ = json.Unmarshal(dead[0].Value, &r)
 	if len(dead) != 1 || !r.PayloadTruncated || r.Source == nil || r.Source.Value != nil || r.Source.Offset != 7 || r.Source.Partition != 2 || r.Reason != delivery.ReasonInvalidEvent {
@@ -291,7 +228,7 @@ func TestAnUnreadableRecordOfAMegabyteReachesTheDLQReduced(t *testing.T) {
 func TestADLQThatRefusesEverythingIsFatal(t *testing.T) {
 	e := newEnv(t, map[string]int{"webhooks.dlq": 600})
 	err := e.engine(delivery.Decision{Verdict: delivery.Dead, Reason: delivery.ReasonExhausted, Error: strings.Repeat("e", 2000), Status: delivery.ExecFailed}).
-		Run(context.Background(), e.cl, task(t, smallEvent))
+		Run(context.Background(), e.Client, task(t, smallEvent))
 	var fe *FatalError
 	if !errors.As(err, &fe) {
 		t.Fatalf("err = %v", err)
@@ -302,8 +239,8 @@ func TestADLQThatRefusesEverythingIsFatal(t *testing.T) {
 func TestAbortProducesNothing(t *testing.T) {
 	e := newEnv(t, nil)
 	err := e.engine(delivery.Decision{Verdict: delivery.Next, Attempt: &delivery.Attempt{Kind: delivery.KindAttempt}}, delivery.Decision{Verdict: delivery.Abort}).
-		Run(context.Background(), e.cl, task(t, smallEvent))
-	if !errors.Is(err, ErrAborted) || len(e.read(t, e.topics.Executions)) != 0 {
+		Run(context.Background(), e.Client, task(t, smallEvent))
+	if !errors.Is(err, ErrAborted) || len(e.read(t, e.Topics.Executions)) != 0 {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -314,7 +251,7 @@ func TestHopPlacesTheTaskOnTheTierForTheRemainder(t *testing.T) {
 	tk := task(t, smallEvent)
 	tk.Attempt = 3
 	tk.NotBefore = time.Now().Add(7 * time.Second)
-	if err := e.engine().Hop(context.Background(), e.cl, tk); err != nil {
+	if err := e.engine().Hop(context.Background(), e.Client, tk); err != nil {
 		t.Fatal(err)
 	}
 	recs := e.read(t, "webhooks.retry.5s")
@@ -331,7 +268,7 @@ func TestHopPlacesTheTaskOnTheTierForTheRemainder(t *testing.T) {
 // fail() says so; records for other topics in the same request are told to
 // retry (they are sent again and written).
 func (e *env) refuse(topic string, code int16, fail func() bool) {
-	e.cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+	e.Cluster.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		req := kreq.(*kmsg.ProduceRequest)
 		hit := false
 		for _, t := range req.Topics {
@@ -340,7 +277,7 @@ func (e *env) refuse(topic string, code int16, fail func() bool) {
 		if !hit || !fail() {
 			return nil, nil, false
 		}
-		e.cluster.KeepControl()
+		e.Cluster.KeepControl()
 		resp := req.ResponseKind().(*kmsg.ProduceResponse)
 		for _, t := range req.Topics {
 			rt := kmsg.NewProduceResponseTopic()
@@ -367,10 +304,10 @@ func TestATaskKafkaRefusesForGoodGoesToTheDLQ(t *testing.T) {
 	e := newEnv(t, nil)
 	e.refuse("webhooks.retry.30s", kerr.PolicyViolation.Code, func() bool { return true })
 	dec := retryDec
-	if err := e.engine(dec).Run(context.Background(), e.cl, task(t, smallEvent)); err != nil {
+	if err := e.engine(dec).Run(context.Background(), e.Client, task(t, smallEvent)); err != nil {
 		t.Fatal(err)
 	}
-	dead := e.read(t, e.topics.DLQ)
+	dead := e.read(t, e.Topics.DLQ)
 	var r dlq.Record
 	if len(dead) != 1 || json.Unmarshal(dead[0].Value, &r) != nil || r.Reason != delivery.ReasonProduceFailed || !strings.Contains(r.Error, "POLICY_VIOLATION") {
 		t.Fatalf("%d DLQ records: %+v", len(dead), r)
@@ -390,7 +327,7 @@ func TestTransientRefusalsAreBounded(t *testing.T) {
 			e := newEnv(t, nil, kgo.RecordDeliveryTimeout(time.Second))
 			until := time.Now().Add(c.lasts)
 			e.refuse("webhooks.retry.30s", kerr.NotEnoughReplicas.Code, func() bool { return time.Now().Before(until) })
-			err := e.engine(retryDec).Run(context.Background(), e.cl, task(t, smallEvent))
+			err := e.engine(retryDec).Run(context.Background(), e.Client, task(t, smallEvent))
 			var fe *FatalError
 			if c.fatal != errors.As(err, &fe) {
 				t.Fatalf("err = %v", err)
