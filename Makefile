@@ -4,7 +4,7 @@ CHDB_LIB     := $(CURDIR)/.cache/chdb/$(CHDB_VERSION)/libchdb.so
 GO           ?= go
 export WEBHOOKD_CHDB_LIBRARY ?= $(CHDB_LIB)
 
-.PHONY: run test build chdb deps test-tools fuzz bench lint clean
+.PHONY: run test build chdb deps test-tools fuzz bench bench-go lint clean
 
 ## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
 run: build chdb
@@ -40,8 +40,16 @@ fuzz:
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzDecodeTask -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzRedact -fuzztime $(FUZZTIME)
 
-## bench: end-to-end and hot-path benchmarks (ratios against a bare HTTP client in the same run).
-bench: chdb
+## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
+## against a bare HTTP client in the same run; prints a table and writes bench-results.json.
+## BENCHFLAGS: e.g. -events 50000 -backlog 100000 for a shorter run.
+BENCHFLAGS ?=
+bench: build chdb
+	$(GO) build -o bin/ ./cmd/devkafka ./cmd/bench
+	./bin/bench run -bin bin -out bench-results.json $(BENCHFLAGS)
+
+## bench-go: the Go micro-benchmarks (render, sign, encode).
+bench-go: chdb
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

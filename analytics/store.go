@@ -143,6 +143,28 @@ func (s *Store) InsertAttempts(ctx context.Context, as []delivery.Attempt) error
 	return s.b.insert(ctx, s.t("attempts"), attemptCols, rows)
 }
 
+// jsonInserter is a backend that takes rows as JSON objects (chDB).
+type jsonInserter interface {
+	insertJSON(ctx context.Context, table string, rows [][]byte) error
+}
+
+// TakesRecords reports whether InsertRecords is available: the backend
+// reads the executions topic's records as they are.
+func (s *Store) TakesRecords() bool {
+	_, ok := s.b.(jsonInserter)
+	return ok
+}
+
+// InsertRecords writes attempt or execution records (JSON, as produced to
+// the executions topic) into table "attempts" or "executions" in one insert.
+func (s *Store) InsertRecords(ctx context.Context, table string, recs [][]byte) error {
+	ji, ok := s.b.(jsonInserter)
+	if !ok {
+		return fmt.Errorf("the %s backend takes typed rows only", s.kind)
+	}
+	return ji.insertJSON(ctx, s.t(table), recs)
+}
+
 // InsertExecutions writes execution state rows in one insert.
 func (s *Store) InsertExecutions(ctx context.Context, es []delivery.Execution) error {
 	rows := make([][]any, len(es))

@@ -145,3 +145,57 @@ func TestStoreOptionsRejectNonIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+// The executions topic's records, inserted as they are (chDB), read back
+// exactly like typed rows: times, an absent completed_at, unknown fields
+// skipped, replays idempotent.
+func TestRecordsInsertAsTheyAre(t *testing.T) {
+	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "recs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.TakesRecords() {
+		t.Fatal("chDB should take records as they are")
+	}
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 123456789, time.UTC)
+	enc := func(v any) []byte { b, _ := json.Marshal(v); return b }
+	att := enc(delivery.Attempt{V: 1, Kind: delivery.KindAttempt, AttemptID: "att_1", ExecutionID: "exec_r", DeliveryID: "wh_del_r", PipelineID: "pipe_r",
+		PipelineName: `P "q" 'x'`, TriggerType: "click", TriggerID: "clk_r", StepID: "step_1", StepName: "S", StepOrder: 1, Status: "success",
+		HTTPStatus: 200, LatencyMS: 42, ResponseBody: "ok\n\u2713", StartedAt: t0})
+	retrying := enc(delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "exec_r", DeliveryID: "wh_del_r", PipelineID: "pipe_r",
+		PipelineName: "P", TriggerType: "click", TriggerID: "clk_r", Status: "retrying", StartedAt: t0, Seq: 1})
+	if strings.Contains(string(retrying), "completed_at") {
+		t.Fatalf("a retrying execution carries completed_at: %s", retrying)
+	}
+	for range 2 { // a replay
+		if err := s.InsertRecords(ctx, "attempts", [][]byte{att}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertRecords(ctx, "executions", [][]byte{retrying}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{PipelineID: "pipe_r"})
+	if err != nil || total != 1 || len(logs) != 1 {
+		t.Fatalf("%d logs (%d), %v", len(logs), total, err)
+	}
+	l := logs[0]
+	if l.Status != "retrying" || l.CompletedAt != nil || !l.StartedAt.Equal(t0.Truncate(time.Millisecond)) || len(l.Steps) != 1 ||
+		l.Steps[0].ResponseBody != "ok\n\u2713" || l.Steps[0].LatencyMS != 42 || l.Steps[0].Attempts != 1 {
+		t.Fatalf("%+v", l)
+	}
+	final := enc(delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "exec_r", DeliveryID: "wh_del_r", PipelineID: "pipe_r",
+		PipelineName: "P", TriggerType: "click", TriggerID: "clk_r", Status: "completed", StartedAt: t0, CompletedAt: t0.Add(time.Second), Seq: 2})
+	if err := s.InsertRecords(ctx, "executions", [][]byte{final}); err != nil {
+		t.Fatal(err)
+	}
+	logs, _, _ = s.RecentExecutions(ctx, ExecutionFilter{PipelineID: "pipe_r"})
+	if logs[0].Status != "completed" || logs[0].CompletedAt == nil || logs[0].DurationMS != 1000 {
+		t.Fatalf("%+v", logs[0])
+	}
+}

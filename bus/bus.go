@@ -178,7 +178,17 @@ func Ensure(ctx context.Context, adm *kadm.Client, specs []Spec, replication int
 
 // ClientOpts turns settings into franz-go options shared by every client.
 func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{kgo.SeedBrokers(config.SplitList(cfg.KafkaBrokers)...), kgo.RecordDeliveryTimeout(ProduceTimeout)}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(config.SplitList(cfg.KafkaBrokers)...),
+		kgo.RecordDeliveryTimeout(ProduceTimeout),
+		// A millisecond's linger gathers the records concurrent deliveries
+		// produce into fewer, larger batches (fewer requests for the broker
+		// to handle) for a millisecond of latency.
+		kgo.ProducerLinger(time.Millisecond),
+		// Bounded fetch buffers: a backlog is read as fast as it is worked
+		// off, not held in memory (each consumer group has a client).
+		kgo.FetchMaxBytes(8 << 20),
+	}
 	switch cfg.KafkaSASLMechanism {
 	case "PLAIN":
 		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.KafkaUser, Pass: cfg.KafkaPassword}.AsMechanism()))

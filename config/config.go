@@ -79,7 +79,7 @@ type Config struct {
 	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Days execution logs are kept."`
 	ChDBLibrary        string `env:"WEBHOOKD_CHDB_LIBRARY" help:"Dev mode: path to libchdb.so (default: the repo's .cache, then the system)."`
 
-	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Rows per ClickHouse insert."`
+	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Records per ClickHouse insert (at most; a batch also ends after the flush interval). Larger batches make fewer parts for ClickHouse to merge."`
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
 
 	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
@@ -113,7 +113,7 @@ func Defaults(mode Mode) Config {
 		LogBodyLimit:           4 << 10,
 		ClickHouseDatabase:     "webhookd",
 		ClickHouseTTLDays:      30,
-		AnalyticsBatchSize:     1000,
+		AnalyticsBatchSize:     10000,
 		AnalyticsFlushInterval: time.Second,
 		ShutdownGrace:          30 * time.Second,
 	}

@@ -123,7 +123,7 @@ type Execution struct {
 	EventID      string    `json:"event_id"`
 	Status       string    `json:"status"`
 	StartedAt    time.Time `json:"started_at"`
-	CompletedAt  time.Time `json:"completed_at"` // zero while not final
+	CompletedAt  time.Time `json:"completed_at,omitzero"` // absent while not final
 	// Seq orders state changes of one execution; the highest wins.
 	Seq int64 `json:"seq"`
 }

@@ -326,25 +326,27 @@ type renderError struct{ msg string }
 func (e *renderError) Error() string { return e.msg }
 
 // Scope builds the template variables of one attempt. Timestamp, nonce and
-// uuid are fresh per attempt; everything else is stable across retries.
+// uuid are fresh per attempt (the random ones made only for a pipeline whose
+// templates read them); everything else is stable across retries.
 func (d *Dispatcher) Scope(p *pipeline.Compiled, t *delivery.Task, ev *event.Event, retryCount int, now time.Time) *template.Scope {
-	var nonce [12]byte
-	_, _ = rand.Read(nonce[:])
-	return &template.Scope{
-		System: map[string]any{
-			"trigger_type": ev.TriggerType, "trigger_id": ev.TriggerID, "event_id": ev.ID,
-			"event_type": ev.Type, "event_timestamp": ev.Timestamp,
-			"pipeline_id": p.ID, "pipeline_name": p.Name,
-			"delivery_id": t.DeliveryID, "execution_id": t.ExecutionID,
-			"timestamp": now.UTC().Format(time.RFC3339), "timestamp_unix": json.Number(strconv.FormatInt(now.Unix(), 10)),
-			"uuid": uuid.NewString(), "nonce": hex.EncodeToString(nonce[:]),
-			"retry_count": json.Number(strconv.Itoa(retryCount)),
-		},
-		Objects: ev.Objects,
-		Data:    ev.Data,
-		Env:     d.o.Env.Lookup,
-		Steps:   stepAliases(p, t.Steps),
+	sys := map[string]any{
+		"trigger_type": ev.TriggerType, "trigger_id": ev.TriggerID, "event_id": ev.ID,
+		"event_type": ev.Type, "event_timestamp": ev.Timestamp,
+		"pipeline_id": p.ID, "pipeline_name": p.Name,
+		"delivery_id": t.DeliveryID, "execution_id": t.ExecutionID,
+		"timestamp": now.UTC().Format(time.RFC3339), "timestamp_unix": json.Number(strconv.FormatInt(now.Unix(), 10)),
+		"retry_count": json.Number(strconv.Itoa(retryCount)),
 	}
+	if p.UsesRandom {
+		var nonce [12]byte
+		_, _ = rand.Read(nonce[:])
+		sys["uuid"], sys["nonce"] = uuid.NewString(), hex.EncodeToString(nonce[:])
+	}
+	var steps map[string]any
+	if p.UsesSteps {
+		steps = stepAliases(p, t.Steps)
+	}
+	return &template.Scope{System: sys, Objects: ev.Objects, Data: ev.Data, Env: d.o.Env.Lookup, Steps: steps}
 }
 
 // stepAliases makes earlier results reachable by step name as well as order.

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/afftok/webhookd/template"
 )
@@ -31,20 +32,50 @@ func (s *Secrets) Add(v string) {
 	if len(v) < minSecretLen {
 		return
 	}
-	// How a value can appear: as is, escaped for a URL's query or path, as a
-	// header value, and each of those inside a JSON string (with and
-	// without HTML escaping: templates do not escape <, > and &, an echoing
-	// receiver may).
-	for _, b := range []string{v, url.QueryEscape(v), url.PathEscape(v), template.SanitizeHeaderValue(v)} {
-		for _, f := range []string{b, jsonInner(b, false), jsonInner(b, true)} {
-			f = asciiLower(f)
-			if !containsString(s.forms, f) {
-				s.forms = append(s.forms, f)
-			}
+	for _, f := range formsOf(v) {
+		if !containsString(s.forms, f) {
+			s.forms = append(s.forms, f)
 		}
 	}
 	// Longest first: a secret that contains another is replaced whole.
 	slices.SortStableFunc(s.forms, func(a, b string) int { return len(b) - len(a) })
+}
+
+// formsCache keeps each secret's forms: the same env values and signing
+// keys come back with every delivery. It is bounded; when full it starts
+// over (the forms are cheap to make again).
+var formsCache struct {
+	sync.Mutex
+	m map[string][]string
+}
+
+const formsCacheSize = 4096
+
+// formsOf is how a value can appear, lowercased: as is, escaped for a URL's
+// query or path, as a header value, and each of those inside a JSON string
+// (with and without HTML escaping: templates do not escape <, > and &, an
+// echoing receiver may).
+func formsOf(v string) []string {
+	formsCache.Lock()
+	f, ok := formsCache.m[v]
+	formsCache.Unlock()
+	if ok {
+		return f
+	}
+	for _, b := range []string{v, url.QueryEscape(v), url.PathEscape(v), template.SanitizeHeaderValue(v)} {
+		for _, x := range []string{b, jsonInner(b, false), jsonInner(b, true)} {
+			if x = asciiLower(x); !containsString(f, x) {
+				f = append(f, x)
+			}
+		}
+	}
+	formsCache.Lock()
+	if formsCache.m == nil || len(formsCache.m) >= formsCacheSize {
+		formsCache.m = map[string][]string{}
+	}
+	formsCache.m[v] = f
+	formsCache.Unlock()
+	return f
 }
 
 // Redact returns text with every secret replaced by [redacted].

@@ -19,6 +19,9 @@ type Compiled struct {
 	// UsesSteps: some template reads earlier steps' results, so they must
 	// be kept (and carried by retry tasks); otherwise that work is skipped.
 	UsesSteps bool
+	// UsesRandom: some template reads {{uuid}} or {{nonce}}, made fresh for
+	// every attempt only then.
+	UsesRandom bool
 }
 
 // CompiledStep is one step ready to render.
@@ -68,8 +71,13 @@ func Compile(p *Pipeline) (*Compiled, error) {
 		for _, h := range cs.Headers {
 			phs = append(phs, h.Placeholders()...)
 		}
+		phs = append(phs, cs.SigningKey.Placeholders()...)
+		if c.Failover != nil {
+			phs = append(phs, c.Failover.Placeholders()...)
+		}
 		for _, ph := range phs {
 			c.UsesSteps = c.UsesSteps || ph.Root() == "steps"
+			c.UsesRandom = c.UsesRandom || ph.Root() == "uuid" || ph.Root() == "nonce"
 		}
 		c.Steps = append(c.Steps, cs)
 	}

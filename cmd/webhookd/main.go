@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -50,6 +51,17 @@ func run(args []string) error {
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	// Deliveries allocate briskly and keep little: collecting at twice the
+	// live heap instead of the default's equal costs a little memory and
+	// saves much CPU (make bench). GOGC, when set, wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
+	// A soft ceiling on the Go heap keeps that trade within bounds: near it
+	// the collector works harder rather than growing. GOMEMLIMIT wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(256 << 20)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,644 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type options struct {
+	bin, out, dir    string
+	events, events10 int
+	backlog, bareN   int
+	halfSeconds      int
+	keep             bool
+	profile          string
+	set              setFlags
+}
+
+// setFlags are WEBHOOKD_* settings given to webhookd (-set K=V, repeated).
+type setFlags []string
+
+func (s *setFlags) String() string     { return strings.Join(*s, " ") }
+func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
+
+func runBench(args []string) error {
+	var o options
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	self, _ := os.Executable()
+	fs.StringVar(&o.bin, "bin", filepath.Dir(self), "directory holding webhookd and devkafka")
+	fs.StringVar(&o.out, "out", "bench-results.json", "where to write the results")
+	fs.StringVar(&o.dir, "dir", "", "working directory for data and logs (default: a temporary one)")
+	fs.IntVar(&o.events, "events", 200000, "events for the one-pipeline peak phase")
+	fs.IntVar(&o.events10, "events10", 30000, "events for the ten-pipeline peak phase (ten deliveries each)")
+	fs.IntVar(&o.backlog, "backlog", 1000000, "events in the backlog drained from cold")
+	fs.IntVar(&o.bareN, "bare", 200000, "requests of the bare client")
+	fs.IntVar(&o.halfSeconds, "half-seconds", 15, "length of each half-peak latency phase")
+	fs.BoolVar(&o.keep, "keep", false, "keep the working directory")
+	fs.StringVar(&o.profile, "profile", "", "write webhookd's CPU profile during the one-pipeline peak to this file")
+	fs.Var(&o.set, "set", "a WEBHOOKD_*=value setting for webhookd (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "webhookd-bench-")
+		if err != nil {
+			return err
+		}
+		o.dir = d
+		if !o.keep {
+			defer os.RemoveAll(d)
+		}
+	} else if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return err
+	}
+	b := &bench{o: o}
+	defer b.stopAll()
+	res, err := b.run()
+	if res != nil {
+		res.print(os.Stdout)
+		raw, _ := json.MarshalIndent(res, "", "  ")
+		if werr := os.WriteFile(o.out, append(raw, '\n'), 0o644); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err == nil && res.Missing > 0 {
+		err = fmt.Errorf("void run: %d deliveries missing", res.Missing)
+	}
+	return err
+}
+
+const token = "bench-token-0123456789abcdef"
+
+type bench struct {
+	o        options
+	kafka    *child
+	rcv      *child
+	wh       *child
+	brokers  string
+	rcvAddr  string
+	admin    string
+	producer *kgo.Client
+	seq      uint64 // next event sequence number
+	children []*child
+}
+
+// child is a process of the benchmark, its output in a log file.
+type child struct {
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+}
+
+func (b *bench) start(name string, env []string, bin string, args ...string) (*child, error) {
+	f, err := os.Create(filepath.Join(b.o.dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	c := &child{cmd: cmd, log: f, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	b.children = append(b.children, c)
+	return c, nil
+}
+
+// waitLine waits until the child's log has a line match accepts.
+func (c *child) waitLine(match func(string) (string, bool), within time.Duration) (string, error) {
+	deadline := time.Now().Add(within)
+	for {
+		f, err := os.Open(c.log.Name())
+		if err != nil {
+			return "", err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if v, ok := match(sc.Text()); ok {
+				f.Close()
+				return v, nil
+			}
+		}
+		f.Close()
+		select {
+		case <-c.done:
+			return "", fmt.Errorf("exited (see %s)", c.log.Name())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("not within %v (see %s)", within, c.log.Name())
+		}
+	}
+}
+
+func (c *child) stop() {
+	if c == nil {
+		return
+	}
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(60 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func (b *bench) stopAll() {
+	if b.producer != nil {
+		b.producer.Close()
+	}
+	for i := len(b.children) - 1; i >= 0; i-- {
+		b.children[i].stop()
+	}
+}
+
+// cpu is the child's user+system CPU so far (Linux /proc).
+func (c *child) cpu() time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// memKB reads a VmXXX field of the child's /proc status, in kB.
+func (c *child) memKB(field string) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func (b *bench) environ(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WEBHOOKD_") || strings.HasPrefix(kv, "WEBHOOKD_CHDB_LIBRARY=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func (b *bench) startWebhookd() error {
+	env := append([]string{"WEBHOOKD_KAFKA_BROKERS=" + b.brokers, "WEBHOOKD_DATA_DIR=" + filepath.Join(b.o.dir, "webhookd"),
+		"WEBHOOKD_ADMIN_ADDR=127.0.0.1:0", "WEBHOOKD_ADMIN_TOKEN=" + token, "WEBHOOKD_LOG_FORMAT=json", "WEBHOOKD_LOG_LEVEL=info"}, b.o.set...)
+	wh, err := b.start("webhookd", b.environ(env...), filepath.Join(b.o.bin, "webhookd"), "dev")
+	if err != nil {
+		return err
+	}
+	b.wh = wh
+	addr, err := wh.waitLine(func(l string) (string, bool) {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil || m["msg"] != "admin API listening" {
+			return "", false
+		}
+		a, ok := m["addr"].(string)
+		return a, ok
+	}, 3*time.Minute)
+	if err != nil {
+		return fmt.Errorf("webhookd: %w", err)
+	}
+	b.admin = addr
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("webhookd never became ready")
+		}
+	}
+}
+
+func (b *bench) api(method, path, body string) (int, map[string]any, error) {
+	req, _ := http.NewRequest(method, "http://"+b.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out, nil
+}
+
+// pipeline creates the benchmark's pipeline that delivers to /r/<idx>.
+func (b *bench) pipeline(idx int) (string, error) {
+	code, out, err := b.api("POST", "/api/admin/webhooks/pipelines", fmt.Sprintf(`{"name":"bench-%d","trigger_type":"click","steps":[{"order":1,
+	  "url":"http://%s/r/%d","signing_key":"bench-signing-key",
+	  "body_template":{"seq":"{{click.seq}}","sent":"{{click.sent}}","event":"{{trigger_type}}","country":"{{click.country}}","device":"{{click.device}}"}}]}`, idx, b.rcvAddr, idx))
+	if err != nil || code != 201 {
+		return "", fmt.Errorf("create pipeline: %d %v %v", code, out, err)
+	}
+	return out["data"].(map[string]any)["id"].(string), nil
+}
+
+func (b *bench) receiverStats(window bool) (receiverStats, error) {
+	u := "http://" + b.rcvAddr + "/stats"
+	if window {
+		u += "?window"
+	}
+	var st receiverStats
+	resp, err := http.Get(u)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (b *bench) window(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	resp, err := http.Post("http://"+b.rcvAddr+"/window?on="+v, "text/plain", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	return err
+}
+
+// produce sends n events open-loop at rate per second (0: as fast as the
+// producer goes), each with its send time; it returns the first sequence
+// number.
+func (b *bench) produce(n int, rate float64) (uint64, error) {
+	first := b.seq
+	errc := make(chan error, 1)
+	start := time.Now()
+	for i := range n {
+		if rate > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d) // open-loop pacing
+			}
+		}
+		seq := b.seq
+		b.seq++
+		v := fmt.Sprintf(`{"id":"b-%d","type":"click.tracked","data":{"id":"c%d","seq":%d,"sent":%d,"country":"US","device":"mobile"}}`, seq, seq, seq, time.Now().UnixNano())
+		b.producer.Produce(context.Background(), &kgo.Record{Topic: "afftok.clicks", Key: []byte(strconv.FormatUint(seq, 10)), Value: []byte(v)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := b.producer.Flush(context.Background()); err != nil {
+		return first, err
+	}
+	select {
+	case err := <-errc:
+		return first, fmt.Errorf("produce: %w", err)
+	default:
+	}
+	return first, nil
+}
+
+// sample is the delivered count and webhookd's CPU at a moment.
+type sample struct {
+	at        time.Time
+	delivered int64
+	cpu       time.Duration
+}
+
+// drain waits until the receiver has want more unique deliveries over
+// pipelines 0..k-1 than base (or nothing arrives for a minute), sampling as
+// it goes; it also calls each(sample) on every sample.
+func (b *bench) drain(base int64, want int64, k int, each func(sample)) ([]sample, int64, error) {
+	var samples []sample
+	last, lastChange := int64(-1), time.Now()
+	for {
+		st, err := b.receiverStats(false)
+		if err != nil {
+			return samples, 0, err
+		}
+		var got int64
+		for i := 0; i < k; i++ {
+			got += st.Unique[i]
+		}
+		got -= base
+		s := sample{at: time.Now(), delivered: got, cpu: b.wh.cpu()}
+		samples = append(samples, s)
+		if each != nil {
+			each(s)
+		}
+		if got >= want {
+			return samples, got, nil
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > time.Minute {
+			return samples, got, nil // the ledger says what is missing
+		}
+		time.Sleep(200 * time.Millisecond) // sampling interval
+	}
+}
+
+// steady is the rate and CPU per 1000 between 20 % and 80 % of want.
+func steady(samples []sample, want int64) (float64, float64) {
+	var a, z *sample
+	for i := range samples {
+		if a == nil && samples[i].delivered >= want/5 {
+			a = &samples[i]
+		}
+		if samples[i].delivered <= want*4/5 {
+			z = &samples[i]
+		}
+	}
+	if a == nil || z == nil || z.delivered <= a.delivered {
+		a, z = &samples[0], &samples[len(samples)-1]
+	}
+	d := float64(z.delivered - a.delivered)
+	if d <= 0 {
+		return 0, 0
+	}
+	return d / z.at.Sub(a.at).Seconds(), (z.cpu - a.cpu).Seconds() * 1000 / d
+}
+
+func (b *bench) uniqueTotal(k int) (int64, error) {
+	st, err := b.receiverStats(false)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for i := 0; i < k; i++ {
+		n += st.Unique[i]
+	}
+	return n, nil
+}
+
+// deadTotal is the DLQ's size as the API reports it.
+func (b *bench) deadTotal() int64 {
+	_, out, err := b.api("GET", "/api/admin/webhooks/logs/dlq?limit=1", "")
+	if err != nil || out == nil {
+		return 0
+	}
+	d, _ := out["data"].(map[string]any)
+	p, _ := d["pagination"].(map[string]any)
+	t, _ := p["total"].(float64)
+	return int64(t)
+}
+
+// peakPhase drives n events as fast as possible through k pipelines and
+// returns the steady-state deliveries/s and webhookd's CPU s per 1000.
+func (b *bench) peakPhase(name string, n, k int, res *results) (float64, float64, error) {
+	base, err := b.uniqueTotal(k)
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := b.produce(n, 0); err != nil {
+		return 0, 0, err
+	}
+	want := int64(n * k)
+	samples, got, err := b.drain(base, want, k, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	res.ledger(name, want, got)
+	rate, cpu := steady(samples, want)
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries, steady %.0f/s, %.3f CPU-s per 1000\n", name, got, rate, cpu)
+	return rate, cpu, nil
+}
+
+// halfPhase produces open-loop at eventsPerSecond for the configured time
+// and returns the p50/p99 event-to-delivery latency in ms.
+func (b *bench) halfPhase(name string, eventsPerSecond float64, k int, res *results) (float64, float64, error) {
+	base, err := b.uniqueTotal(k)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := b.window(true); err != nil {
+		return 0, 0, err
+	}
+	n := int(eventsPerSecond * float64(b.o.halfSeconds))
+	if _, err := b.produce(n, eventsPerSecond); err != nil {
+		return 0, 0, err
+	}
+	want := int64(n * k)
+	_, got, err := b.drain(base, want, k, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	res.ledger(name, want, got)
+	st, err := b.receiverStats(true)
+	if err != nil {
+		return 0, 0, err
+	}
+	_ = b.window(false)
+	p50, p99 := float64(st.P50us)/1000, float64(st.P99us)/1000
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries at %.0f events/s, latency p50 %.1f ms p99 %.1f ms (max %.1f ms)\n", name, got, eventsPerSecond, p50, p99, float64(st.MaxUs)/1000)
+	return p50, p99, nil
+}
+
+func (b *bench) run() (*results, error) {
+	res := &results{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Targets: map[string]bool{}}
+	var err error
+	// The broker, with a data directory like dev mode's.
+	if b.kafka, err = b.start("devkafka", os.Environ(), filepath.Join(b.o.bin, "devkafka"), "-addr", "127.0.0.1:0", "-data-dir", filepath.Join(b.o.dir, "kafka")); err != nil {
+		return nil, err
+	}
+	if b.brokers, err = b.kafka.waitLine(func(l string) (string, bool) { return strings.CutPrefix(l, "listening ") }, time.Minute); err != nil {
+		return nil, fmt.Errorf("devkafka: %w", err)
+	}
+	if b.rcv, err = b.start("receiver", os.Environ(), os.Args[0], "receiver", "-addr", "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	if b.rcvAddr, err = b.rcv.waitLine(func(l string) (string, bool) { return strings.CutPrefix(l, "listening ") }, time.Minute); err != nil {
+		return nil, fmt.Errorf("receiver: %w", err)
+	}
+
+	// The baseline: a bare client on the same receiver.
+	bare, err := b.start("bare", os.Environ(), os.Args[0], "bare", "-url", "http://"+b.rcvAddr+"/bare", "-n", strconv.Itoa(b.o.bareN), "-c", "64")
+	if err != nil {
+		return nil, err
+	}
+	<-bare.done
+	var out struct {
+		N       int
+		Seconds float64
+	}
+	raw, _ := os.ReadFile(bare.log.Name())
+	if err := json.Unmarshal(raw, &out); err != nil || !bare.cmd.ProcessState.Success() {
+		return nil, fmt.Errorf("bare client: %v %s", err, raw)
+	}
+	cpu := bare.cmd.ProcessState.UserTime() + bare.cmd.ProcessState.SystemTime()
+	res.Bare = bareResult{Rate: float64(out.N) / out.Seconds, CPUPer1000: cpu.Seconds() * 1000 / float64(out.N)}
+	fmt.Fprintf(os.Stderr, "bare client: %.0f requests/s, %.3f CPU-s per 1000\n", res.Bare.Rate, res.Bare.CPUPer1000)
+
+	if err := b.startWebhookd(); err != nil {
+		return res, err
+	}
+	if b.producer, err = kgo.NewClient(kgo.SeedBrokers(b.brokers), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20)); err != nil {
+		return res, err
+	}
+	var ids []string
+	id, err := b.pipeline(0)
+	if err != nil {
+		return res, err
+	}
+	ids = append(ids, id)
+	// A warm-up, so the peak is steady state.
+	if _, _, err := b.peakPhase("warm-up", 20000, 1, &results{}); err != nil {
+		return res, err
+	}
+
+	one := &res.One
+	profiled := make(chan struct{})
+	if b.o.profile != "" {
+		go func() { defer close(profiled); b.cpuProfile(b.o.profile, 8) }()
+	} else {
+		close(profiled)
+	}
+	if one.Rate, one.CPUPer1000, err = b.peakPhase("1 pipeline, peak", b.o.events, 1, res); err != nil {
+		return res, err
+	}
+	<-profiled
+	one.HalfPeakRate = one.Rate / 2
+	if one.P50Half, one.P99Half, err = b.halfPhase("1 pipeline, half peak", one.HalfPeakRate, 1, res); err != nil {
+		return res, err
+	}
+
+	for i := 1; i < 10; i++ {
+		id, err := b.pipeline(i)
+		if err != nil {
+			return res, err
+		}
+		ids = append(ids, id)
+	}
+	ten := &res.Ten
+	if ten.Rate, ten.CPUPer1000, err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res); err != nil {
+		return res, err
+	}
+	ten.HalfPeakRate = ten.Rate / 2
+	if ten.P50Half, ten.P99Half, err = b.halfPhase("10 pipelines, half peak", ten.HalfPeakRate/10, 10, res); err != nil {
+		return res, err
+	}
+	for _, id := range ids[1:] {
+		_, _, _ = b.api("DELETE", "/api/admin/webhooks/pipelines/"+id, "")
+	}
+
+	// The backlog: stopped, a million events arrive, started cold.
+	if b.o.backlog > 0 {
+		b.wh.stop()
+		base, err := b.uniqueTotal(1)
+		if err != nil {
+			return res, err
+		}
+		if _, err := b.produce(b.o.backlog, 0); err != nil {
+			return res, err
+		}
+		start := time.Now()
+		if err := b.startWebhookd(); err != nil {
+			return res, err
+		}
+		var heap, rss int64
+		heapProfiled := false
+		samples, got, err := b.drain(base, int64(b.o.backlog), 1, func(s sample) {
+			heap = max(heap, b.heapInuse())
+			rss = max(rss, b.wh.memKB("VmRSS")<<10)
+			if b.o.profile != "" && !heapProfiled && s.delivered > int64(b.o.backlog)/2 {
+				heapProfiled = true
+				b.fetchProfile(b.o.profile+".heap", "heap")
+			}
+		})
+		if err != nil {
+			return res, err
+		}
+		res.ledger("backlog", int64(b.o.backlog), got)
+		last := samples[len(samples)-1]
+		res.Backlog = backlogResult{Events: b.o.backlog, Seconds: last.at.Sub(start).Seconds(),
+			PeakRSSMB: float64(max(rss, b.wh.memKB("VmHWM")<<10)) / (1 << 20), PeakHeapMB: float64(heap) / (1 << 20)}
+		res.Backlog.Rate = float64(got) / res.Backlog.Seconds
+		fmt.Fprintf(os.Stderr, "backlog: %d events drained from cold in %.1f s (%.0f/s), peak RSS %.0f MB, peak heap %.0f MB\n",
+			got, res.Backlog.Seconds, res.Backlog.Rate, res.Backlog.PeakRSSMB, res.Backlog.PeakHeapMB)
+	}
+	res.Dead = b.deadTotal()
+	res.finish()
+	return res, nil
+}
+
+// cpuProfile writes webhookd's CPU profile over the next seconds to path.
+func (b *bench) cpuProfile(path string, seconds int) {
+	b.fetchProfile(path, fmt.Sprintf("profile?seconds=%d", seconds))
+}
+
+// fetchProfile writes one of webhookd's /debug/pprof profiles to path.
+func (b *bench) fetchProfile(path, which string) {
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/%s", b.admin, which), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+// heapInuse reads go_memstats_heap_inuse_bytes from webhookd's /metrics.
+func (b *bench) heapInuse() int64 {
+	req, _ := http.NewRequest("GET", "http://"+b.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int64(f)
+		}
+	}
+	return 0
+}
