@@ -4,7 +4,7 @@ CHDB_LIB     := $(CURDIR)/.cache/chdb/$(CHDB_VERSION)/libchdb.so
 GO           ?= go
 export WEBHOOKD_CHDB_LIBRARY ?= $(CHDB_LIB)
 
-.PHONY: run test build chdb deps test-tools fuzz bench bench-go lint clean
+.PHONY: run test test-reliability build chdb deps test-tools fuzz bench bench-go lint clean
 
 ## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
 run: build chdb
@@ -20,6 +20,12 @@ build: deps
 
 deps:
 	$(GO) mod download
+
+## test-reliability: crashes under load (3 SIGKILLs during 50,000 events × 2 pipelines), a rebalance
+## between replicas with a takeover, and the receiver fault matrix; a few minutes.
+test-reliability: deps chdb
+	$(GO) vet -tags reliability ./e2e
+	$(GO) test -race -count=1 -timeout 30m -tags reliability -run Reliability -v ./e2e
 
 ## chdb: fetch libchdb.so into .cache (once).
 chdb: $(CHDB_LIB)

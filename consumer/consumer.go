@@ -127,7 +127,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.AutoCommitMarks(),
 		// Marks are committed often: after a crash, everything finished
 		// since the last commit is delivered again.
-		kgo.AutoCommitInterval(250 * time.Millisecond),
+		kgo.AutoCommitInterval(100 * time.Millisecond),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -134,7 +135,7 @@ func classifyError(err error) (Class, string) {
 		return Transient, "Connection refused"
 	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostnameErr):
 		return Transient, "TLS error: " + describe(err)
-	case errors.As(err, &recordErr):
+	case errors.As(err, &recordErr), strings.Contains(describe(err), "server gave HTTP response to HTTPS client"):
 		return Transient, "TLS error: the server did not answer with TLS"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return Transient, "Connection reset"

@@ -1,0 +1,298 @@
+//go:build reliability
+
+// The reliability suite (make test-reliability): crashes under load,
+// rebalances between replicas, and every way a receiver can fail. Slower than
+// the rest, so apart from make test; .ci/run runs both.
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// pairReceiver counts 2xx answers per (pipeline path, event seq) and can fail
+// a delivery's first attempt.
+type pairReceiver struct {
+	*httptest.Server
+	mu        sync.Mutex
+	got       map[string]int // "/a:123" → 2xx answers
+	total     int
+	failFirst map[string]bool // paths whose first attempt gets a 500
+	changed   chan struct{}
+}
+
+func newPairReceiver(t *testing.T, failFirst ...string) *pairReceiver {
+	r := &pairReceiver{got: map[string]int{}, failFirst: map[string]bool{}, changed: make(chan struct{}, 1)}
+	for _, p := range failFirst {
+		r.failFirst[p] = true
+	}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if r.failFirst[req.URL.Path] && req.Header.Get("X-Afftok-Retry-Count") == "0" {
+			w.WriteHeader(500)
+			return
+		}
+		var b struct{ Seq json.Number }
+		_ = json.Unmarshal(body, &b)
+		r.mu.Lock()
+		r.got[req.URL.Path+":"+b.Seq.String()]++
+		r.total++
+		r.mu.Unlock()
+		select {
+		case r.changed <- struct{}{}:
+		default:
+		}
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// counts are the pairs delivered at least once and the extra deliveries.
+func (r *pairReceiver) counts() (pairs, dups int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got), r.total - len(r.got)
+}
+
+// waitPairs waits until n pairs are delivered.
+func (r *pairReceiver) waitPairs(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		if p, _ := r.counts(); p >= n {
+			return
+		}
+		select {
+		case <-r.changed:
+		case <-deadline:
+			p, _ := r.counts()
+			t.Fatalf("%d of %d pairs delivered after %v", p, n, within)
+		}
+	}
+}
+
+// produceSeq produces events seq from..to-1 on topic, spread over partitions
+// by key, all acknowledged.
+func produceSeq(t *testing.T, topic string, from, to int) {
+	t.Helper()
+	recs := make([]*kgo.Record, 0, to-from)
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)),
+			Value: []byte(fmt.Sprintf(`{"id":"evt_%d","type":"click.tracked","data":{"id":"c%d","seq":%d}}`, i, i, i))})
+	}
+	if err := producer.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const relPipelines = `{"name":"rel-%s","trigger_type":"click","steps":[{"order":1,"url":"%s/%s","body_template":{"seq":"{{click.seq}}"},
+  "retry_policy":{"max_attempts":5,"backoff_type":"fixed","initial_delay_seconds":5}}]}`
+
+// Three SIGKILLs of webhookd during 50,000 events × 2 pipelines (one of them
+// failing every delivery's first attempt, so retries are in flight at every
+// kill): every (event, pipeline) pair ends delivered, none lost; the
+// duplicates each crash causes are counted and bounded by what a crash can
+// leave undone.
+func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
+	const prefix, events, maxInFlight = "rel.", 50000, 256
+	in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "3", "WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1",
+		"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", "WEBHOOKD_MAX_IN_FLIGHT": strconv.Itoa(maxInFlight),
+		"WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "64", "WEBHOOKD_BREAKER_FAILURES": "0", "WEBHOOKD_LOG_LEVEL": "info",
+	}))
+	rcv := newPairReceiver(t, "/b")
+	in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
+	in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
+	produceSeq(t, prefix+"events", 0, events)
+
+	var perCrash []int
+	for _, at := range []int{events / 2, events, events * 3 / 2} { // 25 %, 50 %, 75 % of the pairs
+		rcv.waitPairs(t, at, 5*time.Minute)
+		_, before := rcv.counts()
+		in.Kill()
+		in.Start(t)
+		// What this crash caused: the duplicates once the work it left
+		// undone is redone (the next quarter is delivered).
+		rcv.waitPairs(t, min(at+events/2, 2*events), 5*time.Minute)
+		_, after := rcv.counts()
+		perCrash = append(perCrash, after-before)
+	}
+	rcv.waitPairs(t, 2*events, 5*time.Minute)
+	in.WaitCaughtUp(t)
+	pairs, dups := rcv.counts()
+	if code, out := in.API(t, "GET", "/api/admin/webhooks/logs/dlq?limit=1", nil); code != 200 || out["data"].(map[string]any)["pagination"].(map[string]any)["total"] != 0.0 {
+		t.Errorf("DLQ: %d %v", code, out)
+	}
+	t.Logf("%d events × 2 pipelines, 3 SIGKILLs: %d pairs delivered, none lost; %d duplicates in all, per crash %v", events, pairs, dups, perCrash)
+	// A crash can leave undone what was in flight and what finished since
+	// the last commit: per consumer group at most its in-flight limit
+	// (event dispatcher, retry tiers, failover: five groups here).
+	for i, d := range perCrash {
+		if d > 5*maxInFlight {
+			t.Errorf("crash %d caused %d duplicates, more than the in-flight limits allow (%d)", i+1, d, 5*maxInFlight)
+		}
+	}
+}
+
+// Two replicas share the consumer groups: a second one joining mid-run and
+// the first one then killed lose nothing, and the survivor takes the dead
+// one's partitions over within the session timeout.
+func TestReliabilityRebalanceAndTakeover(t *testing.T) {
+	const prefix, events, session = "reb.", 12000, 6 * time.Second
+	env := merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "4", "WEBHOOKD_KAFKA_SESSION_TIMEOUT": session.String(), "WEBHOOKD_BREAKER_FAILURES": "0",
+		"WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1", "WEBHOOKD_LOG_LEVEL": "info",
+	})
+	a := startInstance(t, "dev", env)
+	rcv := newPairReceiver(t)
+	a.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
+	// A steady stream, 600 events a second.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < events; i += 60 {
+			produceSeq(t, prefix+"events", i, min(i+60, events))
+			time.Sleep(100 * time.Millisecond) // the load generator's pace
+		}
+	}()
+	rcv.waitPairs(t, events/4, 3*time.Minute)
+	b := startInstance(t, "serve", merge(env, map[string]string{"WEBHOOKD_ROLES": "dispatcher,retry", "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true"}))
+	rcv.waitPairs(t, events/2, 3*time.Minute)
+	from := b.logs.count()
+	killed := time.Now()
+	a.Kill()
+	// The survivor picks the dead one's partitions up once its session ends.
+	if _, err := b.logs.waitLine(from, func(l string) (string, bool) {
+		return l, strings.Contains(l, `"msg":"partitions assigned"`) && strings.Contains(l, prefix+"events")
+	}, b.proc.done, arriveWithin); err != nil {
+		t.Fatalf("the survivor never took the event partitions over: %v", err)
+	}
+	takeover := time.Since(killed)
+	<-done
+	rcv.waitPairs(t, events, 5*time.Minute)
+	b.WaitCaughtUp(t)
+	pairs, dups := rcv.counts()
+	t.Logf("%d events, replica added then one killed: all %d delivered, %d duplicates; the survivor took over after %v (session timeout %v)",
+		events, pairs, dups, takeover.Round(100*time.Millisecond), session)
+	if takeover > session+10*time.Second {
+		t.Errorf("takeover took %v, session timeout %v", takeover, session)
+	}
+}
+
+// Every way a receiver can fail ends as the retry policy says.
+func TestReliabilityReceiverFaultMatrix(t *testing.T) {
+	var calls sync.Map // path → *atomic.Int32
+	count := func(p string) int32 {
+		v, _ := calls.LoadOrStore(p, new(atomic.Int32))
+		return v.(*atomic.Int32).Add(1)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := count(r.URL.Path)
+		switch r.URL.Path {
+		case "/500":
+			w.WriteHeader(500)
+		case "/503":
+			if n == 1 {
+				w.Header().Set("Retry-After", "20") // 2 s at this instance's scale
+				w.WriteHeader(503)
+			}
+		case "/429":
+			if n == 1 {
+				w.WriteHeader(429)
+			}
+		case "/timeout":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Minute):
+			}
+		case "/reset":
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // RST, not FIN
+			}
+			conn.Close()
+		case "/cut":
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(200)
+			_, _ = w.Write([]byte(`{"partial":`))
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+		case "/redirect":
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		case "/elsewhere":
+			t.Error("a redirect was followed")
+		case "/huge":
+			w.WriteHeader(200)
+			chunk := []byte(strings.Repeat("x", 1<<20))
+			for range 50 {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}
+	}))
+	t.Cleanup(srv.Close) // after the instance has stopped calling it
+	in := startInstance(t, "dev", merge(ownTopics("faults."), map[string]string{
+		"WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1", "WEBHOOKD_BREAKER_FAILURES": "0"}))
+	// An https URL on a plain-HTTP port: the TLS handshake fails.
+	tlsFail := "https://" + strings.TrimPrefix(srv.URL, "http://")
+	policy := `"timeout_seconds":1,"retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":5,"max_delay_seconds":30}`
+	cases := []struct {
+		name, url      string
+		status         string // final execution status
+		attempts       float64
+		reason, errPfx string // DLQ reason and last error, when dead
+	}{
+		{"500", srv.URL + "/500", "failed", 3, "retries_exhausted", "HTTP 500"},
+		{"503 with Retry-After", srv.URL + "/503", "completed", 2, "", ""},
+		{"429", srv.URL + "/429", "completed", 2, "", ""},
+		{"timeout", srv.URL + "/timeout", "failed", 3, "retries_exhausted", "Connection timeout"},
+		{"connection reset", srv.URL + "/reset", "failed", 3, "retries_exhausted", "Connection reset"},
+		{"200 with a body cut short", srv.URL + "/cut", "completed", 1, "", ""},
+		{"redirect", srv.URL + "/redirect", "failed", 3, "retries_exhausted", "HTTP 302"},
+		{"TLS handshake failure", tlsFail + "/tls", "failed", 3, "retries_exhausted", "TLS error"},
+		{"50 MB response", srv.URL + "/huge", "completed", 1, "", ""},
+	}
+	ids := map[string]string{}
+	for _, c := range cases {
+		p := in.CreatePipeline(t, `{"name":"`+c.name+`","trigger_type":"click","steps":[{"order":1,"url":"`+c.url+`",`+policy+`}]}`)
+		ids[c.name] = p["id"].(string)
+	}
+	started := time.Now()
+	produce(t, "faults.events", "k", `{"id":"evt_fault","type":"click.tracked","data":{"id":"clk_fault"}}`)
+	for _, c := range cases {
+		l := in.WaitExecution(t, ids[c.name], "clk_fault")
+		step := l["steps"].([]any)[0].(map[string]any)
+		if l["status"] != c.status || step["attempts"] != c.attempts {
+			t.Errorf("%s: status %v after %v attempts (%v), want %s after %v", c.name, l["status"], step["attempts"], step["error"], c.status, c.attempts)
+			continue
+		}
+		if c.reason != "" {
+			it := in.DLQItems(t, "/api/admin/webhooks/logs/dlq", ids[c.name], 1)[0]
+			if it["reason"] != c.reason || !strings.HasPrefix(it["last_error"].(string), c.errPfx) {
+				t.Errorf("%s: DLQ item %v", c.name, it)
+			}
+		}
+		if c.name == "50 MB response" && len(step["response_body"].(string)) > 8<<10 {
+			t.Errorf("a 50 MB response was logged at %d bytes", len(step["response_body"].(string)))
+		}
+	}
+	if rss := in.RSS(); rss > 512<<20 {
+		t.Errorf("RSS %d MB after a 50 MB response", rss>>20)
+	}
+	t.Logf("fault matrix settled in %v", time.Since(started).Round(time.Millisecond))
+}
