@@ -35,8 +35,13 @@ var openAPI []byte
 type Registry interface {
 	Get(id string) (*pipeline.Compiled, bool)
 	List() []*pipeline.Compiled
-	Put(ctx context.Context, p *pipeline.Pipeline) error
-	Delete(ctx context.Context, id string) error
+	// Put writes p as the successor of revision base (0: create) and
+	// Delete removes revision base; both fail with registry.ErrConflict when
+	// base is no longer current.
+	Put(ctx context.Context, p *pipeline.Pipeline, base int64) error
+	Delete(ctx context.Context, id string, base int64) error
+	// Sync applies what any replica wrote before the call.
+	Sync(ctx context.Context) error
 }
 
 // Logs is what the API needs of the analytics store.
@@ -81,6 +86,8 @@ type Server struct {
 	app   *fiber.App
 	ln    net.Listener
 	ready chan struct{}
+	// pipeLocks serialise this replica's writes to each pipeline.
+	pipeLocks keyedLocks
 	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc

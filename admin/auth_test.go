@@ -15,10 +15,11 @@ import (
 // emptyRegistry is a boundary stand-in: these tests are about auth only.
 type emptyRegistry struct{}
 
-func (emptyRegistry) Get(string) (*pipeline.Compiled, bool)         { return nil, false }
-func (emptyRegistry) List() []*pipeline.Compiled                    { return nil }
-func (emptyRegistry) Put(context.Context, *pipeline.Pipeline) error { return nil }
-func (emptyRegistry) Delete(context.Context, string) error          { return nil }
+func (emptyRegistry) Get(string) (*pipeline.Compiled, bool)                { return nil, false }
+func (emptyRegistry) List() []*pipeline.Compiled                           { return nil }
+func (emptyRegistry) Put(context.Context, *pipeline.Pipeline, int64) error { return nil }
+func (emptyRegistry) Delete(context.Context, string, int64) error          { return nil }
+func (emptyRegistry) Sync(context.Context) error                           { return nil }
 
 func TestAdminAcceptsTheTokenOrAValidJWTOnly(t *testing.T) {
 	secret := []byte("jwt-secret-0123456789-0123456789-xx")

@@ -1,10 +1,14 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -128,18 +132,19 @@ func (s *Server) decodePipeline(c *fiber.Ctx) (*pipelineInput, error) {
 	return &in, nil
 }
 
-func (s *Server) save(c *fiber.Ctx, p *pipeline.Pipeline) error {
+func (s *Server) save(c *fiber.Ctx, p *pipeline.Pipeline, base int64) error {
 	p.Normalize()
 	if err := p.Validate(s.o.Env, s.o.Limits); err != nil {
 		return err
 	}
-	if err := s.o.Registry.Put(c.UserContext(), p); err != nil {
-		if errors.Is(err, registry.ErrNotReady) {
-			return apiError(fiber.StatusServiceUnavailable, "unavailable", err.Error())
-		}
-		return err
+	return registryError(s.o.Registry.Put(c.UserContext(), p, base))
+}
+
+func registryError(err error) error {
+	if errors.Is(err, registry.ErrNotReady) {
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", err.Error())
 	}
-	return nil
+	return err
 }
 
 func (s *Server) createPipeline(c *fiber.Ctx) error {
@@ -150,49 +155,164 @@ func (s *Server) createPipeline(c *fiber.Ctx) error {
 	now := s.o.Now().UTC().Truncate(time.Second)
 	p := &pipeline.Pipeline{ID: pipeline.NewID("pipe_"), CreatedAt: now, UpdatedAt: now, Revision: 1}
 	in.apply(p, nil)
-	if err := s.save(c, p); err != nil {
+	if err := s.save(c, p, 0); err != nil {
 		return err
 	}
+	setETag(c, p.Revision)
 	return ok(c, fiber.StatusCreated, s.detail(c, p, false))
 }
 
+// maxWriteAttempts bounds how often a write without a precondition is
+// re-applied after losing a race with another replica (this replica's own
+// writes to one pipeline are serialised and never race each other).
+const maxWriteAttempts = 8
+
+// writePipeline runs a read-modify-write of one pipeline under its lock:
+// change gets the current state and writes the next one. A stale If-Match (or
+// body revision) is 412; a write that loses a race with another replica is
+// re-applied on the winner's state, unless the client named the revision it
+// meant to change (then 412), or the pipeline is gone (404).
+func (s *Server) writePipeline(c *fiber.Ctx, bodyRevision *int64, change func(cur *pipeline.Compiled) error) error {
+	id := c.Params("id")
+	defer s.pipeLocks.lock(id)()
+	s.syncRegistry(c)
+	for attempt := 1; ; attempt++ {
+		cur, found := s.o.Registry.Get(id)
+		if !found {
+			return apiError(fiber.StatusNotFound, "not_found", "pipeline "+id+" not found")
+		}
+		if err := checkPreconditions(c, bodyRevision, cur.Revision); err != nil {
+			return err
+		}
+		err := change(cur)
+		if !errors.Is(err, registry.ErrConflict) {
+			return err
+		}
+		if attempt == maxWriteAttempts {
+			return apiError(fiber.StatusConflict, "conflict", "pipeline "+id+" is being changed concurrently; retry")
+		}
+	}
+}
+
 func (s *Server) updatePipeline(c *fiber.Ctx) error {
-	cur, found := s.o.Registry.Get(c.Params("id"))
-	if !found {
+	if _, found := s.lookup(c, c.Params("id")); !found {
 		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+c.Params("id")+" not found")
 	}
 	in, err := s.decodePipeline(c)
 	if err != nil {
 		return err
 	}
-	p := *cur.Pipeline
-	p.Steps = append([]pipeline.Step(nil), cur.Pipeline.Steps...)
-	in.apply(&p, cur.Pipeline)
-	p.UpdatedAt = s.o.Now().UTC().Truncate(time.Second)
-	p.Revision = cur.Revision + 1
-	if err := s.save(c, &p); err != nil {
+	rev, err := in.revision()
+	if err != nil {
 		return err
 	}
-	return ok(c, fiber.StatusOK, s.detail(c, &p, false))
+	return s.writePipeline(c, rev, func(cur *pipeline.Compiled) error {
+		p := *cur.Pipeline
+		p.Steps = append([]pipeline.Step(nil), cur.Pipeline.Steps...)
+		in.apply(&p, cur.Pipeline)
+		p.UpdatedAt = s.o.Now().UTC().Truncate(time.Second)
+		p.Revision = cur.Revision + 1
+		if err := s.save(c, &p, cur.Revision); err != nil {
+			return err
+		}
+		setETag(c, p.Revision)
+		return ok(c, fiber.StatusOK, s.detail(c, &p, false))
+	})
 }
 
 func (s *Server) deletePipeline(c *fiber.Ctx) error {
 	id := c.Params("id")
-	if _, found := s.o.Registry.Get(id); !found {
-		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+id+" not found")
-	}
-	if err := s.o.Registry.Delete(c.UserContext(), id); err != nil {
-		return err
-	}
-	return ok(c, fiber.StatusOK, fiber.Map{"id": id, "deleted": true})
+	return s.writePipeline(c, nil, func(cur *pipeline.Compiled) error {
+		if err := registryError(s.o.Registry.Delete(c.UserContext(), id, cur.Revision)); err != nil {
+			return err
+		}
+		return ok(c, fiber.StatusOK, fiber.Map{"id": id, "deleted": true})
+	})
 }
 
 func (s *Server) getPipeline(c *fiber.Ctx) error {
-	cur, found := s.o.Registry.Get(c.Params("id"))
+	cur, found := s.lookup(c, c.Params("id"))
 	if !found {
 		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+c.Params("id")+" not found")
 	}
+	setETag(c, cur.Revision)
 	return ok(c, fiber.StatusOK, s.detail(c, cur.Pipeline, true))
+}
+
+// lookup returns a pipeline as it stands on every replica: the registry
+// first applies whatever any replica wrote before this request.
+func (s *Server) lookup(c *fiber.Ctx, id string) (*pipeline.Compiled, bool) {
+	s.syncRegistry(c)
+	return s.o.Registry.Get(id)
+}
+
+// syncRegistry catches the registry up with the topic (bounded: when Kafka
+// is slow the request goes on with this replica's view).
+func (s *Server) syncRegistry(c *fiber.Ctx) {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Second)
+	defer cancel()
+	if err := s.o.Registry.Sync(ctx); err != nil {
+		s.o.Log.Warn("pipeline registry not caught up; answering from this replica's view", "err", err)
+	}
+}
+
+// revision is the body's optional revision: the one the client edited.
+func (in *pipelineInput) revision() (*int64, error) {
+	if len(in.Revision) == 0 || string(in.Revision) == "null" {
+		return nil, nil
+	}
+	var r int64
+	if err := json.Unmarshal(in.Revision, &r); err != nil || r < 1 {
+		return nil, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}}
+	}
+	return &r, nil
+}
+
+func setETag(c *fiber.Ctx, revision int64) {
+	c.Set(fiber.HeaderETag, etag(revision))
+}
+
+func etag(revision int64) string { return `"` + strconv.FormatInt(revision, 10) + `"` }
+
+// checkPreconditions answers 412 when If-Match or the body's revision names
+// another revision than the current one (RFC 9110 §13.1.1: "*" matches any
+// existing pipeline; weak tags never match).
+func checkPreconditions(c *fiber.Ctx, bodyRevision *int64, current int64) error {
+	stale := func(what string) error {
+		c.Set(fiber.HeaderETag, etag(current))
+		return &Error{Status: fiber.StatusPreconditionFailed, Code: "precondition_failed",
+			Message: what + " does not match the pipeline's current revision " + strconv.FormatInt(current, 10) + "; GET it again and reapply your change"}
+	}
+	if h := c.Get(fiber.HeaderIfMatch); h != "" && !ifMatch(h, current) {
+		return stale("If-Match")
+	}
+	if bodyRevision != nil && *bodyRevision != current {
+		return stale("revision " + strconv.FormatInt(*bodyRevision, 10))
+	}
+	return nil
+}
+
+func ifMatch(header string, current int64) bool {
+	want := etag(current)
+	for tag := range strings.SplitSeq(header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || tag == want {
+			return true
+		}
+	}
+	return false
+}
+
+// keyedLocks serialises work per key with a fixed set of mutexes.
+type keyedLocks [64]sync.Mutex
+
+// lock locks key's mutex and returns its unlock.
+func (l *keyedLocks) lock(key string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
 }
 
 type stepView struct {

@@ -39,7 +39,7 @@ func (s *Server) testPipeline(c *fiber.Ctx) error {
 	if s.o.Tester == nil {
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "test calls are not available on this replica")
 	}
-	cur, found := s.o.Registry.Get(c.Params("id"))
+	cur, found := s.lookup(c, c.Params("id"))
 	if !found {
 		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+c.Params("id")+" not found")
 	}

@@ -347,6 +347,14 @@ var apiClient = &http.Client{Timeout: time.Minute}
 // JSON answer. body is nil, a string (sent as is) or a value to marshal.
 func (in *instance) API(t testing.TB, method, path string, body any) (int, map[string]any) {
 	t.Helper()
+	code, _, out := in.Call(t, method, path, body)
+	return code, out
+}
+
+// Call is API with extra request headers (name, value pairs) that also
+// returns the response's headers.
+func (in *instance) Call(t testing.TB, method, path string, body any, headers ...string) (int, http.Header, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -362,6 +370,9 @@ func (in *instance) API(t testing.TB, method, path string, body any) (int, map[s
 	}
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -372,7 +383,7 @@ func (in *instance) API(t testing.TB, method, path string, body any) (int, map[s
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // CreatePipeline posts a pipeline (201 expected), returns the response's

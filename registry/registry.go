@@ -2,6 +2,14 @@
 // webhooks.pipelines topic. Every replica reads the whole topic, so all see
 // the same pipelines; writes go through the topic too, and a writer waits
 // until its own record is applied, so the API reads its own writes.
+//
+// Writes are compare-and-set: a record names the revision it replaces (the
+// webhookd-base header) and every replica, reading the same log in the same
+// order, applies it only if that is still the current revision. Two replicas
+// racing on one pipeline therefore agree on which write won; the loser is told
+// ErrConflict. Since compaction keeps only a key's last record, a refused
+// record must not stay last: whoever sees one left last re-states the current
+// state (webhookd-restate) well within the topic's min.compaction.lag.ms.
 package registry
 
 import (
@@ -11,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,22 +38,50 @@ type Registry struct {
 	log    *slog.Logger
 	sealer *pipeline.Sealer // signing keys are sealed on the topic when set
 
+	writer string // this registry's writer id, to learn its records' fate
+
 	mu        sync.RWMutex
 	byID      map[string]*pipeline.Compiled
+	raw       map[string][]byte // each pipeline's record value, for re-stating
 	byTrigger map[string][]*pipeline.Compiled
 	deleted   map[string]time.Time
-	applied   map[int32]int64 // next offset to apply, per partition
-	changed   chan struct{}   // closed and replaced on every apply
+	stale     map[string]time.Time // keys whose last record was refused, since
+	outcomes  map[recordPos]bool   // fate of this writer's records, until read
+	applied   map[int32]int64      // next offset to apply, per partition
+	changed   chan struct{}        // closed and replaced on every apply
 	ready     bool
 }
+
+type recordPos struct {
+	partition int32
+	offset    int64
+}
+
+// Record headers of a compare-and-set write.
+const (
+	headerBase    = "webhookd-base"    // revision the write replaces (0: create)
+	headerRestate = "webhookd-restate" // re-statement of the current state
+	headerWriter  = "webhookd-writer"  // writer id, so it can learn the outcome
+)
+
+// ErrConflict means the pipeline changed (or was deleted) between the
+// writer's read and its write: nothing was changed.
+var ErrConflict = errors.New("pipeline was changed concurrently")
+
+// restateAfter is how long a refused record may stay a key's last before a
+// replica other than its writer re-states the key (its writer does at once).
+// A variable for tests.
+var restateAfter = 10 * time.Second
 
 // New returns a registry over topic; cl must not be consuming anything else.
 // With a sealer, signing keys are encrypted on the topic.
 func New(cl *kgo.Client, topic string, sealer *pipeline.Sealer, log *slog.Logger) *Registry {
 	return &Registry{
 		cl: cl, topic: topic, log: log, sealer: sealer,
-		byID: map[string]*pipeline.Compiled{}, byTrigger: map[string][]*pipeline.Compiled{},
-		deleted: map[string]time.Time{}, applied: map[int32]int64{}, changed: make(chan struct{}),
+		writer: pipeline.NewID("w_"),
+		byID:   map[string]*pipeline.Compiled{}, raw: map[string][]byte{}, byTrigger: map[string][]*pipeline.Compiled{},
+		deleted: map[string]time.Time{}, stale: map[string]time.Time{}, outcomes: map[recordPos]bool{},
+		applied: map[int32]int64{}, changed: make(chan struct{}),
 	}
 }
 
@@ -69,6 +106,9 @@ func (r *Registry) Run(ctx context.Context) error {
 		return fmt.Errorf("registry: list end offsets: %w", err)
 	}
 	r.markReadyIfCaughtUp(target)
+	swept := make(chan struct{})
+	go func() { defer close(swept); r.sweep(ctx) }()
+	defer func() { <-swept }()
 	for {
 		fetches := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -80,6 +120,56 @@ func (r *Registry) Run(ctx context.Context) error {
 		fetches.EachRecord(r.apply)
 		r.markReadyIfCaughtUp(target)
 	}
+}
+
+// sweep re-states keys whose last record was refused and whose writer has not
+// (it crashed, or it runs an older version).
+func (r *Registry) sweep(ctx context.Context) {
+	after := restateAfter
+	t := time.NewTicker(after)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !r.Ready() {
+			continue
+		}
+		r.mu.RLock()
+		var ids []string
+		for id, since := range r.stale {
+			if time.Since(since) >= after {
+				ids = append(ids, id)
+			}
+		}
+		r.mu.RUnlock()
+		for _, id := range ids {
+			if err := r.restate(ctx, id); err != nil && ctx.Err() == nil {
+				r.log.Warn("re-stating pipeline failed; will retry", "pipeline_id", id, "err", err)
+			}
+		}
+	}
+}
+
+// restate writes the key's current state again so that it, not a refused
+// record, is what compaction keeps. A re-statement can itself be refused when
+// another write lands first; then it re-states that newer state (a few times,
+// then the sweep carries on).
+func (r *Registry) restate(ctx context.Context, id string) error {
+	for range 5 {
+		r.mu.RLock()
+		value := r.raw[id] // nil when deleted or never created: a tombstone
+		r.mu.RUnlock()
+		rec := &kgo.Record{Topic: r.topic, Key: []byte(id), Value: value,
+			Headers: []kgo.RecordHeader{{Key: headerRestate, Value: []byte("1")}}}
+		accepted, err := r.produceAndApply(ctx, rec)
+		if err != nil || accepted {
+			return err
+		}
+	}
+	return ErrConflict
 }
 
 func (r *Registry) markReadyIfCaughtUp(target map[int32]int64) {
@@ -111,26 +201,88 @@ func (r *Registry) apply(rec *kgo.Record) {
 			c, err = pipeline.Compile(&p)
 		}
 		if err != nil {
-			// A record the API did not write; skipping it keeps the rest serving.
+			// A record this replica cannot read (not written by the API, or
+			// sealed with another key): it changes nothing here, and this
+			// replica does not re-state a key it may see wrongly.
 			r.log.Error("skipping unreadable pipeline record", "pipeline_id", id, "offset", rec.Offset, "err", err)
+			r.mu.Lock()
+			r.appliedLocked(rec, false)
+			r.mu.Unlock()
+			return
 		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old := r.byID[id]; old != nil {
-		r.removeLocked(old)
-	}
+	accepted := r.acceptsLocked(id, rec, c)
 	switch {
+	case !accepted:
+		r.stale[id] = time.Now()
 	case rec.Value == nil:
+		if old := r.byID[id]; old != nil {
+			r.removeLocked(old)
+		}
 		delete(r.byID, id)
+		delete(r.raw, id)
+		delete(r.stale, id)
 		r.deleted[id] = rec.Timestamp
-	case c != nil:
+	default:
+		if old := r.byID[id]; old != nil {
+			r.removeLocked(old)
+		}
 		r.byID[id] = c
+		r.raw[id] = rec.Value
 		delete(r.deleted, id)
+		delete(r.stale, id)
 		r.byTrigger[c.TriggerType] = append(r.byTrigger[c.TriggerType], c)
+	}
+	r.appliedLocked(rec, accepted)
+}
+
+// acceptsLocked is the compare-and-set every replica evaluates identically.
+func (r *Registry) acceptsLocked(id string, rec *kgo.Record, c *pipeline.Compiled) bool {
+	cur := r.byID[id]
+	_, wasDeleted := r.deleted[id]
+	if header(rec, headerRestate) != "" {
+		if rec.Value == nil {
+			return cur == nil
+		}
+		if cur == nil {
+			// After compaction a re-statement may be a key's first record.
+			return !wasDeleted
+		}
+		return cur.Revision == c.Revision
+	}
+	b := header(rec, headerBase)
+	if b == "" {
+		return true // written without a base (older versions, tools): last wins
+	}
+	base, err := strconv.ParseInt(b, 10, 64)
+	if err != nil {
+		return false
+	}
+	if cur == nil {
+		// A create, or — after compaction — the first surviving record of a
+		// key; never a write over a delete.
+		return rec.Value != nil && !wasDeleted
+	}
+	return cur.Revision == base && (rec.Value == nil || c.Revision > base)
+}
+
+func (r *Registry) appliedLocked(rec *kgo.Record, accepted bool) {
+	if header(rec, headerWriter) == r.writer {
+		r.outcomes[recordPos{rec.Partition, rec.Offset}] = accepted
 	}
 	r.applied[rec.Partition] = rec.Offset + 1
 	r.notifyLocked()
+}
+
+func header(rec *kgo.Record, key string) string {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 func (r *Registry) removeLocked(c *pipeline.Compiled) {
@@ -176,6 +328,24 @@ func (r *Registry) waitFor(ctx context.Context, cond func() bool) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// Sync waits until this registry has applied every record written to the
+// topic before the call, so that what any replica wrote before is visible
+// here (read-your-writes across replicas). It costs one ListOffsets call.
+func (r *Registry) Sync(ctx context.Context) error {
+	ends, err := kadm.NewClient(r.cl).ListEndOffsets(ctx, r.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("registry: list end offsets: %w", err)
+	}
+	return r.waitFor(ctx, func() bool {
+		caughtUp := true
+		ends.Each(func(o kadm.ListedOffset) { caughtUp = caughtUp && r.applied[o.Partition] >= o.Offset })
+		return caughtUp
+	})
 }
 
 // Get returns a pipeline by id.
@@ -224,8 +394,13 @@ func (r *Registry) ForTrigger(triggerType string) []*pipeline.Compiled {
 // ErrNotReady is returned by writes before the registry has loaded.
 var ErrNotReady = errors.New("pipeline registry is still loading")
 
-// Put stores a pipeline and returns once this registry has applied it.
-func (r *Registry) Put(ctx context.Context, p *pipeline.Pipeline) error {
+// Put stores p as the successor of revision base (0 creates it) and returns
+// once this registry has applied it: ErrConflict if the pipeline's revision
+// was no longer base by then (or it had been deleted); nothing changed.
+func (r *Registry) Put(ctx context.Context, p *pipeline.Pipeline, base int64) error {
+	if p.Revision <= base {
+		return fmt.Errorf("revision %d does not follow %d", p.Revision, base)
+	}
 	if _, err := pipeline.Compile(p); err != nil {
 		return err
 	}
@@ -237,23 +412,54 @@ func (r *Registry) Put(ctx context.Context, p *pipeline.Pipeline) error {
 	if err != nil {
 		return err
 	}
-	return r.write(ctx, &kgo.Record{Topic: r.topic, Key: []byte(p.ID), Value: b})
+	return r.write(ctx, &kgo.Record{Topic: r.topic, Key: []byte(p.ID), Value: b}, base)
 }
 
-// Delete writes a tombstone and returns once this registry has applied it.
-func (r *Registry) Delete(ctx context.Context, id string) error {
-	return r.write(ctx, &kgo.Record{Topic: r.topic, Key: []byte(id)})
+// Delete writes a tombstone for revision base of the pipeline and returns once
+// this registry has applied it (ErrConflict as for Put).
+func (r *Registry) Delete(ctx context.Context, id string, base int64) error {
+	return r.write(ctx, &kgo.Record{Topic: r.topic, Key: []byte(id)}, base)
 }
 
-func (r *Registry) write(ctx context.Context, rec *kgo.Record) error {
+func (r *Registry) write(ctx context.Context, rec *kgo.Record, base int64) error {
 	if !r.Ready() {
 		return ErrNotReady
 	}
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headerBase, Value: strconv.AppendInt(nil, base, 10)})
+	accepted, err := r.produceAndApply(ctx, rec)
+	if err != nil || accepted {
+		return err
+	}
+	// Refused: the winner's state must stay the key's last record. Re-state it
+	// now (context-free, so an impatient client cannot leave it half done); the
+	// sweep retries if this fails.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.restate(rctx, string(rec.Key)); err != nil {
+		r.log.Warn("re-stating pipeline after a refused write failed; the sweep will retry", "pipeline_id", string(rec.Key), "err", err)
+	}
+	return ErrConflict
+}
+
+// produceAndApply writes rec and waits until this registry has applied it,
+// reporting whether it was accepted.
+func (r *Registry) produceAndApply(ctx context.Context, rec *kgo.Record) (bool, error) {
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headerWriter, Value: []byte(r.writer)})
 	if err := bus.ProduceAll(ctx, r.cl, rec); err != nil {
-		return fmt.Errorf("write pipeline: %w", err)
+		return false, fmt.Errorf("write pipeline: %w", err)
 	}
-	if err := r.waitFor(ctx, func() bool { return r.applied[rec.Partition] > rec.Offset }); err != nil {
-		return fmt.Errorf("pipeline written but not yet applied: %w", err)
+	pos := recordPos{rec.Partition, rec.Offset}
+	var accepted bool
+	err := r.waitFor(ctx, func() bool {
+		var seen bool
+		accepted, seen = r.outcomes[pos]
+		return seen || r.applied[rec.Partition] > rec.Offset
+	})
+	r.mu.Lock()
+	delete(r.outcomes, pos)
+	r.mu.Unlock()
+	if err != nil {
+		return false, fmt.Errorf("pipeline written but not yet applied: %w", err)
 	}
-	return nil
+	return accepted, nil
 }

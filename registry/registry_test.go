@@ -18,6 +18,16 @@ const topic = "webhooks.pipelines"
 
 func start(t *testing.T, brokers []string, sealer *pipeline.Sealer) (*Registry, context.CancelFunc) {
 	t.Helper()
+	return startWith(t, brokers, topic, sealer)
+}
+
+func startOn(t *testing.T, brokers []string, topic string) (*Registry, context.CancelFunc) {
+	t.Helper()
+	return startWith(t, brokers, topic, nil)
+}
+
+func startWith(t *testing.T, brokers []string, topic string, sealer *pipeline.Sealer) (*Registry, context.CancelFunc) {
+	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, ConsumeOpts(topic)...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +45,7 @@ func start(t *testing.T, brokers []string, sealer *pipeline.Sealer) (*Registry, 
 }
 
 func pipe(id, key string) *pipeline.Pipeline {
-	p := &pipeline.Pipeline{ID: id, Name: id, TriggerType: "click", Steps: []pipeline.Step{{ID: "s", Order: 1, URL: "https://x.io", SigningKey: key}}}
+	p := &pipeline.Pipeline{ID: id, Name: id, TriggerType: "click", Revision: 1, Steps: []pipeline.Step{{ID: "s", Order: 1, URL: "https://x.io", SigningKey: key}}}
 	p.Normalize()
 	return p
 }
@@ -49,10 +59,10 @@ func TestSigningKeysAreSealedOnTheTopic(t *testing.T) {
 	key, _ := pipeline.NewSealer("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	r, stop := start(t, c.ListenAddrs(), key)
 	defer stop()
-	if err := r.Put(context.Background(), pipe("pipe_sealed", "super-secret-key")); err != nil {
+	if err := r.Put(context.Background(), pipe("pipe_sealed", "super-secret-key"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Put(context.Background(), pipe("pipe_plain", "")); err != nil {
+	if err := r.Put(context.Background(), pipe("pipe_plain", ""), 0); err != nil {
 		t.Fatal(err)
 	}
 	// Read-your-writes, with the key opened.
@@ -91,7 +101,7 @@ func TestSigningKeysAreSealedOnTheTopic(t *testing.T) {
 		stop2()
 	}
 	// Deleting writes a tombstone.
-	if err := r.Delete(context.Background(), "pipe_plain"); err != nil {
+	if err := r.Delete(context.Background(), "pipe_plain", 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := r.Get("pipe_plain"); ok || !r.Deleted("pipe_plain") {
