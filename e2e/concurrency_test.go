@@ -326,4 +326,3 @@ func TestConcurrentPipelineWritesAreNeverLostNorResurrected(t *testing.T) {
 		t.Fatalf("lost %d, resurrected %d", lost.Load(), resurrected.Load())
 	}
 }
-
