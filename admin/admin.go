@@ -71,6 +71,9 @@ type Options struct {
 	Grace time.Duration
 	Log   *slog.Logger
 	Now   func() time.Time
+	// Auth checks credentials (tokens file, JWT keys, roles); when nil, one
+	// is built from Token, JWTSecret and JWTAudience.
+	Auth *Auth
 }
 
 // Server is the admin API worker.
@@ -94,6 +97,9 @@ func New(o Options) *Server {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 10 * time.Second
+	}
+	if o.Auth == nil {
+		o.Auth = mustAuth(AuthOptions{Token: o.Token, JWTSecret: o.JWTSecret, JWTAudience: o.JWTAudience, Log: o.Log, Now: o.Now})
 	}
 	if o.Limits.MaxAttempts == 0 {
 		o.Limits = pipeline.DefaultRetryLimits
