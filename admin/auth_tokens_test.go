@@ -8,11 +8,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Tokens of the tests (each at least 16 characters).
@@ -358,5 +361,26 @@ func TestHealthMetricsTakesTheAdminCredentials(t *testing.T) {
 	(&Health{}).handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 200 {
 		t.Errorf("/metrics without configured credentials: %d", rec.Code)
+	}
+}
+
+// Every route a read token can't use documents its 403.
+func TestOpenAPIDocumentsForbiddenOnWritingRoutes(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range New(Options{Token: envTok}).Test().GetRoutes(true) {
+		if r.Method == "GET" || r.Method == "HEAD" || r.Path == "/" || strings.HasSuffix(r.Path, "*") {
+			continue
+		}
+		p := regexp.MustCompile(`:(\w+)`).ReplaceAllString(r.Path, "{$1}")
+		op, _ := doc.Paths[p][strings.ToLower(r.Method)].(map[string]any)
+		responses, _ := op["responses"].(map[string]any)
+		if _, ok := responses["403"]; !ok {
+			t.Errorf("%s %s: no 403 response documented", r.Method, p)
+		}
 	}
 }
