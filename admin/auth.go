@@ -224,9 +224,6 @@ func (a *Auth) jwtToken(tok string) (Role, bool) {
 	return parseRole(s)
 }
 
-// roleKey is the Locals key holding the request's role.
-const roleKey = "webhookd.role"
-
 // auth is the admin API's middleware: 401 without a valid credential, 403
 // when its role does not allow the method.
 func (s *Server) auth(c *fiber.Ctx) error {
@@ -239,7 +236,6 @@ func (s *Server) auth(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd", error="insufficient_scope"`)
 		return apiError(fiber.StatusForbidden, "forbidden", "this token has the read role: it may only make GET and HEAD requests")
 	}
-	c.Locals(roleKey, role)
 	return c.Next()
 }
 
