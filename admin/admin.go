@@ -5,7 +5,6 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/afftok/webhookd/analytics"
@@ -78,6 +76,9 @@ type Options struct {
 	Grace time.Duration
 	Log   *slog.Logger
 	Now   func() time.Time
+	// Auth checks credentials (tokens file, JWT keys, roles); when nil, one
+	// is built from Token, JWTSecret and JWTAudience.
+	Auth *Auth
 }
 
 // Server is the admin API worker.
@@ -103,6 +104,9 @@ func New(o Options) *Server {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 10 * time.Second
+	}
+	if o.Auth == nil {
+		o.Auth = mustAuth(AuthOptions{Token: o.Token, JWTSecret: o.JWTSecret, JWTAudience: o.JWTAudience, Log: o.Log, Now: o.Now})
 	}
 	if o.Limits.MaxAttempts == 0 {
 		o.Limits = pipeline.DefaultRetryLimits
@@ -220,36 +224,6 @@ func (s *Server) callCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
 
 // Test exposes the app for in-process tests.
 func (s *Server) Test() *fiber.App { return s.app }
-
-func (s *Server) auth(c *fiber.Ctx) error {
-	h := c.Get(fiber.HeaderAuthorization)
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	tok = strings.TrimSpace(tok)
-	if !ok || !(s.staticToken(tok) || s.jwtToken(tok)) {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
-		return apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
-	}
-	return c.Next()
-}
-
-func (s *Server) staticToken(tok string) bool {
-	return s.o.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.Token)) == 1
-}
-
-// jwtToken accepts an HS256 JWT signed with the configured secret, with an
-// exp claim (and the configured audience, if any): tokens the platform's
-// admin panel issues.
-func (s *Server) jwtToken(tok string) bool {
-	if len(s.o.JWTSecret) == 0 || strings.Count(tok, ".") != 2 {
-		return false
-	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(30 * time.Second)}
-	if s.o.JWTAudience != "" {
-		opts = append(opts, jwt.WithAudience(s.o.JWTAudience))
-	}
-	_, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return s.o.JWTSecret, nil }, opts...)
-	return err == nil
-}
 
 func (s *Server) readyz(c *fiber.Ctx) error {
 	status := fiber.Map{}

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,20 +15,25 @@ import (
 
 // Health serves /healthz, /readyz and /metrics for a process that does not
 // run the admin API (a dispatcher-, retry- or analytics-only replica), so its
-// orchestrator can probe it like any other. /metrics needs the admin token
-// when one is configured.
+// orchestrator can probe it like any other. /metrics takes the admin API's
+// credentials (any role) when any are configured.
 type Health struct {
 	Addr   string
 	Token  string
 	Checks []Check
 	Log    *slog.Logger
+	// Auth is the admin API's credential check; when nil, one is built from Token.
+	Auth *Auth
 }
 
 // Name implements the worker interface.
 func (h *Health) Name() string { return "health" }
 
-// Run serves until ctx ends.
-func (h *Health) Run(ctx context.Context) error {
+func (h *Health) handler() http.Handler {
+	auth := h.Auth
+	if auth == nil {
+		auth = mustAuth(AuthOptions{Token: h.Token, Log: h.Log})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -53,14 +57,18 @@ func (h *Health) Run(ctx context.Context) error {
 	})
 	metrics := promhttp.Handler()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if h.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(h.Token)) != 1 {
+		if _, ok := auth.Authenticate(r.Header.Get("Authorization")); auth.Configured() && !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
 			http.Error(w, `{"success":false,"error":{"code":"unauthorized","message":"a valid bearer token is required"}}`, http.StatusUnauthorized)
 			return
 		}
 		metrics.ServeHTTP(w, r)
 	})
+	return mux
+}
+
+// Run serves until ctx ends.
+func (h *Health) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", h.Addr)
 	if err != nil {
 		return fmt.Errorf("health: listen on %s: %w", h.Addr, err)
@@ -72,7 +80,7 @@ func (h *Health) Run(ctx context.Context) error {
 	// The bound address (WEBHOOKD_ADMIN_ADDR may use port 0), as the admin
 	// API logs its own, so probes and test harnesses can find it.
 	log.Info("health endpoints listening", "addr", ln.Addr().String())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h.handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

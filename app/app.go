@@ -74,12 +74,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		log.Info("dev mode on external Kafka", "brokers", cfg.KafkaBrokers)
 	}
 	if cfg.Mode == config.ModeDev {
-		if cfg.AdminToken == "" && cfg.HasRole(config.RoleAdmin) {
+		if !cfg.AdminAuthConfigured() && cfg.HasRole(config.RoleAdmin) {
 			cfg.AdminToken = randomToken()
 			log.Warn("WEBHOOKD_ADMIN_TOKEN is not set; generated one for this run", "admin_token", cfg.AdminToken)
 		}
 	}
 	a.Config = cfg
+	// Credentials are loaded before anything connects: a tokens or key file
+	// that can't be read stops the start (the admin API and the health
+	// server's /metrics share them).
+	auth, err := admin.NewAuth(admin.AuthOptions{Token: cfg.AdminToken, TokensFile: cfg.AdminTokensFile,
+		JWTSecret: []byte(cfg.AdminJWTSecret), JWTPublicKeyFile: cfg.AdminJWTKeyFile, JWTAudience: cfg.AdminJWTAudience,
+		Log: log.With("worker", "admin-auth")})
+	if err != nil {
+		return nil, err
+	}
 
 	if a.Topics, err = bus.NewTopics(&cfg); err != nil {
 		return nil, err
@@ -203,7 +212,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, 4), Env: env,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "admin")})
 		a.Admin = admin.New(admin.Options{
-			Addr: cfg.AdminAddr, Token: cfg.AdminToken, JWTSecret: []byte(cfg.AdminJWTSecret), JWTAudience: cfg.AdminJWTAudience,
+			Addr: cfg.AdminAddr, Auth: auth,
 			Registry: a.Registry, Logs: logs, Env: env,
 			DLQ: dlqStore, Redriver: &dlq.Redriver{Client: redriveClient, Topics: a.Topics, Log: log.With("worker", "admin"),
 				ReadSource: func(ctx context.Context, src *delivery.Source) ([]byte, error) {
@@ -216,7 +225,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.sup.Add(a.Admin)
 	} else {
 		// Replicas without the admin API still answer their orchestrator's probes.
-		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Token: cfg.AdminToken, Checks: checks, Log: log.With("worker", "health")})
+		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
 	}
 	return a, nil
 }

@@ -30,9 +30,11 @@ type Config struct {
 
 	DataDir          string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
 	AdminAddr        string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address; replicas without the admin role serve /healthz, /readyz and /metrics there."`
-	AdminToken       string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API. Required in serve mode; generated and printed in dev mode when unset."`
+	AdminToken       string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API (role admin). Serve mode with the admin role needs it, WEBHOOKD_ADMIN_TOKENS_FILE or JWT settings; generated and printed in dev mode when none is set."`
+	AdminTokensFile  string `env:"WEBHOOKD_ADMIN_TOKENS_FILE" help:"File of admin API tokens, one per line, each optionally followed by whitespace and a role: admin (default) or read (GET/HEAD only). Blank lines and # comments are ignored. Re-read within about a second of a change, so tokens rotate without a restart; a version that cannot be read or parsed is logged and the last good one kept."`
 	AdminJWTSecret   string `env:"WEBHOOKD_ADMIN_JWT_SECRET" help:"If set, HS256 JWTs signed with it (exp required) are accepted as admin tokens too."`
-	AdminJWTAudience string `env:"WEBHOOKD_ADMIN_JWT_AUDIENCE" help:"Audience (aud) admin JWTs must carry, if set."`
+	AdminJWTKeyFile  string `env:"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE" help:"PEM file with one RSA (2048+ bits) or EC P-256 public key, or a certificate holding one: RS256 or ES256 JWTs it verifies (exp required) are accepted as admin tokens too."`
+	AdminJWTAudience string `env:"WEBHOOKD_ADMIN_JWT_AUDIENCE" help:"Audience (aud) admin JWTs must carry, if set. A JWT's role claim (admin or read) sets its role; without one it is admin."`
 	Roles            string `env:"WEBHOOKD_ROLES" help:"Comma-separated roles to run: dispatcher, retry, analytics, admin (or all)."`
 	LogLevel         string `env:"WEBHOOKD_LOG_LEVEL" help:"debug, info, warn or error."`
 	LogFormat        string `env:"WEBHOOKD_LOG_FORMAT" help:"text or json."`
@@ -208,8 +210,8 @@ func (c *Config) Validate() error {
 		if c.KafkaBrokers == "" {
 			bad("WEBHOOKD_KAFKA_BROKERS", "is required in serve mode")
 		}
-		if c.HasRole(RoleAdmin) && c.AdminToken == "" && c.AdminJWTSecret == "" {
-			bad("WEBHOOKD_ADMIN_TOKEN", "is required in serve mode (or WEBHOOKD_ADMIN_JWT_SECRET)")
+		if c.HasRole(RoleAdmin) && !c.AdminAuthConfigured() {
+			bad("WEBHOOKD_ADMIN_TOKEN", "is required in serve mode (or WEBHOOKD_ADMIN_TOKENS_FILE, WEBHOOKD_ADMIN_JWT_SECRET or WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE)")
 		}
 		if (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin)) && c.ClickHouseAddr == "" {
 			bad("WEBHOOKD_CLICKHOUSE_ADDR", "is required in serve mode for the analytics and admin roles")
@@ -265,6 +267,12 @@ func (c *Config) Validate() error {
 		bad("WEBHOOKD_CLICKHOUSE_TTL_DAYS", "must be at least 1")
 	}
 	return errors.Join(errs...)
+}
+
+// AdminAuthConfigured reports whether any admin API credential is set: the
+// token, the tokens file or a JWT key.
+func (c *Config) AdminAuthConfigured() bool {
+	return c.AdminToken != "" || c.AdminTokensFile != "" || c.AdminJWTSecret != "" || c.AdminJWTKeyFile != ""
 }
 
 // StartsDevKafka reports whether this process runs the in-process broker:

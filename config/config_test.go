@@ -91,3 +91,31 @@ func TestDevModeWithExplicitBrokersStartsNoBroker(t *testing.T) {
 		t.Fatal("serve mode starts a dev broker")
 	}
 }
+
+// Serve mode's admin role takes any one credential source: the token, the
+// tokens file, the JWT secret or the JWT public key.
+func TestServeAdminNeedsOneCredentialSource(t *testing.T) {
+	base := map[string]string{"WEBHOOKD_KAFKA_BROKERS": "k:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000"}
+	for name, extra := range map[string]map[string]string{
+		"none":           {},
+		"token":          {"WEBHOOKD_ADMIN_TOKEN": "serve-token-0123456789"},
+		"tokens file":    {"WEBHOOKD_ADMIN_TOKENS_FILE": "/etc/webhookd/admin-tokens/tokens"},
+		"JWT secret":     {"WEBHOOKD_ADMIN_JWT_SECRET": strings.Repeat("s", 32)},
+		"JWT public key": {"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE": "/etc/webhookd/admin-jwt/key.pem"},
+	} {
+		_, err := Load(ModeServe, func(k string) string {
+			if v, ok := extra[k]; ok {
+				return v
+			}
+			return base[k]
+		})
+		if failed := err != nil && strings.Contains(err.Error(), "WEBHOOKD_ADMIN_TOKEN:"); failed != (name == "none") {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	// A replica without the admin role needs none.
+	base["WEBHOOKD_ROLES"] = "dispatcher"
+	if _, err := Load(ModeServe, func(k string) string { return base[k] }); err != nil {
+		t.Errorf("dispatcher-only: %v", err)
+	}
+}

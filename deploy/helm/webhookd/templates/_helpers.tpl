@@ -5,6 +5,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end -}}
 {{- define "webhookd.secretName" -}}{{ .Values.credentials.existingSecret | default (printf "%s-credentials" (include "webhookd.fullname" .)) }}{{- end -}}
+{{- /* Non-empty when an adminAuth file provides admin credentials (ADMIN_TOKEN is then optional). */ -}}
+{{- define "webhookd.adminFiles" -}}{{ if or .Values.adminAuth.tokensFile.enabled .Values.adminAuth.jwtPublicKey.enabled }}true{{ end }}{{- end -}}
+{{- /* Volumes and mounts: template secrets and the adminAuth files (whole-Secret mounts with items, no subPath, so updates arrive). */ -}}
+{{- define "webhookd.volumeMounts" -}}
+{{- if .Values.templates.secretName }}
+- {name: template-secrets, mountPath: /etc/webhookd/template-secrets, readOnly: true}
+{{- end }}
+{{- if .Values.adminAuth.tokensFile.enabled }}
+- {name: admin-tokens, mountPath: /etc/webhookd/admin-tokens, readOnly: true}
+{{- end }}
+{{- if .Values.adminAuth.jwtPublicKey.enabled }}
+- {name: admin-jwt, mountPath: /etc/webhookd/admin-jwt, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "webhookd.volumes" -}}
+{{- if .Values.templates.secretName }}
+- {name: template-secrets, secret: {secretName: {{ .Values.templates.secretName }}}}
+{{- end }}
+{{- with .Values.adminAuth.tokensFile }}{{ if .enabled }}
+- {name: admin-tokens, secret: {secretName: {{ .secretName | default (include "webhookd.secretName" $) }}, items: [{key: {{ .key }}, path: tokens}]}}
+{{- end }}{{ end }}
+{{- with .Values.adminAuth.jwtPublicKey }}{{ if .enabled }}
+- {name: admin-jwt, secret: {secretName: {{ .secretName | default (include "webhookd.secretName" $) }}, items: [{key: {{ .key }}, path: public-key.pem}]}}
+{{- end }}{{ end }}
+{{- end -}}
 {{- define "webhookd.env" -}}
 - {name: WEBHOOKD_KAFKA_BROKERS, value: {{ .Values.kafka.brokers | quote }}}
 - {name: WEBHOOKD_KAFKA_SASL_MECHANISM, value: {{ .Values.kafka.saslMechanism | quote }}}
@@ -37,10 +62,16 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_TEMPLATE_SECRETS_DIR, value: /etc/webhookd/template-secrets}
 {{- end }}
 - {name: WEBHOOKD_ADMIN_JWT_AUDIENCE, value: {{ .Values.adminJWTAudience | quote }}}
+{{- if .Values.adminAuth.tokensFile.enabled }}
+- {name: WEBHOOKD_ADMIN_TOKENS_FILE, value: /etc/webhookd/admin-tokens/tokens}
+{{- end }}
+{{- if .Values.adminAuth.jwtPublicKey.enabled }}
+- {name: WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE, value: /etc/webhookd/admin-jwt/public-key.pem}
+{{- end }}
 - {name: WEBHOOKD_LOG_LEVEL, value: {{ .Values.log.level | quote }}}
 - {name: WEBHOOKD_LOG_FORMAT, value: {{ .Values.log.format | quote }}}
 - name: WEBHOOKD_ADMIN_TOKEN
-  valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" . }}, key: ADMIN_TOKEN}}
+  valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" . }}, key: ADMIN_TOKEN{{ if include "webhookd.adminFiles" . }}, optional: true{{ end }}}}
 {{- range $k, $v := dict "WEBHOOKD_ADMIN_JWT_SECRET" "ADMIN_JWT_SECRET" "WEBHOOKD_SECRETS_KEY" "SECRETS_KEY" "WEBHOOKD_KAFKA_USER" "KAFKA_USER" "WEBHOOKD_KAFKA_PASSWORD" "KAFKA_PASSWORD" "WEBHOOKD_CLICKHOUSE_USER" "CLICKHOUSE_USER" "WEBHOOKD_CLICKHOUSE_PASSWORD" "CLICKHOUSE_PASSWORD" }}
 - name: {{ $k }}
   valueFrom: {secretKeyRef: {name: {{ include "webhookd.secretName" $ }}, key: {{ $v }}, optional: true}}
