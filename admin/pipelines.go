@@ -3,7 +3,6 @@ package admin
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -19,13 +18,12 @@ import (
 // for PUT, which changes only the fields it is given. Read-only fields of the
 // GET response are accepted and ignored, so GET → edit → PUT works.
 type pipelineInput struct {
-	Name        *string            `json:"name"`
-	Description *string            `json:"description"`
-	TriggerType *string            `json:"trigger_type"`
-	Status      *string            `json:"status"`
-	Steps       *[]json.RawMessage `json:"steps"`
-	steps       []stepInput
-	FailoverURL *string `json:"failover_url"`
+	Name        *string      `json:"name"`
+	Description *string      `json:"description"`
+	TriggerType *string      `json:"trigger_type"`
+	Status      *string      `json:"status"`
+	Steps       *[]stepInput `json:"steps"`
+	FailoverURL *string      `json:"failover_url"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -55,8 +53,8 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	if in.Steps == nil {
 		return
 	}
-	p.Steps = make([]pipeline.Step, len(in.steps))
-	for i, si := range in.steps {
+	p.Steps = make([]pipeline.Step, len(*in.Steps))
+	for i, si := range *in.Steps {
 		s := si.Step
 		s.HasSigningKey = false
 		// Keys are never returned, so a client that edits what GET showed
@@ -96,34 +94,16 @@ func matchStep(old *pipeline.Pipeline, s pipeline.Step) *pipeline.Step {
 	return nil
 }
 
+// decodePipeline decodes a create/update body in one pass, so that bad
+// top-level fields and bad fields of every step are reported together, each
+// with its path ("steps[1].order").
 func (s *Server) decodePipeline(c *fiber.Ctx) (*pipelineInput, error) {
 	var in pipelineInput
 	if len(c.Body()) == 0 {
 		return nil, apiError(fiber.StatusBadRequest, "bad_request", "request body is required")
 	}
 	if err := pipeline.Decode(c.Body(), &in); err != nil {
-		var ve *pipeline.ValidationError
-		if errors.As(err, &ve) {
-			return nil, err
-		}
-		return nil, apiError(fiber.StatusBadRequest, "bad_request", err.Error())
-	}
-	// Steps are decoded one by one so a type error names its index.
-	if in.Steps != nil {
-		for i, raw := range *in.Steps {
-			var si stepInput
-			if err := pipeline.Decode(raw, &si); err != nil {
-				var ve *pipeline.ValidationError
-				if errors.As(err, &ve) {
-					for j := range ve.Fields {
-						ve.Fields[j].Field = fmt.Sprintf("steps[%d].%s", i, ve.Fields[j].Field)
-					}
-					return nil, ve
-				}
-				return nil, apiError(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("steps[%d]: %v", i, err))
-			}
-			in.steps = append(in.steps, si)
-		}
+		return nil, decodeError(err)
 	}
 	return &in, nil
 }
