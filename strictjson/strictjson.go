@@ -759,11 +759,15 @@ func (c *checker) object(path string, member func(key, path string) error) error
 			return c.syntax(c.pos, c.desc(c.pos)+" after object key")
 		}
 		c.pos++
+		c.ws()
+		if c.pos >= len(c.b) {
+			return c.eof()
+		}
 		kp := field(path, key)
 		switch {
 		case bad != "":
 			kp = field(path, strings.ToValidUTF8(key, "\uFFFD"))
-			c.add(kp, "key "+strings.TrimPrefix(bad, "is "))
+			c.add(kp, "key "+bad)
 			err = c.value(nil, kp)
 		case seen[key]:
 			c.add(kp, "duplicate key")
