@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -23,13 +22,12 @@ import (
 // for PUT, which changes only the fields it is given. Read-only fields of the
 // GET response are accepted and ignored, so GET → edit → PUT works.
 type pipelineInput struct {
-	Name        *string            `json:"name"`
-	Description *string            `json:"description"`
-	TriggerType *string            `json:"trigger_type"`
-	Status      *string            `json:"status"`
-	Steps       *[]json.RawMessage `json:"steps"`
-	steps       []stepInput
-	FailoverURL *string `json:"failover_url"`
+	Name        *string      `json:"name"`
+	Description *string      `json:"description"`
+	TriggerType *string      `json:"trigger_type"`
+	Status      *string      `json:"status"`
+	Steps       *[]stepInput `json:"steps"`
+	FailoverURL *string      `json:"failover_url"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -37,7 +35,8 @@ type pipelineInput struct {
 	LastTriggered json.RawMessage `json:"last_triggered"`
 	CreatedAt     json.RawMessage `json:"created_at"`
 	UpdatedAt     json.RawMessage `json:"updated_at"`
-	Revision      json.RawMessage `json:"revision"`
+	// Revision, on PUT, is the revision the client edited (like If-Match).
+	Revision *int64 `json:"revision"`
 }
 
 type stepInput struct {
@@ -59,8 +58,8 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	if in.Steps == nil {
 		return
 	}
-	p.Steps = make([]pipeline.Step, len(in.steps))
-	for i, si := range in.steps {
+	p.Steps = make([]pipeline.Step, len(*in.Steps))
+	for i, si := range *in.Steps {
 		s := si.Step
 		s.HasSigningKey = false
 		// Keys are never returned, so a client that edits what GET showed
@@ -100,34 +99,16 @@ func matchStep(old *pipeline.Pipeline, s pipeline.Step) *pipeline.Step {
 	return nil
 }
 
+// decodePipeline decodes a create/update body in one pass, so that bad
+// top-level fields and bad fields of every step are reported together, each
+// with its path ("steps[1].order").
 func (s *Server) decodePipeline(c *fiber.Ctx) (*pipelineInput, error) {
 	var in pipelineInput
 	if len(c.Body()) == 0 {
 		return nil, apiError(fiber.StatusBadRequest, "bad_request", "request body is required")
 	}
 	if err := pipeline.Decode(c.Body(), &in); err != nil {
-		var ve *pipeline.ValidationError
-		if errors.As(err, &ve) {
-			return nil, err
-		}
-		return nil, apiError(fiber.StatusBadRequest, "bad_request", err.Error())
-	}
-	// Steps are decoded one by one so a type error names its index.
-	if in.Steps != nil {
-		for i, raw := range *in.Steps {
-			var si stepInput
-			if err := pipeline.Decode(raw, &si); err != nil {
-				var ve *pipeline.ValidationError
-				if errors.As(err, &ve) {
-					for j := range ve.Fields {
-						ve.Fields[j].Field = fmt.Sprintf("steps[%d].%s", i, ve.Fields[j].Field)
-					}
-					return nil, ve
-				}
-				return nil, apiError(fiber.StatusBadRequest, "bad_request", fmt.Sprintf("steps[%d]: %v", i, err))
-			}
-			in.steps = append(in.steps, si)
-		}
+		return nil, decodeError(err)
 	}
 	return &in, nil
 }
@@ -258,14 +239,10 @@ func (s *Server) syncRegistry(c *fiber.Ctx) {
 
 // revision is the body's optional revision: the one the client edited.
 func (in *pipelineInput) revision() (*int64, error) {
-	if len(in.Revision) == 0 || string(in.Revision) == "null" {
-		return nil, nil
-	}
-	var r int64
-	if err := json.Unmarshal(in.Revision, &r); err != nil || r < 1 {
+	if in.Revision != nil && *in.Revision < 1 {
 		return nil, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}}
 	}
-	return &r, nil
+	return in.Revision, nil
 }
 
 func setETag(c *fiber.Ctx, revision int64) {

@@ -405,6 +405,9 @@ func TestInvalidPipelinesAreRejectedWithFieldPaths(t *testing.T) {
 		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","body_template":{"t":"{{steps.2.status}}"}},{"order":2,"url":"https://x.io"}]}`, "steps[0].body_template"},
 		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_polcy":{}}]}`, "steps[0].retry_polcy"},
 		{`{"name":"n","trigger_type":"click","steps":[{"order":"1","url":"https://x.io"}]}`, "steps[0].order"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1.5,"url":"https://x.io"}]}`, "steps[0].order"},
+		{`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","url":"https://y.io"}]}`, "steps[0].url"},
+		{"{\"name\":\"caf\xe9\",\"trigger_type\":\"click\",\"steps\":[{\"order\":1,\"url\":\"https://x.io\"}]}", "name"},
 	}
 	for _, c := range cases {
 		code, out := api(t, "POST", "/api/admin/webhooks/pipelines", c.body)
@@ -423,6 +426,16 @@ func TestInvalidPipelinesAreRejectedWithFieldPaths(t *testing.T) {
 	}
 	if code, _ := api(t, "POST", "/api/admin/webhooks/pipelines", `{not json`); code != 400 {
 		t.Errorf("malformed JSON: %d", code)
+	}
+	// Every bad field is listed, not just the first; data after the body is refused.
+	code, out := api(t, "POST", "/api/admin/webhooks/pipelines", `{"name":5,"trigger_type":7,"steps":"nope"}`)
+	details, _ := out["error"].(map[string]any)["details"].([]any)
+	if code != 400 || len(details) != 3 {
+		t.Errorf("three bad fields: %d %v", code, out)
+	}
+	code, out = api(t, "POST", "/api/admin/webhooks/pipelines", `{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io"}]} garbage`)
+	if code != 400 || out["error"].(map[string]any)["code"] != "bad_request" {
+		t.Errorf("trailing garbage: %d %v", code, out)
 	}
 	// An oversized body is refused from its declared length, before it is read.
 	conn, err := net.Dial("tcp", shared.AdminAddr)

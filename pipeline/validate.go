@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"github.com/afftok/webhookd/backoff"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/signing"
+	"github.com/afftok/webhookd/strictjson"
 	"github.com/afftok/webhookd/template"
 )
 
@@ -325,60 +325,30 @@ func reservedHeader(k string) bool {
 	return false
 }
 
-// Decode parses a pipeline request body strictly: unknown fields are errors
-// (a typo such as "retry_polcy" must not be silently ignored).
+// Decode parses a request body strictly into `into` (see package strictjson):
+// one JSON value, no duplicate keys, valid UTF-8, no unknown fields (a typo
+// such as "retry_polcy" must not be silently ignored), and every value of
+// its field's type. Problems with fields come back together as a
+// *ValidationError; malformed JSON, or a body that is not even the right
+// kind of value, as a plain error.
 func Decode(b []byte, into any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) {
-			return &ValidationError{Fields: []FieldError{{Field: fieldPath(ute.Field), Message: "must be " + jsonKind(ute.Type.Kind().String())}}}
+	err := strictjson.Decode(b, into)
+	var se *strictjson.Error
+	if !errors.As(err, &se) {
+		if err != nil {
+			return fmt.Errorf("request body is not valid JSON: %w", err)
 		}
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return &ValidationError{Fields: []FieldError{{Field: strings.Trim(f, `"`), Message: "is not a known field"}}}
-		}
-		return fmt.Errorf("request body is not valid JSON: %w", err)
+		return nil
 	}
-	return nil
-}
-
-// fieldPath turns encoding/json's "steps.0.url" into "steps[0].url" and
-// drops the names of embedded Go structs ("Step.order" is "order").
-func fieldPath(p string) string {
-	var segs []string
-	for _, s := range strings.Split(p, ".") {
-		if s != "" && s[0] >= 'A' && s[0] <= 'Z' {
-			continue
+	ve := &ValidationError{}
+	for _, p := range se.Problems {
+		if p.Path == "" { // the body itself, e.g. an array where an object belongs
+			return fmt.Errorf("request body %s", p.Message)
 		}
-		segs = append(segs, s)
+		ve.add(p.Path, "%s", p.Message)
 	}
-	var b strings.Builder
-	for i, s := range segs {
-		if _, err := strconv.Atoi(s); err == nil && i > 0 {
-			b.WriteString("[" + s + "]")
-			continue
-		}
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(s)
+	if se.Omitted > 0 {
+		ve.add("", "%d more problems are not listed", se.Omitted)
 	}
-	return b.String()
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "int", "int64", "float64":
-		return "a number"
-	case "string":
-		return "a string"
-	case "bool":
-		return "true or false"
-	case "map", "struct":
-		return "an object"
-	case "slice":
-		return "an array"
-	}
-	return "of another type"
+	return ve
 }
