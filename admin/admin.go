@@ -6,12 +6,16 @@ package admin
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/afftok/webhookd/analytics"
 	"github.com/afftok/webhookd/pipeline"
@@ -87,6 +92,8 @@ type Server struct {
 	app   *fiber.App
 	ln    net.Listener
 	ready chan struct{}
+	// table knows every route, for 405 + Allow.
+	table *routeTable
 	// pipeLocks serialise this replica's writes to each pipeline.
 	pipeLocks keyedLocks
 	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
@@ -116,8 +123,12 @@ func New(o Options) *Server {
 	s.app = fiber.New(fiber.Config{
 		// Values taken from a request outlive the handler (they go into
 		// pipelines and Kafka records): make Fiber copy them.
-		Immutable:             true,
-		BodyLimit:             1 << 20,
+		Immutable: true,
+		// A body over the limit is refused (413) from its declared length,
+		// before it is read.
+		BodyLimit: 1 << 20,
+		// Request line and headers; beyond it the answer is 431.
+		ReadBufferSize:        16 << 10,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           120 * time.Second,
@@ -126,7 +137,39 @@ func New(o Options) *Server {
 	})
 	s.app.Use(recover.New())
 	s.routes()
+	s.wrapUnknownMethods()
 	return s
+}
+
+// wrapUnknownMethods answers methods Fiber does not know (it would send a
+// bare "Invalid http method") in the error model: 401 without a valid
+// credential, else 405 with what the path allows.
+func (s *Server) wrapUnknownMethods() {
+	srv := s.app.Server()
+	inner := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if slices.Contains(s.app.Config().RequestMethods, string(ctx.Method())) {
+			inner(ctx)
+			return
+		}
+		e := apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
+		if _, ok := s.o.Auth.Authenticate(string(ctx.Request.Header.Peek(fiber.HeaderAuthorization))); ok {
+			allow := strings.Join(s.table.allowed(string(ctx.Path())), ", ")
+			e = apiError(fiber.StatusMethodNotAllowed, "method_not_allowed", "unknown method "+strconv.Quote(string(ctx.Method())))
+			if allow != "" {
+				ctx.Response.Header.Set(fiber.HeaderAllow, allow)
+			} else {
+				e = apiError(fiber.StatusNotFound, "not_found", "no route "+string(ctx.Path()))
+			}
+		} else {
+			ctx.Response.Header.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
+		}
+		e.Details = []pipeline.FieldError{}
+		body, _ := json.Marshal(fiber.Map{"success": false, "error": e})
+		ctx.SetStatusCode(e.Status)
+		ctx.SetContentType(fiber.MIMEApplicationJSON)
+		ctx.SetBody(body)
+	}
 }
 
 func (s *Server) routes() {
@@ -134,6 +177,7 @@ func (s *Server) routes() {
 	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	a.Get("/readyz", s.readyz)
 	a.Use(s.auth)
+	a.Use(s.requireJSON)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.Handler()))
 	// Go's profiler, behind the token like everything else: operators
 	// profile a live replica with `go tool pprof`.
@@ -160,9 +204,8 @@ func (s *Server) routes() {
 		w.Post(prefix+"/:id/retry", s.retryDLQ)
 		w.Delete(prefix+"/:id", s.deleteDLQ)
 	}
-	a.Use(func(c *fiber.Ctx) error {
-		return apiError(fiber.StatusNotFound, "not_found", "no route "+c.Method()+" "+c.Path())
-	})
+	a.Use(s.noRoute)
+	s.table = newRouteTable(a.GetRoutes(true))
 }
 
 // pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
@@ -239,18 +282,38 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ready", "checks": status})
 }
 
-// Error is the spec's error envelope body.
+// Error is the spec's error envelope body: {"success":false,"error":{…}}.
+// Code is stable per kind of error (see errorCodes); Details lists every bad
+// field of a 400, and is [] otherwise.
 type Error struct {
 	Status  int                   `json:"-"`
 	Code    string                `json:"code"`
 	Message string                `json:"message"`
-	Details []pipeline.FieldError `json:"details,omitempty"`
+	Details []pipeline.FieldError `json:"details"`
 }
 
 func (e *Error) Error() string { return e.Message }
 
 func apiError(status int, code, msg string) *Error {
 	return &Error{Status: status, Code: code, Message: msg}
+}
+
+// errorCodes are the stable codes of errors raised outside the handlers (by
+// Fiber or the HTTP server), by status. Handlers use the same codes.
+var errorCodes = map[int]string{
+	fiber.StatusBadRequest:                  "bad_request",
+	fiber.StatusUnauthorized:                "unauthorized",
+	fiber.StatusForbidden:                   "forbidden",
+	fiber.StatusNotFound:                    "not_found",
+	fiber.StatusMethodNotAllowed:            "method_not_allowed",
+	fiber.StatusRequestTimeout:              "request_timeout",
+	fiber.StatusConflict:                    "conflict",
+	fiber.StatusPreconditionFailed:          "precondition_failed",
+	fiber.StatusRequestEntityTooLarge:       "payload_too_large",
+	fiber.StatusUnsupportedMediaType:        "unsupported_media_type",
+	fiber.StatusUnprocessableEntity:         "unprocessable",
+	fiber.StatusRequestHeaderFieldsTooLarge: "header_too_large",
+	fiber.StatusServiceUnavailable:          "unavailable",
 }
 
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
@@ -263,17 +326,61 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	case errors.As(err, &ae):
 	case errors.As(err, &ve):
 		ae = &Error{Status: fiber.StatusBadRequest, Code: "validation_failed", Message: "the request has invalid fields", Details: ve.Fields}
-	case errors.As(err, &fe):
-		code := map[int]string{400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "unprocessable"}[fe.Code]
+	case errors.As(err, &fe) && fe.Code >= 400 && fe.Code < 500:
+		code := errorCodes[fe.Code]
 		if code == "" {
-			code = "error"
+			code = "bad_request"
 		}
 		ae = &Error{Status: fe.Code, Code: code, Message: fe.Message}
+		switch fe.Code {
+		case fiber.StatusRequestHeaderFieldsTooLarge:
+			ae.Message = "the request line and headers exceed 16 KiB"
+		case fiber.StatusRequestEntityTooLarge:
+			ae.Message = "request bodies are limited to 1 MiB"
+		}
 	default:
 		s.o.Log.Error("admin API error", "method", c.Method(), "path", c.Path(), "err", err)
 		ae = &Error{Status: fiber.StatusInternalServerError, Code: "internal", Message: "internal error"}
 	}
+	if ae.Details == nil {
+		ae.Details = []pipeline.FieldError{}
+	}
 	return c.Status(ae.Status).JSON(fiber.Map{"success": false, "error": ae})
+}
+
+// noRoute answers what no route took: 405 with Allow when the path exists
+// under other methods (OPTIONS: 204 with Allow), else 404.
+func (s *Server) noRoute(c *fiber.Ctx) error {
+	allow := s.table.allowed(c.Path())
+	if len(allow) == 0 {
+		return apiError(fiber.StatusNotFound, "not_found", "no route "+c.Method()+" "+c.Path())
+	}
+	c.Set(fiber.HeaderAllow, strings.Join(allow, ", "))
+	if c.Method() == fiber.MethodOptions {
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+	return apiError(fiber.StatusMethodNotAllowed, "method_not_allowed",
+		c.Method()+" is not allowed on "+c.Path()+"; allowed: "+strings.Join(allow, ", "))
+}
+
+// requireJSON answers 415 to a request body that says it is not JSON. A
+// body without Content-Type is read as JSON; requests no route takes are
+// left to noRoute (404/405 come first).
+func (s *Server) requireJSON(c *fiber.Ctx) error {
+	if len(c.Request().Body()) == 0 || !s.table.has(c.Method(), c.Path()) {
+		return c.Next()
+	}
+	ct := c.Get(fiber.HeaderContentType)
+	if ct == "" {
+		return c.Next()
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == fiber.MIMEApplicationJSON || strings.HasSuffix(mt, "+json")) &&
+		(params["charset"] == "" || strings.EqualFold(params["charset"], "utf-8")) {
+		return c.Next()
+	}
+	return apiError(fiber.StatusUnsupportedMediaType, "unsupported_media_type",
+		"request bodies are JSON: send Content-Type: application/json (got "+strconv.Quote(ct)+")")
 }
 
 func ok(c *fiber.Ctx, status int, data any) error {

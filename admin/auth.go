@@ -232,7 +232,8 @@ func (s *Server) auth(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
 		return apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
 	}
-	if !role.Allows(c.Method()) {
+	// A method no route takes is 404/405 for everyone (noRoute), not 403.
+	if !role.Allows(c.Method()) && s.table.has(c.Method(), c.Path()) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd", error="insufficient_scope"`)
 		return apiError(fiber.StatusForbidden, "forbidden", "this token has the read role: it may only make GET and HEAD requests")
 	}

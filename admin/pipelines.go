@@ -372,17 +372,24 @@ type pagination struct {
 	Total int64 `json:"total"`
 }
 
+// maxPage bounds ?page= so that (page-1)*limit never overflows anything.
+const maxPage = 1_000_000
+
 func pageParams(c *fiber.Ctx) (page, limit int, err error) {
+	var bad []pipeline.FieldError
 	page, limit = 1, 20
 	if v := c.Query("page"); v != "" {
-		if page, err = strconv.Atoi(v); err != nil || page < 1 {
-			return 0, 0, &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: "page", Message: "must be a whole number ≥ 1"}}}
+		if page, err = strconv.Atoi(v); err != nil || page < 1 || page > maxPage {
+			bad = append(bad, pipeline.FieldError{Field: "page", Message: "must be a whole number between 1 and 1000000"})
 		}
 	}
 	if v := c.Query("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
-			return 0, 0, &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: "limit", Message: "must be between 1 and 200"}}}
+			bad = append(bad, pipeline.FieldError{Field: "limit", Message: "must be a whole number between 1 and 200"})
 		}
+	}
+	if bad != nil {
+		return 0, 0, &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: bad}
 	}
 	return page, limit, nil
 }

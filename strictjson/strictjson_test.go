@@ -33,35 +33,35 @@ type hidden struct {
 
 // target has a field of every shape the checker handles.
 type target struct {
-	Base           // promoted: id (shadowed loses to the outer field)
-	*Extra         // exported embedded pointer: x is promoted
-	*hidden        // unexported embedded pointer: encoding/json cannot set h
+	Base            // promoted: id (shadowed loses to the outer field)
+	*Extra          // exported embedded pointer: x is promoted
+	*hidden         // unexported embedded pointer: encoding/json cannot set h
 	Shadowed string `json:"shadowed"`
 
-	Name     string            `json:"name"`
-	Count    int8              `json:"count"`
-	Size     uint16            `json:"size"`
-	Ratio    float32           `json:"ratio"`
-	On       bool              `json:"on"`
-	Ptr      *int              `json:"ptr"`
-	Inner    Inner             `json:"inner"`
-	InnerP   *Inner            `json:"inner_p"`
-	List     []Inner           `json:"list"`
-	Pair     [2]int            `json:"pair"`
-	Headers  map[string]string `json:"headers"`
-	ByID     map[int]bool      `json:"by_id"`
-	Data     map[string]any    `json:"data"`
-	Any      any               `json:"any"`
-	Raw      json.RawMessage   `json:"raw"`
-	At       time.Time         `json:"at"`
-	AtP      *time.Time        `json:"at_p"`
-	Bytes    []byte            `json:"bytes"`
-	Num      json.Number       `json:"num"`
-	Quoted   int               `json:"quoted,string"`
-	Addr     netip.Addr        `json:"addr"` // an encoding.TextUnmarshaler
-	Untagged int
-	Skip     int `json:"-"`
-	Dash     int `json:"-,"` // named "-"
+	Name       string            `json:"name"`
+	Count      int8              `json:"count"`
+	Size       uint16            `json:"size"`
+	Ratio      float32           `json:"ratio"`
+	On         bool              `json:"on"`
+	Ptr        *int              `json:"ptr"`
+	Inner      Inner             `json:"inner"`
+	InnerP     *Inner            `json:"inner_p"`
+	List       []Inner           `json:"list"`
+	Pair       [2]int            `json:"pair"`
+	Headers    map[string]string `json:"headers"`
+	ByID       map[int]bool      `json:"by_id"`
+	Data       map[string]any    `json:"data"`
+	Any        any               `json:"any"`
+	Raw        json.RawMessage   `json:"raw"`
+	At         time.Time         `json:"at"`
+	AtP        *time.Time        `json:"at_p"`
+	Bytes      []byte            `json:"bytes"`
+	Num        json.Number       `json:"num"`
+	Quoted     int               `json:"quoted,string"`
+	Addr       netip.Addr        `json:"addr"` // an encoding.TextUnmarshaler
+	Untagged   int
+	Skip       int `json:"-"`
+	Dash       int `json:"-,"` // named "-"
 	unexported int
 }
 
