@@ -386,3 +386,7 @@ func (s *Server) requireJSON(c *fiber.Ctx) error {
 func ok(c *fiber.Ctx, status int, data any) error {
 	return c.Status(status).JSON(fiber.Map{"success": true, "data": data})
 }
+
+// OpenAPI is the API's OpenAPI document, as served at
+// /api/admin/webhooks/openapi.yaml.
+func OpenAPI() []byte { return openAPI }

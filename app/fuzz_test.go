@@ -51,6 +51,7 @@ func FuzzAdminAPI(f *testing.F) {
 		f.Add(s.method, s.rawMethod, s.path, s.id, s.query, s.ct, s.auth, s.ifMatch, []byte(s.body))
 	}
 	a := startStack(f)
+	checker(f)
 	f.Fuzz(func(t *testing.T, methodSel uint8, rawMethod string, pathSel uint8, id, query string, ctSel, authSel uint8, ifMatch string, body []byte) {
 		method := pick(fuzzMethods, methodSel, rawMethod)
 		path := strings.ReplaceAll(pick(fuzzPaths, pathSel, id), "{id}", id)
@@ -81,6 +82,9 @@ func FuzzAdminAPI(f *testing.F) {
 			if err := checkEnvelope(r); err != nil {
 				t.Fatalf("%s %s: %v", method, req.URL, err)
 			}
+		}
+		if err := checker(t).Check(req, r.status, r.header, r.body); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

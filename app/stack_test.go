@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/afftok/webhookd/admin/apispec"
 	"github.com/afftok/webhookd/app"
 	"github.com/afftok/webhookd/config"
 )
@@ -100,6 +101,21 @@ func startStack(tb testing.TB) *app.App {
 	return stack.a
 }
 
+var spec struct {
+	once sync.Once
+	c    *apispec.Checker
+	err  error
+}
+
+// checker checks answers against the OpenAPI document.
+func checker(tb testing.TB) *apispec.Checker {
+	spec.once.Do(func() { spec.c, spec.err = apispec.New() })
+	if spec.err != nil {
+		tb.Fatal(spec.err)
+	}
+	return spec.c
+}
+
 // response is what a client got.
 type response struct {
 	status int
@@ -155,6 +171,9 @@ func request(tb testing.TB, a *app.App, method, target string, body []byte, head
 	r, err := send(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, target, err)
+	}
+	if err := checker(tb).Check(req, r.status, r.header, r.body); err != nil {
+		tb.Error(err)
 	}
 	return r
 }

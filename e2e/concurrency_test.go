@@ -37,6 +37,9 @@ func call(in *instance, method, path, body string, headers ...string) (int, http
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if err := spec.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
+		return 0, nil, nil, err
+	}
 	var out map[string]any
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&out); err != nil {
 		return resp.StatusCode, resp.Header, nil, fmt.Errorf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, raw)

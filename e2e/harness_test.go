@@ -22,6 +22,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/admin/apispec"
 )
 
 // Bounds. Waits for something that must happen are minutes long, so the
@@ -47,6 +49,9 @@ var (
 	brokers     string      // the devkafka process's address
 	shared      *instance   // one `webhookd dev` most tests share
 	producer    *kgo.Client // produces to the broker
+	// spec checks every admin API answer the suite gets against the
+	// OpenAPI document.
+	spec *apispec.Checker
 )
 
 // sharedEnv is the shared instance's settings (what app's in-process tests
@@ -74,6 +79,9 @@ func runMain(m *testing.M) (code int) {
 		return 1
 	}
 
+	if spec, err = apispec.New(); err != nil {
+		return fail("%v", err)
+	}
 	start := time.Now()
 	bin := filepath.Join(workDir, "bin")
 	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "../cmd/webhookd", "../cmd/devkafka")
@@ -379,6 +387,9 @@ func (in *instance) Call(t testing.TB, method, path string, body any, headers ..
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	if err := spec.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
+		t.Error(err)
+	}
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
