@@ -281,13 +281,21 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 	rcv := newReceiver(t)
 	createPipeline(t, `{"name":"after-bad","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/ok"}]}`)
 	// Same key: same partition, in this order.
+	// An event without data, whichever shape and however it is missing, is
+	// invalid as well (issue 8): it is not delivered with null fields.
+	nullData := `{"id":"evt_null_data","type":"click.tracked","data":null}`
+	noData := `{"id":"evt_no_data","trigger_type":"click","trigger_id":"clk_no_data"}`
+	stringData := `{"id":"evt_string_data","type":"click.tracked","data":"clk_1"}`
 	produce(t, "afftok.clicks", "k", `not json at all`)
 	produce(t, "afftok.clicks", "k", `{"type":"click.exploded","data":{}}`)
+	produce(t, "afftok.clicks", "k", nullData)
+	produce(t, "afftok.clicks", "k", noData)
+	produce(t, "afftok.clicks", "k", stringData)
 	produce(t, "afftok.clicks", "k", `{"type":"click.tracked","data":{"id":"after_bad"}}`)
 	if got := rcv.next(t); !strings.Contains(string(got.Body), "after_bad") {
 		t.Fatalf("body %s", got.Body)
 	}
-	// Both bad records are on the DLQ topic with reason invalid_event and their bytes.
+	// Every bad record is on the DLQ topic with reason invalid_event and its bytes.
 	found := map[string]string{}
 	readTopic(t, "webhooks.dlq", func(r *kgo.Record) bool {
 		var d struct {
@@ -300,11 +308,14 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 		if json.Unmarshal(r.Value, &d) == nil && d.Reason == "invalid_event" && d.Source != nil && d.Source.Topic == "afftok.clicks" {
 			found[string(d.Source.Value)] = d.Error
 		}
-		return len(found) == 2
+		return len(found) == 5
 	})
-	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") {
+	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") ||
+		!strings.Contains(found[nullData], "event data is missing") || !strings.Contains(found[noData], "event data is missing") ||
+		!strings.Contains(found[stringData], "event data must be a JSON object") {
 		t.Fatalf("DLQ records: %v", found)
 	}
+	rcv.noneSoFar(t) // the data-less events were not delivered
 }
 
 func TestPipelineCRUDShapesAndSecrets(t *testing.T) {
