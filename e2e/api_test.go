@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,6 +230,50 @@ func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
 	if n := len(out["data"].(map[string]any)["logs"].([]any)); n != 1 {
 		t.Fatalf("failures: %d logs", n)
 	}
+}
+
+// Issue 8: a step that died (stop_on_failure false) is chained like a
+// successful one — step 2 sees step 1's 500, its body and headers, not
+// null — and the result travels with step 2's retry task through a tier.
+func TestFailedStepIsChainedToTheNextStep(t *testing.T) {
+	rcv := newReceiver(t)
+	var useCalls atomic.Int32
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		switch {
+		case c.Path == "/crm":
+			w.Header().Set("X-Request-Id", "req-9")
+			w.WriteHeader(500)
+			_, _ = w.Write([]byte(`{"error":"crm down"}`))
+		case useCalls.Add(1) == 1:
+			w.WriteHeader(503) // step 2's first attempt: it waits on a retry tier
+		default:
+			w.WriteHeader(204)
+		}
+	})
+	p := createPipeline(t, `{"name":"chain-failed","trigger_type":"postback","steps":[
+	  {"order":1,"name":"CRM","url":"`+rcv.URL+`/crm","stop_on_failure":false,"retry_policy":{"max_attempts":1}},
+	  {"order":2,"name":"Audit","url":"`+rcv.URL+`/audit",
+	   "body_template":{"crm_status":"{{steps.1.status}}","by_name":"{{steps.CRM.response.status}}","crm_error":"{{steps.1.response.body.error}}","crm_request":"{{steps.1.response.headers.x-request-id}}"},
+	   "retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":5}}]}`)
+	produce(t, "afftok.postbacks", "pbf", `{"type":"postback.received","data":{"id":"pb_failed_chain"}}`)
+	if c := rcv.next(t); c.Path != "/crm" {
+		t.Fatalf("first call %s", c.Path)
+	}
+	want := `{"crm_status":500,"by_name":500,"crm_error":"crm down","crm_request":"req-9"}`
+	first, retry := rcv.next(t), rcv.next(t)
+	for _, c := range []captured{first, retry} {
+		if c.Path != "/audit" || string(c.Body) != want {
+			t.Fatalf("%s body %s, want %s", c.Path, c.Body, want)
+		}
+	}
+	if retry.Header.Get("X-Afftok-Retry-Count") != "1" {
+		t.Fatalf("retry count %s", retry.Header.Get("X-Afftok-Retry-Count"))
+	}
+	l := waitExecution(t, p["id"].(string), "pb_failed_chain")
+	if l["status"] != "partial" {
+		t.Fatalf("log %v", l)
+	}
+	rcv.noneSoFar(t) // step 1 is not called again
 }
 
 func TestStepTimeoutIsAFailedAttempt(t *testing.T) {
