@@ -172,7 +172,8 @@ type Task struct {
 	LastHTTPStatus int           `json:"last_http_status,omitempty"`
 	// Tiers lists the last retry topics the task went through, for diagnosis.
 	Tiers []string `json:"tiers,omitempty"`
-	// Steps holds earlier steps' results for {{steps.…}} (bounded in size).
+	// Steps holds earlier steps' results for {{steps.…}}, dead steps' included
+	// (bounded in size).
 	Steps map[string]any `json:"steps,omitempty"`
 	// Dead counts steps of this execution already dead-lettered.
 	Dead int `json:"dead,omitempty"`

@@ -112,11 +112,11 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		// topics retain.
 		return d.deferral(p, idx, t, delivery.ReasonPipelinePaused, now.Add(d.o.PauseRecheck), d.o.MaxHold, now)
 	case pipeline.StatusDisabled:
-		return d.dead(p, idx, t, nil, delivery.ReasonPipelineDisabled, "pipeline disabled while a retry was pending", t.Attempt)
+		return d.dead(p, idx, t, nil, nil, delivery.ReasonPipelineDisabled, "pipeline disabled while a retry was pending", t.Attempt)
 	}
 	ev, err := t.Decoded()
 	if err != nil {
-		return d.dead(p, idx, t, nil, delivery.ReasonPermanent, "Invalid event: "+err.Error(), t.Attempt)
+		return d.dead(p, idx, t, nil, nil, delivery.ReasonPermanent, "Invalid event: "+err.Error(), t.Attempt)
 	}
 	// A render error is the pipeline's, not the receiver's: retrying the
 	// same template on the same event cannot help.
@@ -124,7 +124,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		att := d.attemptRecord(p, s, t, ev, now)
 		att.Status, att.Error = delivery.AttemptFailed, err.Error()
 		metrics.Attempts.WithLabelValues(att.Status).Inc()
-		return d.dead(p, idx, t, att, delivery.ReasonPermanent, att.Error, t.Attempt+1)
+		return d.dead(p, idx, t, att, nil, delivery.ReasonPermanent, att.Error, t.Attempt+1)
 	}
 	r, err := d.target(p, s, t, ev, t.Attempt, t.Failover)
 	if err != nil {
@@ -169,21 +169,17 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	metrics.Attempts.WithLabelValues(att.Status).Inc()
 	metrics.AttemptLatency.Observe(resp.Latency.Seconds())
 
+	last := &reply{status: resp.Status, body: body, header: resp.Header, secrets: req.Secrets}
 	switch resp.Class {
 	case Success:
 		next := t.Clone()
-		if p.UsesSteps {
-			if next.Steps == nil {
-				next.Steps = map[string]any{}
-			}
-			next.Steps[strconv.Itoa(s.Order)] = boundedResult(resp.Status, body, resp.Header, req.Secrets, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
-		}
+		keepResult(p, s, next, last)
 		if end := stepEnd(p, idx, t); idx+1 < end {
 			return delivery.Decision{Verdict: delivery.Next, Task: next.AtStep(p.Steps[idx+1].Order, d.o.Now()), Attempt: att}
 		}
 		return delivery.Decision{Verdict: delivery.Done, Task: next, Attempt: att, Status: execStatus(p, next, false)}
 	case Permanent:
-		return d.dead(p, idx, t, att, delivery.ReasonPermanent, att.Error, t.Attempt+1)
+		return d.dead(p, idx, t, att, last, delivery.ReasonPermanent, att.Error, t.Attempt+1)
 	}
 	// Transient: the next attempt, the failover, or the DLQ.
 	next := t.Clone()
@@ -201,7 +197,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		next.Attempt, next.Failover, next.NotBefore, next.Tiers = 0, true, at, nil
 		return delivery.Decision{Verdict: delivery.Failover, Task: next, At: at, Attempt: att, Error: att.Error}
 	}
-	return d.dead(p, idx, t, att, delivery.ReasonExhausted, att.Error, t.Attempt+1)
+	return d.dead(p, idx, t, att, last, delivery.ReasonExhausted, att.Error, t.Attempt+1)
 }
 
 // UnknownWindow is how long a delivery waits for its pipeline to show up in
@@ -238,7 +234,7 @@ func (d *Dispatcher) cooldown() time.Duration {
 func (d *Dispatcher) deferral(p *pipeline.Compiled, idx int, t *delivery.Task, reason string, until time.Time, window time.Duration, now time.Time) delivery.Decision {
 	deferred := t.Deferred(now)
 	if deferred >= window {
-		return d.dead(p, idx, t, nil, reason, fmt.Sprintf("deferred for %v without an attempt (%s)", deferred.Round(time.Second), strings.ReplaceAll(reason, "_", " ")), t.Attempt)
+		return d.dead(p, idx, t, nil, nil, reason, fmt.Sprintf("deferred for %v without an attempt (%s)", deferred.Round(time.Second), strings.ReplaceAll(reason, "_", " ")), t.Attempt)
 	}
 	if end := now.Add(window - deferred); until.After(end) {
 		until = end // one last look when the window closes
@@ -256,8 +252,11 @@ func (d *Dispatcher) deferral(p *pipeline.Compiled, idx int, t *delivery.Task, r
 
 // dead dead-letters t's current step. The DLQ keeps the task a retry resumes
 // from: this step, from its first attempt. With stop_on_failure false the
-// execution goes on with the next step in place (Continue).
-func (d *Dispatcher) dead(p *pipeline.Compiled, idx int, t *delivery.Task, att *delivery.Attempt, reason, errText string, attempts int) delivery.Decision {
+// execution goes on with the next step in place (Continue), which sees the
+// dead step's result as {{steps.N.…}} exactly as it would a successful
+// one's (issue 8). last is what the step's final attempt got back, nil when
+// this run made no request (see deadReply).
+func (d *Dispatcher) dead(p *pipeline.Compiled, idx int, t *delivery.Task, att *delivery.Attempt, last *reply, reason, errText string, attempts int) delivery.Decision {
 	s := &p.Steps[idx]
 	resume := t.Resumable(errText)
 	resume.OnlyStep = t.OnlyStep || !s.StopOnFailure
@@ -266,6 +265,9 @@ func (d *Dispatcher) dead(p *pipeline.Compiled, idx int, t *delivery.Task, att *
 	after.Dead++
 	if !s.StopOnFailure {
 		if end := stepEnd(p, idx, t); idx+1 < end {
+			// The result rides in the task, so it reaches the next step
+			// whichever process runs it (a retry tier, another replica).
+			keepResult(p, s, after, deadReply(t, att, last))
 			dec.Continue = after.AtStep(p.Steps[idx+1].Order, d.o.Now())
 			return dec
 		}
@@ -454,8 +456,55 @@ func hostKey(u *url.URL) string {
 	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
+// reply is what a step's attempt got back, as far as {{steps.N.…}} shows it:
+// the HTTP status (0: no HTTP response), the body (secrets already redacted)
+// and the headers; secrets redacts the header values.
+type reply struct {
+	status  int
+	body    []byte
+	header  http.Header
+	secrets *Secrets
+}
+
+// deadReply is a dead step's result for the steps after it: the reply to its
+// final attempt — the failover's, when it had one, just as a failover that
+// succeeds is the step's result — whatever its status. When that attempt
+// got no HTTP response (timeout, connection refused, TLS or DNS error, an
+// address the guard blocks, a request that could not be rendered) the
+// status is 0, as http_status is 0 in the execution logs, the body "" and
+// the headers empty: the variable still renders a number, so a template can
+// tell "no answer" (0) from an answer, and {{steps.N.status}} is never null
+// for a step that ran. A step that died without an attempt in this run
+// (pipeline disabled, deferred past its window) keeps the status of the last
+// attempt it made (t.LastHTTPStatus, 0 if none); its body and headers are
+// not kept across hops, so they are "" and empty.
+func deadReply(t *delivery.Task, att *delivery.Attempt, last *reply) *reply {
+	switch {
+	case last != nil:
+		return last
+	case att != nil:
+		return &reply{status: att.HTTPStatus}
+	}
+	return &reply{status: t.LastHTTPStatus}
+}
+
+// keepResult records s's result in t for the steps after it, when the
+// pipeline's templates read step results at all. Each step's share of the
+// task's budget is bounded (boundedResult), so a chain of large answers
+// cannot make a retry task too large for Kafka.
+func keepResult(p *pipeline.Compiled, s *pipeline.CompiledStep, t *delivery.Task, r *reply) {
+	if !p.UsesSteps {
+		return
+	}
+	if t.Steps == nil {
+		t.Steps = map[string]any{}
+	}
+	t.Steps[strconv.Itoa(s.Order)] = boundedResult(r.status, r.body, r.header, r.secrets, delivery.MaxTaskStepsBytes/max(len(p.Steps), 1))
+}
+
 // stepResult is what later steps see as {{steps.N.…}}: the status, the body
-// (parsed when JSON) and the headers, secrets redacted.
+// (parsed when JSON) and the headers, secrets redacted. Successful and dead
+// steps alike (see deadReply).
 func stepResult(status int, body []byte, header http.Header, secrets *Secrets) map[string]any {
 	var parsed any = string(body)
 	dec := json.NewDecoder(bytes.NewReader(body))

@@ -72,11 +72,18 @@ func (d *Dispatcher) Trial(ctx context.Context, p *pipeline.Compiled, t *deliver
 		tr.Response = TraceResponse{Status: resp.Status, Body: truncate(body, d.o.LogBodyLimit)}
 		if resp.Class == Success {
 			tr.Status = delivery.AttemptSuccess
-			traces = append(traces, tr)
-			t.Steps[strconv.Itoa(s.Order)] = stepResult(resp.Status, body, resp.Header, req.Secrets)
-			continue
 		}
 		traces = append(traces, tr)
+		var secrets *Secrets
+		if req != nil {
+			secrets = req.Secrets
+		}
+		// A failed step is chained too, as in a delivery (deadReply): status
+		// 0 when there was no HTTP response.
+		t.Steps[strconv.Itoa(s.Order)] = stepResult(resp.Status, body, resp.Header, secrets)
+		if resp.Class == Success {
+			continue
+		}
 		status = delivery.ExecFailed
 		if s.StopOnFailure {
 			break

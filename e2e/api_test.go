@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,6 +232,50 @@ func TestStepsRunInOrderWithChainingAndStopOnFailure(t *testing.T) {
 	}
 }
 
+// Issue 8: a step that died (stop_on_failure false) is chained like a
+// successful one — step 2 sees step 1's 500, its body and headers, not
+// null — and the result travels with step 2's retry task through a tier.
+func TestFailedStepIsChainedToTheNextStep(t *testing.T) {
+	rcv := newReceiver(t)
+	var useCalls atomic.Int32
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		switch {
+		case c.Path == "/crm":
+			w.Header().Set("X-Request-Id", "req-9")
+			w.WriteHeader(500)
+			_, _ = w.Write([]byte(`{"error":"crm down"}`))
+		case useCalls.Add(1) == 1:
+			w.WriteHeader(503) // step 2's first attempt: it waits on a retry tier
+		default:
+			w.WriteHeader(204)
+		}
+	})
+	p := createPipeline(t, `{"name":"chain-failed","trigger_type":"postback","steps":[
+	  {"order":1,"name":"CRM","url":"`+rcv.URL+`/crm","stop_on_failure":false,"retry_policy":{"max_attempts":1}},
+	  {"order":2,"name":"Audit","url":"`+rcv.URL+`/audit",
+	   "body_template":{"crm_status":"{{steps.1.status}}","by_name":"{{steps.CRM.response.status}}","crm_error":"{{steps.1.response.body.error}}","crm_request":"{{steps.1.response.headers.x-request-id}}"},
+	   "retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":5}}]}`)
+	produce(t, "afftok.postbacks", "pbf", `{"type":"postback.received","data":{"id":"pb_failed_chain"}}`)
+	if c := rcv.next(t); c.Path != "/crm" {
+		t.Fatalf("first call %s", c.Path)
+	}
+	want := `{"crm_status":500,"by_name":500,"crm_error":"crm down","crm_request":"req-9"}`
+	first, retry := rcv.next(t), rcv.next(t)
+	for _, c := range []captured{first, retry} {
+		if c.Path != "/audit" || string(c.Body) != want {
+			t.Fatalf("%s body %s, want %s", c.Path, c.Body, want)
+		}
+	}
+	if retry.Header.Get("X-Afftok-Retry-Count") != "1" {
+		t.Fatalf("retry count %s", retry.Header.Get("X-Afftok-Retry-Count"))
+	}
+	l := waitExecution(t, p["id"].(string), "pb_failed_chain")
+	if l["status"] != "partial" {
+		t.Fatalf("log %v", l)
+	}
+	rcv.noneSoFar(t) // step 1 is not called again
+}
+
 func TestStepTimeoutIsAFailedAttempt(t *testing.T) {
 	rcv := newReceiver(t)
 	release := make(chan struct{})
@@ -281,13 +326,21 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 	rcv := newReceiver(t)
 	createPipeline(t, `{"name":"after-bad","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/ok"}]}`)
 	// Same key: same partition, in this order.
+	// An event without data, whichever shape and however it is missing, is
+	// invalid as well (issue 8): it is not delivered with null fields.
+	nullData := `{"id":"evt_null_data","type":"click.tracked","data":null}`
+	noData := `{"id":"evt_no_data","trigger_type":"click","trigger_id":"clk_no_data"}`
+	stringData := `{"id":"evt_string_data","type":"click.tracked","data":"clk_1"}`
 	produce(t, "afftok.clicks", "k", `not json at all`)
 	produce(t, "afftok.clicks", "k", `{"type":"click.exploded","data":{}}`)
+	produce(t, "afftok.clicks", "k", nullData)
+	produce(t, "afftok.clicks", "k", noData)
+	produce(t, "afftok.clicks", "k", stringData)
 	produce(t, "afftok.clicks", "k", `{"type":"click.tracked","data":{"id":"after_bad"}}`)
 	if got := rcv.next(t); !strings.Contains(string(got.Body), "after_bad") {
 		t.Fatalf("body %s", got.Body)
 	}
-	// Both bad records are on the DLQ topic with reason invalid_event and their bytes.
+	// Every bad record is on the DLQ topic with reason invalid_event and its bytes.
 	found := map[string]string{}
 	readTopic(t, "webhooks.dlq", func(r *kgo.Record) bool {
 		var d struct {
@@ -300,11 +353,14 @@ func TestInvalidEventsGoToDLQAndThePartitionKeepsFlowing(t *testing.T) {
 		if json.Unmarshal(r.Value, &d) == nil && d.Reason == "invalid_event" && d.Source != nil && d.Source.Topic == "afftok.clicks" {
 			found[string(d.Source.Value)] = d.Error
 		}
-		return len(found) == 2
+		return len(found) == 5
 	})
-	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") {
+	if !strings.Contains(found["not json at all"], "invalid event") || !strings.Contains(found[`{"type":"click.exploded","data":{}}`], "unknown event type") ||
+		!strings.Contains(found[nullData], "event data is missing") || !strings.Contains(found[noData], "event data is missing") ||
+		!strings.Contains(found[stringData], "event data must be a JSON object") {
 		t.Fatalf("DLQ records: %v", found)
 	}
+	rcv.noneSoFar(t) // the data-less events were not delivered
 }
 
 func TestPipelineCRUDShapesAndSecrets(t *testing.T) {

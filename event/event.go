@@ -8,6 +8,8 @@
 //
 // A flat data object (the second shape) is placed under its object's name, so
 // templates always see {{conversion.amount}} whichever shape was produced.
+// In both shapes data must be a JSON object; an event without one is invalid
+// (see decodeData).
 package event
 
 import (
@@ -83,7 +85,8 @@ type Event struct {
 	TriggerType string
 	TriggerID   string
 	Timestamp   string // as produced (RFC 3339 expected), "" if absent
-	// Data is the event's data exactly as produced (nil if absent).
+	// Data is the event's data exactly as produced: always a JSON object
+	// (map[string]any) in a decoded event.
 	Data any
 	// Objects is the namespace view: click, conversion, offer, … .
 	Objects map[string]any
@@ -141,16 +144,11 @@ func Decode(b []byte) (*Event, error) {
 	default:
 		return nil, invalid("missing trigger_type or type")
 	}
-	if d := bytes.TrimSpace(env.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
-		dd := json.NewDecoder(bytes.NewReader(d))
-		dd.UseNumber()
-		if err := dd.Decode(&e.Data); err != nil {
-			return nil, invalid("data: %v", err)
-		}
-		if _, ok := e.Data.(map[string]any); !ok {
-			return nil, invalid("data must be a JSON object")
-		}
+	data, err := decodeData(env.Data)
+	if err != nil {
+		return nil, err
 	}
+	e.Data = data
 	e.Objects = objects(e.TriggerType, e.Data)
 	e.TriggerID = scalarString(env.TriggerID)
 	if e.TriggerID == "" {
@@ -166,6 +164,46 @@ func Decode(b []byte) (*Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// decodeData applies the one rule for an event's data, whichever shape the
+// event has: it must be a JSON object. In the nested shape that object holds
+// the related objects ({"conversion":{…},"click":{…}}); in the flat shape it
+// is the trigger's own object (its fields, plus any related objects nested
+// in it) — either way it is what {{data}} renders and what the namespaces
+// are built from. An event without data (no "data" key, or null) or with
+// any other JSON value there is invalid (issue 8): delivering it would
+// render every {{click.…}}/{{data…}} as null, so it goes to the DLQ as
+// invalid_event with the reason named, and the partition goes on. An empty
+// object is data: the producer said there is nothing more to tell.
+func decodeData(raw json.RawMessage) (map[string]any, error) {
+	d := bytes.TrimSpace(raw)
+	if len(d) == 0 || bytes.Equal(d, []byte("null")) {
+		return nil, invalid(`event data is missing: "data" must be a JSON object`)
+	}
+	if d[0] != '{' {
+		return nil, invalid(`event data must be a JSON object, not %s`, jsonKind(d[0]))
+	}
+	dec := json.NewDecoder(bytes.NewReader(d))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, invalid("event data: %v", err)
+	}
+	return m, nil
+}
+
+// jsonKind names the kind of JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch c {
+	case '"':
+		return "a string"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "a number"
 }
 
 // objects builds the namespace view. Nested data ({"conversion":{…},"click":{…}})

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -47,7 +48,7 @@ func TestEveryTriggerTypeIsAccepted(t *testing.T) {
 		}
 	}
 	for _, tt := range TriggerTypes {
-		if e, err := Decode([]byte(`{"trigger_type":"` + tt + `"}`)); err != nil || e.TriggerType != tt {
+		if e, err := Decode([]byte(`{"trigger_type":"` + tt + `","data":{}}`)); err != nil || e.TriggerType != tt {
 			t.Errorf("%s: %v %v", tt, e, err)
 		}
 	}
@@ -62,9 +63,51 @@ func TestUndecodableEventsAreInvalid(t *testing.T) {
 	}
 }
 
+// The data rule (issue 8): an event's data must be a JSON object, in both
+// shapes. Missing, null or any other JSON value is an invalid event whose
+// error names data; the consumer sends it to the DLQ as invalid_event.
+func TestEventDataMustBeAJSONObject(t *testing.T) {
+	cases := []struct {
+		name, raw string
+		wantErr   string // "" valid
+	}{
+		{"envelope without data", `{"id":"evt_1","trigger_type":"click","trigger_id":"c1"}`, "event data is missing"},
+		{"envelope with null data", `{"id":"evt_1","trigger_type":"click","trigger_id":"c1","data":null}`, "event data is missing"},
+		{"envelope with string data", `{"id":"evt_1","trigger_type":"click","data":"x"}`, "event data must be a JSON object, not a string"},
+		{"flat without data", `{"id":"evt_1","type":"click.tracked"}`, "event data is missing"},
+		{"flat with null data", `{"id":"evt_1","type":"click.tracked","data":null}`, "event data is missing"},
+		{"flat with null data and spaces", `{"id":"evt_1","type":"click.tracked","data": null }`, "event data is missing"},
+		{"flat with string data", `{"id":"evt_1","type":"click.tracked","data":"clk_1"}`, "event data must be a JSON object, not a string"},
+		{"flat with number data", `{"id":"evt_1","type":"click.tracked","data":12}`, "event data must be a JSON object, not a number"},
+		{"flat with boolean data", `{"id":"evt_1","type":"click.tracked","data":false}`, "event data must be a JSON object, not a boolean"},
+		{"flat with array data", `{"id":"evt_1","type":"click.tracked","data":[{"id":"clk_1"}]}`, "event data must be a JSON object, not an array"},
+		{"flat with empty object data", `{"id":"evt_1","type":"click.tracked","data":{}}`, ""},
+		{"flat with object data", `{"id":"evt_1","type":"click.tracked","data":{"id":"clk_1"}}`, ""},
+		{"envelope with nested objects", `{"id":"evt_1","trigger_type":"click","data":{"click":{"id":"clk_1"}}}`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := Decode([]byte(c.raw))
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				if _, ok := e.Data.(map[string]any); !ok {
+					t.Fatalf("Data = %#v, want an object", e.Data)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err = %v, want ErrInvalid with %q", err, c.wantErr)
+			}
+		})
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"type":"conversion.created","data":{"id":"c","amount":1.5}}`, `{"trigger_type":"click","data":{"click":{"id":1}}}`,
-		`{"id":5,"type":"api_key.x","data":{}}`, `{"trigger_type":"fraud","trigger_id":["x"]}`, `{`} {
+		`{"id":5,"type":"api_key.x","data":{}}`, `{"trigger_type":"fraud","trigger_id":["x"]}`, `{`,
+		`{"type":"click.tracked","data":null}`, `{"trigger_type":"click"}`, `{"type":"click.tracked","data":"x"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -77,6 +120,11 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !IsTriggerType(e.TriggerType) || e.Objects == nil {
 			t.Fatalf("decoded %+v", e)
+		}
+		// Every accepted event has object data: templates never see a
+		// missing or scalar data.
+		if _, ok := e.Data.(map[string]any); !ok {
+			t.Fatalf("accepted %q with data %#v", b, e.Data)
 		}
 	})
 }
