@@ -3,8 +3,6 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,28 +47,21 @@ func decodeTestServer(t *testing.T) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(Options{Token: "tok-0123456789abcdef", Registry: onePipeline{p: cp},
+	return New(Options{Token: testToken, Registry: onePipeline{p: cp},
 		DLQ: unusedDLQ{}, Redriver: unusedRedriver{}, Tester: unusedTester{}})
 }
 
 func send(t *testing.T, s *Server, method, path, body string) (int, apiErr) {
 	t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.Test().Test(req, 5000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
+	status, b := serve(t, s, method, path, body)
 	var out struct {
 		Success bool
 		Error   apiErr
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		t.Fatalf("%s %s: %d %s", method, path, status, b)
 	}
-	return resp.StatusCode, out.Error
+	return status, out.Error
 }
 
 // Every admin body is decoded strictly: one JSON value, no repeated keys,
@@ -160,15 +151,7 @@ func TestAGetResponseCanBeSentBack(t *testing.T) {
 	    "body_template":{"a":"{{click.id}}"},"timeout_seconds":30,"retry_policy":{"max_attempts":3},"stop_on_failure":false,
 	    "signature_mode":"none","has_signing_key":false,"stats":{"total":1}}],
 	  "stats":{"total_executions":0},"last_triggered":null,"created_at":"2024-01-01T00:00:00Z","updated_at":"2024-01-01T00:00:00Z","revision":1}`
-	req := httptest.NewRequest("POST", "/api/admin/webhooks/pipelines", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.Test().Test(req, 5000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 201 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("%d %s", resp.StatusCode, b)
+	if status, b := serve(t, s, "POST", "/api/admin/webhooks/pipelines", body); status != 201 {
+		t.Fatalf("%d %s", status, b)
 	}
 }

@@ -3,8 +3,6 @@ package admin
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -79,18 +77,10 @@ func TestFaultsAnswerInTheErrorModel(t *testing.T) {
 		{"DLQ without a store", Options{Registry: base}, "GET", "/api/admin/webhooks/dlq", ``, 503, "unavailable"},
 	}
 	for _, c := range cases {
-		c.o.Token = "tok-0123456789abcdef"
-		s := New(c.o)
-		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
-		req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := s.Test().Test(req, 5000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != c.status || !strings.Contains(string(body), `"code":"`+c.code+`"`) || !strings.Contains(string(body), `"details":[]`) {
-			t.Errorf("%s: %d %s, want %d %s", c.name, resp.StatusCode, body, c.status, c.code)
+		c.o.Token = testToken
+		status, body := serve(t, New(c.o), c.method, c.path, c.body)
+		if status != c.status || !strings.Contains(string(body), `"code":"`+c.code+`"`) || !strings.Contains(string(body), `"details":[]`) {
+			t.Errorf("%s: %d %s, want %d %s", c.name, status, body, c.status, c.code)
 		}
 	}
 	if racing.writes != 2*maxWriteAttempts {

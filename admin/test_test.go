@@ -2,7 +2,6 @@ package admin
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,16 +16,9 @@ func TestTestStepIsGuardedAgainstSSRF(t *testing.T) {
 	hit := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit = true }))
 	defer srv.Close()
-	s := New(Options{Token: "tok-0123456789abcdef", Tester: dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(dispatcher.Guard{}, 4)})})
+	s := New(Options{Token: testToken, Tester: dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(dispatcher.Guard{}, 4)})})
 	for _, target := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1), "http://169.254.169.254/latest/meta-data/"} {
-		req := httptest.NewRequest("POST", "/api/admin/webhooks/test/step", strings.NewReader(`{"url":"`+target+`/x","timeout_seconds":2}`))
-		req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := s.Test().Test(req, 10000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
+		_, b := serve(t, s, "POST", "/api/admin/webhooks/test/step", `{"url":"`+target+`/x","timeout_seconds":2}`)
 		var out struct {
 			Data struct {
 				Status string

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,35 +13,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// call is a goroutine-safe admin API call: it reports problems as errors.
+// call is a goroutine-safe admin API call.
 func call(in *instance, method, path, body string, headers ...string) (int, http.Header, map[string]any, error) {
-	var rd io.Reader
+	var b any
 	if body != "" {
-		rd = strings.NewReader(body)
+		b = body
 	}
-	req, err := http.NewRequest(method, "http://"+in.AdminAddr+path, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if err := spec.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
-		return 0, nil, nil, err
-	}
-	var out map[string]any
-	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&out); err != nil {
-		return resp.StatusCode, resp.Header, nil, fmt.Errorf("%s %s: %d, not JSON: %s", method, path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, resp.Header, out, nil
+	return in.do(method, path, b, headers...)
 }
 
 func revisionOf(out map[string]any) int {

@@ -363,6 +363,16 @@ func (in *instance) API(t testing.TB, method, path string, body any) (int, map[s
 // returns the response's headers.
 func (in *instance) Call(t testing.TB, method, path string, body any, headers ...string) (int, http.Header, map[string]any) {
 	t.Helper()
+	code, header, out, err := in.do(method, path, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, header, out
+}
+
+// do is Call for any goroutine: it reports a failed call, an answer that
+// is not JSON or one the OpenAPI document does not describe as an error.
+func (in *instance) do(method, path string, body any, headers ...string) (int, http.Header, map[string]any, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -374,7 +384,7 @@ func (in *instance) Call(t testing.TB, method, path string, body any, headers ..
 	}
 	req, err := http.NewRequest(method, "http://"+in.AdminAddr+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -383,18 +393,18 @@ func (in *instance) Call(t testing.TB, method, path string, body any, headers ..
 	}
 	resp, err := apiClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if err := spec.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
-		t.Error(err)
+		return 0, nil, nil, err
 	}
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
+		return 0, nil, nil, fmt.Errorf("%s %s: status %d, body not JSON: %s", method, path, resp.StatusCode, raw)
 	}
-	return resp.StatusCode, resp.Header, out
+	return resp.StatusCode, resp.Header, out, nil
 }
 
 // CreatePipeline posts a pipeline (201 expected), returns the response's

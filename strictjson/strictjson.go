@@ -779,21 +779,29 @@ func (c *checker) object(path string, member func(key, path string) error) error
 		if err != nil {
 			return err
 		}
+		if done, err := c.next('}', "object key:value pair"); done || err != nil {
+			return err
+		}
 		c.ws()
-		if c.pos >= len(c.b) {
-			return c.eof()
-		}
-		switch c.b[c.pos] {
-		case ',':
-			c.pos++
-			c.ws()
-		case '}':
-			c.pos++
-			return nil
-		default:
-			return c.syntax(c.pos, c.desc(c.pos)+" after object key:value pair")
-		}
 	}
+}
+
+// next reads what follows a member or an element: ',' (more follow) or
+// end, which closes the object or array.
+func (c *checker) next(end byte, after string) (done bool, err error) {
+	c.ws()
+	if c.pos >= len(c.b) {
+		return false, c.eof()
+	}
+	switch c.b[c.pos] {
+	case ',':
+		c.pos++
+		return false, nil
+	case end:
+		c.pos++
+		return true, nil
+	}
+	return false, c.syntax(c.pos, c.desc(c.pos)+" after "+after)
 }
 
 // array reads an array at c.pos ('[').
@@ -810,18 +818,8 @@ func (c *checker) array(path string, elem func(i int, path string) error) error 
 		if err := elem(i, index(path, i)); err != nil {
 			return err
 		}
-		c.ws()
-		if c.pos >= len(c.b) {
-			return c.eof()
-		}
-		switch c.b[c.pos] {
-		case ',':
-			c.pos++
-		case ']':
-			c.pos++
-			return nil
-		default:
-			return c.syntax(c.pos, c.desc(c.pos)+" after array element")
+		if done, err := c.next(']', "array element"); done || err != nil {
+			return err
 		}
 	}
 }
