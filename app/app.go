@@ -219,7 +219,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 					return bus.ReadRecord(ctx, base, src.Topic, src.Partition, src.Offset)
 				}}, Tester: tester,
 			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
-			Limits: pipeline.DefaultRetryLimits,
+			Limits: pipeline.DefaultRetryLimits, Targets: guard,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})
 		a.sup.Add(a.Admin)

@@ -69,8 +69,8 @@ type Config struct {
 	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
 	LogBodyLimit         int           `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
 
-	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses (dev: true). Keep false in production."`
-	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway)."`
+	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses, and URLs naming them when pipelines are saved (dev: true). Keep false in production."`
+	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway), when dialled and when saved."`
 
 	ClickHouseAddr     string `env:"WEBHOOKD_CLICKHOUSE_ADDR" help:"ClickHouse native address host:9000 (serve mode)."`
 	ClickHouseDatabase string `env:"WEBHOOKD_CLICKHOUSE_DATABASE" help:"ClickHouse database."`
