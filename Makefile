@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzDecodeTask -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzRedact -fuzztime $(FUZZTIME)
 	$(GO) test ./app -run '^$$' -fuzz FuzzAdminAPI -fuzztime $(FUZZTIME)
+	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzInetAton -fuzztime $(FUZZTIME)
+	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzCheckHost -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.

@@ -71,12 +71,16 @@ type Options struct {
 	Logs        Logs
 	Env         pipeline.EnvPolicy
 	Limits      pipeline.RetryLimits
-	DLQ         DLQ
-	Redriver    Redriver
-	Tester      Tester
-	Stats       StatsSource
-	Queues      QueueDepths
-	Checks      []Check
+	// Targets refuses, when a pipeline is saved or a step tested, URLs
+	// whose host the outbound guard would always block (IP literals,
+	// localhost); nil leaves every host to the guard at call time.
+	Targets  pipeline.TargetPolicy
+	DLQ      DLQ
+	Redriver Redriver
+	Tester   Tester
+	Stats    StatsSource
+	Queues   QueueDepths
+	Checks   []Check
 	// Grace bounds the API's shutdown (requests in flight may finish).
 	Grace time.Duration
 	Log   *slog.Logger

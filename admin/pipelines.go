@@ -115,7 +115,7 @@ func (s *Server) decodePipeline(c *fiber.Ctx) (*pipelineInput, error) {
 
 func (s *Server) save(c *fiber.Ctx, p *pipeline.Pipeline, base int64) error {
 	p.Normalize()
-	if err := p.Validate(s.o.Env, s.o.Limits); err != nil {
+	if err := p.Validate(s.o.Env, s.o.Limits, s.o.Targets); err != nil {
 		return err
 	}
 	return registryError(s.o.Registry.Put(c.UserContext(), p, base))

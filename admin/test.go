@@ -102,7 +102,7 @@ func (s *Server) testStep(c *fiber.Ctx) error {
 		TimeoutSeconds: in.TimeoutSeconds, SignatureMode: in.SignatureMode, SigningKey: in.SigningKey,
 	}}}
 	p.Normalize()
-	if err := p.Validate(s.o.Env, s.o.Limits); err != nil {
+	if err := p.Validate(s.o.Env, s.o.Limits, s.o.Targets); err != nil {
 		var ve *pipeline.ValidationError
 		if errors.As(err, &ve) {
 			for i := range ve.Fields { // report the request's own field names

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/afftok/webhookd/dispatcher"
+	"github.com/afftok/webhookd/pipeline"
 )
 
 // The test endpoints call out through the same SSRF guard as deliveries: with
@@ -32,5 +33,50 @@ func TestTestStepIsGuardedAgainstSSRF(t *testing.T) {
 	}
 	if hit {
 		t.Fatal("a guarded test call reached the loopback server")
+	}
+}
+
+// With the production guard as the target policy, a URL whose host can
+// only ever reach a blocked address is refused when saved or tested: 400
+// validation_failed naming each field. Names are left to call time.
+func TestBlockedTargetsAreRefusedWhenSaved(t *testing.T) {
+	p := &pipeline.Pipeline{ID: "p1", Name: "n", TriggerType: "click", Revision: 1, Steps: []pipeline.Step{{Order: 1, URL: "https://x.io"}}}
+	p.Normalize()
+	cp, err := pipeline.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := func(g dispatcher.Guard) *Server {
+		return New(Options{Token: "tok-0123456789abcdef", Registry: onePipeline{p: cp}, Tester: unusedTester{}, Targets: g})
+	}
+	const guardMsg = "points to a loopback address the outbound guard blocks"
+	for _, c := range []struct {
+		name, method, path, body string
+		fields                   []string // refused fields; none: accepted
+	}{
+		{"create", "POST", "/api/admin/webhooks/pipelines",
+			`{"name":"n","trigger_type":"click","failover_url":"http://0x7f.1/fo","steps":[{"order":1,"url":"http://[::ffff:127.0.0.1]:8080/x"},{"order":2,"url":"https://hooks.example.com/x"}]}`,
+			[]string{"failover_url", "steps[0].url"}},
+		{"update", "PUT", "/api/admin/webhooks/pipelines/p1", `{"steps":[{"order":1,"url":"http://localhost:9/x"}]}`, []string{"steps[0].url"}},
+		{"test step", "POST", "/api/admin/webhooks/test/step", `{"url":"http://[::127.0.0.1]/x"}`, []string{"url"}},
+		{"public name", "POST", "/api/admin/webhooks/test/step", `{"url":"https://hooks.example.com/x"}`, nil},
+		{"templated host", "POST", "/api/admin/webhooks/test/step", `{"url":"http://{{conversion.host}}/x"}`, nil},
+	} {
+		for _, g := range []dispatcher.Guard{{}, {AllowPrivate: true}} {
+			status, e := send(t, server(g), c.method, c.path, c.body)
+			want := c.fields
+			if g.AllowPrivate {
+				want = nil // dev and tests: nothing refused for its address
+			}
+			var got []string
+			for _, d := range e.Details {
+				if strings.HasPrefix(d.Message, guardMsg) {
+					got = append(got, d.Field)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") || want != nil && (status != 400 || e.Code != "validation_failed") || want == nil && status == 400 {
+				t.Errorf("%s (private allowed %v): %d %+v, want refused %v", c.name, g.AllowPrivate, status, e, want)
+			}
+		}
 	}
 }

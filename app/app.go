@@ -52,6 +52,7 @@ type App struct {
 	checks  []admin.Check
 	kafka   *devstack.Kafka
 	clients []*kgo.Client
+	dirLock *devstack.DirLock
 }
 
 // New builds the app. Nothing is consumed or served until Run.
@@ -62,6 +63,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			a.Close() // release what was built before the failure
 		}
 	}()
+	if cfg.UsesDataDir() {
+		// Before the broker or chDB touch a file: a second dev process on
+		// the same directory stops here, not after its broker has started
+		// (and, stopping, rewritten the first one's state).
+		if a.dirLock, err = devstack.LockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.StartsDevKafka() {
 		if a.kafka, err = devstack.StartKafka(cfg.DevKafkaAddr, filepath.Join(cfg.DataDir, "kafka")); err != nil {
 			return nil, err
@@ -219,7 +228,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 					return bus.ReadRecord(ctx, base, src.Topic, src.Partition, src.Offset)
 				}}, Tester: tester,
 			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
-			Limits: pipeline.DefaultRetryLimits,
+			Limits: pipeline.DefaultRetryLimits, Targets: guard,
 			Checks: checks, Log: log.With("worker", "admin"),
 		})
 		a.sup.Add(a.Admin)
@@ -323,7 +332,8 @@ func (a *App) Ready() bool {
 // Status reports each worker's state.
 func (a *App) Status() map[string]string { return a.sup.Status() }
 
-// Close releases clients, the store and the dev broker, in reverse order of creation.
+// Close releases clients, the store, the dev broker and the data
+// directory, in reverse order of creation.
 func (a *App) Close() {
 	for i := len(a.clients) - 1; i >= 0; i-- {
 		a.clients[i].Close()
@@ -334,4 +344,5 @@ func (a *App) Close() {
 	if a.kafka != nil {
 		a.kafka.Close()
 	}
+	_ = a.dirLock.Close() // last: the broker has saved its state
 }

@@ -28,7 +28,7 @@ const (
 type Config struct {
 	Mode Mode `env:"-"`
 
-	DataDir          string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data."`
+	DataDir          string `env:"WEBHOOKD_DATA_DIR" help:"Directory for dev-mode Kafka and ClickHouse data; one dev process at a time (it holds <dir>/.lock)."`
 	AdminAddr        string `env:"WEBHOOKD_ADMIN_ADDR" help:"Admin API listen address; replicas without the admin role serve /healthz, /readyz and /metrics there."`
 	AdminToken       string `env:"WEBHOOKD_ADMIN_TOKEN" help:"Bearer token for the admin API (role admin). Serve mode with the admin role needs it, WEBHOOKD_ADMIN_TOKENS_FILE or JWT settings; generated and printed in dev mode when none is set."`
 	AdminTokensFile  string `env:"WEBHOOKD_ADMIN_TOKENS_FILE" help:"File of admin API tokens, one per line, each optionally followed by whitespace and a role: admin (default) or read (GET/HEAD only). Blank lines and # comments are ignored. Re-read within about a second of a change, so tokens rotate without a restart; a version that cannot be read or parsed is logged and the last good one kept."`
@@ -69,8 +69,8 @@ type Config struct {
 	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
 	LogBodyLimit         int           `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
 
-	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses (dev: true). Keep false in production."`
-	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway)."`
+	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses, and URLs naming them when pipelines are saved (dev: true). Keep false in production."`
+	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway), when dialled and when saved."`
 
 	ClickHouseAddr     string `env:"WEBHOOKD_CLICKHOUSE_ADDR" help:"ClickHouse native address host:9000 (serve mode)."`
 	ClickHouseDatabase string `env:"WEBHOOKD_CLICKHOUSE_DATABASE" help:"ClickHouse database."`
@@ -278,6 +278,18 @@ func (c *Config) AdminAuthConfigured() bool {
 // StartsDevKafka reports whether this process runs the in-process broker:
 // dev mode without explicit WEBHOOKD_KAFKA_BROKERS.
 func (c *Config) StartsDevKafka() bool { return c.Mode == ModeDev && c.KafkaBrokers == "" }
+
+// UsesDataDir reports whether this process keeps files in DataDir: dev
+// mode's in-process broker, its embedded ClickHouse (analytics or admin
+// role without WEBHOOKD_CLICKHOUSE_ADDR) or its generated secrets key. Such
+// a process locks the directory for itself.
+func (c *Config) UsesDataDir() bool {
+	if c.Mode != ModeDev {
+		return false
+	}
+	chDB := c.ClickHouseAddr == "" && (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin))
+	return c.StartsDevKafka() || chDB || c.SecretsKey == ""
+}
 
 // Roles.
 const (

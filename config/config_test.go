@@ -119,3 +119,27 @@ func TestServeAdminNeedsOneCredentialSource(t *testing.T) {
 		t.Errorf("dispatcher-only: %v", err)
 	}
 }
+
+func TestUsesDataDir(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		mode Mode
+		want bool
+	}{
+		{"dev, own broker", map[string]string{"WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, true},
+		{"dev, external broker, chDB", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, true},
+		{"dev, generated secrets key", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_ROLES": "dispatcher"}, ModeDev, true},
+		{"dev, nothing kept", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_ROLES": "dispatcher", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, false},
+		{"dev, ClickHouse server", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, false},
+		{"serve", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_ADMIN_TOKEN": "0123456789abcdef"}, ModeServe, false},
+	} {
+		cfg, err := Load(c.mode, func(k string) string { return c.env[k] })
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := cfg.UsesDataDir(); got != c.want {
+			t.Errorf("%s: UsesDataDir = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

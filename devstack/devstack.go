@@ -1,6 +1,7 @@
 // Package devstack starts the zero-setup dependencies of `webhookd dev`: an
 // in-process Kafka (kfake, a real Kafka wire-protocol server that any client
-// can reach) persisted under the data directory.
+// can reach) persisted under the data directory, and the lock that keeps
+// that directory to one process (DirLock).
 package devstack
 
 import (

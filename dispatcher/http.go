@@ -163,10 +163,17 @@ func blockedText(err error) string {
 }
 
 // blockedError is the guard's refusal: which address, and why.
-type blockedError struct{ addr string }
+type blockedError struct {
+	addr  string
+	class AddrClass // empty when the address could not even be parsed
+}
 
 func (e *blockedError) Error() string {
-	return fmt.Sprintf("%s is a private, loopback, link-local or reserved address", e.addr)
+	s := fmt.Sprintf("%s is a private, loopback, link-local or reserved address", e.addr)
+	if e.class != addrPublic {
+		s += " (" + string(e.class) + ")"
+	}
+	return s
 }
 func (e *blockedError) Unwrap() error { return ErrBlockedAddress }
 

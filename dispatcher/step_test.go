@@ -59,7 +59,7 @@ func compile(t *testing.T, raw string) *pipeline.Compiled {
 		p.Steps[i].ID = "step_" + string(rune('a'+i))
 	}
 	p.Normalize()
-	if err := p.Validate(envAllow{"SECRET_TOKEN"}, pipeline.DefaultRetryLimits); err != nil {
+	if err := p.Validate(envAllow{"SECRET_TOKEN"}, pipeline.DefaultRetryLimits, nil); err != nil {
 		t.Fatal(err)
 	}
 	c, err := pipeline.Compile(&p)

@@ -19,7 +19,9 @@ import (
 
 // guardedEnv runs an instance with the production SSRF guard: only
 // 127.0.0.1 (the test's receivers) is allowed; 127.0.0.2 stands for any
-// internal address.
+// internal address. A URL with 127.0.0.2 written out is refused when the
+// pipeline is saved, so tests of the dial-time guard take the host from
+// the event ({{click.internal}}).
 func guardedEnv(prefix string, extra map[string]string) map[string]string {
 	return merge(ownTopics(prefix), map[string]string{
 		"WEBHOOKD_ALLOW_PRIVATE_TARGETS": "false", "WEBHOOKD_ALLOWED_TARGET_CIDRS": "127.0.0.1/32",
@@ -34,10 +36,10 @@ func TestPermanentErrorsGoToTheDLQAtOnce(t *testing.T) {
 	in := startInstance(t, "dev", guardedEnv("perm.", nil))
 	backup := newReceiver(t)
 	blocked := in.CreatePipeline(t, `{"name":"blocked","trigger_type":"click","failover_url":"`+backup.URL+`/backup",
-	  "steps":[{"order":1,"url":"http://127.0.0.2:9/internal"}]}`)
+	  "steps":[{"order":1,"url":"http://{{click.internal}}/internal"}]}`)
 	unrenderable := in.CreatePipeline(t, `{"name":"no-host","trigger_type":"click","failover_url":"`+backup.URL+`/backup",
 	  "steps":[{"order":1,"url":"https://{{click.host}}/x"}]}`)
-	produce(t, "perm.events", "k", `{"id":"evt_perm","type":"click.tracked","data":{"id":"clk_perm"}}`)
+	produce(t, "perm.events", "k", `{"id":"evt_perm","type":"click.tracked","data":{"id":"clk_perm","internal":"127.0.0.2:9"}}`)
 	for _, c := range []struct {
 		p      map[string]any
 		prefix string
@@ -102,7 +104,7 @@ func TestSecretsNeverLeaveADelivery(t *testing.T) {
 		step(echo.URL+"/fail/{{env.CANARY}}", `,"signature_mode":"jwt","signing_key":"`+jwtKey+`"`),
 		step("https://{{env.CANARY}}.invalid/x", ""),
 		step(tlsServer.URL+"/tls/{{env.CANARY}}", ""),
-		step("http://127.0.0.2:9/{{env.CANARY}}", ""),
+		step("http://{{click.internal}}/{{env.CANARY}}", ""), // 127.0.0.2: blocked when dialled
 		step(hanging.URL+"/slow/{{env.CANARY}}", ""),
 	}
 	var ids []string
@@ -110,7 +112,7 @@ func TestSecretsNeverLeaveADelivery(t *testing.T) {
 		out := in.CreatePipeline(t, `{"name":"leak-`+string(rune('a'+i))+`","trigger_type":"click","steps":[`+s+`]}`)
 		ids = append(ids, out["id"].(string))
 	}
-	produce(t, "leak.events", "k", `{"id":"evt_leak","type":"click.tracked","data":{"id":"clk_leak"}}`)
+	produce(t, "leak.events", "k", `{"id":"evt_leak","type":"click.tracked","data":{"id":"clk_leak","internal":"127.0.0.2:9"}}`)
 	for _, id := range ids {
 		in.WaitExecution(t, id, "clk_leak")
 	}

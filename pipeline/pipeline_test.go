@@ -25,13 +25,13 @@ func TestSpecStepStructureIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Normalize()
-	if err := p.Validate(allowEnv{"API_TOKEN": true, "SIGNING_KEY": true}, DefaultRetryLimits); err != nil {
+	if err := p.Validate(allowEnv{"API_TOKEN": true, "SIGNING_KEY": true}, DefaultRetryLimits, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Compile(&p); err != nil {
 		t.Fatal(err)
 	}
-	err := p.Validate(allowEnv{"API_TOKEN": true}, DefaultRetryLimits)
+	err := p.Validate(allowEnv{"API_TOKEN": true}, DefaultRetryLimits, nil)
 	var ve *ValidationError
 	if !errors.As(err, &ve) || ve.Fields[0].Field != "steps[0].signing_key" || !strings.Contains(ve.Fields[0].Message, "SIGNING_KEY") {
 		t.Fatalf("env not allowed: %v", err)
@@ -54,7 +54,7 @@ func TestStepReferencesMustComeEarlier(t *testing.T) {
 		{Order: 3, URL: "https://a.io", BodyTemplate: json.RawMessage(`{"x":"{{steps.3.status}}"}`)},
 	}}
 	p.Normalize()
-	err := p.Validate(nil, DefaultRetryLimits)
+	err := p.Validate(nil, DefaultRetryLimits, nil)
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != "steps[2].body_template" {
 		t.Fatalf("err = %v", err)
@@ -71,7 +71,7 @@ func FuzzDecodePipeline(f *testing.F) {
 			return
 		}
 		p.Normalize()
-		if p.Validate(allowEnv{"K": true}, DefaultRetryLimits) != nil {
+		if p.Validate(allowEnv{"K": true}, DefaultRetryLimits, nil) != nil {
 			return
 		}
 		// Whatever validates must compile.
@@ -94,5 +94,58 @@ func TestCompileNotesWhetherStepResultsAreUsed(t *testing.T) {
 	h.Normalize()
 	if c, _ := Compile(&h); !c.UsesSteps {
 		t.Error("a header reading step results was not noticed")
+	}
+}
+
+// refuseHosts is a TargetPolicy that refuses the hosts it lists, and
+// records every host it was asked about.
+type refuseHosts struct {
+	refuse map[string]bool
+	asked  []string
+}
+
+func (r *refuseHosts) CheckHost(h string) error {
+	r.asked = append(r.asked, h)
+	if r.refuse[h] {
+		return errors.New("points to a loopback address the outbound guard blocks")
+	}
+	return nil
+}
+
+// URL hosts written out in full are put to the target policy, each refusal
+// under its field's path; hosts with a placeholder are left to call time.
+func TestValidateAsksTheTargetPolicyAboutLiteralHosts(t *testing.T) {
+	p := Pipeline{Name: "n", TriggerType: "click", FailoverURL: "http://[::ffff:127.0.0.1]:8080/fo", Steps: []Step{
+		{Order: 1, URL: "https://hooks.example.com/a"},
+		{Order: 2, URL: "http://[::ffff:127.0.0.1]:8080/x?id={{click.id}}"},
+		{Order: 3, URL: "http://{{click.host}}/x"},
+		{Order: 4, URL: "http://{{click.sub}}.localhost/x"},
+		{Order: 5, URL: "http://ｌｏｃａｌｈｏｓｔ/x"},
+	}}
+	p.Normalize()
+	pol := &refuseHosts{refuse: map[string]bool{"::ffff:127.0.0.1": true, "ｌｏｃａｌｈｏｓｔ": true}}
+	err := p.Validate(nil, DefaultRetryLimits, pol)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	var got []string
+	for _, f := range ve.Fields {
+		if strings.Contains(f.Message, "outbound guard") {
+			got = append(got, f.Field)
+		}
+	}
+	if strings.Join(got, " ") != "failover_url steps[1].url steps[4].url" {
+		t.Errorf("refused fields %v (all: %v)", got, ve.Fields)
+	}
+	if strings.Join(pol.asked, " ") != "::ffff:127.0.0.1 hooks.example.com ::ffff:127.0.0.1 ｌｏｃａｌｈｏｓｔ" {
+		t.Errorf("asked about %q: a templated host must not be", pol.asked)
+	}
+	if err := p.Validate(nil, DefaultRetryLimits, nil); errors.As(err, &ve) {
+		for _, f := range ve.Fields {
+			if strings.Contains(f.Message, "outbound guard") {
+				t.Errorf("no policy, yet %v", f)
+			}
+		}
 	}
 }

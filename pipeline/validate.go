@@ -44,6 +44,15 @@ type EnvPolicy interface {
 	EnvAllowed(name string) bool
 }
 
+// TargetPolicy is the outbound guard's verdict on a URL host known when the
+// pipeline is saved: an error (its message reads "points to a loopback
+// address the outbound guard blocks") when no call to that host could ever
+// pass the guard. Hosts that are names are judged when they are dialled:
+// what they resolve to can change.
+type TargetPolicy interface {
+	CheckHost(host string) error
+}
+
 // RetryLimits bounds retry policies to what the retry tiers can express.
 type RetryLimits struct {
 	MaxAttempts     int
@@ -96,8 +105,9 @@ func (p *Pipeline) Normalize() {
 }
 
 // Validate checks every field of a normalized pipeline and returns a
-// *ValidationError listing all problems, or nil.
-func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits) error {
+// *ValidationError listing all problems, or nil. targets may be nil: then
+// URL hosts are only checked when called.
+func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPolicy) error {
 	ve := &ValidationError{}
 	if p.Name == "" {
 		ve.add("name", "is required")
@@ -121,7 +131,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits) error {
 		ve.add("steps", "at most %d steps are allowed", MaxSteps)
 	}
 	if p.FailoverURL != "" {
-		checkURLTemplate(ve, "failover_url", p.FailoverURL, env, nil)
+		checkURLTemplate(ve, "failover_url", p.FailoverURL, env, targets, nil)
 	}
 	orders := map[int]bool{}
 	earlier := map[string]bool{} // orders and names of steps that come before
@@ -142,7 +152,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits) error {
 		if strings.TrimSpace(s.URL) == "" {
 			ve.add(f+".url", "is required")
 		} else {
-			checkURLTemplate(ve, f+".url", s.URL, env, earlier)
+			checkURLTemplate(ve, f+".url", s.URL, env, targets, earlier)
 		}
 		if s.TimeoutSeconds < 1 || s.TimeoutSeconds > MaxTimeoutSeconds {
 			ve.add(f+".timeout_seconds", "must be between 1 and %d", MaxTimeoutSeconds)
@@ -209,7 +219,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits) error {
 	return nil
 }
 
-func checkURLTemplate(ve *ValidationError, field, raw string, env EnvPolicy, earlier map[string]bool) {
+func checkURLTemplate(ve *ValidationError, field, raw string, env EnvPolicy, targets TargetPolicy, earlier map[string]bool) {
 	ut, err := template.ParseURL(raw)
 	if err != nil {
 		ve.add(field, "%v", err)
@@ -232,6 +242,14 @@ func checkURLTemplate(ve *ValidationError, field, raw string, env EnvPolicy, ear
 	}
 	if u.User != nil {
 		ve.add(field, "must not carry credentials; use a header with {{env.NAME}}")
+	}
+	// A host that is written out (no placeholder) and can only ever reach
+	// an address the guard blocks is refused now rather than dead-lettered
+	// on every event.
+	if targets != nil && u.Hostname() != "" && !ut.TemplatedAuthority() {
+		if err := targets.CheckHost(u.Hostname()); err != nil {
+			ve.add(field, "%v", err)
+		}
 	}
 }
 

@@ -147,6 +147,24 @@ func TestURLValuesAreEscapedForTheirPosition(t *testing.T) {
 	}
 }
 
+func TestTemplatedAuthority(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"https://api.example.com/c/{{conversion.id}}?id={{conversion.id}}#{{conversion.id}}": false,
+		"https://{{conversion.id}}.example.com/":                                             true,
+		"https://api.example.com:{{env.PORT}}/":                                              true,
+		"{{env.SCHEME}}://api.example.com/":                                                  true,
+		"https://api.example.com?q={{conversion.id}}":                                        false,
+	} {
+		u, err := ParseURL(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := u.TemplatedAuthority(); got != want {
+			t.Errorf("%s: TemplatedAuthority = %v, want %v", raw, got, want)
+		}
+	}
+}
+
 func TestHeaderValuesCannotCarryCRLF(t *testing.T) {
 	h, _ := ParseHeader("Bearer {{click.id}}")
 	got := h.Render(&Scope{Objects: map[string]any{"click": map[string]any{"id": "x\r\nX-Evil: 1"}}})

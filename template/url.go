@@ -72,6 +72,17 @@ func ParseURL(s string) (*URL, error) {
 // Placeholders lists the URL's placeholders.
 func (u *URL) Placeholders() []Placeholder { return u.t.Placeholders() }
 
+// TemplatedAuthority reports whether a placeholder sits before the path
+// (scheme, host or port): then the host is only known once rendered.
+func (u *URL) TemplatedAuthority() bool {
+	for i, p := range u.t.parts {
+		if p.ph != nil && u.ctx[i] == urlAuthority {
+			return true
+		}
+	}
+	return false
+}
+
 // Render returns the URL with every value escaped for its position. Values in
 // the authority are path-escaped too, so a value cannot smuggle in a path or
 // userinfo; the result is parsed and checked by the caller before it is used.
