@@ -132,12 +132,16 @@ func New(o Options) *Server {
 		// before it is read.
 		BodyLimit: 1 << 20,
 		// Request line and headers; beyond it the answer is 431.
-		ReadBufferSize:        16 << 10,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          60 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		DisableStartupMessage: true,
-		ErrorHandler:          s.errorHandler,
+		ReadBufferSize: 16 << 10,
+		// No route takes a form: a multipart body is left to requireJSON
+		// (415) instead of being parsed while the request is read, which
+		// answered a malformed one 400 before any route.
+		DisablePreParseMultipartForm: true,
+		ReadTimeout:                  30 * time.Second,
+		WriteTimeout:                 60 * time.Second,
+		IdleTimeout:                  120 * time.Second,
+		DisableStartupMessage:        true,
+		ErrorHandler:                 s.errorHandler,
 	})
 	s.app.Use(recover.New())
 	s.routes()

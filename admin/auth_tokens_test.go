@@ -361,6 +361,10 @@ func TestHealthMetricsTakesTheAdminCredentials(t *testing.T) {
 		if rec.Code != want {
 			t.Errorf("/metrics with %q: %d, want %d", authz, rec.Code, want)
 		}
+		if want == 401 && (rec.Header().Get("Content-Type") != "application/json" ||
+			!strings.Contains(rec.Body.String(), `"code":"unauthorized"`) || !strings.Contains(rec.Body.String(), `"details":[]`)) {
+			t.Errorf("/metrics with %q: not the error envelope: %s %s", authz, rec.Header().Get("Content-Type"), rec.Body)
+		}
 	}
 	// No credential configured at all: /metrics stays open, as before.
 	rec := httptest.NewRecorder()

@@ -58,8 +58,12 @@ func (h *Health) handler() http.Handler {
 	metrics := promhttp.Handler()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := auth.Authenticate(r.Header.Get("Authorization")); auth.Configured() && !ok {
+			// The admin API's 401, envelope and all (http.Error would send
+			// it as text/plain).
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhookd"`)
-			http.Error(w, `{"success":false,"error":{"code":"unauthorized","message":"a valid bearer token is required"}}`, http.StatusUnauthorized)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"success":false,"error":{"code":"unauthorized","message":"a valid bearer token is required (Authorization: Bearer <token>)","details":[]}}`))
 			return
 		}
 		metrics.ServeHTTP(w, r)
