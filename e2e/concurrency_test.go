@@ -267,7 +267,7 @@ func TestConcurrentPipelineWritesAreNeverLostNorResurrected(t *testing.T) {
 		t.Fatal(err)
 	}
 	end, _ := ends.Lookup(prefix+"webhooks.pipelines", 0)
-	var n int
+	var n, restates int
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(prefix+"webhooks.pipelines"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +280,11 @@ func TestConcurrentPipelineWritesAreNeverLostNorResurrected(t *testing.T) {
 			n++
 			read = r.Offset + 1
 			last[string(r.Key)] = r
+			for _, h := range r.Headers {
+				if h.Key == "webhookd-restate" {
+					restates++
+				}
+			}
 		})
 	}
 	if len(last) != len(deleted)+len(final) {
@@ -298,8 +303,8 @@ func TestConcurrentPipelineWritesAreNeverLostNorResurrected(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d rounds (%d merge, %d delete, %d If-Match) over 2 replicas: %d writes, %d answered 409, lost %d, resurrected %d; %d pipeline records",
-		3*rounds, rounds, rounds, rounds, writes.Load(), conflicts.Load(), lost.Load(), resurrected.Load(), n)
+	t.Logf("%d rounds (%d merge, %d delete, %d If-Match) over 2 replicas: %d writes, %d answered 409, lost %d, resurrected %d; %d pipeline records, %d of them re-statements after a refused write",
+		3*rounds, rounds, rounds, rounds, writes.Load(), conflicts.Load(), lost.Load(), resurrected.Load(), n, restates)
 	if lost.Load() != 0 || resurrected.Load() != 0 {
 		t.Fatalf("lost %d, resurrected %d", lost.Load(), resurrected.Load())
 	}
