@@ -153,9 +153,16 @@ func (s *Server) retryDLQ(c *fiber.Ctx) error {
 		if errors.Is(err, dlq.ErrNotRetryable) {
 			return apiError(fiber.StatusUnprocessableEntity, "not_retryable", err.Error())
 		}
-		return err
+		return kafkaUnavailable("retry", it.ID, err, s)
 	}
 	return ok(c, fiber.StatusAccepted, fiber.Map{"id": it.ID, "status": "queued", "delivery_id": it.DeliveryID, "execution_id": execID})
+}
+
+// kafkaUnavailable is a DLQ change Kafka did not take: 503, the item left
+// as it was (still dead), the cause logged.
+func kafkaUnavailable(what, id string, err error, s *Server) error {
+	s.o.Log.Error("DLQ "+what+" failed", "id", id, "err", err)
+	return apiError(fiber.StatusServiceUnavailable, "unavailable", "Kafka did not take the "+what+" of DLQ item "+id+"; it is still dead: try again")
 }
 
 func (s *Server) deleteDLQ(c *fiber.Ctx) error {
@@ -165,7 +172,7 @@ func (s *Server) deleteDLQ(c *fiber.Ctx) error {
 	}
 	if err := s.o.Redriver.Delete(c.UserContext(), it); err != nil {
 		s.o.Redriver.Release(it.ID)
-		return err
+		return kafkaUnavailable("delete", it.ID, err, s)
 	}
 	return ok(c, fiber.StatusOK, fiber.Map{"id": it.ID, "deleted": true})
 }

@@ -30,6 +30,17 @@ func (r *racingRegistry) Delete(context.Context, string, int64) error {
 	return registry.ErrConflict
 }
 
+// downRegistry's Kafka does not take writes.
+type downRegistry struct{ onePipeline }
+
+func (downRegistry) Put(context.Context, *pipeline.Pipeline, int64) error {
+	return fmt.Errorf("%w: write pipeline: %w", registry.ErrUnavailable, context.DeadlineExceeded)
+}
+
+func (downRegistry) Delete(context.Context, string, int64) error {
+	return fmt.Errorf("%w: write pipeline: broker gone", registry.ErrUnavailable)
+}
+
 // loadingRegistry has not loaded the pipelines topic yet.
 type loadingRegistry struct{ onePipeline }
 
@@ -73,6 +84,8 @@ func TestFaultsAnswerInTheErrorModel(t *testing.T) {
 		{"PUT before the registry loaded", Options{Registry: loadingRegistry{base}}, "PUT", "/api/admin/webhooks/pipelines/p1", `{"name":"x"}`, 503, "unavailable"},
 		{"POST before the registry loaded", Options{Registry: loadingRegistry{base}}, "POST", "/api/admin/webhooks/pipelines",
 			`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io"}]}`, 503, "unavailable"},
+		{"PUT when Kafka is down", Options{Registry: downRegistry{base}}, "PUT", "/api/admin/webhooks/pipelines/p1", `{"name":"x"}`, 503, "unavailable"},
+		{"DELETE when Kafka is down", Options{Registry: downRegistry{base}}, "DELETE", "/api/admin/webhooks/pipelines/p1", ``, 503, "unavailable"},
 		{"retrying what cannot be retried", Options{Registry: base, DLQ: oneDeadLetter{}, Redriver: refusingRedriver{}}, "POST", "/api/admin/webhooks/dlq/d1/retry", ``, 422, "not_retryable"},
 		{"DLQ without a store", Options{Registry: base}, "GET", "/api/admin/webhooks/dlq", ``, 503, "unavailable"},
 	}

@@ -122,8 +122,11 @@ func (s *Server) save(c *fiber.Ctx, p *pipeline.Pipeline, base int64) error {
 }
 
 func registryError(err error) error {
-	if errors.Is(err, registry.ErrNotReady) {
+	switch {
+	case errors.Is(err, registry.ErrNotReady):
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", err.Error())
+	case errors.Is(err, registry.ErrUnavailable):
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "Kafka did not take the write in time; it may or may not have been applied: GET the pipeline and retry")
 	}
 	return err
 }

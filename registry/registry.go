@@ -391,6 +391,10 @@ func (r *Registry) ForTrigger(triggerType string) []*pipeline.Compiled {
 	return out
 }
 
+// ErrUnavailable wraps a write that Kafka did not take or this registry did
+// not see applied in time: it may or may not have happened; retry it.
+var ErrUnavailable = errors.New("the pipelines topic did not answer")
+
 // ErrNotReady is returned by writes before the registry has loaded.
 var ErrNotReady = errors.New("pipeline registry is still loading")
 
@@ -446,7 +450,7 @@ func (r *Registry) write(ctx context.Context, rec *kgo.Record, base int64) error
 func (r *Registry) produceAndApply(ctx context.Context, rec *kgo.Record) (bool, error) {
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headerWriter, Value: []byte(r.writer)})
 	if err := bus.ProduceAll(ctx, r.cl, rec); err != nil {
-		return false, fmt.Errorf("write pipeline: %w", err)
+		return false, fmt.Errorf("%w: write pipeline: %w", ErrUnavailable, err)
 	}
 	pos := recordPos{rec.Partition, rec.Offset}
 	var accepted bool
@@ -459,7 +463,7 @@ func (r *Registry) produceAndApply(ctx context.Context, rec *kgo.Record) (bool, 
 	delete(r.outcomes, pos)
 	r.mu.Unlock()
 	if err != nil {
-		return false, fmt.Errorf("pipeline written but not yet applied: %w", err)
+		return false, fmt.Errorf("%w: pipeline written but not yet applied: %w", ErrUnavailable, err)
 	}
 	return accepted, nil
 }
