@@ -161,7 +161,7 @@ func (s *Server) wrapUnknownMethods() {
 			return
 		}
 		e := apiError(fiber.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token>)")
-		if _, ok := s.o.Auth.Authenticate(string(ctx.Request.Header.Peek(fiber.HeaderAuthorization))); ok {
+		if _, ok := s.o.Auth.Authenticate(string(ctx.Request.Header.Peek(fiber.HeaderAuthorization))); ok || isProbe(string(ctx.Path())) {
 			allow := strings.Join(s.table.allowed(string(ctx.Path())), ", ")
 			e = apiError(fiber.StatusMethodNotAllowed, "method_not_allowed", "unknown method "+strconv.Quote(string(ctx.Method())))
 			if allow != "" {

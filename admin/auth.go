@@ -227,6 +227,9 @@ func (a *Auth) jwtToken(tok string) (Role, bool) {
 // auth is the admin API's middleware: 401 without a valid credential, 403
 // when its role does not allow the method.
 func (s *Server) auth(c *fiber.Ctx) error {
+	if isProbe(c.Path()) {
+		return c.Next() // the probes' routes took GET/HEAD; other methods: 405
+	}
 	role, ok := s.o.Auth.Authenticate(c.Get(fiber.HeaderAuthorization))
 	if !ok {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd"`)
@@ -237,7 +240,18 @@ func (s *Server) auth(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd", error="insufficient_scope"`)
 		return apiError(fiber.StatusForbidden, "forbidden", "this token has the read role: it may only make GET and HEAD requests")
 	}
+	// Profiles can hold request data from memory: admin tokens only.
+	if role != RoleAdmin && strings.HasPrefix(strings.ToLower(c.Path()), "/debug/pprof") {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd", error="insufficient_scope"`)
+		return apiError(fiber.StatusForbidden, "forbidden", "profiles are for admin tokens only")
+	}
 	return c.Next()
+}
+
+// isProbe reports whether path is /healthz or /readyz, which need no token.
+func isProbe(path string) bool {
+	p := strings.TrimSuffix(strings.ToLower(path), "/")
+	return p == "/healthz" || p == "/readyz"
 }
 
 // tokenEntry is one line of the tokens file.

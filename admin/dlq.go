@@ -73,10 +73,6 @@ func viewDLQ(it dlq.Record) dlqItemView {
 	return v
 }
 
-func badQuery(field, msg string) error {
-	return &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: field, Message: msg}}}
-}
-
 func (s *Server) dlqAvailable() error {
 	if s.o.DLQ == nil || s.o.Redriver == nil {
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is not available on this replica")
@@ -88,20 +84,19 @@ func (s *Server) listDLQ(c *fiber.Ctx) error {
 	if err := s.dlqAvailable(); err != nil {
 		return err
 	}
-	page, limit, err := pageParams(c)
-	if err != nil {
+	q := query{c: c}
+	page, limit := q.page()
+	tt := q.triggerType()
+	pipelineID := q.text("pipeline_id")
+	state := q.oneOf("state", dlq.StateDead, dlq.StateRetried, dlq.StateDeleted)
+	if state == "" {
+		state = dlq.StateDead
+	}
+	if err := q.err(); err != nil {
 		return err
 	}
-	tt := c.Query("trigger_type")
-	if tt != "" && !event.IsTriggerType(tt) {
-		return badQuery("trigger_type", "unknown trigger type")
-	}
-	state := c.Query("state", dlq.StateDead)
-	if state != dlq.StateDead && state != dlq.StateRetried && state != dlq.StateDeleted {
-		return badQuery("state", "must be dead, retried or deleted")
-	}
 	items, total, err := s.o.DLQ.DeadLetters(c.UserContext(), dlq.Filter{
-		PipelineID: c.Query("pipeline_id"), TriggerType: tt, State: state, Limit: limit, Offset: (page - 1) * limit,
+		PipelineID: pipelineID, TriggerType: tt, State: state, Limit: limit, Offset: (page - 1) * limit,
 	})
 	if err != nil {
 		s.o.Log.Error("dlq query failed", "err", err)

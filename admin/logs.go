@@ -5,34 +5,34 @@ import (
 
 	"github.com/afftok/webhookd/analytics"
 	"github.com/afftok/webhookd/delivery"
-	"github.com/afftok/webhookd/event"
-	"github.com/afftok/webhookd/pipeline"
 )
 
-func (s *Server) recentLogs(c *fiber.Ctx) error { return s.logs(c, nil) }
+func (s *Server) recentLogs(c *fiber.Ctx) error {
+	return s.logs(c, delivery.ExecCompleted, delivery.ExecFailed, delivery.ExecPartial, delivery.ExecRetrying, delivery.ExecCancelled)
+}
 
 // failureLogs lists executions that failed, partly failed or are retrying.
 func (s *Server) failureLogs(c *fiber.Ctx) error {
-	return s.logs(c, []string{delivery.ExecFailed, delivery.ExecPartial, delivery.ExecRetrying})
+	return s.logs(c, delivery.ExecFailed, delivery.ExecPartial, delivery.ExecRetrying)
 }
 
-func (s *Server) logs(c *fiber.Ctx, statuses []string) error {
-	page, limit, err := pageParams(c)
-	if err != nil {
-		return err
-	}
-	tt := c.Query("trigger_type")
-	if tt != "" && !event.IsTriggerType(tt) {
-		return &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: "trigger_type", Message: "unknown trigger type"}}}
-	}
-	if st := c.Query("status"); st != "" && statuses == nil {
+// logs lists executions whose status is one of statuses (?status= picks one).
+func (s *Server) logs(c *fiber.Ctx, statuses ...string) error {
+	q := query{c: c}
+	page, limit := q.page()
+	tt := q.triggerType()
+	pipelineID := q.text("pipeline_id")
+	if st := q.oneOf("status", statuses...); st != "" {
 		statuses = []string{st}
+	}
+	if err := q.err(); err != nil {
+		return err
 	}
 	if s.o.Logs == nil {
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "execution logs are not available on this replica")
 	}
 	logs, total, err := s.o.Logs.RecentExecutions(c.UserContext(), analytics.ExecutionFilter{
-		PipelineID: c.Query("pipeline_id"), TriggerType: tt, Statuses: statuses, Limit: limit, Offset: (page - 1) * limit,
+		PipelineID: pipelineID, TriggerType: tt, Statuses: statuses, Limit: limit, Offset: (page - 1) * limit,
 	})
 	if err != nil {
 		s.o.Log.Error("execution logs query failed", "err", err)

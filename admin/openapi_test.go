@@ -17,10 +17,11 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}
 	served := map[string]bool{}
 	for _, r := range New(Options{Token: "x"}).Test().GetRoutes(true) {
-		if r.Method == "HEAD" || r.Path == "/" || strings.HasSuffix(r.Path, "*") {
+		if r.Method == "HEAD" || r.Path == "/" {
 			continue
 		}
-		segs := strings.Split(r.Path, "/")
+		// A trailing wildcard is one documented parameter.
+		segs := strings.Split(strings.Replace(r.Path, "*", "{name}", 1), "/")
 		for i, seg := range segs {
 			if strings.HasPrefix(seg, ":") {
 				segs[i] = "{" + seg[1:] + "}"

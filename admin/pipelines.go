@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/afftok/webhookd/analytics"
-	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 )
@@ -101,23 +101,38 @@ func matchStep(old *pipeline.Pipeline, s pipeline.Step) *pipeline.Step {
 
 // decodePipeline decodes a create/update body in one pass, so that bad
 // top-level fields and bad fields of every step are reported together, each
-// with its path ("steps[1].order").
-func (s *Server) decodePipeline(c *fiber.Ctx) (*pipelineInput, error) {
-	var in pipelineInput
+// with its path ("steps[1].order"). Field problems come back as decoded, with
+// the rest of the body decoded as far as it goes, so that what it says can be
+// checked too and one answer lists every problem (pipeline.Merge).
+func (s *Server) decodePipeline(c *fiber.Ctx) (in *pipelineInput, decoded, err error) {
+	in = &pipelineInput{}
 	if len(c.Body()) == 0 {
-		return nil, apiError(fiber.StatusBadRequest, "bad_request", "request body is required")
+		return nil, nil, apiError(fiber.StatusBadRequest, "bad_request", "request body is required")
 	}
-	if err := pipeline.Decode(c.Body(), &in); err != nil {
-		return nil, decodeError(err)
+	if err := pipeline.Decode(c.Body(), in); err != nil {
+		var ve *pipeline.ValidationError
+		if !errors.As(err, &ve) {
+			return nil, nil, decodeError(err)
+		}
+		// encoding/json skips what does not fit and decodes the rest.
+		*in = pipelineInput{}
+		_ = json.Unmarshal(c.Body(), in)
+		decoded = ve
 	}
-	return &in, nil
+	if rev := in.Revision; rev != nil && *rev < 1 {
+		decoded = pipeline.Merge(decoded, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}})
+	}
+	return in, decoded, nil
 }
 
-func (s *Server) save(c *fiber.Ctx, p *pipeline.Pipeline, base int64) error {
+// check normalizes p and lists every problem of the body it came from:
+// decoded's and what Validate finds.
+func (s *Server) check(p *pipeline.Pipeline, decoded error) error {
 	p.Normalize()
-	if err := p.Validate(s.o.Env, s.o.Limits, s.o.Targets); err != nil {
-		return err
-	}
+	return pipeline.Merge(decoded, p.Validate(s.o.Env, s.o.Limits, s.o.Targets))
+}
+
+func (s *Server) put(c *fiber.Ctx, p *pipeline.Pipeline, base int64) error {
 	return registryError(s.o.Registry.Put(c.UserContext(), p, base))
 }
 
@@ -132,14 +147,17 @@ func registryError(err error) error {
 }
 
 func (s *Server) createPipeline(c *fiber.Ctx) error {
-	in, err := s.decodePipeline(c)
+	in, decoded, err := s.decodePipeline(c)
 	if err != nil {
 		return err
 	}
 	now := s.o.Now().UTC().Truncate(time.Second)
 	p := &pipeline.Pipeline{ID: pipeline.NewID("pipe_"), CreatedAt: now, UpdatedAt: now, Revision: 1}
 	in.apply(p, nil)
-	if err := s.save(c, p, 0); err != nil {
+	if err := s.check(p, decoded); err != nil {
+		return err
+	}
+	if err := s.put(c, p, 0); err != nil {
 		return err
 	}
 	setETag(c, p.Revision)
@@ -182,21 +200,29 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 	if _, found := s.lookup(c, c.Params("id")); !found {
 		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+c.Params("id")+" not found")
 	}
-	in, err := s.decodePipeline(c)
+	in, decoded, err := s.decodePipeline(c)
 	if err != nil {
 		return err
 	}
-	rev, err := in.revision()
-	if err != nil {
-		return err
+	rev := in.Revision
+	if rev != nil && *rev < 1 {
+		rev = nil // a 400 (decoded), not a 412
 	}
 	return s.writePipeline(c, rev, func(cur *pipeline.Compiled) error {
 		p := *cur.Pipeline
 		p.Steps = append([]pipeline.Step(nil), cur.Pipeline.Steps...)
 		in.apply(&p, cur.Pipeline)
+		if err := s.check(&p, decoded); err != nil {
+			return err
+		}
+		if sameContent(&p, cur.Pipeline) {
+			// Nothing changes: no new revision, so the client's ETag stays good.
+			setETag(c, cur.Revision)
+			return ok(c, fiber.StatusOK, s.detail(c, cur.Pipeline, false))
+		}
 		p.UpdatedAt = s.o.Now().UTC().Truncate(time.Second)
 		p.Revision = cur.Revision + 1
-		if err := s.save(c, &p, cur.Revision); err != nil {
+		if err := s.put(c, &p, cur.Revision); err != nil {
 			return err
 		}
 		setETag(c, p.Revision)
@@ -204,9 +230,32 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 	})
 }
 
+// sameContent reports whether a and b differ only in what a save stamps.
+func sameContent(a, b *pipeline.Pipeline) bool {
+	x, y := *a, *b
+	x.UpdatedAt, x.Revision = y.UpdatedAt, y.Revision
+	ax, err1 := json.Marshal(&x)
+	by, err2 := json.Marshal(&y)
+	return err1 == nil && err2 == nil && bytes.Equal(ax, by)
+}
+
+// deleteInput is DELETE's optional body: the revision being deleted.
+type deleteInput struct {
+	Revision *int64 `json:"revision"`
+}
+
 func (s *Server) deletePipeline(c *fiber.Ctx) error {
 	id := c.Params("id")
-	return s.writePipeline(c, nil, func(cur *pipeline.Compiled) error {
+	var in deleteInput
+	if len(c.Body()) > 0 {
+		if err := pipeline.Decode(c.Body(), &in); err != nil {
+			return decodeError(err)
+		}
+		if in.Revision != nil && *in.Revision < 1 {
+			return &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are deleting)"}}}
+		}
+	}
+	return s.writePipeline(c, in.Revision, func(cur *pipeline.Compiled) error {
 		if err := registryError(s.o.Registry.Delete(c.UserContext(), id, cur.Revision)); err != nil {
 			return err
 		}
@@ -240,14 +289,6 @@ func (s *Server) syncRegistry(c *fiber.Ctx) {
 	}
 }
 
-// revision is the body's optional revision: the one the client edited.
-func (in *pipelineInput) revision() (*int64, error) {
-	if in.Revision != nil && *in.Revision < 1 {
-		return nil, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}}
-	}
-	return in.Revision, nil
-}
-
 func setETag(c *fiber.Ctx, revision int64) {
 	c.Set(fiber.HeaderETag, etag(revision))
 }
@@ -263,13 +304,22 @@ func checkPreconditions(c *fiber.Ctx, bodyRevision *int64, current int64) error 
 		return &Error{Status: fiber.StatusPreconditionFailed, Code: "precondition_failed",
 			Message: what + " does not match the pipeline's current revision " + strconv.FormatInt(current, 10) + "; GET it again and reapply your change"}
 	}
-	if h := c.Get(fiber.HeaderIfMatch); h != "" && !ifMatch(h, current) {
+	if h := ifMatchHeader(c); h != "" && !ifMatch(h, current) {
 		return stale("If-Match")
 	}
 	if bodyRevision != nil && *bodyRevision != current {
 		return stale("revision " + strconv.FormatInt(*bodyRevision, 10))
 	}
 	return nil
+}
+
+// ifMatchHeader is every If-Match line of the request, as one list.
+func ifMatchHeader(c *fiber.Ctx) string {
+	var lines []string
+	for _, v := range c.Request().Header.PeekAll(fiber.HeaderIfMatch) {
+		lines = append(lines, string(v))
+	}
+	return strings.Join(lines, ",")
 }
 
 func ifMatch(header string, current int64) bool {
@@ -375,40 +425,15 @@ type pagination struct {
 	Total int64 `json:"total"`
 }
 
-// maxPage bounds ?page= so that (page-1)*limit never overflows anything.
-const maxPage = 1_000_000
-
-func pageParams(c *fiber.Ctx) (page, limit int, err error) {
-	var bad []pipeline.FieldError
-	page, limit = 1, 20
-	if v := c.Query("page"); v != "" {
-		if page, err = strconv.Atoi(v); err != nil || page < 1 || page > maxPage {
-			bad = append(bad, pipeline.FieldError{Field: "page", Message: "must be a whole number between 1 and 1000000"})
-		}
-	}
-	if v := c.Query("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 200 {
-			bad = append(bad, pipeline.FieldError{Field: "limit", Message: "must be a whole number between 1 and 200"})
-		}
-	}
-	if bad != nil {
-		return 0, 0, &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: bad}
-	}
-	return page, limit, nil
-}
-
 func (s *Server) listPipelines(c *fiber.Ctx) error {
-	page, limit, err := pageParams(c)
-	if err != nil {
+	q := query{c: c}
+	page, limit := q.page()
+	status := q.oneOf("status", pipeline.StatusActive, pipeline.StatusPaused, pipeline.StatusDisabled)
+	tt := q.triggerType()
+	if err := q.err(); err != nil {
 		return err
 	}
-	status, tt := c.Query("status"), c.Query("trigger_type")
-	if status != "" && status != pipeline.StatusActive && status != pipeline.StatusPaused && status != pipeline.StatusDisabled {
-		return &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: "status", Message: "must be active, paused or disabled"}}}
-	}
-	if tt != "" && !event.IsTriggerType(tt) {
-		return &Error{Status: 400, Code: "validation_failed", Message: "invalid query", Details: []pipeline.FieldError{{Field: "trigger_type", Message: "unknown trigger type"}}}
-	}
+	s.syncRegistry(c)
 	var matched []*pipeline.Compiled
 	for _, p := range s.o.Registry.List() {
 		if (status == "" || p.Status == status) && (tt == "" || p.TriggerType == tt) {

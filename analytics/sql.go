@@ -51,7 +51,7 @@ func bindParams(q string, p Params) (string, error) {
 }
 
 func quoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(s) + "'"
 }
 
 func sqlLiteral(v any) string {

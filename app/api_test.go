@@ -276,3 +276,88 @@ func TestEveryRouteAnswersBadInputInTheErrorModel(t *testing.T) {
 		t.Errorf("OPTIONS: %d Allow %q", got.status, got.header.Get("Allow"))
 	}
 }
+
+// One 400 names every problem once, where the client wrote it: how the body
+// is written (types, unknown keys) and what it says (values, URLs the guard
+// blocks), steps by their index in the request, and every bad query
+// parameter.
+func TestEveryProblemIsListedWhereItWasWritten(t *testing.T) {
+	a := startStack(t)
+	for _, c := range []struct {
+		method, path, body string
+		want               []string
+	}{
+		{"POST", "/api/admin/webhooks/pipelines",
+			`{"name":"","trigger_type":"nope","status":"zzz","nmae":1,"steps":[{"order":"1","url":"ftp://x"}],"failover_url":"http://10.0.0.1/"}`,
+			[]string{"nmae", "steps[0].order", "name", "trigger_type", "status", "steps[0].url", "failover_url"}},
+		{"POST", "/api/admin/webhooks/pipelines",
+			`{"name":"o","trigger_type":"click","steps":[{"order":2,"url":"ftp://x","timeout_seconds":999},{"order":1,"url":"https://example.com/"}]}`,
+			[]string{"steps[0].url", "steps[0].timeout_seconds"}},
+		{"GET", "/api/admin/webhooks/pipelines?page=x&limit=y&status=z&trigger_type=w", "", []string{"page", "limit", "status", "trigger_type"}},
+		{"GET", "/api/admin/webhooks/logs/recent?status=bogus&pipeline_id=%00", "", []string{"status", "pipeline_id"}},
+		{"GET", "/api/admin/webhooks/logs/failures?status=completed", "", []string{"status"}},
+		{"GET", "/api/admin/webhooks/dlq?state=gone&pipeline_id=a%00b", "", []string{"state", "pipeline_id"}},
+	} {
+		var body []byte
+		if c.body != "" {
+			body = []byte(c.body)
+		}
+		got := request(t, a, c.method, c.path, body)
+		if got.status != 400 || errorCode(got) != "validation_failed" {
+			t.Errorf("%s %s: %d %s", c.method, c.path, got.status, got.body)
+			continue
+		}
+		if d := details(got); !slices.Equal(sorted(d), sorted(c.want)) {
+			t.Errorf("%s %s %s: details %v, want %v", c.method, c.path, c.body, d, c.want)
+		}
+	}
+}
+
+func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
+
+// A PUT that changes nothing keeps the revision (and the client's ETag); a
+// DELETE takes the revision in its body too; several If-Match lines are one
+// list; probes take no token and answer 405 to other methods; profiles are
+// for admin tokens only.
+func TestConditionalWritesNoOpsAndProbes(t *testing.T) {
+	a := startStack(t)
+	r := request(t, a, "POST", "/api/admin/webhooks/pipelines", []byte(`{"name":"noop","description":"d","trigger_type":"click","steps":[{"order":1,"url":"https://hooks.example.com/x"}]}`))
+	p := "/api/admin/webhooks/pipelines/" + dataOf(t, r)["id"].(string)
+	for _, body := range []string{`{}`, `{"description":"d"}`, `{"created_at":"2020-01-01T00:00:00Z","steps":[{"order":1,"url":"https://hooks.example.com/x"}]}`} {
+		if got := request(t, a, "PUT", p, []byte(body), "If-Match", `"1"`); got.status != 200 || got.header.Get("ETag") != `"1"` {
+			t.Errorf("PUT %s: %d ETag %q, want 200 and the revision kept", body, got.status, got.header.Get("ETag"))
+		}
+	}
+	if got := request(t, a, "PUT", p, []byte(`{"description":"e"}`)); got.header.Get("ETag") != `"2"` {
+		t.Fatalf("a change: ETag %q", got.header.Get("ETag"))
+	}
+	// If-Match on two lines: a match on either is a match.
+	req, _ := http.NewRequest("PUT", "http://"+a.Admin.Addr()+p, strings.NewReader(`{"description":"f"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("If-Match", `"2"`)
+	req.Header.Add("If-Match", `"9"`)
+	if got, err := send(req); err != nil || got.status != 200 {
+		t.Fatalf("If-Match on two lines: %v %v", got, err)
+	}
+	if got := request(t, a, "DELETE", p, []byte(`{"revision":"3"}`)); got.status != 400 {
+		t.Errorf("DELETE with a string revision: %d %s", got.status, got.body)
+	}
+	if got := request(t, a, "DELETE", p, []byte(`{"revision":2}`)); got.status != 412 || got.header.Get("ETag") != `"3"` {
+		t.Errorf("DELETE with a stale body revision: %d %s", got.status, got.body)
+	}
+	if got := request(t, a, "DELETE", p, []byte(`{"revision":3}`)); got.status != 200 {
+		t.Errorf("DELETE with the current revision: %d %s", got.status, got.body)
+	}
+	for _, m := range []string{"POST", "PROPFIND"} {
+		if got := request(t, a, m, "/healthz", nil, "Authorization", ""); got.status != 405 || got.header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s /healthz without a token: %d Allow %q", m, got.status, got.header.Get("Allow"))
+		}
+	}
+	if got := request(t, a, "GET", "/debug/pprof/cmdline", nil, "Authorization", "Bearer "+readToken); got.status != 403 {
+		t.Errorf("a read token's profile: %d", got.status)
+	}
+	if got := request(t, a, "GET", "/debug/pprof/cmdline", nil); got.status != 200 {
+		t.Errorf("an admin token's profile: %d", got.status)
+	}
+}

@@ -51,6 +51,18 @@ type Step struct {
 	SigningKey     string            `json:"signing_key,omitempty"`
 	// HasSigningKey is set on redacted copies so clients can tell a key is configured.
 	HasSigningKey bool `json:"has_signing_key,omitempty"`
+
+	// pos is 1 + the step's index in the request that wrote it (Normalize
+	// sorts steps by order), so that problems name the step as sent.
+	pos int
+}
+
+// index is the step's index as sent, given its index i after sorting.
+func (s *Step) index(i int) int {
+	if s.pos > 0 {
+		return s.pos - 1
+	}
+	return i
 }
 
 // RetryPolicy is a step's retry schedule (spec: "Retry Policy").

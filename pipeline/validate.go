@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,35 @@ func (e *ValidationError) Error() string {
 		parts[i] = f.Field + ": " + f.Message
 	}
 	return "invalid pipeline: " + strings.Join(parts, "; ")
+}
+
+// Merge lists decoded's problems (how a body was written: types, unknown or
+// repeated keys), then checked's (what it says) except those about a field
+// decoded already names or a part of one, so that one answer lists every
+// problem once. Either may be nil; the result is nil or a *ValidationError.
+func Merge(decoded, checked error) error {
+	var all []FieldError
+	var d, c *ValidationError
+	if errors.As(decoded, &d) {
+		all = append(all, d.Fields...)
+	}
+	if errors.As(checked, &c) {
+		for _, f := range c.Fields {
+			if !slices.ContainsFunc(all, func(g FieldError) bool { return covers(g.Field, f.Field) }) {
+				all = append(all, f)
+			}
+		}
+	}
+	if all == nil {
+		return nil
+	}
+	return &ValidationError{Fields: all}
+}
+
+// covers reports whether a problem at path outer is about field (the field
+// itself or a part of it).
+func covers(outer, field string) bool {
+	return field == outer || strings.HasPrefix(field, outer+".") || strings.HasPrefix(field, outer+"[")
 }
 
 func (e *ValidationError) add(field, format string, a ...any) {
@@ -76,6 +106,9 @@ func (p *Pipeline) Normalize() {
 	}
 	for i := range p.Steps {
 		s := &p.Steps[i]
+		if s.pos == 0 {
+			s.pos = i + 1
+		}
 		s.Method = strings.ToUpper(strings.TrimSpace(s.Method))
 		if s.Method == "" {
 			s.Method = DefaultMethod
@@ -136,7 +169,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 	orders := map[int]bool{}
 	earlier := map[string]bool{} // orders and names of steps that come before
 	for i, s := range p.Steps {
-		f := fmt.Sprintf("steps[%d]", i)
+		f := fmt.Sprintf("steps[%d]", s.index(i))
 		if s.Order < 1 {
 			ve.add(f+".order", "must be 1 or more")
 		} else if orders[s.Order] {

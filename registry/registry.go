@@ -391,6 +391,11 @@ func (r *Registry) ForTrigger(triggerType string) []*pipeline.Compiled {
 	return out
 }
 
+// writeTimeout bounds one write: producing it and seeing it applied. A write
+// Kafka has not taken by then fails with ErrUnavailable (it may still land:
+// the compare-and-set keeps that harmless).
+const writeTimeout = 15 * time.Second
+
 // ErrUnavailable wraps a write that Kafka did not take or this registry did
 // not see applied in time: it may or may not have happened; retry it.
 var ErrUnavailable = errors.New("the pipelines topic did not answer")
@@ -448,6 +453,8 @@ func (r *Registry) write(ctx context.Context, rec *kgo.Record, base int64) error
 // produceAndApply writes rec and waits until this registry has applied it,
 // reporting whether it was accepted.
 func (r *Registry) produceAndApply(ctx context.Context, rec *kgo.Record) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headerWriter, Value: []byte(r.writer)})
 	if err := bus.ProduceAll(ctx, r.cl, rec); err != nil {
 		return false, fmt.Errorf("%w: write pipeline: %w", ErrUnavailable, err)
