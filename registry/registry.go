@@ -26,7 +26,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -271,6 +270,14 @@ func (r *Registry) acceptsLocked(id string, rec *kgo.Record, c *pipeline.Compile
 func (r *Registry) appliedLocked(rec *kgo.Record, accepted bool) {
 	if header(rec, headerWriter) == r.writer {
 		r.outcomes[recordPos{rec.Partition, rec.Offset}] = accepted
+		if len(r.outcomes) > maxOutcomes {
+			// Outcomes nobody waits for any more (their writer gave up).
+			for pos := range r.outcomes {
+				if pos.partition == rec.Partition && pos.offset < rec.Offset-maxOutcomes {
+					delete(r.outcomes, pos)
+				}
+			}
+		}
 	}
 	r.applied[rec.Partition] = rec.Offset + 1
 	r.notifyLocked()
@@ -391,6 +398,9 @@ func (r *Registry) ForTrigger(triggerType string) []*pipeline.Compiled {
 	return out
 }
 
+// maxOutcomes bounds the outcomes kept of writes whose writer gave up.
+const maxOutcomes = 1024
+
 // writeTimeout bounds one write: producing it and seeing it applied. A write
 // Kafka has not taken by then fails with ErrUnavailable (it may still land:
 // the compare-and-set keeps that harmless).
@@ -456,8 +466,19 @@ func (r *Registry) produceAndApply(ctx context.Context, rec *kgo.Record) (bool, 
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headerWriter, Value: []byte(r.writer)})
-	if err := bus.ProduceAll(ctx, r.cl, rec); err != nil {
-		return false, fmt.Errorf("%w: write pipeline: %w", ErrUnavailable, err)
+	// kgo cannot always fail a record whose context ends (not once it may
+	// have been sent), so the wait is bounded here: a write Kafka has not
+	// acknowledged in time is reported unavailable and may still land later
+	// (the compare-and-set keeps that harmless).
+	produced := make(chan error, 1)
+	r.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { produced <- err })
+	select {
+	case err := <-produced:
+		if err != nil {
+			return false, fmt.Errorf("%w: write pipeline: %w", ErrUnavailable, err)
+		}
+	case <-ctx.Done():
+		return false, fmt.Errorf("%w: write pipeline: Kafka did not acknowledge it: %w", ErrUnavailable, ctx.Err())
 	}
 	pos := recordPos{rec.Partition, rec.Offset}
 	var accepted bool
