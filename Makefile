@@ -32,7 +32,7 @@ chdb: $(CHDB_LIB)
 $(CHDB_LIB):
 	./scripts/fetch-chdb.sh $(CHDB_VERSION)
 
-## test-tools: the spec's verification snippets run in Node, Python and PHP; jsonwebtoken verifies JWTs.
+## test-tools: the spec's verification snippets run in Node, Python and PHP; jsonwebtoken verifies JWTs, standardwebhooks (the reference library) Standard Webhooks signatures.
 test-tools:
 	./scripts/test-tools.sh
 
@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test ./app -run '^$$' -fuzz FuzzAdminAPI -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzInetAton -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzCheckHost -fuzztime $(FUZZTIME)
+	$(GO) test ./signing -run '^$$' -fuzz FuzzParseSecret -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.

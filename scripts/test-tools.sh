@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Tools the signature-verification tests run the spec's snippets with:
-# node + the jsonwebtoken package (into .cache/node), python3, php-cli.
+# node + the jsonwebtoken and standardwebhooks (the Standard Webhooks reference
+# library) packages (into .cache/node), python3, php-cli.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if [ ! -d "$root/.cache/node/node_modules/jsonwebtoken" ]; then
+if [ ! -d "$root/.cache/node/node_modules/jsonwebtoken" ] || [ ! -d "$root/.cache/node/node_modules/standardwebhooks" ]; then
   mkdir -p "$root/.cache/node"
-  (cd "$root/.cache/node" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && npm install --silent --no-audit --no-fund jsonwebtoken@9.0.2)
+  (cd "$root/.cache/node" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && npm install --silent --no-audit --no-fund jsonwebtoken@9.0.2 standardwebhooks@1.1.1)
 fi
 missing=()
 command -v php >/dev/null || missing+=(php-cli)
