@@ -50,11 +50,11 @@ func TestParseSecret(t *testing.T) {
 		{NewSecret(), true},
 		{"whsec_" + b24, true},
 		{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 64)), true},
-		{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 23)), false}, // too short
-		{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 65)), false}, // too long
-		{strings.TrimPrefix(vectorSecret, "whsec_"), false},                     // no prefix
+		{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 23)), false},                         // too short
+		{"whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 65)), false},                         // too long
+		{strings.TrimPrefix(vectorSecret, "whsec_"), false},                                             // no prefix
 		{"whsec_" + strings.TrimRight(base64.StdEncoding.EncodeToString(make([]byte, 25)), "="), false}, // unpadded
-		{"whsec_" + base64.URLEncoding.EncodeToString([]byte(strings.Repeat("\xfb\xff", 16))), false}, // URL alphabet
+		{"whsec_" + base64.URLEncoding.EncodeToString([]byte(strings.Repeat("\xfb\xff", 16))), false},   // URL alphabet
 		{"whsec_", false},
 		{"", false},
 		{"WHSEC_" + b24, false},
