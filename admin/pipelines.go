@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/afftok/webhookd/analytics"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
+	"github.com/afftok/webhookd/signing"
 )
 
 // pipelineInput is a create/update body. Pointers tell "absent" from "empty"
@@ -37,6 +39,11 @@ type pipelineInput struct {
 	UpdatedAt     json.RawMessage `json:"updated_at"`
 	// Revision, on PUT, is the revision the client edited (like If-Match).
 	Revision *int64 `json:"revision"`
+
+	// generated holds the signing keys apply made for standard-mode steps
+	// sent without one, by step id: the answer to this request shows them,
+	// and nothing ever again.
+	generated map[string]string
 }
 
 type stepInput struct {
@@ -59,9 +66,12 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 		return
 	}
 	p.Steps = make([]pipeline.Step, len(*in.Steps))
+	in.generated = map[string]string{}
 	for i, si := range *in.Steps {
 		s := si.Step
-		s.HasSigningKey = false
+		// Read-only: GET shows these; pipeline.RotateKeys sets the previous key.
+		s.HasSigningKey, s.HasPreviousSigningKey = false, false
+		s.PreviousSigningKey, s.PreviousSigningKeyExpiresAt = "", nil
 		// Keys are never returned, so a client that edits what GET showed
 		// sends none: keep the step's current key (matched by id, else order).
 		if prev := matchStep(old, s); prev != nil {
@@ -70,13 +80,51 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 			}
 			if s.SigningKey == "" && (s.SignatureMode == "" || s.SignatureMode == prev.SignatureMode) {
 				s.SigningKey = prev.SigningKey
+				if s.SignatureMode == "" { // neither sent: both kept (a jwt key must not turn hmac)
+					s.SignatureMode = prev.SignatureMode
+				}
 			}
 		}
 		if s.ID == "" || (old != nil && matchStep(old, pipeline.Step{ID: s.ID}) == nil) {
 			s.ID = pipeline.NewID("step_")
 		}
+		// A Standard Webhooks step without a key gets a fresh one, shown
+		// once, in this request's answer.
+		if s.SignatureMode == signing.ModeStandard && s.SigningKey == "" {
+			s.SigningKey = signing.NewSecret()
+			in.generated[s.ID] = s.SigningKey
+		}
 		p.Steps[i] = s
 	}
+}
+
+// readOnlyKeys lists steps that try to write previous_signing_key, which
+// only a change of signing_key sets (its value is not quoted).
+func readOnlyKeys(in *pipelineInput) error {
+	if in.Steps == nil {
+		return nil
+	}
+	ve := &pipeline.ValidationError{}
+	for i, si := range *in.Steps {
+		if si.PreviousSigningKey != "" {
+			ve.Fields = append(ve.Fields, pipeline.FieldError{Field: fmt.Sprintf("steps[%d].previous_signing_key", i),
+				Message: "is set by webhookd when signing_key changes and cannot be written"})
+		}
+	}
+	if len(ve.Fields) == 0 {
+		return nil
+	}
+	return ve
+}
+
+// reveal puts the keys this request generated into its answer.
+func reveal(d *pipelineDetail, generated map[string]string) *pipelineDetail {
+	for i := range d.Steps {
+		if k, ok := generated[d.Steps[i].ID]; ok {
+			d.Steps[i].SigningKey = k
+		}
+	}
+	return d
 }
 
 func matchStep(old *pipeline.Pipeline, s pipeline.Step) *pipeline.Step {
@@ -122,6 +170,9 @@ func (s *Server) decodePipeline(c *fiber.Ctx) (in *pipelineInput, decoded, err e
 	if rev := in.Revision; rev != nil && *rev < 1 {
 		decoded = pipeline.Merge(decoded, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}})
 	}
+	if err := readOnlyKeys(in); err != nil {
+		decoded = pipeline.Merge(decoded, err)
+	}
 	return in, decoded, nil
 }
 
@@ -161,7 +212,7 @@ func (s *Server) createPipeline(c *fiber.Ctx) error {
 		return err
 	}
 	setETag(c, p.Revision)
-	return ok(c, fiber.StatusCreated, s.detail(c, p, false))
+	return ok(c, fiber.StatusCreated, reveal(s.detail(c, p, false), in.generated))
 }
 
 // maxWriteAttempts bounds how often a write without a precondition is
@@ -215,18 +266,20 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 		if err := s.check(&p, decoded); err != nil {
 			return err
 		}
+		now := s.o.Now().UTC().Truncate(time.Second)
+		pipeline.RotateKeys(&p, cur.Pipeline, now)
 		if sameContent(&p, cur.Pipeline) {
 			// Nothing changes: no new revision, so the client's ETag stays good.
 			setETag(c, cur.Revision)
 			return ok(c, fiber.StatusOK, s.detail(c, cur.Pipeline, false))
 		}
-		p.UpdatedAt = s.o.Now().UTC().Truncate(time.Second)
+		p.UpdatedAt = now
 		p.Revision = cur.Revision + 1
 		if err := s.put(c, &p, cur.Revision); err != nil {
 			return err
 		}
 		setETag(c, p.Revision)
-		return ok(c, fiber.StatusOK, s.detail(c, &p, false))
+		return ok(c, fiber.StatusOK, reveal(s.detail(c, &p, false), in.generated))
 	})
 }
 

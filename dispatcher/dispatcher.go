@@ -407,7 +407,17 @@ func (d *Dispatcher) target(p *pipeline.Compiled, s *pipeline.CompiledStep, t *d
 	}
 	// The key first: it is a secret even if rendering the URL fails.
 	key := s.SigningKey.Interpolate(scope, nil)
-	secrets.Add(key)
+	addKey(secrets, key)
+	// During a rotation's grace the replaced key signs too; a stored one
+	// stays a secret after that.
+	var prev string
+	if s.Step.PreviousSigningKey != "" {
+		old := s.PreviousSigningKey.Interpolate(scope, nil)
+		addKey(secrets, old)
+		if s.Step.PreviousKeyAt(now) != "" {
+			prev = old
+		}
+	}
 	ut := s.URL
 	if failover && p.Failover != nil {
 		ut = p.Failover
@@ -420,8 +430,17 @@ func (d *Dispatcher) target(p *pipeline.Compiled, s *pipeline.CompiledStep, t *d
 	return &rendering{
 		Request: &Request{Method: s.Method, URL: rawURL, Host: hostKey(u), Header: http.Header{}, Timeout: s.Timeout, Secrets: secrets},
 		scope:   scope, key: key, mode: s.SignatureMode, step: s, fo: failover,
-		sign: signing.Request{DeliveryID: t.DeliveryID, PipelineID: p.ID, TriggerType: ev.TriggerType, TriggerID: ev.TriggerID, RetryCount: retryCount, Now: now},
+		sign: signing.Request{DeliveryID: t.DeliveryID, PipelineID: p.ID, TriggerType: ev.TriggerType, TriggerID: ev.TriggerID, RetryCount: retryCount, Now: now, PreviousKey: prev},
 	}, nil
+}
+
+// addKey registers a signing key as a secret; a Standard Webhooks secret's
+// base64 part is one without its whsec_ prefix too.
+func addKey(secrets *Secrets, key string) {
+	secrets.Add(key)
+	if b64, ok := strings.CutPrefix(key, signing.SecretPrefix); ok {
+		secrets.Add(b64)
+	}
 }
 
 // complete renders the headers and body and signs the request.

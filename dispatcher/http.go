@@ -178,7 +178,8 @@ func (e *blockedError) Error() string {
 func (e *blockedError) Unwrap() error { return ErrBlockedAddress }
 
 // signatureHeaders are never shown, whatever their value.
-var signatureHeaders = map[string]bool{"Authorization": true, http.CanonicalHeaderKey(signing.HeaderSignature): true}
+var signatureHeaders = map[string]bool{"Authorization": true, http.CanonicalHeaderKey(signing.HeaderSignature): true,
+	http.CanonicalHeaderKey(signing.HeaderSignaturePrevious): true, http.CanonicalHeaderKey(signing.HeaderWebhookSignature): true}
 
 // RedactedHeader returns the request headers fit to show: signatures and
 // values carrying secrets are replaced.

@@ -31,7 +31,9 @@ type CompiledStep struct {
 	Headers    map[string]*template.Header
 	Body       *template.Body
 	SigningKey *template.Text
-	Timeout    time.Duration
+	// PreviousSigningKey signs too while Step.PreviousKeyAt says it may.
+	PreviousSigningKey *template.Text
+	Timeout            time.Duration
 }
 
 // Compile parses a pipeline's templates. The pipeline must have passed
@@ -66,6 +68,9 @@ func Compile(p *Pipeline) (*Compiled, error) {
 		}
 		if cs.SigningKey, err = template.Parse(s.SigningKey); err != nil {
 			return nil, fmt.Errorf("steps[%d].signing_key: %w", i, err)
+		}
+		if cs.PreviousSigningKey, err = template.Parse(s.PreviousSigningKey); err != nil {
+			return nil, fmt.Errorf("steps[%d].previous_signing_key: %w", i, err)
 		}
 		phs := append(cs.URL.Placeholders(), cs.Body.Placeholders()...)
 		for _, h := range cs.Headers {

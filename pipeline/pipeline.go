@@ -49,8 +49,20 @@ type Step struct {
 	StopOnFailure  bool              `json:"stop_on_failure"`
 	SignatureMode  string            `json:"signature_mode"`
 	SigningKey     string            `json:"signing_key,omitempty"`
+	// SigningKeyGraceSeconds is how long, after signing_key changes, the
+	// key it replaced keeps signing too (nil: DefaultSigningKeyGraceSeconds;
+	// 0: the old key stops at once).
+	SigningKeyGraceSeconds *int `json:"signing_key_grace_seconds,omitempty"`
+	// PreviousSigningKey is the key the last change of signing_key
+	// replaced; requests are signed with it too until
+	// PreviousSigningKeyExpiresAt. It is stored (sealed like signing_key)
+	// and never taken from or shown by the API.
+	PreviousSigningKey          string     `json:"previous_signing_key,omitempty"`
+	PreviousSigningKeyExpiresAt *time.Time `json:"previous_signing_key_expires_at,omitempty"`
 	// HasSigningKey is set on redacted copies so clients can tell a key is configured.
 	HasSigningKey bool `json:"has_signing_key,omitempty"`
+	// HasPreviousSigningKey is set on redacted copies during a rotation's grace.
+	HasPreviousSigningKey bool `json:"has_previous_signing_key,omitempty"`
 
 	// pos is 1 + the step's index in the request that wrote it (Normalize
 	// sorts steps by order), so that problems name the step as sent.
@@ -97,7 +109,63 @@ const (
 	MaxTimeoutSeconds     = 300
 	MaxSteps              = 20
 	DefaultMethod         = "POST"
+	// DefaultSigningKeyGraceSeconds: a day for receivers to take a new key.
+	DefaultSigningKeyGraceSeconds = 86400
+	// MaxSigningKeyGraceSeconds: 30 days; a key replaced because it leaked
+	// should not sign for long (0 stops it at once).
+	MaxSigningKeyGraceSeconds = 30 * 86400
 )
+
+// SigningKeyGrace is how long a replaced signing key keeps signing.
+func (s *Step) SigningKeyGrace() time.Duration {
+	g := DefaultSigningKeyGraceSeconds
+	if s.SigningKeyGraceSeconds != nil {
+		g = *s.SigningKeyGraceSeconds
+	}
+	return time.Duration(g) * time.Second
+}
+
+// PreviousKeyAt is the previous signing key if it still signs at now.
+func (s *Step) PreviousKeyAt(now time.Time) string {
+	if s.PreviousSigningKey == "" || s.PreviousSigningKeyExpiresAt == nil || !now.Before(*s.PreviousSigningKeyExpiresAt) {
+		return ""
+	}
+	return s.PreviousSigningKey
+}
+
+// RotateKeys carries each step's signing-key state over from old, the
+// stored pipeline p replaces (nil on create), at now. A step (matched by
+// id) whose signing_key changed, in the same signature mode, keeps the key
+// it had as its previous key for its grace; a step whose key did not
+// change keeps its previous key while that has not expired; any other step
+// has none. Whatever the request said about previous keys is discarded.
+func RotateKeys(p, old *Pipeline, now time.Time) {
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		s.PreviousSigningKey, s.PreviousSigningKeyExpiresAt = "", nil
+		var prev *Step
+		if old != nil {
+			for j := range old.Steps {
+				if old.Steps[j].ID == s.ID {
+					prev = &old.Steps[j]
+				}
+			}
+		}
+		if prev == nil || prev.SigningKey == "" || s.SigningKey == "" || prev.SignatureMode != s.SignatureMode {
+			continue
+		}
+		if s.SigningKey == prev.SigningKey {
+			if k := prev.PreviousKeyAt(now); k != "" {
+				s.PreviousSigningKey, s.PreviousSigningKeyExpiresAt = k, prev.PreviousSigningKeyExpiresAt
+			}
+			continue
+		}
+		if g := s.SigningKeyGrace(); g > 0 {
+			exp := now.UTC().Add(g)
+			s.PreviousSigningKey, s.PreviousSigningKeyExpiresAt = prev.SigningKey, &exp
+		}
+	}
+}
 
 // Redacted returns a copy without secrets, for API responses.
 func (p *Pipeline) Redacted() *Pipeline {
@@ -106,6 +174,8 @@ func (p *Pipeline) Redacted() *Pipeline {
 	for i, s := range p.Steps {
 		s.HasSigningKey = s.SigningKey != ""
 		s.SigningKey = ""
+		s.HasPreviousSigningKey = s.PreviousSigningKey != ""
+		s.PreviousSigningKey = ""
 		c.Steps[i] = s
 	}
 	return &c

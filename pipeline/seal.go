@@ -37,8 +37,11 @@ func NewSealer(b64 string) (*Sealer, error) {
 // ErrSealed is returned when a sealed key cannot be opened (no key or the wrong one).
 var ErrSealed = errors.New("signing key is encrypted with a WEBHOOKD_SECRETS_KEY this replica does not have")
 
-// SealKeys returns a copy of p whose signing keys are sealed (p itself is
-// untouched). A nil Sealer leaves them as they are.
+// keys are the signing keys of a step that are sealed at rest.
+func keys(s *Step) []*string { return []*string{&s.SigningKey, &s.PreviousSigningKey} }
+
+// SealKeys returns a copy of p whose signing keys (current and previous)
+// are sealed (p itself is untouched). A nil Sealer leaves them as they are.
 func (s *Sealer) SealKeys(p *Pipeline) (*Pipeline, error) {
 	c := *p
 	c.Steps = append([]Step(nil), p.Steps...)
@@ -46,39 +49,41 @@ func (s *Sealer) SealKeys(p *Pipeline) (*Pipeline, error) {
 		return &c, nil
 	}
 	for i := range c.Steps {
-		k := c.Steps[i].SigningKey
-		if k == "" || strings.HasPrefix(k, sealedPrefix) {
-			continue
+		for _, k := range keys(&c.Steps[i]) {
+			if *k == "" || strings.HasPrefix(*k, sealedPrefix) {
+				continue
+			}
+			nonce := make([]byte, s.aead.NonceSize())
+			if _, err := rand.Read(nonce); err != nil {
+				return nil, fmt.Errorf("seal signing key: %w", err)
+			}
+			ct := s.aead.Seal(nonce, nonce, []byte(*k), []byte(p.ID))
+			*k = sealedPrefix + base64.StdEncoding.EncodeToString(ct)
 		}
-		nonce := make([]byte, s.aead.NonceSize())
-		if _, err := rand.Read(nonce); err != nil {
-			return nil, fmt.Errorf("seal signing key: %w", err)
-		}
-		ct := s.aead.Seal(nonce, nonce, []byte(k), []byte(p.ID))
-		c.Steps[i].SigningKey = sealedPrefix + base64.StdEncoding.EncodeToString(ct)
 	}
 	return &c, nil
 }
 
-// OpenKeys opens sealed signing keys in place.
+// OpenKeys opens sealed signing keys (current and previous) in place.
 func (s *Sealer) OpenKeys(p *Pipeline) error {
 	for i := range p.Steps {
-		k := p.Steps[i].SigningKey
-		if !strings.HasPrefix(k, sealedPrefix) {
-			continue
+		for _, k := range keys(&p.Steps[i]) {
+			if !strings.HasPrefix(*k, sealedPrefix) {
+				continue
+			}
+			if s == nil {
+				return ErrSealed
+			}
+			ct, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(*k, sealedPrefix))
+			if err != nil || len(ct) < s.aead.NonceSize() {
+				return ErrSealed
+			}
+			pt, err := s.aead.Open(nil, ct[:s.aead.NonceSize()], ct[s.aead.NonceSize():], []byte(p.ID))
+			if err != nil {
+				return ErrSealed
+			}
+			*k = string(pt)
 		}
-		if s == nil {
-			return ErrSealed
-		}
-		ct, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(k, sealedPrefix))
-		if err != nil || len(ct) < s.aead.NonceSize() {
-			return ErrSealed
-		}
-		pt, err := s.aead.Open(nil, ct[:s.aead.NonceSize()], ct[s.aead.NonceSize():], []byte(p.ID))
-		if err != nil {
-			return ErrSealed
-		}
-		p.Steps[i].SigningKey = string(pt)
 	}
 	return nil
 }

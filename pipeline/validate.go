@@ -222,7 +222,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 		}
 		switch s.SignatureMode {
 		case signing.ModeNone:
-		case signing.ModeHMAC, signing.ModeJWT:
+		case signing.ModeHMAC, signing.ModeJWT, signing.ModeStandard:
 			if s.SigningKey == "" {
 				ve.add(f+".signing_key", "is required when signature_mode is %s", s.SignatureMode)
 			} else if t, err := template.Parse(s.SigningKey); err != nil {
@@ -234,9 +234,18 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 					}
 				}
 				checkPlaceholders(ve, f+".signing_key", t.Placeholders(), env, nil)
+				// A key read from {{env.NAME}} is checked when it is used.
+				if s.SignatureMode == signing.ModeStandard && len(t.Placeholders()) == 0 {
+					if _, err := signing.ParseSecret(s.SigningKey); err != nil {
+						ve.add(f+".signing_key", "%v", err)
+					}
+				}
 			}
 		default:
-			ve.add(f+".signature_mode", "must be none, hmac or jwt")
+			ve.add(f+".signature_mode", "must be none, hmac, jwt or standard")
+		}
+		if g := s.SigningKeyGraceSeconds; g != nil && (*g < 0 || *g > MaxSigningKeyGraceSeconds) {
+			ve.add(f+".signing_key_grace_seconds", "must be between 0 and %d (30 days)", MaxSigningKeyGraceSeconds)
 		}
 		if s.RetryPolicy != nil {
 			checkRetryPolicy(ve, f+".retry_policy", s.RetryPolicy, limits)
@@ -370,7 +379,8 @@ func validHeaderName(k string) bool {
 // template (the spec's examples set it) but is always sent as application/json.
 func reservedHeader(k string) bool {
 	switch strings.ToLower(k) {
-	case "x-afftok-signature", "x-afftok-timestamp", "x-afftok-delivery-id", "x-afftok-retry-count", "x-afftok-failover", "content-length", "host", "transfer-encoding":
+	case "x-afftok-signature", "x-afftok-timestamp", "x-afftok-delivery-id", "x-afftok-retry-count", "x-afftok-failover", "content-length", "host", "transfer-encoding",
+		"x-afftok-signature-previous", "webhook-id", "webhook-timestamp", "webhook-signature":
 		return true
 	}
 	return false
