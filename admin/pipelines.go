@@ -439,7 +439,12 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 			steps = ss
 		}
 	}
+	now := s.o.Now()
 	for _, st := range r.Steps {
+		if st.HasPreviousSigningKey && (st.PreviousSigningKeyExpiresAt == nil || !now.Before(*st.PreviousSigningKeyExpiresAt)) {
+			// Expired: it signs no more (the next write drops it).
+			st.HasPreviousSigningKey, st.PreviousSigningKeyExpiresAt = false, nil
+		}
 		v := stepView{Step: st}
 		if withStats {
 			v.Stats = steps[st.ID]
