@@ -104,3 +104,23 @@ func TestRotatedKeySignsUntilItsGraceEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestStandardKeyFromEnvIsCheckedWhenUsed: a {{env.NAME}} key that is no
+// whsec_ secret fails the request (permanently) without quoting it.
+func TestStandardKeyFromEnvIsCheckedWhenUsed(t *testing.T) {
+	t.Setenv("SECRET_TOKEN", "not-a-whsec-secret-0042")
+	p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a","signature_mode":"standard","signing_key":"{{env.SECRET_TOKEN}}"}]}`)
+	d := newDispatcher(answer(200, ""), nil)
+	task := newTask(t, p, testEvent)
+	ev, _ := task.Decoded()
+	_, err := d.Build(p, &p.Steps[0], task, ev, 0, false)
+	if err == nil || !strings.Contains(err.Error(), "whsec_") || strings.Contains(err.Error(), "0042") {
+		t.Fatalf("err = %v", err)
+	}
+	good := signing.NewSecret()
+	t.Setenv("SECRET_TOKEN", good)
+	r, err := d.Build(p, &p.Steps[0], task, ev, 0, false)
+	if err != nil || !strings.HasPrefix(r.Header.Get("webhook-signature"), "v1,") {
+		t.Fatalf("a whsec_ key from env: %v %v", err, r)
+	}
+}
