@@ -244,6 +244,11 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 		default:
 			ve.add(f+".signature_mode", "must be none, hmac, jwt or standard")
 		}
+		// Set by RotateKeys from a key that was valid; checked so that what
+		// validates compiles whatever wrote it.
+		if _, err := template.Parse(s.PreviousSigningKey); err != nil {
+			ve.add(f+".previous_signing_key", "is not a valid key")
+		}
 		if g := s.SigningKeyGraceSeconds; g != nil && (*g < 0 || *g > MaxSigningKeyGraceSeconds) {
 			ve.add(f+".signing_key_grace_seconds", "must be between 0 and %d (30 days)", MaxSigningKeyGraceSeconds)
 		}
