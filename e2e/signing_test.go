@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/signing"
@@ -185,6 +187,16 @@ func TestSigningKeyRotationThroughKafka(t *testing.T) {
 			}
 		}
 	}
+
+	// On the pipelines topic both keys are sealed.
+	readTopic(t, "webhooks.pipelines", func(r *kgo.Record) bool {
+		for _, k := range []string{oldStd, newStd, oldHMAC, newHMAC, oldJWT, newJWT} {
+			if bytes.Contains(r.Value, []byte(strings.TrimPrefix(k, "whsec_"))) {
+				t.Fatalf("a key in clear on the pipelines topic: %s", r.Value)
+			}
+		}
+		return string(r.Key) == ids["/hmac"] && bytes.Contains(r.Value, []byte(`"previous_signing_key":"enc:v1:`))
+	})
 
 	// A change with grace 0: the replaced key signs no more.
 	newer := signing.NewSecret()
