@@ -28,6 +28,10 @@ type pipelineInput struct {
 	Status      *string      `json:"status"`
 	Steps       *[]stepInput `json:"steps"`
 	FailoverURL *string      `json:"failover_url"`
+	// FailoverRetryPolicy: {} restores the default (3 attempts, 5 s then 10 s).
+	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy"`
+	// Filter: {} removes the filter.
+	Filter *json.RawMessage `json:"filter"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -55,6 +59,16 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.TriggerType, in.TriggerType)
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
+	if rp := in.FailoverRetryPolicy; rp != nil {
+		p.FailoverRetryPolicy = nil
+		if *rp != (pipeline.RetryPolicy{}) {
+			c := *rp
+			p.FailoverRetryPolicy = &c
+		}
+	}
+	if in.Filter != nil {
+		p.Filter = append(json.RawMessage(nil), *in.Filter...)
+	}
 	if in.Steps == nil {
 		return
 	}
@@ -363,6 +377,10 @@ type pipelineDetail struct {
 	CreatedAt     time.Time                `json:"created_at"`
 	UpdatedAt     time.Time                `json:"updated_at"`
 	Revision      int64                    `json:"revision"`
+
+	// As saved; absent when not set.
+	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy,omitempty"`
+	Filter              json.RawMessage       `json:"filter,omitempty"`
 }
 
 // detail is the spec's "Get Webhook Details" shape; stats are read from
@@ -370,7 +388,7 @@ type pipelineDetail struct {
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
-		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {
