@@ -133,6 +133,26 @@ func TestFilterDeliversOnlyMatchingEventsAndLogsNoneOfTheOthers(t *testing.T) {
 		t.Fatalf("after the filter was removed: %s", c.Body)
 	}
 	all.next(t)
+
+	// A DLQ redrive is not filtered again: the operator asked for it.
+	flaky := newReceiver(t)
+	flaky.respondWith(failFirst(1, 500, nil))
+	dp := in.CreatePipeline(t, `{"name":"redrive","trigger_type":"click","filter":{"click.country":"US"},
+	  "steps":[{"order":1,"url":"`+flaky.URL+`/r","retry_policy":{"max_attempts":1}}]}`)["id"].(string)
+	produce(t, "flt.events", "k1", `{"id":"evt_k1","type":"click.tracked","data":{"id":"k1","country":"US"}}`)
+	flaky.next(t)
+	item := in.DLQItems(t, "/api/admin/webhooks/logs/dlq", dp, 1)[0]
+	if code, out := in.API(t, "PUT", "/api/admin/webhooks/pipelines/"+dp, `{"filter":{"click.country":"CA"}}`); code != 200 {
+		t.Fatalf("PUT filter: %d %v", code, out)
+	}
+	if code, out := in.API(t, "POST", "/api/admin/webhooks/logs/dlq/"+item["id"].(string)+"/retry", nil); code != 202 {
+		t.Fatalf("retry: %d %v", code, out)
+	}
+	if c := flaky.next(t); c.Header.Get("X-Afftok-Retry-Count") != "0" {
+		t.Fatalf("redrive %v", c.Header)
+	}
+	in.WaitCaughtUp(t)
+	flaky.noneSoFar(t)
 }
 
 // TestFailoverRetryPolicyBoundsTheFailoverAttempts: with a
