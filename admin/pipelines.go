@@ -28,8 +28,11 @@ type pipelineInput struct {
 	Status      *string      `json:"status"`
 	Steps       *[]stepInput `json:"steps"`
 	FailoverURL *string      `json:"failover_url"`
-	// FailoverRetryPolicy: {} restores the default (3 attempts, 5 s then 10 s).
+	// FailoverRetryPolicy: {} restores the default (3 attempts, 5 s then
+	// 10 s), noted in defaultFailover: {"max_attempts":0} is a mistake to
+	// report, not a reset.
 	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy"`
+	defaultFailover     bool
 	// Filter: {} removes the filter.
 	Filter *json.RawMessage `json:"filter"`
 
@@ -60,10 +63,10 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
 	if rp := in.FailoverRetryPolicy; rp != nil {
-		p.FailoverRetryPolicy = nil
-		if *rp != (pipeline.RetryPolicy{}) {
-			c := *rp
-			p.FailoverRetryPolicy = &c
+		c := *rp
+		p.FailoverRetryPolicy = &c
+		if in.defaultFailover {
+			p.FailoverRetryPolicy = nil
 		}
 	}
 	if in.Filter != nil {
@@ -132,6 +135,13 @@ func (s *Server) decodePipeline(c *fiber.Ctx) (in *pipelineInput, decoded, err e
 		*in = pipelineInput{}
 		_ = json.Unmarshal(c.Body(), in)
 		decoded = ve
+	}
+	if rp := in.FailoverRetryPolicy; rp != nil && *rp == (pipeline.RetryPolicy{}) {
+		var raw struct {
+			P json.RawMessage `json:"failover_retry_policy"`
+		}
+		_ = json.Unmarshal(c.Body(), &raw)
+		in.defaultFailover = bytes.Equal(bytes.Join(bytes.Fields(raw.P), nil), []byte("{}"))
 	}
 	if rev := in.Revision; rev != nil && *rev < 1 {
 		decoded = pipeline.Merge(decoded, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}})

@@ -212,7 +212,11 @@ func TestFailoverRetryPolicyBoundsTheFailoverAttempts(t *testing.T) {
 	custom.noneSoFar(t) // exactly two failover attempts
 	dflt.noneSoFar(t)   // exactly three
 
-	// {} restores the default.
+	// An explicit zero is a mistake, not a reset; {} restores the default.
+	code, out = api(t, "PUT", "/api/admin/webhooks/pipelines/"+cp["id"].(string), `{"failover_retry_policy":{"max_attempts":0}}`)
+	if errs := fmt.Sprint(out["error"]); code != 400 || !strings.Contains(errs, "field:failover_retry_policy.max_attempts") {
+		t.Fatalf("PUT failover_retry_policy max_attempts 0: %d %v", code, out)
+	}
 	code, out = api(t, "PUT", "/api/admin/webhooks/pipelines/"+cp["id"].(string), `{"failover_retry_policy":{}}`)
 	if _, has := out["data"].(map[string]any)["failover_retry_policy"]; code != 200 || has {
 		t.Fatalf("PUT failover_retry_policy {}: %d %v", code, out)
