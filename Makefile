@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test ./template -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz FuzzDecodePipeline -fuzztime $(FUZZTIME)
+	$(GO) test ./filter -run '^$$' -fuzz FuzzParseFilter -fuzztime $(FUZZTIME)
 	$(GO) test ./strictjson -run '^$$' -fuzz FuzzStrictDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzDecodeTask -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzRedact -fuzztime $(FUZZTIME)

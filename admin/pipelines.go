@@ -30,6 +30,13 @@ type pipelineInput struct {
 	Status      *string      `json:"status"`
 	Steps       *[]stepInput `json:"steps"`
 	FailoverURL *string      `json:"failover_url"`
+	// FailoverRetryPolicy: {} restores the default (3 attempts, 5 s then
+	// 10 s), noted in defaultFailover: {"max_attempts":0} is a mistake to
+	// report, not a reset.
+	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy"`
+	defaultFailover     bool
+	// Filter: {} removes the filter.
+	Filter *json.RawMessage `json:"filter"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -62,6 +69,16 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.TriggerType, in.TriggerType)
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
+	if rp := in.FailoverRetryPolicy; rp != nil {
+		c := *rp
+		p.FailoverRetryPolicy = &c
+		if in.defaultFailover {
+			p.FailoverRetryPolicy = nil
+		}
+	}
+	if in.Filter != nil {
+		p.Filter = append(json.RawMessage(nil), *in.Filter...)
+	}
 	if in.Steps == nil {
 		return
 	}
@@ -166,6 +183,13 @@ func (s *Server) decodePipeline(c *fiber.Ctx) (in *pipelineInput, decoded, err e
 		*in = pipelineInput{}
 		_ = json.Unmarshal(c.Body(), in)
 		decoded = ve
+	}
+	if rp := in.FailoverRetryPolicy; rp != nil && *rp == (pipeline.RetryPolicy{}) {
+		var raw struct {
+			P json.RawMessage `json:"failover_retry_policy"`
+		}
+		_ = json.Unmarshal(c.Body(), &raw)
+		in.defaultFailover = bytes.Equal(bytes.Join(bytes.Fields(raw.P), nil), []byte("{}"))
 	}
 	if rev := in.Revision; rev != nil && *rev < 1 {
 		decoded = pipeline.Merge(decoded, &pipeline.ValidationError{Fields: []pipeline.FieldError{{Field: "revision", Message: "must be a whole number ≥ 1 (the revision you are changing)"}}})
@@ -416,6 +440,10 @@ type pipelineDetail struct {
 	CreatedAt     time.Time                `json:"created_at"`
 	UpdatedAt     time.Time                `json:"updated_at"`
 	Revision      int64                    `json:"revision"`
+
+	// As saved; absent when not set.
+	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy,omitempty"`
+	Filter              json.RawMessage       `json:"filter,omitempty"`
 }
 
 // detail is the spec's "Get Webhook Details" shape; stats are read from
@@ -423,7 +451,7 @@ type pipelineDetail struct {
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
-		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {

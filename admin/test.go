@@ -11,6 +11,7 @@ import (
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dispatcher"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -71,10 +72,14 @@ func (s *Server) runTrial(c *fiber.Ctx, p *pipeline.Compiled, data map[string]an
 	t := delivery.NewTask(ev, raw, nil, "test:"+ev.ID, p.ID, first, time.Now())
 	t.DeliveryID = strings.Replace(t.DeliveryID, "wh_del_", "wh_del_test_", 1)
 	t.ExecutionID = "exec_test_" + strings.TrimPrefix(t.ExecutionID, "exec_")
+	if !p.Filter.Match(filter.Vars(ev)) {
+		// What fan-out would do with this event: no delivery, so no call.
+		return ok(c, fiber.StatusOK, fiber.Map{"execution_id": t.ExecutionID, "delivery_id": t.DeliveryID, "status": "filtered", "filtered": true, "steps": []dispatcher.Trace{}})
+	}
 	ctx, cancel := s.callCtx(c)
 	defer cancel()
 	status, steps := s.o.Tester.Trial(ctx, p, t)
-	return ok(c, fiber.StatusOK, fiber.Map{"execution_id": t.ExecutionID, "delivery_id": t.DeliveryID, "status": status, "steps": steps})
+	return ok(c, fiber.StatusOK, fiber.Map{"execution_id": t.ExecutionID, "delivery_id": t.DeliveryID, "status": status, "filtered": false, "steps": steps})
 }
 
 type testStepInput struct {

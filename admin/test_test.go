@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dispatcher"
 	"github.com/afftok/webhookd/pipeline"
 )
@@ -77,6 +79,47 @@ func TestBlockedTargetsAreRefusedWhenSaved(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(want, ",") || want != nil && (status != 400 || e.Code != "validation_failed") || want == nil && status == 400 {
 				t.Errorf("%s (private allowed %v): %d %+v, want refused %v", c.name, g.AllowPrivate, status, e, want)
 			}
+		}
+	}
+}
+
+// countingTester answers every trial completed and counts them.
+type countingTester struct{ calls *int }
+
+func (c countingTester) Trial(context.Context, *pipeline.Compiled, *delivery.Task) (string, []dispatcher.Trace) {
+	*c.calls++
+	return "completed", []dispatcher.Trace{}
+}
+
+// A pipeline test with test_data its filter rejects makes no call and says
+// so (status filtered, filtered true); data it accepts is tested as before.
+func TestTestPipelineSaysWhenTheFilterRejectsTheSample(t *testing.T) {
+	p := &pipeline.Pipeline{ID: "p1", Name: "n", TriggerType: "conversion", Revision: 1, Steps: []pipeline.Step{{Order: 1, URL: "https://x.io"}},
+		Filter: []byte(`{"conversion.amount": {"$gte": 10}}`)}
+	p.Normalize()
+	cp, err := pipeline.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	s := New(Options{Token: testToken, Registry: onePipeline{p: cp}, Tester: countingTester{&calls}})
+	for _, c := range []struct {
+		data     string
+		status   string
+		filtered bool
+		calls    int
+	}{
+		{`{"conversion":{"amount":5}}`, "filtered", true, 0},
+		{`{"conversion":{"amount":"50"}}`, "filtered", true, 0}, // a string is not a number
+		{`{"conversion":{"amount":50}}`, "completed", false, 1},
+	} {
+		code, b := serve(t, s, "POST", "/api/admin/webhooks/test/pipeline/p1", `{"test_data":`+c.data+`}`)
+		var out struct{ Data map[string]any }
+		if err := json.Unmarshal(b, &out); err != nil || code != 200 {
+			t.Fatalf("%s: %d %s", c.data, code, b)
+		}
+		if out.Data["status"] != c.status || out.Data["filtered"] != c.filtered || calls != c.calls {
+			t.Fatalf("%s: %s after %d calls", c.data, b, calls)
 		}
 	}
 }

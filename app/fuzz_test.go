@@ -39,6 +39,8 @@ func FuzzAdminAPI(f *testing.F) {
 	for _, s := range []seed{
 		{1, "", 0, "", "", 0, 0, "", `{"name":"f","trigger_type":"click","steps":[{"order":1,"url":"https://hooks.example.com/x","body_template":{"id":"{{data.id}}"}}]}`},
 		{2, "", 1, "pipe_0123456789abcdef", "", 0, 0, `"1"`, `{"name":"g","revision":1}`},
+		{1, "", 0, "", "", 0, 0, "", `{"name":"h","trigger_type":"conversion","failover_url":"https://hooks.example.com/fo","failover_retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":1},
+		  "filter":{"conversion.amount":{"$gte":10},"$or":[{"click.country":{"$in":["US","CA"]}},{"click.ua":{"$regex":"(?i)iphone"}}]},"steps":[{"order":1,"url":"https://hooks.example.com/x"}]}`},
 		{0, "", 0, "", "page=2&limit=3&status=active&trigger_type=click", 2, 1, "", ""},
 		{0, "", 2, "", "page=9223372036854775807&status=failed,success", 2, 0, "", ""},
 		{1, "", 6, "", "", 0, 0, "", `{"step":{"order":1,"url":"http://127.0.0.1:1/x","timeout_seconds":1},"test_data":{"id":"1"}}`},

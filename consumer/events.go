@@ -9,8 +9,10 @@ import (
 
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/metrics"
 	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/template"
 )
 
 // Pipelines is what fan-out needs of the registry.
@@ -25,7 +27,7 @@ type Runner interface {
 }
 
 // EventHandler fans each event out to every active pipeline of its trigger
-// type: one job per delivery, so each proceeds on its own and the event's
+// type whose filter (if any) the event passes: one job per delivery, so each proceeds on its own and the event's
 // offset is finished when all of them are.
 type EventHandler struct {
 	Pipes  Pipelines
@@ -51,10 +53,23 @@ func (h *EventHandler) Prepare(rec *kgo.Record) Work {
 	src := &delivery.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	now := time.Now()
 	var jobs []Job
+	var vars template.Vars // what filters read, made once for the event
 	for _, p := range h.Pipes.ForTrigger(ev.TriggerType) {
 		if p.Status != pipeline.StatusActive || len(p.Steps) == 0 {
 			metrics.DeliveriesSkipped.WithLabelValues(p.Status).Inc()
 			continue
+		}
+		if p.Filter != nil {
+			if vars == nil {
+				vars = filter.Vars(ev)
+			}
+			// Applied here only, when the event is fanned out: retries,
+			// failovers and DLQ redrives of a delivery that passed are not
+			// filtered again (a redrive is an operator's explicit act).
+			if !p.Filter.Match(vars) {
+				metrics.DeliveriesFiltered.WithLabelValues(p.ID).Inc()
+				continue
+			}
 		}
 		t := delivery.NewTask(ev, rec.Value, src, key, p.ID, p.Steps[0].Order, now)
 		jobs = append(jobs, func(ctx context.Context, cl *kgo.Client) error { return h.Engine.Run(ctx, cl, t) })

@@ -104,7 +104,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	s := &p.Steps[idx]
 	policy := s.Policy()
 	if t.Failover {
-		policy = backoff.FailoverPolicy
+		policy = p.FailoverPolicy()
 	}
 	switch p.Status {
 	case pipeline.StatusPaused:

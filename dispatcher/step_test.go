@@ -18,6 +18,7 @@ import (
 
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/template"
 )
@@ -103,6 +104,7 @@ func TestStepDecisions(t *testing.T) {
 	twoSteps := `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a"},{"order":2,"url":"https://rcv.example/b"}]}`
 	fixed3 := `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a","retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":7,"max_delay_seconds":60}}]}`
 	withFailover := `{"name":"p","trigger_type":"click","failover_url":"https://backup.example/f","steps":[{"order":1,"url":"https://rcv.example/a","retry_policy":{"max_attempts":1}}]}`
+	ownFailover := `{"name":"p","trigger_type":"click","failover_url":"https://backup.example/f","failover_retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":7},"steps":[{"order":1,"url":"https://rcv.example/a","retry_policy":{"max_attempts":1}}]}`
 	goOn := `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a","retry_policy":{"max_attempts":1}},{"order":2,"url":"https://rcv.example/b"}]}`
 	stop := `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a","stop_on_failure":true,"retry_policy":{"max_attempts":1}},{"order":2,"url":"https://rcv.example/b"}]}`
 	badHost := `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://{{click.host}}/a"}]}`
@@ -182,6 +184,20 @@ func TestStepDecisions(t *testing.T) {
 			prepare: func(t *delivery.Task) { t.Failover, t.Attempt = true, 2 }, want: delivery.Dead,
 			check: func(t *testing.T, d delivery.Decision, _ time.Time) {
 				if d.Reason != delivery.ReasonExhausted || d.Attempts != 3 || d.Task.Failover || d.Task.Attempt != 0 || d.Status != delivery.ExecFailed {
+					t.Fatalf("%+v", d)
+				}
+			}},
+		{name: "a failover_retry_policy sets the failover's schedule", pipeline: ownFailover, rt: answer(500, ""),
+			prepare: func(t *delivery.Task) { t.Failover = true }, want: delivery.Retry,
+			check: func(t *testing.T, d delivery.Decision, start time.Time) {
+				if !d.Task.Failover || d.Task.Attempt != 1 || d.At.Sub(start) != 7*time.Second {
+					t.Fatalf("%+v", d.Task)
+				}
+			}},
+		{name: "a failover_retry_policy sets the failover's attempts", pipeline: ownFailover, rt: answer(500, ""),
+			prepare: func(t *delivery.Task) { t.Failover, t.Attempt = true, 1 }, want: delivery.Dead,
+			check: func(t *testing.T, d delivery.Decision, _ time.Time) {
+				if d.Reason != delivery.ReasonExhausted || d.Attempts != 2 || d.Status != delivery.ExecFailed {
 					t.Fatalf("%+v", d)
 				}
 			}},
@@ -662,4 +678,27 @@ func TestUnknownPipelineWaitsThenCancels(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	})
+}
+
+// TestFilterReadsWhatTemplatesRender: the values a pipeline filter reads
+// (filter.Vars) are the ones this package renders, path for path.
+func TestFilterReadsWhatTemplatesRender(t *testing.T) {
+	raw := `{"id":"evt_9","trigger_type":"conversion","trigger_id":"conv_9","timestamp":"2024-12-01T12:00:00Z","type":"conversion.created",
+	  "data":{"conversion":{"id":"conv_9","amount":12.5,"tags":["x"]},"click":{"country":"CA"},"offer":{"id":"off_1"}}}`
+	ev, err := event.Decode([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := compile(t, `{"name":"p","trigger_type":"conversion","steps":[{"order":1,"url":"https://rcv.example/a"}]}`)
+	d := newDispatcher(answer(200, ""), nil)
+	scope := d.Scope(p, newTask(t, p, raw), ev, 0, time.Now())
+	fv := filter.Vars(ev)
+	for _, path := range []string{"trigger_type", "trigger_id", "event_id", "event_type", "event_timestamp", "conversion.amount", "conversion.tags.0", "click.country", "offer", "data.conversion.id", "fraud.id"} {
+		segs := strings.Split(path, ".")
+		a, okA := scope.Lookup(segs)
+		b, okB := fv.Lookup(segs)
+		if okA != okB || template.Stringify(a) != template.Stringify(b) {
+			t.Errorf("%s: templates see %v (%v), filters %v (%v)", path, a, okA, b, okB)
+		}
+	}
 }

@@ -15,6 +15,8 @@ var (
 	Deliveries = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deliveries_total", Help: "Pipeline executions by final status."}, []string{"status"})
 	// DeliveriesSkipped counts (event, pipeline) pairs not delivered because of the pipeline's status.
 	DeliveriesSkipped = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deliveries_skipped_total", Help: "Events not delivered to a pipeline because of its status."}, []string{"status"})
+	// DeliveriesFiltered counts (event, pipeline) pairs the pipeline's filter rejected, by pipeline.
+	DeliveriesFiltered = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deliveries_filtered_total", Help: "Events of a pipeline's trigger type its filter rejected: no delivery, no execution log."}, []string{"pipeline_id"})
 	// Attempts counts HTTP attempts, by outcome.
 	Attempts = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_attempts_total", Help: "Webhook HTTP attempts by status (success, failed)."}, []string{"status"})
 	// AttemptLatency is the HTTP attempt latency.

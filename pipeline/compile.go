@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/template"
 )
 
@@ -16,6 +17,9 @@ type Compiled struct {
 	*Pipeline
 	Steps    []CompiledStep
 	Failover *template.URL // nil without failover_url
+	// Filter decides which events of the trigger type the pipeline takes
+	// (nil: all of them); the event consumer runs it at fan-out.
+	Filter *filter.Filter
 	// UsesSteps: some template reads earlier steps' results, so they must
 	// be kept (and carried by retry tasks); otherwise that work is skipped.
 	UsesSteps bool
@@ -40,6 +44,10 @@ type CompiledStep struct {
 // Validate; an error here means stored data was changed behind the API.
 func Compile(p *Pipeline) (*Compiled, error) {
 	c := &Compiled{Pipeline: p}
+	var err error
+	if c.Filter, err = filter.Parse(p.Filter); err != nil {
+		return nil, fmt.Errorf("filter: %w", err)
+	}
 	if p.FailoverURL != "" {
 		u, err := template.ParseURL(p.FailoverURL)
 		if err != nil {

@@ -33,6 +33,13 @@ type Pipeline struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	// Revision increases with every saved change.
 	Revision int64 `json:"revision"`
+
+	// FailoverRetryPolicy is the failover URL's schedule (nil: 3 attempts,
+	// 5 s then 10 s apart).
+	FailoverRetryPolicy *RetryPolicy `json:"failover_retry_policy,omitempty"`
+	// Filter is the content filter as saved (compact JSON; nil: every event
+	// of the trigger type). See package filter.
+	Filter json.RawMessage `json:"filter,omitempty"`
 }
 
 // Step is one HTTP call of a pipeline (spec: "Step Structure").
@@ -94,6 +101,17 @@ func (s *Step) Policy() backoff.Policy {
 	}
 	p := backoff.Params(*s.RetryPolicy)
 	return backoff.For(&p)
+}
+
+// FailoverPolicy resolves the failover URL's schedule: the pipeline's
+// failover_retry_policy, else backoff.FailoverPolicy (3 attempts, 5 s then
+// 10 s apart).
+func (p *Pipeline) FailoverPolicy() backoff.Policy {
+	if p.FailoverRetryPolicy == nil {
+		return backoff.FailoverPolicy
+	}
+	bp := backoff.Params(*p.FailoverRetryPolicy)
+	return backoff.For(&bp)
 }
 
 // Backoff types.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 type allowEnv map[string]bool
@@ -147,5 +148,76 @@ func TestValidateAsksTheTargetPolicyAboutLiteralHosts(t *testing.T) {
 				t.Errorf("no policy, yet %v", f)
 			}
 		}
+	}
+}
+
+// TestFilterAndFailoverPolicyAreValidatedWithFieldPaths: a filter's and a
+// failover_retry_policy's problems are listed with their field paths, like
+// a step's retry_policy's.
+func TestFilterAndFailoverPolicyAreValidatedWithFieldPaths(t *testing.T) {
+	raw := `{"name":"n","trigger_type":"conversion","failover_url":"https://b.io/f",
+	  "failover_retry_policy":{"max_attempts":0,"backoff_type":"linear","jitter_factor":2},
+	  "filter":{"conversion.amount":{"$gte":"ten"},"click.country":{"$in":["US",["CA"]]},"$or":[{"env.KEY":"x"}],"click.ua":{"$regex":"a("}},
+	  "steps":[{"order":1,"url":"https://a.io"}]}`
+	var p Pipeline
+	if err := Decode([]byte(raw), &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Normalize()
+	err := p.Validate(allowEnv{"KEY": true}, DefaultRetryLimits, nil)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v", err)
+	}
+	got := map[string]string{}
+	for _, f := range ve.Fields {
+		got[f.Field] = f.Message
+	}
+	for field, msg := range map[string]string{
+		"failover_retry_policy.max_attempts":  "must be between 1 and 25",
+		"failover_retry_policy.backoff_type":  "must be fixed, exponential or exponential_jitter",
+		"failover_retry_policy.jitter_factor": "must be between 0 and 1",
+		"filter.conversion.amount.$gte":       "must be a number",
+		"filter.click.country.$in[1]":         "must be a string, number, boolean or null",
+		"filter.$or[0].env.KEY":               "env values cannot be filtered on",
+		"filter.click.ua.$regex":              "is not a valid RE2 regular expression",
+	} {
+		if !strings.Contains(got[field], msg) {
+			t.Errorf("%s: %q, want …%s…", field, got[field], msg)
+		}
+	}
+	if len(ve.Fields) != 7 {
+		t.Errorf("%d problems, want 7: %v", len(ve.Fields), ve)
+	}
+}
+
+// TestFilterIsKeptAsWrittenAndCompiled: the saved filter is the one sent,
+// whitespace aside; {} means none. failover_retry_policy resolves to the
+// failover's schedule, the old fixed one without it.
+func TestFilterIsKeptAsWrittenAndCompiled(t *testing.T) {
+	p := Pipeline{Name: "n", TriggerType: "click", Steps: []Step{{Order: 1, URL: "https://a.io"}},
+		Filter: json.RawMessage("{ \"click.country\" : { \"$in\" : [ \"US\" , \"CA\" ] },\n \"$or\": [{\"click.id\": 1.50}] }")}
+	p.Normalize()
+	if err := p.Validate(nil, DefaultRetryLimits, nil); err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Filter) != `{"click.country":{"$in":["US","CA"]},"$or":[{"click.id":1.50}]}` {
+		t.Fatalf("saved filter %s", p.Filter)
+	}
+	c, err := Compile(&p)
+	if err != nil || c.Filter == nil || c.Filter.Conditions != 2 {
+		t.Fatalf("compiled %+v, %v", c, err)
+	}
+	if fp := c.FailoverPolicy(); fp.MaxAttempts != 3 || fp.Delay(1) != 5*time.Second || fp.Delay(2) != 10*time.Second {
+		t.Fatalf("default failover policy %+v", fp)
+	}
+	p.Filter = json.RawMessage(" { } ")
+	p.FailoverRetryPolicy = &RetryPolicy{MaxAttempts: 2, BackoffType: BackoffFixed, InitialDelaySeconds: 1}
+	p.Normalize()
+	if c, err := Compile(&p); err != nil || c.Filter != nil || p.Filter != nil {
+		t.Fatalf("{} is no filter: %s %v", p.Filter, err)
+	}
+	if fp := p.FailoverPolicy(); fp.MaxAttempts != 2 || fp.Delay(1) != time.Second {
+		t.Fatalf("failover policy %+v", fp)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/afftok/webhookd/backoff"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/signing"
 	"github.com/afftok/webhookd/strictjson"
 	"github.com/afftok/webhookd/template"
@@ -125,16 +127,28 @@ func (p *Pipeline) Normalize() {
 		if s.Name == "" {
 			s.Name = "Step " + strconv.Itoa(s.Order)
 		}
-		if rp := s.RetryPolicy; rp != nil {
-			if rp.BackoffType == "" {
-				rp.BackoffType = BackoffExponential
-			}
-			if rp.BackoffMultiplier == 0 && rp.BackoffType != BackoffFixed {
-				rp.BackoffMultiplier = 2
-			}
-		}
+		s.RetryPolicy.normalize()
+	}
+	p.FailoverRetryPolicy.normalize()
+	if filter.IsEmpty(p.Filter) {
+		p.Filter = nil // {} and null: no filter
+	} else if b := new(bytes.Buffer); json.Compact(b, p.Filter) == nil {
+		p.Filter = b.Bytes() // as written, without the whitespace
 	}
 	sort.SliceStable(p.Steps, func(i, j int) bool { return p.Steps[i].Order < p.Steps[j].Order })
+}
+
+// normalize fills a retry policy's implied defaults (nil: nothing to do).
+func (rp *RetryPolicy) normalize() {
+	if rp == nil {
+		return
+	}
+	if rp.BackoffType == "" {
+		rp.BackoffType = BackoffExponential
+	}
+	if rp.BackoffMultiplier == 0 && rp.BackoffType != BackoffFixed {
+		rp.BackoffMultiplier = 2
+	}
 }
 
 // Validate checks every field of a normalized pipeline and returns a
@@ -165,6 +179,20 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 	}
 	if p.FailoverURL != "" {
 		checkURLTemplate(ve, "failover_url", p.FailoverURL, env, targets, nil)
+	}
+	if p.FailoverRetryPolicy != nil {
+		checkRetryPolicy(ve, "failover_retry_policy", p.FailoverRetryPolicy, limits)
+	}
+	if _, err := filter.Parse(p.Filter); err != nil {
+		var fe *filter.Error
+		errors.As(err, &fe)
+		for _, pr := range fe.Problems {
+			f := "filter"
+			if pr.Path != "" {
+				f += "." + pr.Path
+			}
+			ve.add(f, "%s", pr.Message)
+		}
 	}
 	orders := map[int]bool{}
 	earlier := map[string]bool{} // orders and names of steps that come before

@@ -89,6 +89,11 @@ func Walk(v any, path []string) (any, bool) {
 	return v, true
 }
 
+// ParsePath parses a dotted variable path the way a placeholder holds one
+// ("conversion.amount", "data.items.0.sku"): pipeline filters read the same
+// paths templates do, through the same Lookup.
+func ParsePath(s string) ([]string, error) { return parsePath(s) }
+
 // CheckNamespace reports whether a placeholder names a known variable. It is
 // the save-time check for "unknown template namespaces"; env names and step
 // references are checked by the caller, which knows the allow-list and the
