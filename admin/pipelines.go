@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 )
@@ -37,6 +38,12 @@ type pipelineInput struct {
 	UpdatedAt     json.RawMessage `json:"updated_at"`
 	// Revision, on PUT, is the revision the client edited (like If-Match).
 	Revision *int64 `json:"revision"`
+
+	AutoDisableAfterSeconds *int `json:"auto_disable_after_seconds"`
+	// Read-only: set by status changes.
+	DisabledReason json.RawMessage `json:"disabled_reason"`
+	DisabledAt     json.RawMessage `json:"disabled_at"`
+	ReenabledAt    json.RawMessage `json:"reenabled_at"`
 }
 
 type stepInput struct {
@@ -55,6 +62,10 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.TriggerType, in.TriggerType)
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
+	if in.AutoDisableAfterSeconds != nil {
+		v := *in.AutoDisableAfterSeconds
+		p.AutoDisableAfterSeconds = &v
+	}
 	if in.Steps == nil {
 		return
 	}
@@ -154,6 +165,7 @@ func (s *Server) createPipeline(c *fiber.Ctx) error {
 	now := s.o.Now().UTC().Truncate(time.Second)
 	p := &pipeline.Pipeline{ID: pipeline.NewID("pipe_"), CreatedAt: now, UpdatedAt: now, Revision: 1}
 	in.apply(p, nil)
+	statusChange(p, "", now)
 	if err := s.check(p, decoded); err != nil {
 		return err
 	}
@@ -212,6 +224,7 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 		p := *cur.Pipeline
 		p.Steps = append([]pipeline.Step(nil), cur.Pipeline.Steps...)
 		in.apply(&p, cur.Pipeline)
+		statusChange(&p, cur.Status, s.o.Now().UTC().Truncate(time.Millisecond))
 		if err := s.check(&p, decoded); err != nil {
 			return err
 		}
@@ -225,9 +238,36 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 		if err := s.put(c, &p, cur.Revision); err != nil {
 			return err
 		}
+		if cur.Status == pipeline.StatusDisabled && p.Status == pipeline.StatusActive {
+			s.emitEnabled(c, &p)
+		}
 		setETag(c, p.Revision)
 		return ok(c, fiber.StatusOK, s.detail(c, &p, false))
 	})
+}
+
+// statusChange gives p, whose status the body may have changed from from,
+// the fields that go with the change (pipeline.SetStatus).
+func statusChange(p *pipeline.Pipeline, from string, now time.Time) {
+	to := p.Status
+	if to == "" && from == "" {
+		to = pipeline.StatusActive // create's default (Normalize)
+	}
+	p.Status = from
+	p.SetStatus(to, now)
+}
+
+// emitEnabled produces the operator event of a re-enable. The write stands
+// whether or not the event is produced (Emit logs and counts a failure).
+func (s *Server) emitEnabled(c *fiber.Ctx, p *pipeline.Pipeline) {
+	if s.o.Emitter == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), 10*time.Second)
+	defer cancel()
+	_ = s.o.Emitter.Emit(ctx, opevents.Event{ID: opevents.ID(opevents.TypeEnabled, p.ID, p.Revision), Type: opevents.TypeEnabled,
+		PipelineID: p.ID, PipelineName: p.Name, At: *p.ReenabledAt, Revision: p.Revision,
+		Message: "set active again by an operator; the auto-disable failure streak restarts now"})
 }
 
 // sameContent reports whether a and b differ only in what a save stamps.
@@ -363,6 +403,11 @@ type pipelineDetail struct {
 	CreatedAt     time.Time                `json:"created_at"`
 	UpdatedAt     time.Time                `json:"updated_at"`
 	Revision      int64                    `json:"revision"`
+
+	AutoDisableAfterSeconds *int       `json:"auto_disable_after_seconds,omitempty"`
+	DisabledReason          string     `json:"disabled_reason,omitempty"`
+	DisabledAt              *time.Time `json:"disabled_at,omitempty"`
+	ReenabledAt             *time.Time `json:"reenabled_at,omitempty"`
 }
 
 // detail is the spec's "Get Webhook Details" shape; stats are read from
@@ -371,6 +416,7 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
 		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+	d.AutoDisableAfterSeconds, d.DisabledReason, d.DisabledAt, d.ReenabledAt = r.AutoDisableAfterSeconds, r.DisabledReason, r.DisabledAt, r.ReenabledAt
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {
