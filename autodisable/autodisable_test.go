@@ -202,7 +202,7 @@ func (e *events) list() []opevents.Event {
 
 func newPipeline(id string, created time.Time, windowSeconds *int) pipeline.Pipeline {
 	return pipeline.Pipeline{ID: id, Name: "P " + id, TriggerType: "conversion", Status: pipeline.StatusActive,
-		Steps: []pipeline.Step{{ID: "step_1", Order: 1, URL: "https://example.com/x", Method: "POST"}},
+		Steps:     []pipeline.Step{{ID: "step_1", Order: 1, URL: "https://example.com/x", Method: "POST"}},
 		CreatedAt: created, UpdatedAt: created, Revision: 1, AutoDisableAfterSeconds: windowSeconds}
 }
 
