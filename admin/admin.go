@@ -26,6 +26,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -88,6 +89,20 @@ type Options struct {
 	// Auth checks credentials (tokens file, JWT keys, roles); when nil, one
 	// is built from Token, JWTSecret and JWTAudience.
 	Auth *Auth
+	// OperatorEvents lists the operator-events topic; Emitter produces to
+	// it (a re-enable's event). Either may be nil.
+	OperatorEvents OperatorEvents
+	Emitter        EventEmitter
+}
+
+// OperatorEvents is what the API needs of the operator events' log.
+type OperatorEvents interface {
+	List(ctx context.Context, f opevents.Filter) ([]opevents.Event, int, error)
+}
+
+// EventEmitter produces operator events.
+type EventEmitter interface {
+	Emit(ctx context.Context, ev opevents.Event) error
 }
 
 // Server is the admin API worker.
@@ -205,6 +220,7 @@ func (s *Server) routes() {
 	w.Get("/stats", s.stats)
 	w.Post("/test/pipeline/:id", s.testPipeline)
 	w.Post("/test/step", s.testStep)
+	w.Get("/operator-events", s.listOperatorEvents)
 	// The API reference's /logs/dlq… paths, and the guide's /dlq… paths.
 	for _, prefix := range []string{"/logs/dlq", "/dlq"} {
 		w.Get(prefix, s.listDLQ)

@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 	"github.com/afftok/webhookd/signing"
@@ -50,7 +51,12 @@ type pipelineInput struct {
 	// generated holds the signing keys apply made for standard-mode steps
 	// sent without one, by step id: the answer to this request shows them,
 	// and nothing ever again.
-	generated map[string]string
+	generated               map[string]string
+	AutoDisableAfterSeconds *int `json:"auto_disable_after_seconds"`
+	// Read-only: set by status changes.
+	DisabledReason json.RawMessage `json:"disabled_reason"`
+	DisabledAt     json.RawMessage `json:"disabled_at"`
+	ReenabledAt    json.RawMessage `json:"reenabled_at"`
 }
 
 type stepInput struct {
@@ -78,6 +84,10 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	}
 	if in.Filter != nil {
 		p.Filter = append(json.RawMessage(nil), *in.Filter...)
+	}
+	if in.AutoDisableAfterSeconds != nil {
+		v := *in.AutoDisableAfterSeconds
+		p.AutoDisableAfterSeconds = &v
 	}
 	if in.Steps == nil {
 		return
@@ -229,6 +239,7 @@ func (s *Server) createPipeline(c *fiber.Ctx) error {
 	now := s.o.Now().UTC().Truncate(time.Second)
 	p := &pipeline.Pipeline{ID: pipeline.NewID("pipe_"), CreatedAt: now, UpdatedAt: now, Revision: 1}
 	in.apply(p, nil)
+	statusChange(p, "", now)
 	if err := s.check(p, decoded); err != nil {
 		return err
 	}
@@ -287,6 +298,7 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 		p := *cur.Pipeline
 		p.Steps = append([]pipeline.Step(nil), cur.Pipeline.Steps...)
 		in.apply(&p, cur.Pipeline)
+		statusChange(&p, cur.Status, s.o.Now().UTC().Truncate(time.Millisecond))
 		if err := s.check(&p, decoded); err != nil {
 			return err
 		}
@@ -302,9 +314,36 @@ func (s *Server) updatePipeline(c *fiber.Ctx) error {
 		if err := s.put(c, &p, cur.Revision); err != nil {
 			return err
 		}
+		if cur.Status == pipeline.StatusDisabled && p.Status == pipeline.StatusActive {
+			s.emitEnabled(c, &p)
+		}
 		setETag(c, p.Revision)
 		return ok(c, fiber.StatusOK, reveal(s.detail(c, &p, false), in.generated))
 	})
+}
+
+// statusChange gives p, whose status the body may have changed from from,
+// the fields that go with the change (pipeline.SetStatus).
+func statusChange(p *pipeline.Pipeline, from string, now time.Time) {
+	to := p.Status
+	if to == "" && from == "" {
+		to = pipeline.StatusActive // create's default (Normalize)
+	}
+	p.Status = from
+	p.SetStatus(to, now)
+}
+
+// emitEnabled produces the operator event of a re-enable. The write stands
+// whether or not the event is produced (Emit logs and counts a failure).
+func (s *Server) emitEnabled(c *fiber.Ctx, p *pipeline.Pipeline) {
+	if s.o.Emitter == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), 10*time.Second)
+	defer cancel()
+	_ = s.o.Emitter.Emit(ctx, opevents.Event{ID: opevents.ID(opevents.TypeEnabled, p.ID, p.Revision), Type: opevents.TypeEnabled,
+		PipelineID: p.ID, PipelineName: p.Name, At: *p.ReenabledAt, Revision: p.Revision,
+		Message: "set active again by an operator; the auto-disable failure streak restarts now"})
 }
 
 // sameContent reports whether a and b differ only in what a save stamps.
@@ -442,8 +481,12 @@ type pipelineDetail struct {
 	Revision      int64                    `json:"revision"`
 
 	// As saved; absent when not set.
-	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy,omitempty"`
-	Filter              json.RawMessage       `json:"filter,omitempty"`
+	FailoverRetryPolicy     *pipeline.RetryPolicy `json:"failover_retry_policy,omitempty"`
+	Filter                  json.RawMessage       `json:"filter,omitempty"`
+	AutoDisableAfterSeconds *int                  `json:"auto_disable_after_seconds,omitempty"`
+	DisabledReason          string                `json:"disabled_reason,omitempty"`
+	DisabledAt              *time.Time            `json:"disabled_at,omitempty"`
+	ReenabledAt             *time.Time            `json:"reenabled_at,omitempty"`
 }
 
 // detail is the spec's "Get Webhook Details" shape; stats are read from
@@ -452,6 +495,7 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
 		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+	d.AutoDisableAfterSeconds, d.DisabledReason, d.DisabledAt, d.ReenabledAt = r.AutoDisableAfterSeconds, r.DisabledReason, r.DisabledAt, r.ReenabledAt
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {

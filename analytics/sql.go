@@ -13,7 +13,7 @@ import (
 )
 
 // Params are the values of a query's {name:Type} parameters. Values are
-// string, int, int64, []string or time.Time.
+// string, int, int64, []string, []int64 or time.Time.
 type Params map[string]any
 
 // backend is what one SQL text needs of a ClickHouse connection. Queries use
@@ -70,6 +70,12 @@ func sqlLiteral(v any) string {
 			q[i] = quoteString(s)
 		}
 		return "[" + strings.Join(q, ",") + "]"
+	case []int64:
+		q := make([]string, len(x))
+		for i, n := range x {
+			q[i] = strconv.FormatInt(n, 10)
+		}
+		return "[" + strings.Join(q, ",") + "]"
 	}
 	return quoteString(fmt.Sprint(v))
 }
@@ -82,7 +88,7 @@ func paramText(v any) string {
 		return x
 	case time.Time:
 		return chTime(x)
-	case []string:
+	case []string, []int64:
 		return sqlLiteral(x)
 	}
 	return fmt.Sprint(v)

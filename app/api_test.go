@@ -80,7 +80,7 @@ func takesBody(method, path string) bool {
 
 func lists(path string) bool {
 	return slices.Contains([]string{"/api/admin/webhooks/pipelines", "/api/admin/webhooks/logs/recent", "/api/admin/webhooks/logs/failures",
-		"/api/admin/webhooks/logs/dlq", "/api/admin/webhooks/dlq"}, path)
+		"/api/admin/webhooks/logs/dlq", "/api/admin/webhooks/dlq", "/api/admin/webhooks/operator-events"}, path)
 }
 
 // oversized stands for a body over the API's 1 MiB limit.

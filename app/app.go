@@ -22,6 +22,7 @@ import (
 
 	"github.com/afftok/webhookd/admin"
 	"github.com/afftok/webhookd/analytics"
+	"github.com/afftok/webhookd/autodisable"
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/config"
 	"github.com/afftok/webhookd/consumer"
@@ -30,6 +31,7 @@ import (
 	"github.com/afftok/webhookd/dispatcher"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/engine"
+	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 	"github.com/afftok/webhookd/retrytopics"
@@ -192,6 +194,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.sup.Add(a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
+	// Operator events: produced by the auto-disable checker and the API.
+	eventsClient, err := a.client(base)
+	if err != nil {
+		return nil, err
+	}
+	emitter := &opevents.Emitter{Client: eventsClient, Topic: a.Topics.OperatorEvents, Log: log.With("worker", "operator-events")}
+	if cfg.HasRole(config.RoleAnalytics) {
+		// Streaks are judged where the execution log is written: every
+		// replica with the analytics role judges (one wins each disable).
+		a.sup.Add(registryGated{a.Registry, &autodisable.Checker{Pipes: a.Registry, Health: a.Store, Events: emitter,
+			Default: cfg.AutoDisableAfter, Log: log.With("worker", "auto-disable")}})
+	}
 	a.checks = checks
 	if cfg.HasRole(config.RoleAdmin) {
 		var logs admin.Logs
@@ -206,6 +220,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		for _, tier := range a.Topics.Tiers {
 			queues["retry"] = append(queues["retry"], cfg.ConsumerGroup+"-retry-"+tier.Name)
 		}
+		opClient, err := a.client(append(append([]kgo.Opt{}, base...), opevents.ConsumeOpts(a.Topics.OperatorEvents)...))
+		if err != nil {
+			return nil, err
+		}
+		opLog := opevents.NewLog(opClient, a.Topics.OperatorEvents, log.With("worker", "operator-events"))
+		a.sup.Add(opLog)
 		lagAdmin := kadm.NewClient(adminClient)
 		depths := func(ctx context.Context) (map[string]int64, error) { return bus.QueueDepths(ctx, lagAdmin, queues) }
 		// Retries re-produce events as large as the platform's topics take.
@@ -230,6 +250,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
 			Limits: pipeline.DefaultRetryLimits, Targets: guard,
 			Checks: checks, Log: log.With("worker", "admin"),
+			OperatorEvents: opLog, Emitter: emitter,
 		})
 		a.sup.Add(a.Admin)
 	} else {

@@ -34,6 +34,9 @@ type Topics struct {
 	Failover   string
 	DLQ        string
 	Tiers      []Tier // shortest first
+
+	// OperatorEvents holds operator events (opevents/): retention-limited.
+	OperatorEvents string
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -60,6 +63,8 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
 		Tiers:      tiers,
+
+		OperatorEvents: p + "webhooks.operator-events",
 	}, nil
 }
 
@@ -129,6 +134,9 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		{Name: t.Executions, Partitions: n, Configs: del(7 * day)},
 		{Name: t.Failover, Partitions: n, Configs: del(7 * day)},
 		{Name: t.DLQ, Partitions: n, Configs: del(90 * day)},
+		// One partition: operator events are rare, and listing them reads
+		// the whole topic.
+		{Name: t.OperatorEvents, Partitions: 1, Configs: del(90 * day)},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

@@ -68,6 +68,7 @@ type Config struct {
 	BreakerCooldown      time.Duration `env:"WEBHOOKD_BREAKER_COOLDOWN" help:"How long an open circuit defers that host's work to the retry path (without spending attempts) before one probe. A delivery deferred longer than its retry policy's total wait (at least two cooldowns) goes to the DLQ as circuit_open."`
 	ResponseBodyLimit    int           `env:"WEBHOOKD_RESPONSE_BODY_LIMIT" help:"Bytes of a response body read and kept for step chaining."`
 	LogBodyLimit         int           `env:"WEBHOOKD_LOG_BODY_LIMIT" help:"Bytes of request/response bodies stored in execution logs."`
+	AutoDisableAfter     time.Duration `env:"WEBHOOKD_AUTO_DISABLE_AFTER" help:"A pipeline whose every attempt has failed this long, with at least 10 failed attempts, is set to disabled with an operator event (0: never). A pipeline's auto_disable_after_seconds overrides it. Judged on the execution log in ClickHouse by replicas with the analytics role."`
 
 	AllowPrivateTargets bool   `env:"WEBHOOKD_ALLOW_PRIVATE_TARGETS" help:"Allow webhook calls to loopback/private/link-local addresses, and URLs naming them when pipelines are saved (dev: true). Keep false in production."`
 	AllowedTargetCIDRs  string `env:"WEBHOOKD_ALLOWED_TARGET_CIDRS" help:"Comma-separated CIDRs allowed even though private (e.g. an internal partner gateway), when dialled and when saved."`
@@ -113,6 +114,7 @@ func Defaults(mode Mode) Config {
 		BreakerCooldown:        30 * time.Second,
 		ResponseBodyLimit:      64 << 10,
 		LogBodyLimit:           4 << 10,
+		AutoDisableAfter:       72 * time.Hour,
 		ClickHouseDatabase:     "webhookd",
 		ClickHouseTTLDays:      30,
 		AnalyticsBatchSize:     10000,
@@ -259,6 +261,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AnalyticsBatchSize < 1 || c.AnalyticsFlushInterval <= 0 {
 		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "batch size and flush interval must be positive")
+	}
+	if c.AutoDisableAfter < 0 {
+		bad("WEBHOOKD_AUTO_DISABLE_AFTER", "must be 0 (never) or a positive duration such as 72h")
 	}
 	if c.ShutdownGrace < time.Second {
 		bad("WEBHOOKD_SHUTDOWN_GRACE", "must be at least 1s")

@@ -32,3 +32,12 @@ var (
 	// AnalyticsErrors counts failed ClickHouse inserts.
 	AnalyticsErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_analytics_insert_errors_total", Help: "ClickHouse insert batches that failed (retried)."})
 )
+
+var (
+	// OperatorEvents counts operator events produced, by type.
+	OperatorEvents = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_operator_events_total", Help: "Operator events produced to the operator-events topic, by type."}, []string{"type"})
+	// OperatorEventFailures counts operator events Kafka did not take.
+	OperatorEventFailures = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_operator_event_failures_total", Help: "Operator events that could not be produced (the change they report stands)."})
+	// PipelinesAutoDisabled counts pipelines this replica auto-disabled.
+	PipelinesAutoDisabled = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_pipelines_auto_disabled_total", Help: "Pipelines set to disabled because every attempt failed for their auto-disable window (counted by the replica whose write won)."})
+)

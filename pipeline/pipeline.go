@@ -40,6 +40,16 @@ type Pipeline struct {
 	// Filter is the content filter as saved (compact JSON; nil: every event
 	// of the trigger type). See package filter.
 	Filter json.RawMessage `json:"filter,omitempty"`
+	// AutoDisableAfterSeconds overrides WEBHOOKD_AUTO_DISABLE_AFTER for this
+	// pipeline (nil: the setting; 0: never auto-disabled).
+	AutoDisableAfterSeconds *int `json:"auto_disable_after_seconds,omitempty"`
+	// DisabledReason and DisabledAt say why and when the pipeline was last
+	// disabled (set with status disabled, cleared when it leaves it).
+	DisabledReason string     `json:"disabled_reason,omitempty"`
+	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
+	// ReenabledAt is when the status last became active again (from paused
+	// or disabled): the auto-disable failure streak counts from it.
+	ReenabledAt *time.Time `json:"reenabled_at,omitempty"`
 }
 
 // Step is one HTTP call of a pipeline (spec: "Step Structure").
@@ -185,6 +195,10 @@ func RotateKeys(p, old *Pipeline, now time.Time) {
 	}
 }
 
+// MaxAutoDisableAfterSeconds is 30 days: ClickHouse keeps the attempts the
+// failure streak is judged on for 30 days by default.
+const MaxAutoDisableAfterSeconds = 30 * 24 * 3600
+
 // Redacted returns a copy without secrets, for API responses.
 func (p *Pipeline) Redacted() *Pipeline {
 	c := *p
@@ -206,4 +220,43 @@ func NewID(prefix string) string {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// StreakStart is when the pipeline's auto-disable failure streak may start:
+// its creation, or the last time it was set active again.
+func (p *Pipeline) StreakStart() time.Time {
+	if p.ReenabledAt != nil && p.ReenabledAt.After(p.CreatedAt) {
+		return *p.ReenabledAt
+	}
+	return p.CreatedAt
+}
+
+// AutoDisableAfter is the pipeline's auto-disable window given the
+// deployment's default; 0 means never.
+func (p *Pipeline) AutoDisableAfter(def time.Duration) time.Duration {
+	if p.AutoDisableAfterSeconds != nil {
+		return time.Duration(*p.AutoDisableAfterSeconds) * time.Second
+	}
+	return def
+}
+
+// SetStatus changes the status as an operator does, with the fields that go
+// with it: leaving disabled clears disabled_reason and disabled_at; becoming
+// active again restarts the failure streak (reenabled_at); becoming disabled
+// stamps disabled_at.
+func (p *Pipeline) SetStatus(status string, now time.Time) {
+	if status == p.Status {
+		return
+	}
+	if p.Status != "" && status == StatusActive {
+		t := now
+		p.ReenabledAt = &t
+	}
+	p.Status = status
+	if status == StatusDisabled {
+		t := now
+		p.DisabledAt = &t
+	} else {
+		p.DisabledReason, p.DisabledAt = "", nil
+	}
 }

@@ -66,6 +66,7 @@ func FuzzDecodePipeline(f *testing.F) {
 	f.Add([]byte(`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io/{{click.id}}","body_template":"{\"a\": {{click.id}}}"}]}`))
 	f.Add([]byte(`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"jitter_factor":0.5}}]}`))
 	f.Add([]byte(`{"steps":[{"headers":{"a b":"{{"}}]}`))
+	f.Add([]byte(`{"name":"n","trigger_type":"click","auto_disable_after_seconds":60,"steps":[{"order":1,"url":"https://x.io"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p Pipeline
 		if Decode(b, &p) != nil {

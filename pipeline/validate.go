@@ -172,6 +172,9 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 	default:
 		ve.add("status", "must be active, paused or disabled")
 	}
+	if a := p.AutoDisableAfterSeconds; a != nil && (*a < 0 || *a > MaxAutoDisableAfterSeconds) {
+		ve.add("auto_disable_after_seconds", "must be between 0 (never) and %d (30 days)", MaxAutoDisableAfterSeconds)
+	}
 	if len(p.Steps) == 0 {
 		ve.add("steps", "at least one step is required")
 	} else if len(p.Steps) > MaxSteps {

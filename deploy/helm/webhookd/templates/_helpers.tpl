@@ -54,6 +54,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_BREAKER_COOLDOWN, value: {{ .Values.delivery.breakerCooldown | quote }}}
 - {name: WEBHOOKD_RESPONSE_BODY_LIMIT, value: {{ .Values.delivery.responseBodyLimit | quote }}}
 - {name: WEBHOOKD_LOG_BODY_LIMIT, value: {{ .Values.delivery.logBodyLimit | quote }}}
+- {name: WEBHOOKD_AUTO_DISABLE_AFTER, value: {{ .Values.delivery.autoDisableAfter | quote }}}
 - {name: WEBHOOKD_ALLOW_PRIVATE_TARGETS, value: {{ .Values.delivery.allowPrivateTargets | quote }}}
 - {name: WEBHOOKD_ALLOWED_TARGET_CIDRS, value: {{ .Values.delivery.allowedTargetCIDRs | quote }}}
 - {name: WEBHOOKD_SHUTDOWN_GRACE, value: {{ .Values.delivery.shutdownGrace | quote }}}
