@@ -33,7 +33,9 @@ type Topics struct {
 	Executions string
 	Failover   string
 	DLQ        string
-	Tiers      []Tier // shortest first
+	// Jobs holds replay and bulk-redrive jobs and their checkpoints.
+	Jobs  string
+	Tiers []Tier // shortest first
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -59,6 +61,7 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Executions: p + "webhooks.executions",
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
+		Jobs:       p + "webhooks.jobs",
 		Tiers:      tiers,
 	}, nil
 }
@@ -129,6 +132,9 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		{Name: t.Executions, Partitions: n, Configs: del(7 * day)},
 		{Name: t.Failover, Partitions: n, Configs: del(7 * day)},
 		{Name: t.DLQ, Partitions: n, Configs: del(90 * day)},
+		// One partition: its owner in the jobs consumer group is the one
+		// replica that runs jobs; compacted, so a job's last checkpoint stays.
+		{Name: t.Jobs, Partitions: 1, Configs: map[string]*string{"cleanup.policy": ptr("compact"), "min.compaction.lag.ms": ms(time.Hour)}},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

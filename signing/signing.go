@@ -28,6 +28,7 @@ const (
 	HeaderDeliveryID = "X-Afftok-Delivery-ID"
 	HeaderRetryCount = "X-Afftok-Retry-Count"
 	HeaderFailover   = "X-Afftok-Failover"
+	HeaderReplay     = "X-Afftok-Replay" // the replay job's id, on replayed deliveries
 )
 
 // JWTLifetime is exp - iat of the JWT (spec: iat 1701432000, exp 1701432300).
