@@ -20,11 +20,12 @@ type tally struct {
 	*httptest.Server
 	mu      sync.Mutex
 	got     []captured
+	counts  map[[2]string]int // (path, X-Afftok-Replay) → requests
 	changed chan struct{}
 }
 
 func newTally(t testing.TB) *tally {
-	r := &tally{changed: make(chan struct{})}
+	r := &tally{changed: make(chan struct{}), counts: map[[2]string]int{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var b strings.Builder
 		buf := make([]byte, 4096)
@@ -39,6 +40,7 @@ func newTally(t testing.TB) *tally {
 		w.WriteHeader(200)
 		r.mu.Lock()
 		r.got = append(r.got, c)
+		r.counts[[2]string{c.Path, c.Header.Get("X-Afftok-Replay")}]++
 		close(r.changed)
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
@@ -59,6 +61,13 @@ func (r *tally) matching(path, replay string) []captured {
 		}
 	}
 	return out
+}
+
+// count is how many requests on path had X-Afftok-Replay replay.
+func (r *tally) count(path, replay string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[[2]string{path, replay}]
 }
 
 // waitFor waits until cond holds over the requests so far.
@@ -304,4 +313,136 @@ func TestReplayByTimeWindow(t *testing.T) {
 		}
 		t.Logf("cancelled after %d of %d deliveries", queued, 2*n)
 	})
+}
+
+// produceMany writes n conversion events to topic, event i at at(i), and
+// waits for every ack.
+func produceMany(t testing.TB, topic, prefix string, n int, at func(i int) time.Time) {
+	t.Helper()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		id := fmt.Sprintf("%s%05d", prefix, i)
+		v := fmt.Sprintf(`{"id":%q,"trigger_type":"conversion","trigger_id":"conv_%s","data":{"conversion":{"id":"conv_%s","amount":1}}}`, id, id, id)
+		recs[i] = &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(v), Timestamp: at(i)}
+	}
+	if err := producer.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// leaderOf returns the instance whose log says it runs the jobs now (and
+// has not said it stopped since).
+func leaderOf(ins ...*instance) *instance {
+	var leader *instance
+	for _, in := range ins {
+		for _, l := range in.Logs() {
+			switch {
+			case strings.Contains(l, "this replica runs the jobs now"):
+				leader = in
+			case strings.Contains(l, "this replica no longer runs the jobs") && leader == in:
+				leader = nil
+			}
+		}
+	}
+	return leader
+}
+
+// TestReplaySurvivesSIGKILLOfTheReplicaRunningIt: (c) two replicas; the one
+// running a replay is killed mid-run; the other takes the job over from its
+// last checkpoint and finishes it: every event of the window is delivered
+// again (with the replay header and its original delivery id), none
+// skipped; the redone ones are counted.
+func TestReplaySurvivesSIGKILLOfTheReplicaRunningIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a webhookd process")
+	}
+	const prefix, n, rate = "replaykill-", 600, 150
+	env := merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_SHUTDOWN_GRACE": "2s", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms",
+		"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", // the broker's least
+	})
+	first := startInstance(t, "dev", env)
+	second := startInstance(t, "dev", env)
+	topic := prefix + "events"
+	rcv := newTally(t)
+	pid := first.CreatePipeline(t, fmt.Sprintf(conversionPipeline, "killed", rcv.URL+"/k"))["id"].(string)
+	start := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
+	produceMany(t, topic, "k", n, func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) })
+	rcv.waitFor(t, "the original deliveries", func() bool { return rcv.count("/k", "") == n })
+	originals := deliveryIDs(rcv.matching("/k", ""))
+
+	leader := leaderOf(first, second)
+	if leader == nil {
+		t.Fatal("no replica says it runs the jobs")
+	}
+	survivor := first
+	if leader == first {
+		survivor = second
+	}
+	code, out := survivor.API(t, "POST", "/api/admin/webhooks/replay", fmt.Sprintf(`{"from":%q,"to":%q,"pipeline_ids":[%q],"rate_per_second":%d}`,
+		start.Format(time.RFC3339), start.Add(time.Minute).Format(time.RFC3339), pid, rate))
+	if code != 202 {
+		t.Fatalf("replay: %d %v", code, out)
+	}
+	id := out["data"].(map[string]any)["id"].(string)
+	rcv.waitFor(t, "a third of the replay", func() bool { return rcv.count("/k", id) >= n/3 })
+	// The job has written a checkpoint (one a second) before the kill.
+	leader.WaitLog(t, "job started", id)
+	leader.Kill()
+	killedAt := time.Now()
+	before := len(rcv.matching("/k", id))
+
+	done := waitJob(t, survivor, "/api/admin/webhooks/replay/"+id, "done")
+	survivor.WaitLog(t, "job started", id)
+	tookOver := time.Since(killedAt)
+	rcv.waitFor(t, "every event of the window replayed", func() bool { return len(triggerIDs(rcv.matching("/k", id))) == n })
+	survivor.WaitCaughtUp(t)
+	got := rcv.matching("/k", id)
+	for tid, c := range byTrigger(got) {
+		if c.Header.Get("X-Afftok-Delivery-ID") != originals[tid] {
+			t.Fatalf("%s replayed with delivery id %s, original %s", tid, c.Header.Get("X-Afftok-Delivery-ID"), originals[tid])
+		}
+	}
+	if dup := len(got) - n; dup >= before {
+		t.Fatalf("%d deliveries made twice, %d were made before the kill: the replay started over instead of resuming", dup, before)
+	}
+	if done["events_scanned"] != float64(n) {
+		t.Fatalf("events_scanned %v, want %d", done["events_scanned"], n)
+	}
+	t.Logf("killed the runner after %d of %d replayed deliveries; the other replica finished the replay %v later; %d deliveries were made twice (resumed from the last checkpoint, or in flight at the kill)",
+		before, n, tookOver.Round(time.Millisecond), len(got)-n)
+}
+
+// TestReplayThroughput measures how fast an unpaced replay reads a window
+// and queues its deliveries, and how soon they are all delivered (one
+// pipeline, a receiver answering at once; every process on this machine).
+func TestReplayThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a measurement")
+	}
+	const prefix, n = "replayrate-", 20000
+	in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "3", "WEBHOOKD_SHUTDOWN_GRACE": "2s", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms",
+	}))
+	topic := prefix + "events"
+	rcv := newTally(t)
+	// The pipeline is created once the events were dispatched (to no
+	// pipeline): the receiver then gets the replay's deliveries only.
+	start := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
+	produceMany(t, topic, "r", n, func(i int) time.Time { return start.Add(time.Duration(i) * time.Millisecond) })
+	in.WaitCaughtUp(t)
+	pid := in.CreatePipeline(t, fmt.Sprintf(conversionPipeline, "rate", rcv.URL+"/r"))["id"].(string)
+	begin := time.Now()
+	code, out := in.API(t, "POST", "/api/admin/webhooks/replay", fmt.Sprintf(`{"from":%q,"to":%q,"pipeline_ids":[%q]}`,
+		start.Format(time.RFC3339), start.Add(time.Minute).Format(time.RFC3339), pid))
+	if code != 202 {
+		t.Fatalf("replay: %d %v", code, out)
+	}
+	id := out["data"].(map[string]any)["id"].(string)
+	waitJob(t, in, "/api/admin/webhooks/replay/"+id, "done")
+	queued := time.Since(begin)
+	rcv.waitFor(t, "every replayed delivery", func() bool { return rcv.count("/r", id) >= n })
+	delivered := time.Since(begin)
+	t.Logf("replay of %d events: read and queued in %v (%.0f events/s); all delivered in %v (%.0f deliveries/s)",
+		n, queued.Round(time.Millisecond), n/queued.Seconds(), delivered.Round(time.Millisecond), n/delivered.Seconds())
 }

@@ -122,7 +122,6 @@ func (rp *Replayer) Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 			if rec.Offset >= spec.Ranges[i].End {
 				next[i] = spec.Ranges[i].End
 			} else {
-				scanned++
 				for _, t := range rp.tasks(j, rec) {
 					if spec.RatePerSecond > 0 && (len(pending) >= batch || rp.now().Sub(lastFlush) >= 100*time.Millisecond) {
 						if err := flush(); err != nil {
@@ -135,7 +134,10 @@ func (rp *Replayer) Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 					pending = append(pending, t.Record(rp.Topics.Failover))
 					queued++
 				}
+				// The record counts as scanned with the position past it:
+				// a checkpoint taken among its tasks redoes it whole.
 				next[i] = rec.Offset + 1
+				scanned++
 			}
 			if next[i] >= spec.Ranges[i].End {
 				left--

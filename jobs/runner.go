@@ -115,9 +115,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() {
 		defer close(polled)
 		for {
-			if fs := cl.PollFetches(ctx); ctx.Err() != nil || fs.IsClientClosed() {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil || fs.IsClientClosed() {
 				return
 			}
+			// Joining the group fails here (the election cannot happen).
+			fs.EachError(func(_ string, _ int32, err error) {
+				r.Log.Error("jobs group error", "group", r.Group, "err", err)
+			})
 		}
 	}()
 	tick := time.NewTicker(time.Second)
