@@ -78,11 +78,13 @@ type Options struct {
 	DLQ      DLQ
 	Redriver Redriver
 	// Jobs holds replays and bulk redrives (nil: 503 on their routes).
-	Jobs   Jobs
-	Tester Tester
-	Stats  StatsSource
-	Queues QueueDepths
-	Checks []Check
+	Jobs Jobs
+	// ReplayOutcomes counts a replay's finished deliveries (nil: not shown).
+	ReplayOutcomes ReplayOutcomes
+	Tester         Tester
+	Stats          StatsSource
+	Queues         QueueDepths
+	Checks         []Check
 	// Grace bounds the API's shutdown (requests in flight may finish).
 	Grace time.Duration
 	Log   *slog.Logger

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/jobs"
 	"github.com/afftok/webhookd/pipeline"
@@ -23,6 +24,12 @@ type Jobs interface {
 	Cancel(ctx context.Context, id string) (*jobs.Job, error)
 }
 
+// ReplayOutcomes counts a replay's finished deliveries (the analytics
+// store).
+type ReplayOutcomes interface {
+	FinishedExecutions(ctx context.Context, prefix string, pipelineIDs []string) (int64, error)
+}
+
 // maxReplayRate bounds rate_per_second of a replay.
 const maxReplayRate = 100000
 
@@ -34,8 +41,7 @@ type replayRequest struct {
 	RatePerSecond *float64  `json:"rate_per_second"`
 }
 
-// replayView is a replay job as the API shows it. deliveries_done is not
-// shown: finished deliveries are not counted per replay (see README).
+// replayView is a replay job as the API shows it.
 type replayView struct {
 	ID               string    `json:"id"`
 	State            string    `json:"state"`
@@ -47,10 +53,13 @@ type replayView struct {
 	RatePerSecond    *float64  `json:"rate_per_second"`
 	EventsScanned    int64     `json:"events_scanned"`
 	DeliveriesQueued int64     `json:"deliveries_queued"`
-	Warnings         []string  `json:"warnings"`
-	Error            string    `json:"error,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	// DeliveriesDone: replayed deliveries finished (delivered or dead), as
+	// the execution logs say; null when they cannot be read.
+	DeliveriesDone *int64    `json:"deliveries_done"`
+	Warnings       []string  `json:"warnings"`
+	Error          string    `json:"error,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
 func viewReplay(j *jobs.Job) replayView {
@@ -227,7 +236,18 @@ func (s *Server) getReplay(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, fiber.StatusOK, viewReplay(j))
+	v := viewReplay(j)
+	if s.o.ReplayOutcomes != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)
+		defer cancel()
+		// Progress stays readable when ClickHouse is not: done is null.
+		if n, err := s.o.ReplayOutcomes.FinishedExecutions(ctx, delivery.ReplayExecutionPrefix(j.ID), j.Replay.PipelineIDs); err == nil {
+			v.DeliveriesDone = &n
+		} else {
+			s.o.Log.Warn("replay: finished deliveries not counted", "replay", j.ID, "err", err)
+		}
+	}
+	return ok(c, fiber.StatusOK, v)
 }
 
 func (s *Server) cancelReplay(c *fiber.Ctx) error {

@@ -248,7 +248,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Auth: auth,
 			Registry: a.Registry, Logs: logs, Env: env,
-			DLQ: dlqStore, Redriver: redriver, Jobs: jobService, Tester: tester,
+			DLQ: dlqStore, Redriver: redriver, Jobs: jobService, ReplayOutcomes: a.Store, Tester: tester,
 			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
 			Limits: pipeline.DefaultRetryLimits, Targets: guard,
 			Checks: checks, Log: log.With("worker", "admin"),

@@ -52,10 +52,14 @@ func ExecutionID(deliveryID string, cycle int) string {
 
 // ReplayExecutionID identifies the execution a replay job makes of a
 // delivery: its own attempts and DLQ items, apart from the original's, and
-// the same if the replay redoes it after a takeover.
+// the same if the replay redoes it after a takeover. It starts with
+// ReplayExecutionPrefix, so the replay's executions can be counted.
 func ReplayExecutionID(deliveryID, replayID string) string {
-	return hashID("exec_", deliveryID, "replay", replayID)
+	return hashID(ReplayExecutionPrefix(replayID), deliveryID, "replay", replayID)
 }
+
+// ReplayExecutionPrefix is what the ids of a replay's executions start with.
+func ReplayExecutionPrefix(replayID string) string { return "exec_" + replayID + "_" }
 
 // AttemptID identifies one HTTP attempt, so a replayed record is recognised by
 // the analytics store.

@@ -227,6 +227,16 @@ func TestReplayByTimeWindow(t *testing.T) {
 		if n := len(rcv.matching("/other", id)); n != 0 {
 			t.Fatalf("the pipeline not chosen got %d replayed deliveries", n)
 		}
+		// The finished deliveries, as the execution logs count them.
+		for deadline := time.Now().Add(arriveWithin); ; time.Sleep(100 * time.Millisecond) { // the logs have no push signal
+			_, out := in.API(t, "GET", "/api/admin/webhooks/replay/"+id, nil)
+			if out["data"].(map[string]any)["deliveries_done"] == 5.0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("deliveries_done never reached 5: %v", out)
+			}
+		}
 		// Unknown ids and the other kind's route.
 		if code, _ := in.API(t, "GET", "/api/admin/webhooks/replay/rpl_nope", nil); code != 404 {
 			t.Fatalf("unknown replay: %d", code)
