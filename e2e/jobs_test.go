@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type tally struct {
 	got     []captured
 	counts  map[[2]string]int // (path, X-Afftok-Replay) → requests
 	changed chan struct{}
+	// failing: answer 502 (recorded all the same).
+	failing atomic.Bool
 }
 
 func newTally(t testing.TB) *tally {
@@ -37,7 +40,12 @@ func newTally(t testing.TB) *tally {
 			}
 		}
 		c := captured{Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: []byte(b.String()), At: time.Now()}
-		w.WriteHeader(200)
+		if r.failing.Load() {
+			w.WriteHeader(502)
+			c.Path += "#failed"
+		} else {
+			w.WriteHeader(200)
+		}
 		r.mu.Lock()
 		r.got = append(r.got, c)
 		r.counts[[2]string{c.Path, c.Header.Get("X-Afftok-Replay")}]++
@@ -455,4 +463,59 @@ func TestReplayThroughput(t *testing.T) {
 	delivered := time.Since(begin)
 	t.Logf("replay of %d events: read and queued in %v (%.0f events/s); all delivered in %v (%.0f deliveries/s)",
 		n, queued.Round(time.Millisecond), n/queued.Seconds(), delivered.Round(time.Millisecond), n/delivered.Seconds())
+}
+
+// TestBulkRedriveSurvivesSIGKILLAndRestart: (c) a bulk redrive is a job: the
+// replica running it is killed mid-run and started again; it resumes the job
+// from its checkpoint and finishes it, every dead item retried, none
+// skipped.
+func TestBulkRedriveSurvivesSIGKILLAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a webhookd process")
+	}
+	const prefix, n = "redrivekill-", 40
+	in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+		"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_SHUTDOWN_GRACE": "2s", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms",
+		"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", "WEBHOOKD_BREAKER_FAILURES": "0",
+	}))
+	rcv := newTally(t)
+	rcv.failing.Store(true)
+	pid := in.CreatePipeline(t, `{"name":"redrive","trigger_type":"conversion","steps":[{"order":1,"url":"`+rcv.URL+`/d","body_template":{"id":"{{conversion.id}}"},"retry_policy":{"max_attempts":1}}]}`)["id"].(string)
+	produceMany(t, prefix+"events", "r", n, func(int) time.Time { return time.Now() })
+	for deadline := time.Now().Add(arriveWithin); ; time.Sleep(100 * time.Millisecond) { // the DLQ list has no push signal
+		_, out := in.API(t, "GET", "/api/admin/webhooks/dlq?limit=200&pipeline_id="+pid, nil)
+		if len(out["data"].(map[string]any)["items"].([]any)) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the DLQ never held the %d dead deliveries", n)
+		}
+	}
+	rcv.failing.Store(false)
+	code, out := in.API(t, "POST", "/api/admin/webhooks/dlq/retry", `{"pipeline_id":"`+pid+`","rate_per_second":10}`)
+	d := out["data"].(map[string]any)
+	if code != 202 || d["queued"] != float64(n) || d["matched"] != float64(n) {
+		t.Fatalf("bulk redrive: %d %v", code, out)
+	}
+	id := d["job_id"].(string)
+	rcv.waitFor(t, "a quarter of the redrive", func() bool { return rcv.count("/d", "") >= n/4 })
+	in.Kill()
+	before := rcv.count("/d", "")
+	in.Start(t)
+	done := waitJob(t, in, "/api/admin/webhooks/dlq/redrive/"+id, "done")
+	in.WaitLog(t, "job started", id)
+	rcv.waitFor(t, "every item redriven", func() bool { return len(triggerIDs(rcv.matching("/d", ""))) == n })
+	in.WaitCaughtUp(t)
+	got := rcv.count("/d", "")
+	if done["processed"] != float64(n) || done["retried"].(float64)+done["skipped"].(float64) != n || done["failed"] != 0.0 {
+		t.Fatalf("done %v", done)
+	}
+	if dup := got - n; dup >= before {
+		t.Fatalf("%d redriven twice, %d before the kill: the job started over instead of resuming", dup, before)
+	}
+	if code, _ := in.API(t, "DELETE", "/api/admin/webhooks/logs/dlq/redrive/"+id, nil); code != 409 {
+		t.Fatalf("cancel a finished redrive: %d", code)
+	}
+	t.Logf("killed after %d of %d items were redriven; after the restart the job finished (retried %v, skipped %v as already retried); %d items were delivered twice",
+		before, n, done["retried"], done["skipped"], got-n)
 }
