@@ -71,6 +71,11 @@ func (rp *Replayer) Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, rp.ReaderOpts...),
 		kgo.ConsumePartitions(assign),
+		// As the event consumer reads: no aborted transactions. Control
+		// records (transaction markers) are kept so the position passes
+		// them: a range that ends in a marker would otherwise never end.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		// Records retention deleted since the job was planned are gone:
 		// read on from the oldest still held.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -119,9 +124,12 @@ func (rp *Replayer) Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 			if !ok || rec.Offset < next[i] || next[i] >= spec.Ranges[i].End {
 				continue
 			}
-			if rec.Offset >= spec.Ranges[i].End {
+			switch {
+			case rec.Offset >= spec.Ranges[i].End:
 				next[i] = spec.Ranges[i].End
-			} else {
+			case rec.Attrs.IsControl():
+				next[i] = rec.Offset + 1
+			default:
 				for _, t := range rp.tasks(j, rec) {
 					if spec.RatePerSecond > 0 && (len(pending) >= batch || rp.now().Sub(lastFlush) >= 100*time.Millisecond) {
 						if err := flush(); err != nil {

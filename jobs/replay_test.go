@@ -232,3 +232,46 @@ func TestPacerSpacesItemsAtTheRate(t *testing.T) {
 		}
 	})
 }
+
+func TestReplayerFinishesARangeThatEndsInATransactionMarker(t *testing.T) {
+	s := newStack(t)
+	topic := "afftok.fraud"
+	t0 := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+	txn, err := kgo.NewClient(append(append([]kgo.Opt{}, s.env.Opts...), kgo.TransactionalID("replay-test"), kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	ctx := context.Background()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		v := fmt.Sprintf(`{"id":"evt_f%d","trigger_type":"fraud","trigger_id":"f%d","data":{"fraud":{"id":"f%d"}}}`, i, i, i)
+		if err := txn.ProduceSync(ctx, &kgo.Record{Value: []byte(v), Timestamp: t0.Add(time.Duration(i) * time.Millisecond)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	// The range ends after the commit marker (offset 3): the last offset
+	// read as a record is 2.
+	to := time.Now().Add(time.Hour) // after the marker's own timestamp
+	ranges, _, _, err := PlanReplay(ctx, kadm.NewClient(s.env.Client), []string{topic}, t0.Add(-time.Second), to)
+	if err != nil || len(ranges) != 1 || ranges[0].End != 4 {
+		t.Fatalf("plan: %v %v", ranges, err)
+	}
+	rp := &Replayer{ReaderOpts: s.env.Opts, Producer: s.env.Client, Topics: s.env.Topics, Pipes: pipes{"p": compiled("p", "fraud", pipeline.StatusActive)}}
+	j := &Job{ID: "rpl_txn", Kind: KindReplay, Replay: &Replay{From: t0.Add(-time.Second), To: to, Ranges: ranges}}
+	done := make(chan error, 1)
+	go func() { done <- rp.Execute(ctx, j, s.checkpointer(j)) }()
+	select {
+	case err := <-done:
+		if err != nil || j.Progress.EventsScanned != 3 || j.Progress.DeliveriesQueued != 3 || j.Progress.Next[0] != 4 {
+			t.Fatalf("err %v, progress %+v", err, j.Progress)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replay never got past the transaction marker")
+	}
+}
