@@ -49,7 +49,7 @@ type Runner struct {
 	mu      sync.Mutex
 	leading bool
 	leadCtx context.Context
-	stopJob context.CancelFunc
+	stopJob context.CancelCauseFunc
 	running map[string]chan struct{} // job id → closed when its goroutine ended
 	wake    chan struct{}
 }
@@ -98,12 +98,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			if slices.Contains(m[r.Topic], 0) {
-				r.resign("revoked")
+				r.resign("revoked", nil)
 			}
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			if slices.Contains(m[r.Topic], 0) {
-				r.resign("lost")
+				r.resign("lost", errLost)
 			}
 		}),
 	)
@@ -130,7 +130,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			r.resign("shutdown")
+			r.resign("shutdown", nil)
 			cl.Close() // leaves the group: another replica takes the jobs over at once
 			<-polled
 			return nil
@@ -156,21 +156,27 @@ func (r *Runner) lead(ctx context.Context) {
 		return
 	}
 	r.leading = true
-	r.leadCtx, r.stopJob = context.WithCancel(ctx)
+	r.leadCtx, r.stopJob = context.WithCancelCause(ctx)
 	r.Log.Info("this replica runs the jobs now")
 	r.signal()
 }
 
+// errLost: the partition was lost (this member was presumed dead), so
+// another replica may run the jobs already.
+var errLost = errors.New("jobs partition lost")
+
 // resign stops every job this replica runs and waits (bounded) until they
-// have stopped: each keeps its last checkpoint for the next owner.
-func (r *Runner) resign(why string) {
+// have stopped: each keeps its last checkpoint for the next owner. With
+// cause errLost a stopping job writes nothing more: the new owner's
+// checkpoints must not be overwritten by older ones.
+func (r *Runner) resign(why string, cause error) {
 	r.mu.Lock()
 	if !r.leading {
 		r.mu.Unlock()
 		return
 	}
 	r.leading = false
-	r.stopJob()
+	r.stopJob(cause)
 	waits := make([]chan struct{}, 0, len(r.running))
 	for _, done := range r.running {
 		waits = append(waits, done)
@@ -253,8 +259,10 @@ func (r *Runner) runJob(ctx context.Context, j *Job) {
 	switch {
 	case errors.Is(err, ErrCancelled):
 		r.finish(ctx, cp, StateCancelled, "", log)
+	case errors.Is(context.Cause(ctx), errLost):
+		log.Warn("job stopped: this replica lost the jobs partition; the new owner resumes it from its last checkpoint")
 	case ctx.Err() != nil:
-		// Lost the lead or shutting down: record what is acknowledged, so
+		// Handed over or shutting down: record what is acknowledged, so
 		// the next owner redoes as little as possible.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if err := cp.write(wctx); err != nil {
