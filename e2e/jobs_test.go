@@ -172,6 +172,7 @@ func TestReplayByTimeWindow(t *testing.T) {
 	in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
 		"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_SHUTDOWN_GRACE": "2s", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms",
 		"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
+		"WEBHOOKD_BREAKER_FAILURES": "0", // the receiver fails on purpose; an open circuit would hold the retries 30 s
 	}))
 	topic := prefix + "events"
 	rcv := newTally(t)
@@ -273,6 +274,9 @@ func TestReplayByTimeWindow(t *testing.T) {
 			t.Fatalf("delete records: %v %v", err, resp.Error())
 		}
 		from, to := base.Add(-40*time.Minute), base.Add(-5*time.Minute)
+		// The receiver fails the replay's first attempts: the retries carry
+		// the replay header too.
+		rcv.failing.Store(true)
 		code, out := in.API(t, "POST", "/api/admin/webhooks/replay", fmt.Sprintf(`{"from":%q,"to":%q,"pipeline_ids":[%q],"rate_per_second":1000}`,
 			from.Format(time.RFC3339), to.Format(time.RFC3339), chosen))
 		if code != 202 {
@@ -289,10 +293,15 @@ func TestReplayByTimeWindow(t *testing.T) {
 		if done["events_scanned"] != 5.0 || done["deliveries_queued"] != 5.0 || len(done["warnings"].([]any)) == 0 {
 			t.Fatalf("done %v", done)
 		}
+		rcv.waitFor(t, "window c's first attempts", func() bool { return rcv.count("/chosen#failed", id) >= 5 })
+		rcv.failing.Store(false)
 		rcv.waitFor(t, "window c replayed", func() bool { return len(rcv.matching("/chosen", id)) >= 5 })
-		for tid := range triggerIDs(rcv.matching("/chosen", id)) {
+		for tid, c := range byTrigger(rcv.matching("/chosen", id)) {
 			if !strings.HasPrefix(tid, "conv_c") {
 				t.Fatalf("replayed %s, which retention deleted or is outside the window", tid)
+			}
+			if c.Header.Get("X-Afftok-Retry-Count") == "0" || c.Header.Get("X-Afftok-Delivery-ID") != originals[tid] {
+				t.Fatalf("%s: the retry of a replayed delivery came with retry count %s, delivery id %s", tid, c.Header.Get("X-Afftok-Retry-Count"), c.Header.Get("X-Afftok-Delivery-ID"))
 			}
 		}
 	})
