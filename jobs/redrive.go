@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/afftok/webhookd/dlq"
+	"github.com/afftok/webhookd/metrics"
 )
 
 // DeadLetters is what a redrive reads items from (the analytics store).
@@ -89,14 +90,17 @@ func (rd *Redriver) one(ctx context.Context, j *Job, id string) (*int64, error) 
 		return nil, fmt.Errorf("read from the DLQ: %w", err)
 	}
 	if it == nil || it.State != dlq.StateDead {
+		metrics.JobItems.WithLabelValues(KindRedrive, "skipped").Inc()
 		return &j.Progress.Skipped, nil
 	}
 	if _, err := rd.Retrier.Retry(ictx, it); err != nil {
 		if errors.Is(err, dlq.ErrNotRetryable) {
+			metrics.JobItems.WithLabelValues(KindRedrive, "failed").Inc()
 			return &j.Progress.Failed, nil
 		}
 		return nil, err
 	}
+	metrics.JobItems.WithLabelValues(KindRedrive, "retried").Inc()
 	return &j.Progress.Retried, nil
 }
 

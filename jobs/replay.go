@@ -9,6 +9,7 @@ import (
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/metrics"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -100,6 +101,8 @@ func (rp *Replayer) Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 		}
 		n := len(pending)
 		pending = pending[:0]
+		metrics.JobItems.WithLabelValues(KindReplay, "scanned").Add(float64(scanned - j.Progress.EventsScanned))
+		metrics.JobItems.WithLabelValues(KindReplay, "queued").Add(float64(queued - j.Progress.DeliveriesQueued))
 		copy(j.Progress.Next, next)
 		j.Progress.EventsScanned, j.Progress.DeliveriesQueued = scanned, queued
 		lastFlush = rp.now()

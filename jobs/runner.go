@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/metrics"
 )
 
 // Executor does one kind of job's work from its checkpoint. It calls
@@ -156,6 +158,7 @@ func (r *Runner) lead(ctx context.Context) {
 		return
 	}
 	r.leading = true
+	metrics.JobsRunner.Set(1)
 	r.leadCtx, r.stopJob = context.WithCancelCause(ctx)
 	r.Log.Info("this replica runs the jobs now")
 	r.signal()
@@ -176,6 +179,7 @@ func (r *Runner) resign(why string, cause error) {
 		return
 	}
 	r.leading = false
+	metrics.JobsRunner.Set(0)
 	r.stopJob(cause)
 	waits := make([]chan struct{}, 0, len(r.running))
 	for _, done := range r.running {
@@ -284,6 +288,7 @@ func (r *Runner) finish(ctx context.Context, cp *Checkpointer, state, msg string
 		log.Warn("job finished but its state could not be recorded; it will run again from its checkpoint", "state", state, "err", err)
 		return
 	}
+	metrics.JobsFinished.WithLabelValues(cp.job.Kind, state).Inc()
 	log.Info("job finished", "state", state, "progress", cp.job.Progress, "error", msg)
 }
 
