@@ -78,10 +78,14 @@ type Options struct {
 	Targets  pipeline.TargetPolicy
 	DLQ      DLQ
 	Redriver Redriver
-	Tester   Tester
-	Stats    StatsSource
-	Queues   QueueDepths
-	Checks   []Check
+	// Jobs holds replays and bulk redrives (nil: 503 on their routes).
+	Jobs Jobs
+	// ReplayOutcomes counts a replay's finished deliveries (nil: not shown).
+	ReplayOutcomes ReplayOutcomes
+	Tester         Tester
+	Stats          StatsSource
+	Queues         QueueDepths
+	Checks         []Check
 	// Grace bounds the API's shutdown (requests in flight may finish).
 	Grace time.Duration
 	Log   *slog.Logger
@@ -115,7 +119,7 @@ type Server struct {
 	table *routeTable
 	// pipeLocks serialise this replica's writes to each pipeline.
 	pipeLocks keyedLocks
-	// baseCtx outlives requests (bulk redrives); cancelled at shutdown.
+	// baseCtx outlives requests (test calls); cancelled at shutdown.
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 }
@@ -227,7 +231,12 @@ func (s *Server) routes() {
 		w.Post(prefix+"/retry", s.bulkRetryDLQ)
 		w.Post(prefix+"/:id/retry", s.retryDLQ)
 		w.Delete(prefix+"/:id", s.deleteDLQ)
+		w.Get(prefix+"/redrive/:id", s.getRedrive)
+		w.Delete(prefix+"/redrive/:id", s.cancelRedrive)
 	}
+	w.Post("/replay", s.replay)
+	w.Get("/replay/:id", s.getReplay)
+	w.Delete("/replay/:id", s.cancelReplay)
 	a.Use(s.noRoute)
 	s.table = newRouteTable(a.GetRoutes(true))
 }

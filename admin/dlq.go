@@ -11,6 +11,7 @@ import (
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/jobs"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -26,7 +27,6 @@ type Redriver interface {
 	Release(id string)
 	Retry(ctx context.Context, it *dlq.Record) (string, error)
 	Delete(ctx context.Context, it *dlq.Record) error
-	Redrive(ctx context.Context, items []dlq.Record, rate float64)
 }
 
 type dlqItemView struct {
@@ -189,9 +189,10 @@ const (
 	maxRedriveLimit     = 10000
 )
 
-// bulkRetryDLQ selects dead items by filter and retries them in the
-// background at a bounded rate, so a redrive cannot flood a receiver that has
-// just recovered. It answers how many it queued.
+// bulkRetryDLQ selects dead items by filter and records a redrive job that
+// retries them at a bounded rate, so a redrive cannot flood a receiver that
+// has just recovered. It answers how many it queued and the job's id
+// (GET/DELETE …/dlq/redrive/:id).
 func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
 	if err := s.dlqAvailable(); err != nil {
 		return err
@@ -236,14 +237,23 @@ func (s *Server) bulkRetryDLQ(c *fiber.Ctx) error {
 		s.o.Log.Error("dlq query failed", "err", err)
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "the DLQ is temporarily unavailable")
 	}
-	var queued []dlq.Record
+	var queued []string
 	for _, it := range items {
 		if it.Task != nil || (it.Source != nil && it.Reason == delivery.ReasonInvalidEvent) {
-			if s.o.Redriver.Claim(it.ID) {
-				queued = append(queued, it)
-			}
+			queued = append(queued, it.ID)
 		}
 	}
-	go s.o.Redriver.Redrive(s.baseCtx, queued, in.RatePerSecond)
-	return ok(c, fiber.StatusAccepted, fiber.Map{"queued": len(queued), "matched": len(items), "rate_per_second": in.RatePerSecond})
+	// A job on the jobs topic, not a goroutine: it survives this replica's
+	// shutdown or death and runs on one replica (README, Architecture).
+	if err := s.jobsAvailable(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), 15*time.Second)
+	defer cancel()
+	j, err := s.o.Jobs.CreateRedrive(ctx, jobs.Redrive{PipelineID: in.PipelineID, TriggerType: in.TriggerType, Error: in.Error,
+		FailedFrom: in.FailedFrom, FailedTo: in.FailedTo, RatePerSecond: in.RatePerSecond, Limit: in.Limit, Matched: len(items), Items: queued})
+	if err != nil {
+		return s.jobsUnavailable("create redrive", err)
+	}
+	return ok(c, fiber.StatusAccepted, fiber.Map{"queued": len(queued), "matched": len(items), "rate_per_second": in.RatePerSecond, "job_id": j.ID})
 }

@@ -23,6 +23,8 @@ import (
 type fixtures struct {
 	pipelineID string
 	dlqID      string
+	replayID   string // a replay job
+	redriveID  string // a bulk-redrive job
 }
 
 func makeFixtures(t *testing.T, a *app.App) fixtures {
@@ -59,6 +61,18 @@ func makeFixtures(t *testing.T, a *app.App) fixtures {
 			t.Fatal("the invalid event never reached the DLQ list")
 		}
 	}
+	now := time.Now().UTC()
+	r = request(t, a, "POST", "/api/admin/webhooks/replay", fmt.Appendf(nil, `{"from":%q,"to":%q,"pipeline_ids":[%q]}`,
+		now.Add(-time.Hour).Format(time.RFC3339), now.Format(time.RFC3339), f.pipelineID))
+	if r.status != 202 {
+		t.Fatalf("replay: %d %s", r.status, r.body)
+	}
+	f.replayID = dataOf(t, r)["id"].(string)
+	r = request(t, a, "POST", "/api/admin/webhooks/dlq/retry", []byte(`{"pipeline_id":"no-such-pipeline"}`))
+	if r.status != 202 {
+		t.Fatalf("bulk redrive: %d %s", r.status, r.body)
+	}
+	f.redriveID = dataOf(t, r)["job_id"].(string)
 	return f
 }
 
@@ -67,6 +81,10 @@ func (f fixtures) concrete(path string) string {
 	switch {
 	case strings.HasPrefix(path, "/debug/pprof/"):
 		return "/debug/pprof/cmdline"
+	case strings.Contains(path, "/replay/:id"):
+		return strings.Replace(path, ":id", f.replayID, 1)
+	case strings.Contains(path, "/redrive/:id"):
+		return strings.Replace(path, ":id", f.redriveID, 1)
 	case strings.Contains(path, "/dlq/:id"):
 		return strings.Replace(path, ":id", f.dlqID, 1)
 	}
@@ -224,6 +242,12 @@ func TestEveryRouteAnswersBadInputInTheErrorModel(t *testing.T) {
 		{"PUT", "/api/admin/webhooks/pipelines/" + f.pipelineID, `{"status":5,"description":[],"revision":"3"}`, []string{"status", "description", "revision"}},
 		{"POST", "/api/admin/webhooks/test/step", `{"step":{"url":1,"order":"a"},"test_data":5}`, nil},
 		{"POST", "/api/admin/webhooks/dlq/retry", `{"limit":"all","rate_per_second":"fast"}`, []string{"limit", "rate_per_second"}},
+		{"POST", "/api/admin/webhooks/replay", `{"from":"yesterday","to":5,"pipeline_ids":"x","rate_per_second":"fast"}`, []string{"from", "to", "pipeline_ids", "rate_per_second"}},
+		{"POST", "/api/admin/webhooks/replay", `{}`, []string{"from", "to"}},
+		{"POST", "/api/admin/webhooks/replay", `{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z","trigger_type":"nope","pipeline_ids":["nope_0123","nope_0123"],"rate_per_second":0}`,
+			[]string{"to", "trigger_type", "pipeline_ids[0]", "pipeline_ids[1]", "rate_per_second"}},
+		{"POST", "/api/admin/webhooks/replay", `{"from":"2026-01-01T00:00:00Z","to":"2999-01-01T00:00:00Z","trigger_type":"conversion","pipeline_ids":["` + f.pipelineID + `"]}`,
+			[]string{"to", "pipeline_ids[0]"}},
 	} {
 		got := request(t, a, c.method, c.path, []byte(c.body))
 		if got.status != 400 || errorCode(got) != "validation_failed" || checkEnvelope(got) != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/afftok/webhookd/dispatcher"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/engine"
+	"github.com/afftok/webhookd/jobs"
 	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
@@ -240,13 +241,34 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		// Test calls reach out like deliveries do: same SSRF guard, no Kafka.
 		tester := dispatcher.New(dispatcher.Options{Client: dispatcher.NewHTTPClient(guard, 4), Env: env,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "admin")})
+		redriver := &dlq.Redriver{Client: redriveClient, Topics: a.Topics, Log: log.With("worker", "admin"),
+			ReadSource: func(ctx context.Context, src *delivery.Source) ([]byte, error) {
+				return bus.ReadRecord(ctx, base, src.Topic, src.Partition, src.Offset)
+			}}
+		// Replays and bulk redrives: jobs on the jobs topic, read by every
+		// admin replica, run by the one that owns the topic's partition in
+		// the jobs group.
+		jobsClient, err := a.client(append(append([]kgo.Opt{}, base...), jobs.ConsumeOpts(a.Topics.Jobs)...))
+		if err != nil {
+			return nil, err
+		}
+		jobStore := jobs.NewStore(jobsClient, a.Topics.Jobs, log.With("worker", "jobs-store"))
+		a.sup.Add(jobStore)
+		checks = append(checks, admin.Check{Name: "jobs", Ready: jobStore.Ready})
+		a.checks = checks
+		a.sup.Add(registryGated{a.Registry, &jobs.Runner{
+			Store: jobStore, GroupOpts: group, Group: cfg.ConsumerGroup + "-jobs", Topic: a.Topics.Jobs, Grace: cfg.ShutdownGrace,
+			Executors: map[string]jobs.Executor{
+				jobs.KindReplay:  &jobs.Replayer{ReaderOpts: base, Producer: redriveClient, Topics: a.Topics, Pipes: a.Registry},
+				jobs.KindRedrive: &jobs.Redriver{DLQ: a.Store, Retrier: redriver, Attempts: 3, Backoff: time.Second},
+			},
+			Log: log.With("worker", "jobs"),
+		}})
+		jobService := &jobs.Service{Store: jobStore, Offsets: kadm.NewClient(adminClient), EventTopics: a.Topics.Events}
 		a.Admin = admin.New(admin.Options{
 			Addr: cfg.AdminAddr, Auth: auth,
 			Registry: a.Registry, Logs: logs, Env: env,
-			DLQ: dlqStore, Redriver: &dlq.Redriver{Client: redriveClient, Topics: a.Topics, Log: log.With("worker", "admin"),
-				ReadSource: func(ctx context.Context, src *delivery.Source) ([]byte, error) {
-					return bus.ReadRecord(ctx, base, src.Topic, src.Partition, src.Offset)
-				}}, Tester: tester,
+			DLQ: dlqStore, Redriver: redriver, Jobs: jobService, ReplayOutcomes: a.Store, Tester: tester,
 			Stats: stats, Queues: depths, Grace: cfg.ShutdownGrace,
 			Limits: pipeline.DefaultRetryLimits, Targets: guard,
 			Checks: checks, Log: log.With("worker", "admin"),

@@ -37,6 +37,8 @@ type Topics struct {
 
 	// OperatorEvents holds operator events (opevents/): retention-limited.
 	OperatorEvents string
+	// Jobs holds replay and bulk-redrive jobs and their checkpoints.
+	Jobs string
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -62,6 +64,7 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Executions: p + "webhooks.executions",
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
+		Jobs:       p + "webhooks.jobs",
 		Tiers:      tiers,
 
 		OperatorEvents: p + "webhooks.operator-events",
@@ -137,6 +140,9 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		// One partition: operator events are rare, and listing them reads
 		// the whole topic.
 		{Name: t.OperatorEvents, Partitions: 1, Configs: del(90 * day)},
+		// One partition: its owner in the jobs consumer group is the one
+		// replica that runs jobs; compacted, so a job's last checkpoint stays.
+		{Name: t.Jobs, Partitions: 1, Configs: map[string]*string{"cleanup.policy": ptr("compact"), "min.compaction.lag.ms": ms(time.Hour)}},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

@@ -50,6 +50,17 @@ func ExecutionID(deliveryID string, cycle int) string {
 	return hashID("exec_", deliveryID, strconv.Itoa(cycle))
 }
 
+// ReplayExecutionID identifies the execution a replay job makes of a
+// delivery: its own attempts and DLQ items, apart from the original's, and
+// the same if the replay redoes it after a takeover. It starts with
+// ReplayExecutionPrefix, so the replay's executions can be counted.
+func ReplayExecutionID(deliveryID, replayID string) string {
+	return hashID(ReplayExecutionPrefix(replayID), deliveryID, "replay", replayID)
+}
+
+// ReplayExecutionPrefix is what the ids of a replay's executions start with.
+func ReplayExecutionPrefix(replayID string) string { return "exec_" + replayID + "_" }
+
 // AttemptID identifies one HTTP attempt, so a replayed record is recognised by
 // the analytics store.
 func AttemptID(executionID string, stepOrder, attempt int, failover bool) string {
@@ -180,6 +191,9 @@ type Task struct {
 	// OnlyStep: run this step alone, not the ones after it (a DLQ retry of a
 	// step the pipeline already went on past).
 	OnlyStep bool `json:"only_step,omitempty"`
+	// Replay is the replay job that made this delivery (X-Afftok-Replay on
+	// every attempt, retries and failover included); empty otherwise.
+	Replay string `json:"replay,omitempty"`
 
 	ev *event.Event // Event, decoded once per run
 }

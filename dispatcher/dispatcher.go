@@ -391,6 +391,8 @@ type rendering struct {
 	mode  string
 	step  *pipeline.CompiledStep
 	fo    bool
+	// replay is the replay job's id, sent as X-Afftok-Replay.
+	replay string
 }
 
 func (d *Dispatcher) target(p *pipeline.Compiled, s *pipeline.CompiledStep, t *delivery.Task, ev *event.Event, retryCount int, failover bool) (*rendering, error) {
@@ -429,7 +431,7 @@ func (d *Dispatcher) target(p *pipeline.Compiled, s *pipeline.CompiledStep, t *d
 	}
 	return &rendering{
 		Request: &Request{Method: s.Method, URL: rawURL, Host: hostKey(u), Header: http.Header{}, Timeout: s.Timeout, Secrets: secrets},
-		scope:   scope, key: key, mode: s.SignatureMode, step: s, fo: failover,
+		scope:   scope, key: key, mode: s.SignatureMode, step: s, fo: failover, replay: t.Replay,
 		sign: signing.Request{DeliveryID: t.DeliveryID, PipelineID: p.ID, TriggerType: ev.TriggerType, TriggerID: ev.TriggerID, RetryCount: retryCount, Now: now, PreviousKey: prev},
 	}, nil
 }
@@ -457,6 +459,9 @@ func (r *rendering) complete() error {
 	}
 	if r.fo {
 		r.Header.Set(signing.HeaderFailover, "true")
+	}
+	if r.replay != "" {
+		r.Header.Set(signing.HeaderReplay, r.replay)
 	}
 	r.Header.Set("User-Agent", "webhookd/1 (+AffTok webhooks)")
 	return nil

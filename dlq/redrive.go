@@ -137,36 +137,12 @@ func (r *Redriver) Delete(ctx context.Context, it *Record) error {
 	return bus.ProduceAll(ctx, r.Client, it.WithState(StateDeleted).Encode(r.Topics.DLQ))
 }
 
-// MinRate and MaxRate bound a bulk redrive's rate per second.
+// MinRate and MaxRate bound a bulk redrive's rate per second (the job runs
+// in package jobs).
 const (
 	MinRate = 0.01
 	MaxRate = 1000
 )
-
-// Redrive retries items in the background at rate per second (clamped to
-// [MinRate, MaxRate]), so a redrive cannot flood a receiver that has just
-// recovered; it stops when ctx ends (the rest stay in the DLQ). Items must be
-// claimed.
-func (r *Redriver) Redrive(ctx context.Context, items []Record, rate float64) {
-	rate = min(max(rate, MinRate), MaxRate)
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for i := range items {
-		select {
-		case <-ctx.Done():
-			r.Log.Warn("bulk redrive stopped by shutdown; the rest stay in the DLQ", "remaining", len(items)-i)
-			return
-		case <-tick.C:
-		}
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if _, err := r.Retry(rctx, &items[i]); err != nil {
-			r.Release(items[i].ID)
-			r.Log.Error("bulk redrive: retry failed; the item stays in the DLQ", "id", items[i].ID, "err", err)
-		}
-		cancel()
-	}
-	r.Log.Info("bulk redrive done", "items", len(items))
-}
 
 // claimSet remembers items this replica changed recently.
 type claimSet struct {

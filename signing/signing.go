@@ -41,6 +41,7 @@ const (
 	// HeaderSignaturePrevious carries, during a key rotation's grace, what the
 	// previous key signs: "sha256=<hex>" in hmac mode, the JWT in jwt mode.
 	HeaderSignaturePrevious = "X-Afftok-Signature-Previous"
+	HeaderReplay            = "X-Afftok-Replay" // the replay job's id, on replayed deliveries
 )
 
 // Standard Webhooks headers (lowercase, as the standard writes them; HTTP
