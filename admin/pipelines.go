@@ -28,6 +28,7 @@ type pipelineInput struct {
 	Status      *string      `json:"status"`
 	Steps       *[]stepInput `json:"steps"`
 	FailoverURL *string      `json:"failover_url"`
+	Ordering    *string      `json:"ordering"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -55,6 +56,7 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.TriggerType, in.TriggerType)
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
+	set(&p.Ordering, in.Ordering)
 	if in.Steps == nil {
 		return
 	}
@@ -358,6 +360,7 @@ type pipelineDetail struct {
 	Status        string                   `json:"status"`
 	Steps         []stepView               `json:"steps"`
 	FailoverURL   string                   `json:"failover_url,omitempty"`
+	Ordering      string                   `json:"ordering"`
 	Stats         *analytics.PipelineStats `json:"stats,omitempty"`
 	LastTriggered *time.Time               `json:"last_triggered"`
 	CreatedAt     time.Time                `json:"created_at"`
@@ -365,12 +368,21 @@ type pipelineDetail struct {
 	Revision      int64                    `json:"revision"`
 }
 
+// orderingOf is a pipeline's ordering as GET shows it ("none" for one
+// stored before the field existed).
+func orderingOf(p *pipeline.Pipeline) string {
+	if p.Ordering == "" {
+		return pipeline.OrderingNone
+	}
+	return p.Ordering
+}
+
 // detail is the spec's "Get Webhook Details" shape; stats are read from
 // ClickHouse when withStats (a store outage degrades to no stats, not an error).
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
-		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+		FailoverURL: r.FailoverURL, Ordering: orderingOf(r), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {

@@ -33,7 +33,11 @@ type Topics struct {
 	Executions string
 	Failover   string
 	DLQ        string
-	Tiers      []Tier // shortest first
+	// Order holds the key locks and releases of pipelines ordered by key
+	// (compacted); Parked the events parked behind a locked key.
+	Order  string
+	Parked string
+	Tiers  []Tier // shortest first
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -59,6 +63,8 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Executions: p + "webhooks.executions",
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
+		Order:      p + "webhooks.order",
+		Parked:     p + "webhooks.parked",
 		Tiers:      tiers,
 	}, nil
 }
@@ -129,6 +135,11 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		{Name: t.Executions, Partitions: n, Configs: del(7 * day)},
 		{Name: t.Failover, Partitions: n, Configs: del(7 * day)},
 		{Name: t.DLQ, Partitions: n, Configs: del(90 * day)},
+		// A key's lock and release records: compaction keeps the last of
+		// each, a cleared key leaves tombstones.
+		{Name: t.Order, Partitions: n, Configs: map[string]*string{"cleanup.policy": ptr("compact")}},
+		// Parked events wait as long as a retry may (the tiers' retention).
+		{Name: t.Parked, Partitions: n, Configs: del(7 * day)},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

@@ -29,11 +29,25 @@ type Pipeline struct {
 	Status      string    `json:"status"`
 	Steps       []Step    `json:"steps"`
 	FailoverURL string    `json:"failover_url,omitempty"`
+	// Ordering: "key" delivers events with the same Kafka key in offset
+	// order (a delivery waiting for a retry holds its key's later ones
+	// back); "none" (the default) delivers each event independently.
+	Ordering string `json:"ordering,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	// Revision increases with every saved change.
 	Revision int64 `json:"revision"`
 }
+
+// Orderings.
+const (
+	OrderingNone = "none"
+	OrderingKey  = "key"
+)
+
+// OrderedByKey reports whether deliveries of events with one Kafka key are
+// made in offset order (a pipeline stored before the field existed is not).
+func (p *Pipeline) OrderedByKey() bool { return p.Ordering == OrderingKey }
 
 // Step is one HTTP call of a pipeline (spec: "Step Structure").
 type Step struct {

@@ -104,6 +104,9 @@ func (p *Pipeline) Normalize() {
 	if p.Status == "" {
 		p.Status = StatusActive
 	}
+	if p.Ordering == "" {
+		p.Ordering = OrderingNone
+	}
 	for i := range p.Steps {
 		s := &p.Steps[i]
 		if s.pos == 0 {
@@ -157,6 +160,11 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 	case StatusActive, StatusPaused, StatusDisabled:
 	default:
 		ve.add("status", "must be active, paused or disabled")
+	}
+	switch p.Ordering {
+	case OrderingNone, OrderingKey:
+	default:
+		ve.add("ordering", "must be none or key")
 	}
 	if len(p.Steps) == 0 {
 		ve.add("steps", "at least one step is required")
