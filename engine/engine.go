@@ -134,10 +134,10 @@ const tierSlack = 10 * time.Millisecond
 type role uint8
 
 const (
-	roleLog  role = iota + 1 // attempt and execution records
-	roleTask                 // a task on a retry tier or the failover topic
-	roleDLQ                  // a DLQ item
-	roleOrder                // the release of a key lock (ordering)
+	roleLog   role = iota + 1 // attempt and execution records
+	roleTask                  // a task on a retry tier or the failover topic
+	roleDLQ                   // a DLQ item
+	roleOrder                 // the release of a key lock (ordering)
 )
 
 func (r role) String() string { return [...]string{"", "log", "task", "dlq", "order"}[r] }
