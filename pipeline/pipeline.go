@@ -22,21 +22,21 @@ const (
 // compacted pipelines topic. It holds signing keys; the API only ever shows
 // Redacted copies.
 type Pipeline struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	TriggerType string `json:"trigger_type"`
-	Status      string `json:"status"`
-	Steps       []Step `json:"steps"`
-	FailoverURL string `json:"failover_url,omitempty"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	TriggerType string    `json:"trigger_type"`
+	Status      string    `json:"status"`
+	Steps       []Step    `json:"steps"`
+	FailoverURL string    `json:"failover_url,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	// Revision increases with every saved change.
+	Revision int64 `json:"revision"`
 	// Ordering: "key" delivers events with the same Kafka key in offset
 	// order (a delivery waiting for a retry holds its key's later ones
 	// back); "none" (the default) delivers each event independently.
-	Ordering  string    `json:"ordering,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	// Revision increases with every saved change.
-	Revision int64 `json:"revision"`
+	Ordering string `json:"ordering,omitempty"`
 }
 
 // Orderings.

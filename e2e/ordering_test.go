@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// orderedReceiver answers 500 to the first fails[id] requests for an event id
+// (the last path segment) and 200 after, and records every request.
+type orderedReceiver struct {
+	*receiver
+	mu    sync.Mutex
+	fails map[string]int
+}
+
+func newOrderedReceiver(t *testing.T, fails map[string]int) *orderedReceiver {
+	r := &orderedReceiver{receiver: newReceiver(t), fails: fails}
+	r.respondWith(func(c captured, w http.ResponseWriter) {
+		id := c.Path[strings.LastIndex(c.Path, "/")+1:]
+		r.mu.Lock()
+		n := r.fails[id]
+		if n != 0 {
+			r.fails[id] = n - 1
+		}
+		r.mu.Unlock()
+		if n != 0 { // < 0: fails for ever
+			w.WriteHeader(500)
+			return
+		}
+		w.WriteHeader(200)
+	})
+	return r
+}
+
+// idOf is the event id a request was for.
+func idOf(c captured) string { return c.Path[strings.LastIndex(c.Path, "/")+1:] }
+
+func status(c captured) string {
+	return c.Header.Get("X-Afftok-Retry-Count")
+}
+
+func TestOrderedPipelineHoldsAKeyBehindItsRetryWhileOtherKeysFlow(t *testing.T) {
+	rcv := newOrderedReceiver(t, map[string]int{"ordA1": 3})
+	p := createPipeline(t, `{"name":"ordered","trigger_type":"conversion","ordering":"key",
+	  "steps":[{"order":1,"url":"`+rcv.URL+`/o/{{conversion.id}}"}]}`)
+	if p["ordering"] != "key" {
+		t.Fatalf("create answered ordering %v", p["ordering"])
+	}
+	if code, out := api(t, "GET", "/api/admin/webhooks/pipelines/"+p["id"].(string), nil); code != 200 || out["data"].(map[string]any)["ordering"] != "key" {
+		t.Fatalf("GET: %d %v", code, out)
+	}
+	for i := 1; i <= 5; i++ {
+		for _, k := range []string{"A", "B"} {
+			produce(t, "afftok.conversions", "ordkey-"+k, fmt.Sprintf(`{"id":"evt_ord%s%d","type":"conversion.created","data":{"id":"ord%s%d"}}`, k, i, k, i))
+		}
+	}
+	// A1 fails three times (retries at 100, 200, 600 ms, scaled), then
+	// succeeds; A2…A5 come after it, in order; B's five come at once.
+	var got []captured
+	for range 5 + 4 + 4 {
+		got = append(got, rcv.next(t))
+	}
+	var aOrder []string
+	a1Done, bDone := -1, 0
+	for i, c := range got {
+		id := idOf(c)
+		switch {
+		case strings.HasPrefix(id, "ordB"):
+			bDone = i
+		case id == "ordA1" && status(c) == "3":
+			a1Done = i
+			aOrder = append(aOrder, id)
+		case id == "ordA1":
+		default:
+			aOrder = append(aOrder, id)
+		}
+	}
+	if a1Done < 0 || bDone > a1Done {
+		t.Fatalf("B's events waited behind A1's retries (last B at %d, A1 delivered at %d)", bDone, a1Done)
+	}
+	if want := []string{"ordA1", "ordA2", "ordA3", "ordA4", "ordA5"}; fmt.Sprint(aOrder) != fmt.Sprint(want) {
+		t.Fatalf("A's deliveries in order %v, want %v", aOrder, want)
+	}
+	for _, c := range got {
+		if id := idOf(c); strings.HasPrefix(id, "ordA") && id != "ordA1" && status(c) != "0" {
+			t.Fatalf("parked %s was delivered as attempt %s, want a first attempt", id, status(c))
+		}
+	}
+	// B's ran while A1 waited: before A1's first retry, in fact.
+	firstRetry := -1
+	for i, c := range got {
+		if idOf(c) == "ordA1" && status(c) == "1" {
+			firstRetry = i
+			break
+		}
+	}
+	if bDone > firstRetry {
+		t.Errorf("B's last event came after A1's first retry (%d > %d): B did not flow at full speed", bDone, firstRetry)
+	}
+	// A key unlocked again delivers at once.
+	produce(t, "afftok.conversions", "ordkey-A", `{"id":"evt_ordA6","type":"conversion.created","data":{"id":"ordA6"}}`)
+	if c := rcv.next(t); idOf(c) != "ordA6" {
+		t.Fatalf("got %s, want ordA6", idOf(c))
+	}
+	waitExecution(t, p["id"].(string), "ordA6")
+	rcv.noneSoFar(t)
+}
+
+func TestOrderedPipelineDeadLetteredBlockerUnblocksItsKey(t *testing.T) {
+	rcv := newOrderedReceiver(t, map[string]int{"ordC1": -1})
+	p := createPipeline(t, `{"name":"ordered-dlq","trigger_type":"conversion","ordering":"key",
+	  "steps":[{"order":1,"url":"`+rcv.URL+`/o/{{conversion.id}}","retry_policy":{"max_attempts":2,"backoff_type":"fixed","initial_delay_seconds":10}}]}`)
+	for i := 1; i <= 3; i++ {
+		produce(t, "afftok.conversions", "ordkey-C", fmt.Sprintf(`{"id":"evt_ordC%d","type":"conversion.created","data":{"id":"ordC%d"}}`, i, i))
+	}
+	var ids []string
+	for range 4 {
+		ids = append(ids, idOf(rcv.next(t)))
+	}
+	if want := []string{"ordC1", "ordC1", "ordC2", "ordC3"}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("requests %v, want %v (C1's two attempts, then the rest in order)", ids, want)
+	}
+	items := dlqItems(t, "/api/admin/webhooks/dlq", p["id"].(string), 1)
+	if items[0]["trigger_id"] != "ordC1" && !strings.Contains(fmt.Sprint(items[0]), "ordC1") {
+		t.Fatalf("DLQ item %v is not C1's", items[0])
+	}
+	waitExecution(t, p["id"].(string), "ordC3")
+	rcv.noneSoFar(t)
+}
+
+func TestOrderingIsValidated(t *testing.T) {
+	code, out := api(t, "POST", "/api/admin/webhooks/pipelines", `{"name":"bad-order","trigger_type":"click","ordering":"fifo","steps":[{"order":1,"url":"https://example.com/x"}]}`)
+	if code != 400 || !strings.Contains(fmt.Sprint(out), "ordering") {
+		t.Fatalf("ordering fifo: %d %v", code, out)
+	}
+}
+
+// produceAsync writes one record without waiting (flushProducer waits).
+func produceAsync(t testing.TB, topic, key, value string) {
+	t.Helper()
+	producer.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value)}, func(_ *kgo.Record, err error) {
+		if err != nil {
+			t.Errorf("produce to %s: %v", topic, err)
+		}
+	})
+}
+
+func flushProducer(t testing.TB) {
+	t.Helper()
+	if err := producer.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOrderedKeyThroughputBesideUnordered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a measurement")
+	}
+	const events = 2000
+	for _, keys := range []int{100, 1} {
+		t.Run(fmt.Sprintf("%d keys", keys), func(t *testing.T) {
+			var n [2]atomic.Int64
+			var last [2]atomic.Int64
+			done := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+			rcv := newReceiver(t)
+			rcv.respondWith(func(c captured, w http.ResponseWriter) {
+				i := 0
+				if strings.HasPrefix(c.Path, "/ordered/") {
+					i = 1
+				}
+				w.WriteHeader(200)
+				last[i].Store(time.Now().UnixNano())
+				if n[i].Add(1) == events {
+					close(done[i])
+				}
+			})
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() { // requests are counted, not looked at
+				for {
+					select {
+					case <-rcv.reqs:
+					case <-stop:
+						return
+					}
+				}
+			}()
+			tag := fmt.Sprintf("tp%d", keys)
+			in := startInstance(t, "dev", merge(ownTopics(tag+"."), map[string]string{"WEBHOOKD_TOPIC_PARTITIONS": "4"}))
+			in.CreatePipeline(t, `{"name":"unordered","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/unordered/{{click.id}}"}]}`)
+			in.CreatePipeline(t, `{"name":"ordered","trigger_type":"click","ordering":"key","steps":[{"order":1,"url":"`+rcv.URL+`/ordered/{{click.id}}"}]}`)
+			start := time.Now()
+			for i := range events {
+				produceAsync(t, tag+".events", fmt.Sprintf("k%d", i%keys), fmt.Sprintf(`{"id":"evt_%s_%d","type":"click.tracked","data":{"id":"c%d"}}`, tag, i, i))
+			}
+			flushProducer(t)
+			for i := range 2 {
+				select {
+				case <-done[i]:
+				case <-time.After(arriveWithin):
+					t.Fatalf("pipeline %d got %d of %d", i, n[i].Load(), events)
+				}
+			}
+			took := func(i int) time.Duration { return time.Unix(0, last[i].Load()).Sub(start) }
+			t.Logf("%d events, %d keys, 4 partitions: unordered %v (%.0f/s), ordered by key %v (%.0f/s)", events, keys,
+				took(0).Round(time.Millisecond), events/took(0).Seconds(), took(1).Round(time.Millisecond), events/took(1).Seconds())
+		})
+	}
+}
