@@ -313,16 +313,7 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 			case roleLog:
 				e.Log.Error("Kafka refused an execution log record; the delivery goes on without it", "topic", o.rec.Topic, "err", err)
 			case roleTask:
-				reason := delivery.ReasonProduceFailed
-				if bus.TooLarge(err) {
-					reason = delivery.ReasonTooLarge
-				}
-				t := o.task
-				text := fmt.Sprintf("Kafka refused the task for %s: %v", o.rec.Topic, err)
-				e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", o.rec.Topic, "reason", reason, "err", err)
-				dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
-				more, _ := e.Apply(nil, dec)
-				again = append(again, more...)
+				again = append(again, e.refusedTask(o.task, o.rec.Topic, err)...)
 			case roleDLQ:
 				if bus.TooLarge(err) && !o.dl.PayloadTruncated {
 					again = append(again, e.deadLetter(o.dl.Reduce()))
@@ -341,6 +332,34 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 		outs = again
 	}
 	return nil
+}
+
+// refusedTask is the DLQ item (and execution) of a task Kafka refused for
+// good on topic.
+func (e *Engine) refusedTask(t *delivery.Task, topic string, err error) []out {
+	reason := delivery.ReasonProduceFailed
+	if bus.TooLarge(err) {
+		reason = delivery.ReasonTooLarge
+	}
+	text := fmt.Sprintf("Kafka refused the task for %s: %v", topic, err)
+	e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", topic, "reason", reason, "err", err)
+	dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
+	more, _ := e.Apply(nil, dec)
+	return more
+}
+
+// Refused hands t, which Kafka refused on topic (a park topic), to the DLQ
+// as a refused task is: too_large, or produce_failed for another refusal
+// that is not transient. A transient refusal is returned as it is: the
+// caller stops without marking, and t runs again.
+func (e *Engine) Refused(ctx context.Context, cl *kgo.Client, t *delivery.Task, topic string, err error) error {
+	if ctx.Err() != nil {
+		return ErrAborted
+	}
+	if transient(err) && !bus.TooLarge(err) {
+		return &FatalError{Err: fmt.Errorf("Kafka refused a record for %s: %w", topic, err)}
+	}
+	return e.send(ctx, cl, e.refusedTask(t, topic, err))
 }
 
 // cloneRecord is a record ready to be produced again (a produced record's

@@ -22,6 +22,9 @@ type Runner interface {
 	// reports that t went to a retry tier or the failover topic.
 	RunLeft(ctx context.Context, cl *kgo.Client, t *delivery.Task) (left bool, err error)
 	Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record, reason string, cause error) error
+	// Refused dead-letters t, which Kafka refused for good on topic (too
+	// large for the park topic, say); a transient refusal is an error.
+	Refused(ctx context.Context, cl *kgo.Client, t *delivery.Task, topic string, err error) error
 }
 
 // Options configure an Orderer.
@@ -341,8 +344,11 @@ func (o *Orderer) run(ctx context.Context, cl *kgo.Client, src tp, t *delivery.T
 func (o *Orderer) park(ctx context.Context, cl *kgo.Client, ks *keyState, t *delivery.Task) error {
 	rec := t.Record(o.o.ParkTopic)
 	rec.Key = []byte(t.Order) // one key's parked events: one partition, in order
-	if err := bus.ProduceAll(ctx, cl, rec); err != nil {
-		return fmt.Errorf("park delivery %s: %w", t.DeliveryID, err)
+	if err := bus.Produce(ctx, cl, rec)[0]; err != nil {
+		// Not parked: a delivery Kafka refuses there (too large) goes to
+		// the DLQ rather than stopping the partition; it cannot run out of
+		// its turn.
+		return o.o.Engine.Refused(ctx, cl, t, o.o.ParkTopic, err)
 	}
 	metrics.Parked.Inc()
 	o.mu.Lock()

@@ -41,6 +41,10 @@ func (f *fakeEngine) RunLeft(_ context.Context, _ *kgo.Client, t *delivery.Task)
 	return left, nil
 }
 
+func (f *fakeEngine) Refused(context.Context, *kgo.Client, *delivery.Task, string, error) error {
+	panic("a park was refused")
+}
+
 func (f *fakeEngine) Unreadable(context.Context, *kgo.Client, *kgo.Record, string, error) error {
 	panic("a parked task could not be read")
 }
