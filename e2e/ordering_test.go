@@ -219,3 +219,124 @@ func TestOrderedKeyThroughputBesideUnordered(t *testing.T) {
 			events, keys, un, ord, 100*ord/un)
 	}
 }
+
+// A SIGKILL while a key is blocked (its later events parked), and another in
+// the middle of draining it, lose nothing and never deliver the key out of
+// order: after each restart the new process reads the locks back from the
+// order topic and drains again from the first parked event (a redo may
+// repeat a delivery, with the same delivery id).
+func TestOrderedKeySurvivesSIGKILLWhileBlockedAndWhileDraining(t *testing.T) {
+	type answer struct {
+		id     string
+		status int
+	}
+	var mu sync.Mutex
+	var answers []answer // requests answered with their status, in order
+	failK1 := 1
+	gate, k3 := make(chan struct{}), make(chan struct{})
+	hangK3 := true
+	rcv := newReceiver(t)
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		id := idOf(c)
+		mu.Lock()
+		st := 200
+		if id == "ordK1" && failK1 > 0 {
+			failK1--
+			st = 500
+		}
+		hang := id == "ordK3" && hangK3
+		if hang {
+			hangK3 = false
+		}
+		mu.Unlock()
+		if hang { // the drain is mid-way: K3's request is in flight when the process dies
+			close(k3)
+			<-gate
+			return
+		}
+		mu.Lock()
+		answers = append(answers, answer{id, st})
+		mu.Unlock()
+		w.WriteHeader(st)
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-rcv.reqs:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	in := ownInstance(t, "ordcrash.", testTiers, "0.02")
+	p := in.CreatePipeline(t, `{"name":"ordered-crash","trigger_type":"click","ordering":"key","steps":[{"order":1,"url":"`+rcv.URL+`/o/{{click.id}}",
+	  "retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":150}}]}`) // 3 s scaled
+	for i := 1; i <= 5; i++ {
+		produce(t, "ordcrash.events", "K", fmt.Sprintf(`{"id":"evt_ordK%d","type":"click.tracked","data":{"id":"ordK%d"}}`, i, i))
+	}
+	for i := 1; i <= 3; i++ {
+		produce(t, "ordcrash.events", "L", fmt.Sprintf(`{"id":"evt_ordL%d","type":"click.tracked","data":{"id":"ordL%d"}}`, i, i))
+	}
+	parked := 0
+	readTopic(t, "ordcrash.webhooks.parked", func(*kgo.Record) bool { parked++; return parked == 4 })
+	in.Kill() // K1 waits in a tier, K2…K5 are parked
+	in.Start(t)
+	select {
+	case <-k3:
+	case <-time.After(arriveWithin):
+		t.Fatal("the key was not drained after the restart")
+	}
+	in.Kill() // mid-drain: K2 delivered, K3 in flight
+	close(gate)
+	in.Start(t)
+	waitFor := func(id string) {
+		for deadline := time.Now().Add(arriveWithin); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			mu.Lock()
+			for _, a := range answers {
+				if a.id == id && a.status == 200 {
+					mu.Unlock()
+					return
+				}
+			}
+			mu.Unlock()
+		}
+		t.Fatalf("%s was never delivered", id)
+	}
+	waitFor("ordK5")
+	in.WaitExecution(t, p["id"].(string), "ordK5")
+	mu.Lock()
+	defer mu.Unlock()
+	first := map[string]int{}
+	var order []string
+	k1Done := -1
+	for i, a := range answers {
+		if a.status != 200 {
+			continue
+		}
+		if a.id == "ordK1" && k1Done < 0 {
+			k1Done = i
+		}
+		if _, seen := first[a.id]; !seen {
+			first[a.id] = i
+			if strings.HasPrefix(a.id, "ordK") {
+				order = append(order, a.id)
+			}
+		}
+	}
+	for i, a := range answers {
+		if strings.HasPrefix(a.id, "ordK") && a.id != "ordK1" && i < k1Done {
+			t.Fatalf("%s was delivered before K1 (answers %v)", a.id, answers)
+		}
+	}
+	if want := []string{"ordK1", "ordK2", "ordK3", "ordK4", "ordK5"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("K delivered first in order %v, want %v (answers %v)", order, want, answers)
+	}
+	for _, id := range []string{"ordL1", "ordL2", "ordL3"} {
+		if _, ok := first[id]; !ok {
+			t.Fatalf("%s lost (answers %v)", id, answers)
+		}
+	}
+	t.Logf("answers across two SIGKILLs: %v", answers)
+}

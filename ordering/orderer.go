@@ -315,14 +315,33 @@ func (o *Orderer) run(ctx context.Context, cl *kgo.Client, src tp, t *delivery.T
 	defer o.done(ks)
 	ks.mu.Lock()
 	o.mu.Lock()
-	l, draining := ks.lock, ks.draining
+	l := ks.lock
+	released := l != nil && o.released[ks.order][l.Blocker]
 	o.mu.Unlock()
-	// A lock naming t itself is t's own, from a run cut short before its
-	// offset was marked: t runs again in its place.
-	if l != nil && (draining || l.Blocker != t.DeliveryID) {
-		err := o.park(ctx, cl, ks, t)
-		ks.mu.Unlock()
-		return err
+	if l != nil {
+		// An event read again after a crash (its offset was not committed)
+		// may be finished already: the lock says how far the key got.
+		off := sourceOffset(t)
+		switch {
+		case off >= 0 && off < l.BlockerOffset:
+			// Delivered (or parked and drained) before the blocker.
+			ks.mu.Unlock()
+			return nil
+		case off >= 0 && off == l.BlockerOffset || l.Blocker == t.DeliveryID:
+			// The blocker itself: finished when released, else it runs
+			// again in its place.
+			if released {
+				ks.mu.Unlock()
+				return nil
+			}
+		case off >= 0 && off <= l.ParkedUpTo:
+			ks.mu.Unlock() // parked already
+			return nil
+		default:
+			err := o.park(ctx, cl, ks, t)
+			ks.mu.Unlock()
+			return err
+		}
 	}
 	ks.mu.Unlock()
 	left, err := o.o.Engine.RunLeft(ctx, cl, t)
@@ -332,9 +351,9 @@ func (o *Orderer) run(ctx context.Context, cl *kgo.Client, src tp, t *delivery.T
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	o.mu.Lock()
-	nl := &Lock{Order: t.Order, Blocker: t.DeliveryID, Topic: src.topic, Partition: src.partition, ParkFrom: -1}
+	nl := &Lock{Order: t.Order, Blocker: t.DeliveryID, BlockerOffset: sourceOffset(t), Topic: src.topic, Partition: src.partition, ParkFrom: -1, ParkedUpTo: -1}
 	if l := ks.lock; l != nil { // t's own lock: its parked events stay where they are
-		nl.ParkPartition, nl.ParkFrom = l.ParkPartition, l.ParkFrom
+		nl.ParkPartition, nl.ParkFrom, nl.ParkedUpTo = l.ParkPartition, l.ParkFrom, l.ParkedUpTo
 	}
 	o.mu.Unlock()
 	return o.writeLock(ctx, cl, ks, nl)
@@ -354,11 +373,21 @@ func (o *Orderer) park(ctx context.Context, cl *kgo.Client, ks *keyState, t *del
 	o.mu.Lock()
 	l := *ks.lock
 	o.mu.Unlock()
-	if l.ParkFrom >= 0 {
-		return nil
+	if l.ParkFrom < 0 {
+		l.ParkPartition, l.ParkFrom = rec.Partition, rec.Offset
 	}
-	l.ParkPartition, l.ParkFrom = rec.Partition, rec.Offset
+	// How far parking got, so that an event read again is not parked twice.
+	l.ParkedUpTo = max(l.ParkedUpTo, sourceOffset(t))
 	return o.writeLock(ctx, cl, ks, &l)
+}
+
+// sourceOffset is the offset of t's event in its source partition (-1 when
+// unknown).
+func sourceOffset(t *delivery.Task) int64 {
+	if t.Source == nil {
+		return -1
+	}
+	return t.Source.Offset
 }
 
 // writeLock writes l and makes it the key's state; a release of its blocker
@@ -451,6 +480,9 @@ func (o *Orderer) drain(ctx context.Context, ks *keyState) error {
 		}
 	}()
 	pos, end := l.ParkFrom, int64(-1)
+	// A parked event at or before the last one delivered is a duplicate (an
+	// event parked again after a crash).
+	doneUpTo := l.BlockerOffset
 	for {
 		if pos < 0 || pos >= end {
 			// Nothing read yet, or all read up to the end seen: look again
@@ -501,15 +533,24 @@ func (o *Orderer) drain(ctx context.Context, ks *keyState) error {
 			}
 			continue
 		}
+		off := sourceOffset(t)
+		if off >= 0 && off <= doneUpTo {
+			continue
+		}
 		metrics.Unparked.Inc()
 		left, err := o.o.Engine.RunLeft(ctx, o.cl, t)
 		if err != nil {
 			return err
 		}
+		doneUpTo = max(doneUpTo, off)
 		if left {
 			// The rest stay parked behind the new blocker.
 			ks.mu.Lock()
-			nl := &Lock{Order: l.Order, Blocker: t.DeliveryID, Topic: l.Topic, Partition: l.Partition, ParkPartition: l.ParkPartition, ParkFrom: pos}
+			o.mu.Lock()
+			cur := *ks.lock // parks since the drain began moved ParkedUpTo
+			o.mu.Unlock()
+			nl := &Lock{Order: l.Order, Blocker: t.DeliveryID, BlockerOffset: off, Topic: l.Topic, Partition: l.Partition,
+				ParkPartition: cur.ParkPartition, ParkFrom: pos, ParkedUpTo: cur.ParkedUpTo}
 			err := o.writeLockNoDrain(ctx, ks, nl)
 			ks.mu.Unlock()
 			return err

@@ -108,11 +108,29 @@ func start(t *testing.T, env *bustest.Env, eng *fakeEngine) *harness {
 	return &harness{env: env, o: o, eng: eng, cl: env.Client}
 }
 
+var (
+	offsetsMu sync.Mutex
+	offsets   = map[string]int64{}
+)
+
+// offsetOf is the source offset of event id: events get increasing offsets
+// in the order they are first named, and keep theirs when read again.
+func offsetOf(id string) int64 {
+	offsetsMu.Lock()
+	defer offsetsMu.Unlock()
+	o, ok := offsets[id]
+	if !ok {
+		o = int64(len(offsets))
+		offsets[id] = o
+	}
+	return o
+}
+
 // task is the delivery of event id of key k to pipeline p.
 func task(id, p, k string) *delivery.Task {
 	ev, _ := json.Marshal(map[string]any{"id": id, "type": "conversion.created", "data": map[string]any{"id": id}})
 	return &delivery.Task{V: 1, DeliveryID: id, ExecutionID: "exec_" + id, PipelineID: p, Event: ev, EventKey: "id:" + id,
-		Source: &delivery.Source{Topic: src, Partition: 0}, Order: delivery.OrderKey(p, []byte(k))}
+		Source: &delivery.Source{Topic: src, Partition: 0, Offset: offsetOf(id)}, Order: delivery.OrderKey(p, []byte(k))}
 }
 
 // jobs prepares the jobs of the tasks in this order, as the event consumer
@@ -167,6 +185,23 @@ func (h *harness) waitUnlocked(t *testing.T, order string) {
 		h.o.catchUpOrFail(t)
 	}
 	t.Fatalf("key %s still locked", order)
+}
+
+// waitBlocker waits until b blocks its key and no drain runs.
+func (h *harness) waitBlocker(t *testing.T, b *delivery.Task) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		h.o.mu.Lock()
+		ks := h.o.keys[b.Order]
+		ok := ks != nil && ks.lock != nil && ks.lock.Blocker == b.DeliveryID && !ks.draining
+		h.o.mu.Unlock()
+		if ok {
+			return
+		}
+		h.o.catchUpOrFail(t)
+	}
+	t.Fatalf("%s does not block its key", b.DeliveryID)
 }
 
 func (o *Orderer) catchUpOrFail(t *testing.T) {
@@ -290,6 +325,45 @@ func TestARedoOfTheBlockerItselfRunsInsteadOfParking(t *testing.T) {
 	// crash): it is the blocker, not behind it.
 	h.runAll(t, h.jobs(task("a1", "p", "A")))
 	h.eng.expect(t, "a1")
+}
+
+func TestEventsReadAgainAfterACrashAreNotDeliveredOrParkedTwice(t *testing.T) {
+	env := bustest.Start(t, "", nil)
+	a0, a1, a2, a3 := task("x0", "p", "X"), task("x1", "p", "X"), task("x2", "p", "X"), task("x3", "p", "X")
+	h := start(t, env, newFakeEngine("x1"))
+	h.runAll(t, h.jobs(a0, a1, a2))
+	h.eng.expect(t, "x0", "x1")
+	// The source partition is read again from before x0 (offsets not
+	// committed): x0 was delivered before the blocker, x1 is the blocker
+	// (not released: it runs again in its place), x2 is parked already.
+	h.runAll(t, h.jobs(task("x0", "p", "X"), task("x1", "p", "X"), task("x2", "p", "X"), a3))
+	h.eng.expect(t, "x1")
+	h.eng.none(t)
+	if parked := env.Read(t, env.Topics.Parked); len(parked) != 2 {
+		t.Fatalf("%d parked records, want x2 and x3 once each", len(parked))
+	}
+	h.release(t, a1)
+	h.eng.expect(t, "x2", "x3")
+	h.waitUnlocked(t, a1.Order)
+	// Read again once more, now that the key is clear: nothing is known
+	// to be done, so they run again (at-least-once), in order.
+	h.runAll(t, h.jobs(task("x2", "p", "X"), task("x3", "p", "X")))
+	h.eng.expect(t, "x2", "x3")
+}
+
+func TestReleasedBlockerReadAgainIsNotDeliveredAgain(t *testing.T) {
+	env := bustest.Start(t, "", nil)
+	y1, y2 := task("y1", "p", "Y"), task("y2", "p", "Y")
+	eng := newFakeEngine("y1", "y2")
+	h := start(t, env, eng)
+	h.runAll(t, h.jobs(y1, y2))
+	h.eng.expect(t, "y1")
+	h.release(t, y1)
+	h.eng.expect(t, "y2") // leaves: y2 is the blocker now, y1 released
+	h.waitBlocker(t, y2)
+	h.runAll(t, h.jobs(task("y1", "p", "Y"), task("y2", "p", "Y")))
+	h.eng.expect(t, "y2") // y1 is before the blocker; y2 runs again in its place
+	h.eng.none(t)
 }
 
 func TestOrderKeyIsUniqueForBinaryAndTildeKeys(t *testing.T) {

@@ -39,8 +39,10 @@ const (
 // parked events begin.
 type Lock struct {
 	Order string `json:"order"` // delivery.OrderKey
-	// Blocker is the delivery id the key waits for.
-	Blocker string `json:"blocker"`
+	// Blocker is the delivery id the key waits for; BlockerOffset its
+	// event's offset in the source partition. Events before it are done.
+	Blocker       string `json:"blocker"`
+	BlockerOffset int64  `json:"blocker_offset"`
 	// Topic and Partition are the source partition of the key's events: its
 	// owner is the one writer of this lock.
 	Topic     string `json:"topic"`
@@ -50,6 +52,9 @@ type Lock struct {
 	// ParkFrom is -1 while none is parked.
 	ParkPartition int32 `json:"park_partition"`
 	ParkFrom      int64 `json:"park_from"`
+	// ParkedUpTo is the source offset of the last event parked (-1: none),
+	// so that an event read again after a crash is not parked twice.
+	ParkedUpTo int64 `json:"parked_up_to"`
 }
 
 // Release says a blocker ended.
