@@ -136,6 +136,32 @@ func TestOrderedPipelineDeadLetteredBlockerUnblocksItsKey(t *testing.T) {
 	rcv.noneSoFar(t)
 }
 
+func TestOrderedPipelineFailoverOutcomeUnblocksItsKey(t *testing.T) {
+	rcv := newOrderedReceiver(t, map[string]int{"ordF1": -1})
+	fo := newReceiver(t)
+	p := createPipeline(t, `{"name":"ordered-failover","trigger_type":"conversion","ordering":"key","failover_url":"`+fo.URL+`/fo/{{conversion.id}}",
+	  "steps":[{"order":1,"url":"`+rcv.URL+`/o/{{conversion.id}}","retry_policy":{"max_attempts":1}}]}`)
+	for i := 1; i <= 3; i++ {
+		produce(t, "afftok.conversions", "ordkey-F", fmt.Sprintf(`{"id":"evt_ordF%d","type":"conversion.created","data":{"id":"ordF%d"}}`, i, i))
+	}
+	if c := rcv.next(t); idOf(c) != "ordF1" {
+		t.Fatalf("first request for %s, want ordF1", idOf(c))
+	}
+	f := fo.next(t) // F1 went to failover, and was delivered there
+	if idOf(f) != "ordF1" {
+		t.Fatalf("failover got %s", idOf(f))
+	}
+	for _, want := range []string{"ordF2", "ordF3"} {
+		c := rcv.next(t)
+		if idOf(c) != want || c.At.Before(f.At) {
+			t.Fatalf("got %s at %v (failover of F1 at %v), want %s after it", idOf(c), c.At, f.At, want)
+		}
+	}
+	waitExecution(t, p["id"].(string), "ordF3")
+	rcv.noneSoFar(t)
+	fo.noneSoFar(t)
+}
+
 func TestOrderingIsValidated(t *testing.T) {
 	code, out := api(t, "POST", "/api/admin/webhooks/pipelines", `{"name":"bad-order","trigger_type":"click","ordering":"fifo","steps":[{"order":1,"url":"https://example.com/x"}]}`)
 	if code != 400 || !strings.Contains(fmt.Sprint(out), "ordering") {
