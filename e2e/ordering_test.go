@@ -366,3 +366,86 @@ func TestOrderedKeySurvivesSIGKILLWhileBlockedAndWhileDraining(t *testing.T) {
 	}
 	t.Logf("answers across two SIGKILLs: %v", answers)
 }
+
+// A key blocked on one replica is drained by another: replica A writes the
+// lock and parks, A dies, B takes the partitions over, reads the lock back,
+// and drains the key when the blocker's retry (run by B's tier consumer)
+// succeeds.
+func TestOrderedKeyBlockedOnAReplicaThatDiesIsDrainedByTheSurvivor(t *testing.T) {
+	const prefix = "ordtake."
+	var mu sync.Mutex
+	var delivered []string // 200 answers, in order
+	failK1 := 1
+	rcv := newReceiver(t)
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		id := idOf(c)
+		mu.Lock()
+		defer mu.Unlock()
+		if id == "ordK1" && failK1 > 0 {
+			failK1--
+			w.WriteHeader(500)
+			return
+		}
+		delivered = append(delivered, id)
+		w.WriteHeader(200)
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-rcv.reqs:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	env := merge(ownTopics(prefix), map[string]string{"WEBHOOKD_TOPIC_PARTITIONS": "2", "WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s",
+		"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02", "WEBHOOKD_BREAKER_FAILURES": "0"})
+	a := startInstance(t, "dev", env)
+	a.CreatePipeline(t, `{"name":"ordered-takeover","trigger_type":"click","ordering":"key","steps":[{"order":1,"url":"`+rcv.URL+`/o/{{click.id}}",
+	  "retry_policy":{"max_attempts":3,"backoff_type":"fixed","initial_delay_seconds":750}}]}`) // 15 s scaled: past the takeover
+	for i := 1; i <= 4; i++ {
+		produce(t, prefix+"events", "K", fmt.Sprintf(`{"id":"evt_ordtK%d","type":"click.tracked","data":{"id":"ordK%d"}}`, i, i))
+	}
+	produce(t, prefix+"events", "L", `{"id":"evt_ordtL1","type":"click.tracked","data":{"id":"ordL1"}}`)
+	parked := 0
+	readTopic(t, prefix+"webhooks.parked", func(*kgo.Record) bool { parked++; return parked == 3 })
+	b := startInstance(t, "serve", merge(env, map[string]string{"WEBHOOKD_ROLES": "dispatcher,retry", "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true"}))
+	from := b.logs.count()
+	a.Kill()
+	if _, err := b.logs.waitLine(from, func(l string) (string, bool) {
+		return l, strings.Contains(l, `"msg":"partitions assigned"`) && strings.Contains(l, prefix+"events")
+	}, b.proc.done, arriveWithin); err != nil {
+		t.Fatalf("the survivor never took the event partitions over: %v", err)
+	}
+	for deadline := time.Now().Add(arriveWithin); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := len(delivered)
+		mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %v after %v", delivered, arriveWithin)
+		}
+	}
+	b.WaitCaughtUp(t)
+	mu.Lock()
+	defer mu.Unlock()
+	var ks []string
+	seen := map[string]bool{}
+	for _, id := range delivered {
+		if strings.HasPrefix(id, "ordK") && !seen[id] {
+			ks = append(ks, id)
+		}
+		seen[id] = true
+	}
+	if want := []string{"ordK1", "ordK2", "ordK3", "ordK4"}; fmt.Sprint(ks) != fmt.Sprint(want) || !seen["ordL1"] {
+		t.Fatalf("delivered %v: want K1…K4 first delivered in order, and L1", delivered)
+	}
+	if !strings.Contains(strings.Join(b.Logs(), "\n"), "took over locked keys") {
+		t.Errorf("the survivor did not log taking over the locked key")
+	}
+	t.Logf("delivered across the takeover: %v", delivered)
+}
