@@ -57,8 +57,9 @@ type Orderer struct {
 	keys   map[string]*keyState
 	chains map[tp]map[string]chan struct{} // last delivery of each key in line, per partition
 
-	fatal chan error
-	stop  context.CancelFunc // ends Run
+	fatal   chan error
+	stop    context.CancelFunc // ends Run
+	markers *kgo.Client        // writes sync markers (catchUp); closed when Run ends
 }
 
 type tp struct {
@@ -115,6 +116,13 @@ func (o *Orderer) Run(ctx context.Context) error {
 	o.mu.Lock()
 	o.stop = cancel
 	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.markers != nil {
+			o.markers.Close()
+		}
+	}()
 	for {
 		fetches := o.cl.PollFetches(ctx)
 		select {
@@ -162,6 +170,7 @@ func (o *Orderer) apply(rec *kgo.Record) {
 		return
 	}
 	switch {
+	case e.order == "": // a sync marker
 	case e.isLock && e.lock == nil:
 		delete(o.locks, e.order)
 	case e.isLock:
@@ -217,7 +226,12 @@ func (o *Orderer) Start(ctx context.Context, topic string, partition int32) erro
 	return nil
 }
 
-// catchUp waits until everything in the order topic now is folded in.
+// catchUp waits until everything in the order topic now is folded in. It
+// writes a marker (key "sync", no value) to every partition and waits until
+// it has read each back: unlike an end offset, a record just written is
+// always there to be read (compaction may have removed every record before
+// a partition's end, tombstones included, and an end nothing reaches would
+// hold the partition for ever).
 func (o *Orderer) catchUp(ctx context.Context) error {
 	ends, err := kadm.NewClient(o.cl).ListEndOffsets(ctx, o.o.OrderTopic)
 	if err == nil {
@@ -226,14 +240,25 @@ func (o *Orderer) catchUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ordering: end of the order topic: %w", err)
 	}
+	mc, err := o.markerClient()
+	if err != nil {
+		return err
+	}
+	var markers []*kgo.Record
+	ends.Each(func(l kadm.ListedOffset) {
+		markers = append(markers, &kgo.Record{Topic: o.o.OrderTopic, Partition: l.Partition, Key: []byte(syncKey)})
+	})
+	if err := bus.ProduceAll(ctx, mc, markers...); err != nil {
+		return fmt.Errorf("ordering: sync marker: %w", err)
+	}
 	for {
 		o.mu.Lock()
 		behind := false
-		ends.Each(func(l kadm.ListedOffset) {
-			if o.applied[l.Partition] < l.Offset {
+		for _, m := range markers {
+			if o.applied[m.Partition] <= m.Offset {
 				behind = true
 			}
-		})
+		}
 		changed := o.changed
 		o.mu.Unlock()
 		if !behind {
@@ -245,6 +270,21 @@ func (o *Orderer) catchUp(ctx context.Context) error {
 		case <-changed:
 		}
 	}
+}
+
+// markerClient is the client that writes sync markers to chosen partitions.
+func (o *Orderer) markerClient() (*kgo.Client, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.markers != nil {
+		return o.markers, nil
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, o.o.ClientOpts...), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		return nil, fmt.Errorf("ordering: marker client: %w", err)
+	}
+	o.markers = cl
+	return cl, nil
 }
 
 // Stop implements consumer.PartitionHooks: the partition's drains stop (the

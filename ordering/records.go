@@ -33,6 +33,8 @@ import (
 const (
 	lockPrefix    = "lock|"
 	releasePrefix = "rel|"
+	// syncKey marks a catch-up (Orderer.catchUp); it carries nothing.
+	syncKey = "sync"
 )
 
 // Lock is the state of a locked key: the delivery it waits for and where its
@@ -97,6 +99,8 @@ type entry struct {
 func decodeEntry(key, value []byte) (entry, error) {
 	k := string(key)
 	switch {
+	case k == syncKey:
+		return entry{}, nil
 	case strings.HasPrefix(k, lockPrefix):
 		e := entry{order: k[len(lockPrefix):], isLock: true}
 		if value == nil {
