@@ -238,10 +238,16 @@ func TestOrderedKeyThroughputBesideUnordered(t *testing.T) {
 		in.API(t, "DELETE", "/api/admin/webhooks/pipelines/"+p["id"].(string), nil)
 		return events / took.Seconds()
 	}
+	measure("none", 100) // warm-up: connections, the sink, the first batches
 	for _, keys := range []int{100, 1} {
-		un := measure("none", keys)
-		ord := measure("key", keys)
-		t.Logf("%d events over %d keys (4 partitions), one pipeline at a time: unordered %.0f deliveries/s, ordered by key %.0f deliveries/s (%.0f %%)",
+		// Each side twice, interleaved; the better run of each counts (the
+		// machine is shared, a slow run is noise, not the design).
+		var un, ord float64
+		for range 2 {
+			un = max(un, measure("none", keys))
+			ord = max(ord, measure("key", keys))
+		}
+		t.Logf("%d events over %d keys (4 partitions), one pipeline at a time, best of 2: unordered %.0f deliveries/s, ordered by key %.0f deliveries/s (%.0f %%)",
 			events, keys, un, ord, 100*ord/un)
 	}
 }
