@@ -391,11 +391,15 @@ func (o *Orderer) run(ctx context.Context, cl *kgo.Client, src tp, t *delivery.T
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	o.mu.Lock()
-	nl := &Lock{Order: t.Order, Blocker: t.DeliveryID, BlockerOffset: sourceOffset(t), Topic: src.topic, Partition: src.partition, ParkFrom: -1, ParkedUpTo: -1}
-	if l := ks.lock; l != nil { // t's own lock: its parked events stay where they are
-		nl.ParkPartition, nl.ParkFrom, nl.ParkedUpTo = l.ParkPartition, l.ParkFrom, l.ParkedUpTo
-	}
+	locked := ks.lock != nil
 	o.mu.Unlock()
+	if locked {
+		// t ran again in its place as the blocker of a lock that exists
+		// already (or that a drain has moved on from since): nothing to add.
+		// Its task's release, if the key moved on, matches nothing.
+		return nil
+	}
+	nl := &Lock{Order: t.Order, Blocker: t.DeliveryID, BlockerOffset: sourceOffset(t), Topic: src.topic, Partition: src.partition, ParkFrom: -1, ParkedUpTo: -1}
 	return o.writeLock(ctx, cl, ks, nl)
 }
 
@@ -562,6 +566,12 @@ func (o *Orderer) drain(ctx context.Context, ks *keyState) error {
 		if rec.Offset < pos {
 			continue
 		}
+		if rec.Offset > pos {
+			// The park topic keeps every offset (delete policy, no
+			// transactions): a gap is retention having removed them.
+			o.o.Log.Error("parked events were removed by the park topic's retention before their key was released; they are lost",
+				"order", ks.order, "partition", l.ParkPartition, "from", pos, "to", rec.Offset)
+		}
 		pos = rec.Offset + 1
 		if string(rec.Key) != ks.order {
 			continue // another key's parked event
@@ -651,7 +661,10 @@ type reader struct {
 func (o *Orderer) newReader(partition int32, from int64) (*reader, error) {
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, o.o.ClientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.o.ParkTopic: {partition: kgo.NewOffset().At(from)}}),
-		kgo.ConsumeResetOffset(kgo.NoResetOffset()))...)
+		// Parked events past the topic's retention are gone: go on from
+		// the oldest one left (drain logs the loss) rather than fail for
+		// ever.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return nil, fmt.Errorf("park topic reader: %w", err)
 	}
