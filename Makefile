@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test ./strictjson -run '^$$' -fuzz FuzzStrictDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzDecodeTask -fuzztime $(FUZZTIME)
 	$(GO) test ./jobs -run '^$$' -fuzz FuzzDecodeJob -fuzztime $(FUZZTIME)
+	$(GO) test ./ordering -run '^$$' -fuzz FuzzDecodeEntry -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzRedact -fuzztime $(FUZZTIME)
 	$(GO) test ./app -run '^$$' -fuzz FuzzAdminAPI -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzInetAton -fuzztime $(FUZZTIME)

@@ -37,7 +37,8 @@ type pipelineInput struct {
 	FailoverRetryPolicy *pipeline.RetryPolicy `json:"failover_retry_policy"`
 	defaultFailover     bool
 	// Filter: {} removes the filter.
-	Filter *json.RawMessage `json:"filter"`
+	Filter   *json.RawMessage `json:"filter"`
+	Ordering *string          `json:"ordering"`
 
 	ID            json.RawMessage `json:"id"`
 	Stats         json.RawMessage `json:"stats"`
@@ -89,6 +90,7 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 		v := *in.AutoDisableAfterSeconds
 		p.AutoDisableAfterSeconds = &v
 	}
+	set(&p.Ordering, in.Ordering)
 	if in.Steps == nil {
 		return
 	}
@@ -474,6 +476,7 @@ type pipelineDetail struct {
 	Status        string                   `json:"status"`
 	Steps         []stepView               `json:"steps"`
 	FailoverURL   string                   `json:"failover_url,omitempty"`
+	Ordering      string                   `json:"ordering"`
 	Stats         *analytics.PipelineStats `json:"stats,omitempty"`
 	LastTriggered *time.Time               `json:"last_triggered"`
 	CreatedAt     time.Time                `json:"created_at"`
@@ -489,12 +492,21 @@ type pipelineDetail struct {
 	ReenabledAt             *time.Time            `json:"reenabled_at,omitempty"`
 }
 
+// orderingOf is a pipeline's ordering as GET shows it ("none" for one
+// stored before the field existed).
+func orderingOf(p *pipeline.Pipeline) string {
+	if p.Ordering == "" {
+		return pipeline.OrderingNone
+	}
+	return p.Ordering
+}
+
 // detail is the spec's "Get Webhook Details" shape; stats are read from
 // ClickHouse when withStats (a store outage degrades to no stats, not an error).
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
-		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, Ordering: orderingOf(r), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
 	d.AutoDisableAfterSeconds, d.DisabledReason, d.DisabledAt, d.ReenabledAt = r.AutoDisableAfterSeconds, r.DisabledReason, r.DisabledAt, r.ReenabledAt
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/afftok/webhookd/engine"
 	"github.com/afftok/webhookd/jobs"
 	"github.com/afftok/webhookd/opevents"
+	"github.com/afftok/webhookd/ordering"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/registry"
 	"github.com/afftok/webhookd/retrytopics"
@@ -182,8 +183,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		checks = append(checks, admin.Check{Name: "failover", Ready: fc.Ready})
 	}
 	if cfg.HasRole(config.RoleDispatcher) {
-		a.Consumer = consumer.New(opts("dispatcher", cfg.ConsumerGroup, a.Topics.Events...),
-			&consumer.EventHandler{Pipes: a.Registry, Engine: eng, Log: log.With("worker", "dispatcher")})
+		// Pipelines ordered by key: the locks of this replica's source
+		// partitions, read from the order topic (package ordering).
+		orderClient, err := a.client(append(append([]kgo.Opt{}, base...), ordering.ConsumeOpts(a.Topics.Order)...))
+		if err != nil {
+			return nil, err
+		}
+		orderer := ordering.New(orderClient, ordering.Options{ClientOpts: base, OrderTopic: a.Topics.Order, ParkTopic: a.Topics.Parked,
+			Engine: eng, Log: log.With("worker", "ordering")})
+		a.sup.Add(orderer)
+		o := opts("dispatcher", cfg.ConsumerGroup, a.Topics.Events...)
+		o.Hooks = orderer
+		a.Consumer = consumer.New(o,
+			&consumer.EventHandler{Pipes: a.Registry, Engine: eng, Order: orderer, Log: log.With("worker", "dispatcher")})
 		a.sup.Add(registryGated{a.Registry, a.Consumer})
 		checks = append(checks, admin.Check{Name: "dispatcher", Ready: a.Consumer.Ready})
 	}

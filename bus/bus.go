@@ -39,6 +39,10 @@ type Topics struct {
 	OperatorEvents string
 	// Jobs holds replay and bulk-redrive jobs and their checkpoints.
 	Jobs string
+	// Order holds the key locks and releases of pipelines ordered by key
+	// (compacted); Parked the events parked behind a locked key.
+	Order  string
+	Parked string
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -65,6 +69,8 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Failover:   p + "webhooks.failover",
 		DLQ:        p + "webhooks.dlq",
 		Jobs:       p + "webhooks.jobs",
+		Order:      p + "webhooks.order",
+		Parked:     p + "webhooks.parked",
 		Tiers:      tiers,
 
 		OperatorEvents: p + "webhooks.operator-events",
@@ -143,6 +149,11 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		// One partition: its owner in the jobs consumer group is the one
 		// replica that runs jobs; compacted, so a job's last checkpoint stays.
 		{Name: t.Jobs, Partitions: 1, Configs: map[string]*string{"cleanup.policy": ptr("compact"), "min.compaction.lag.ms": ms(time.Hour)}},
+		// A key's lock and release records: compaction keeps the last of
+		// each, a cleared key leaves tombstones.
+		{Name: t.Order, Partitions: n, Configs: map[string]*string{"cleanup.policy": ptr("compact")}},
+		// Parked events wait as long as a retry may (the tiers' retention).
+		{Name: t.Parked, Partitions: n, Configs: del(7 * day)},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

@@ -60,6 +60,19 @@ type Options struct {
 	// most of it, then they are cancelled and what is finished is committed.
 	Grace time.Duration
 	Log   *slog.Logger
+	// Hooks, when set, hear of each partition this consumer starts and stops
+	// processing (ordering.Orderer).
+	Hooks PartitionHooks
+}
+
+// PartitionHooks hear of the partitions a consumer processes.
+type PartitionHooks interface {
+	// Start runs before the partition's first record is prepared; the
+	// partition waits for it. ctx ends when the partition is stopped. An
+	// error other than ctx's is fatal.
+	Start(ctx context.Context, topic string, partition int32) error
+	// Stop runs once the partition's work has stopped.
+	Stop(topic string, partition int32)
 }
 
 // Consumer runs a Handler over a consumer group's partitions.
@@ -405,6 +418,26 @@ func (w *partWorker) next() *kgo.Record {
 
 func (w *partWorker) run() {
 	defer close(w.done)
+	if h := w.c.o.Hooks; h != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-w.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := h.Start(ctx, w.topic, w.partition)
+		quit := ctx.Err() != nil
+		cancel()
+		if quit {
+			return
+		}
+		if err != nil {
+			w.c.fail(fmt.Errorf("%s partition %d: %w", w.topic, w.partition, err))
+			return
+		}
+	}
 	for {
 		rec := w.next()
 		if rec == nil {
@@ -529,6 +562,9 @@ func (w *partWorker) stop(graceful bool, deadline time.Time) {
 	w.fenced = true // nothing marks after the partition is handed back
 	w.mu.Unlock()
 	w.cancel()
+	if h := w.c.o.Hooks; h != nil {
+		h.Stop(w.topic, w.partition)
+	}
 }
 
 // WaitUntil blocks until due (or returns at once for a due time in the

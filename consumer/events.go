@@ -26,13 +26,23 @@ type Runner interface {
 	Unreadable(ctx context.Context, cl *kgo.Client, rec *kgo.Record, reason string, cause error) error
 }
 
+// Orderer runs the deliveries of pipelines ordered by key (*ordering.Orderer).
+type Orderer interface {
+	// Job is the job of t, a delivery of an ordered pipeline for rec: one
+	// key's jobs run one at a time in the order Job was called.
+	Job(rec *kgo.Record, t *delivery.Task) Job
+}
+
 // EventHandler fans each event out to every active pipeline of its trigger
 // type whose filter (if any) the event passes: one job per delivery, so each proceeds on its own and the event's
 // offset is finished when all of them are.
 type EventHandler struct {
 	Pipes  Pipelines
 	Engine Runner
-	Log    *slog.Logger
+	// Order runs deliveries of pipelines with ordering "key" (nil: every
+	// delivery runs on its own).
+	Order Orderer
+	Log   *slog.Logger
 }
 
 // Prepare implements Handler. The event is decoded once and shared,
@@ -72,6 +82,12 @@ func (h *EventHandler) Prepare(rec *kgo.Record) Work {
 			}
 		}
 		t := delivery.NewTask(ev, rec.Value, src, key, p.ID, p.Steps[0].Order, now)
+		// An event without a Kafka key has no order to keep.
+		if p.OrderedByKey() && rec.Key != nil && h.Order != nil {
+			t.Order = delivery.OrderKey(p.ID, rec.Key)
+			jobs = append(jobs, h.Order.Job(rec, t))
+			continue
+		}
 		jobs = append(jobs, func(ctx context.Context, cl *kgo.Client) error { return h.Engine.Run(ctx, cl, t) })
 	}
 	return Work{Jobs: jobs}

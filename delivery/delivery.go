@@ -11,7 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -43,6 +46,25 @@ func EventKey(eventID, topic string, partition int32, offset int64) string {
 // It is derived, not random, so a replay after a crash carries the same id and
 // receivers can de-duplicate; it never changes across retries or failover.
 func ID(eventKey, pipelineID string) string { return hashID("wh_del_", eventKey, pipelineID) }
+
+// OrderKey is the key lock of a pipeline ordered by key for events with the
+// Kafka key k: "pipelineID|k", with k as it is when it is printable UTF-8
+// not starting with "~", else "~" and its hex form (keys are unique either
+// way, and survive JSON).
+func OrderKey(pipelineID string, k []byte) string {
+	s := string(k)
+	printable := utf8.Valid(k) && !strings.HasPrefix(s, "~")
+	for _, r := range s {
+		if !printable || !unicode.IsPrint(r) {
+			printable = false
+			break
+		}
+	}
+	if !printable {
+		s = "~" + hex.EncodeToString(k)
+	}
+	return pipelineID + "|" + s
+}
 
 // ExecutionID identifies one attempt cycle of a delivery: cycle 0 is the
 // first, each DLQ retry starts a new one.
@@ -194,6 +216,13 @@ type Task struct {
 	// Replay is the replay job that made this delivery (X-Afftok-Replay on
 	// every attempt, retries and failover included); empty otherwise.
 	Replay string `json:"replay,omitempty"`
+	// Order is the key lock ("pipelineID|key", OrderKey) of a delivery of a
+	// pipeline ordered by key; empty otherwise.
+	Order string `json:"order,omitempty"`
+	// Blocks: the delivery left for a retry tier or the failover topic while
+	// holding its key (Order) — later events of the key are parked behind
+	// it — so its end (delivered, dead, cancelled) releases the key.
+	Blocks bool `json:"blocks,omitempty"`
 
 	ev *event.Event // Event, decoded once per run
 }
@@ -279,6 +308,8 @@ func (t *Task) AtStep(order int, now time.Time) *Task {
 func (t *Task) NewCycle(itemID string, now time.Time) *Task {
 	n := t.AtStep(t.StepOrder, now)
 	n.V, n.Cycle, n.Dead = Version, t.Cycle+1, 0
+	// A DLQ retry comes after its key was released: it is nobody's blocker.
+	n.Order, n.Blocks = "", false
 	n.ExecutionID = hashID("exec_", t.DeliveryID, itemID, strconv.Itoa(n.Cycle))
 	n.NotBefore, n.ExecStartedAt = now, now
 	return n

@@ -31,6 +31,7 @@ import (
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/metrics"
+	"github.com/afftok/webhookd/ordering"
 	"github.com/afftok/webhookd/pipeline"
 )
 
@@ -82,6 +83,14 @@ func (e *Engine) now() time.Time {
 // Run drives t until a decision needs Kafka, and hands it over. nil: all of
 // it is acknowledged.
 func (e *Engine) Run(ctx context.Context, cl *kgo.Client, t *delivery.Task) error {
+	_, err := e.RunLeft(ctx, cl, t)
+	return err
+}
+
+// RunLeft is Run, and also reports whether the delivery left for a retry
+// tier or the failover topic (Retry, Defer, Failover): a delivery of a
+// pipeline ordered by key then holds its key (package ordering).
+func (e *Engine) RunLeft(ctx context.Context, cl *kgo.Client, t *delivery.Task) (left bool, err error) {
 	var outs []out
 	for t != nil {
 		p, ok := e.Pipes.Get(t.PipelineID)
@@ -92,13 +101,17 @@ func (e *Engine) Run(ctx context.Context, cl *kgo.Client, t *delivery.Task) erro
 			dec = e.Steps.Step(ctx, p, t)
 		}
 		if dec.Verdict == delivery.Abort {
-			return ErrAborted
+			return false, ErrAborted
+		}
+		switch dec.Verdict {
+		case delivery.Retry, delivery.Defer, delivery.Failover:
+			left = true
 		}
 		var more []out
 		more, t = e.Apply(p, &dec)
 		outs = append(outs, more...)
 	}
-	return e.send(ctx, cl, outs)
+	return left, e.send(ctx, cl, outs)
 }
 
 // Hop moves a task that is not yet due to the tier that fits what is left of
@@ -121,12 +134,13 @@ const tierSlack = 10 * time.Millisecond
 type role uint8
 
 const (
-	roleLog  role = iota + 1 // attempt and execution records
-	roleTask                 // a task on a retry tier or the failover topic
-	roleDLQ                  // a DLQ item
+	roleLog   role = iota + 1 // attempt and execution records
+	roleTask                  // a task on a retry tier or the failover topic
+	roleDLQ                   // a DLQ item
+	roleOrder                 // the release of a key lock (ordering)
 )
 
-func (r role) String() string { return [...]string{"", "log", "task", "dlq"}[r] }
+func (r role) String() string { return [...]string{"", "log", "task", "dlq", "order"}[r] }
 
 type out struct {
 	rec   *kgo.Record
@@ -143,6 +157,20 @@ func (e *Engine) Apply(p *pipeline.Compiled, dec *delivery.Decision) ([]out, *de
 	var outs []out
 	if dec.Attempt != nil {
 		outs = append(outs, e.log(dec.Attempt.ExecutionID, dec.Attempt))
+	}
+	switch dec.Verdict {
+	case delivery.Retry, delivery.Defer, delivery.Failover:
+		// A delivery of an ordered pipeline leaving for a topic holds its
+		// key until it ends (its caller writes the lock).
+		if dec.Task.Order != "" {
+			dec.Task.Blocks = true
+		}
+	case delivery.Done, delivery.Cancelled, delivery.Dead:
+		// The end of a delivery that holds its key releases it — the
+		// execution going on in place (Dead with Continue) has not ended.
+		if t := dec.Task; t.Blocks && t.Order != "" && (dec.Verdict != delivery.Dead || dec.Continue == nil) && e.Topics.Order != "" {
+			outs = append(outs, out{rec: ordering.ReleaseRecord(e.Topics.Order, t), role: roleOrder})
+		}
 	}
 	switch dec.Verdict {
 	case delivery.Next:
@@ -263,6 +291,10 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 				cause = "transient"
 			}
 			metrics.ProduceFailures.WithLabelValues(o.role.String(), cause).Inc()
+			if o.role == roleOrder && cause != "transient" {
+				// A lost release would hold the key for ever.
+				return &FatalError{Err: fmt.Errorf("Kafka refused the release of a key lock: %w", err)}
+			}
 			if cause == "transient" && o.role != roleLog {
 				if o.tries < len(transientBackoff) {
 					e.Log.Warn("Kafka refused a record for now; trying again", "topic", o.rec.Topic, "err", err)
@@ -281,16 +313,7 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 			case roleLog:
 				e.Log.Error("Kafka refused an execution log record; the delivery goes on without it", "topic", o.rec.Topic, "err", err)
 			case roleTask:
-				reason := delivery.ReasonProduceFailed
-				if bus.TooLarge(err) {
-					reason = delivery.ReasonTooLarge
-				}
-				t := o.task
-				text := fmt.Sprintf("Kafka refused the task for %s: %v", o.rec.Topic, err)
-				e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", o.rec.Topic, "reason", reason, "err", err)
-				dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
-				more, _ := e.Apply(nil, dec)
-				again = append(again, more...)
+				again = append(again, e.refusedTask(o.task, o.rec.Topic, err)...)
 			case roleDLQ:
 				if bus.TooLarge(err) && !o.dl.PayloadTruncated {
 					again = append(again, e.deadLetter(o.dl.Reduce()))
@@ -309,6 +332,34 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 		outs = again
 	}
 	return nil
+}
+
+// refusedTask is the DLQ item (and execution) of a task Kafka refused for
+// good on topic.
+func (e *Engine) refusedTask(t *delivery.Task, topic string, err error) []out {
+	reason := delivery.ReasonProduceFailed
+	if bus.TooLarge(err) {
+		reason = delivery.ReasonTooLarge
+	}
+	text := fmt.Sprintf("Kafka refused the task for %s: %v", topic, err)
+	e.Log.Warn("task refused by Kafka; sent to the DLQ", "delivery_id", t.DeliveryID, "topic", topic, "reason", reason, "err", err)
+	dec := &delivery.Decision{Verdict: delivery.Dead, Task: t.Resumable(text), Reason: reason, Error: text, Attempts: t.Attempt, Status: delivery.ExecFailed}
+	more, _ := e.Apply(nil, dec)
+	return more
+}
+
+// Refused hands t, which Kafka refused on topic (a park topic), to the DLQ
+// as a refused task is: too_large, or produce_failed for another refusal
+// that is not transient. A transient refusal is returned as it is: the
+// caller stops without marking, and t runs again.
+func (e *Engine) Refused(ctx context.Context, cl *kgo.Client, t *delivery.Task, topic string, err error) error {
+	if ctx.Err() != nil {
+		return ErrAborted
+	}
+	if transient(err) && !bus.TooLarge(err) {
+		return &FatalError{Err: fmt.Errorf("Kafka refused a record for %s: %w", topic, err)}
+	}
+	return e.send(ctx, cl, e.refusedTask(t, topic, err))
 }
 
 // cloneRecord is a record ready to be produced again (a produced record's

@@ -23,6 +23,9 @@ var (
 	AttemptLatency = promauto.NewHistogram(prometheus.HistogramOpts{Name: "webhookd_attempt_duration_seconds", Help: "Webhook HTTP attempt latency.", Buckets: prometheus.DefBuckets})
 	// Deferred counts attempts not made and not spent, by reason (circuit_open, host_saturated, pipeline_paused).
 	Deferred = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deferred_total", Help: "Attempts deferred to the retry path without spending an attempt, by reason."}, []string{"reason"})
+	// Parked counts deliveries of key-ordered pipelines parked behind their key's blocker; Unparked those run from the park topic.
+	Parked   = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_ordered_parked_total", Help: "Deliveries of key-ordered pipelines parked behind a delivery waiting for a retry."})
+	Unparked = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_ordered_unparked_total", Help: "Parked deliveries of key-ordered pipelines run after their key was released."})
 	// DeadLetters counts DLQ items written, by reason.
 	DeadLetters = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_dead_letters_total", Help: "Deliveries (steps) and unreadable records sent to the DLQ, by reason."}, []string{"reason"})
 	// ProduceFailures counts records Kafka refused, by what they were (task, dlq, log) and why (too_large, other).

@@ -50,7 +50,21 @@ type Pipeline struct {
 	// ReenabledAt is when the status last became active again (from paused
 	// or disabled): the auto-disable failure streak counts from it.
 	ReenabledAt *time.Time `json:"reenabled_at,omitempty"`
+	// Ordering: "key" delivers events with the same Kafka key in offset
+	// order (a delivery waiting for a retry holds its key's later ones
+	// back); "none" (the default) delivers each event independently.
+	Ordering string `json:"ordering,omitempty"`
 }
+
+// Orderings.
+const (
+	OrderingNone = "none"
+	OrderingKey  = "key"
+)
+
+// OrderedByKey reports whether deliveries of events with one Kafka key are
+// made in offset order (a pipeline stored before the field existed is not).
+func (p *Pipeline) OrderedByKey() bool { return p.Ordering == OrderingKey }
 
 // Step is one HTTP call of a pipeline (spec: "Step Structure").
 type Step struct {

@@ -106,6 +106,9 @@ func (p *Pipeline) Normalize() {
 	if p.Status == "" {
 		p.Status = StatusActive
 	}
+	if p.Ordering == "" {
+		p.Ordering = OrderingNone
+	}
 	for i := range p.Steps {
 		s := &p.Steps[i]
 		if s.pos == 0 {
@@ -174,6 +177,11 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 	}
 	if a := p.AutoDisableAfterSeconds; a != nil && (*a < 0 || *a > MaxAutoDisableAfterSeconds) {
 		ve.add("auto_disable_after_seconds", "must be between 0 (never) and %d (30 days)", MaxAutoDisableAfterSeconds)
+	}
+	switch p.Ordering {
+	case OrderingNone, OrderingKey:
+	default:
+		ve.add("ordering", "must be none or key")
 	}
 	if len(p.Steps) == 0 {
 		ve.add("steps", "at least one step is required")
