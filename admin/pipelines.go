@@ -37,6 +37,9 @@ type pipelineInput struct {
 	UpdatedAt     json.RawMessage `json:"updated_at"`
 	// Revision, on PUT, is the revision the client edited (like If-Match).
 	Revision *int64 `json:"revision"`
+
+	// RateLimitPerSecond: on PUT, 0 removes the limit.
+	RateLimitPerSecond *float64 `json:"rate_limit_per_second"`
 }
 
 type stepInput struct {
@@ -55,6 +58,12 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 	set(&p.TriggerType, in.TriggerType)
 	set(&p.Status, in.Status)
 	set(&p.FailoverURL, in.FailoverURL)
+	if r := in.RateLimitPerSecond; r != nil {
+		p.RateLimitPerSecond = r
+		if *r == 0 && old != nil {
+			p.RateLimitPerSecond = nil // an update's 0 removes the limit
+		}
+	}
 	if in.Steps == nil {
 		return
 	}
@@ -363,6 +372,8 @@ type pipelineDetail struct {
 	CreatedAt     time.Time                `json:"created_at"`
 	UpdatedAt     time.Time                `json:"updated_at"`
 	Revision      int64                    `json:"revision"`
+
+	RateLimitPerSecond *float64 `json:"rate_limit_per_second,omitempty"`
 }
 
 // detail is the spec's "Get Webhook Details" shape; stats are read from
@@ -370,7 +381,8 @@ type pipelineDetail struct {
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
-		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
+		FailoverURL: r.FailoverURL, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision,
+		RateLimitPerSecond: r.RateLimitPerSecond}
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {

@@ -60,6 +60,10 @@ type Options struct {
 	// most of it, then they are cancelled and what is finished is committed.
 	Grace time.Duration
 	Log   *slog.Logger
+
+	// OnOwned, if set, is told how many partitions the consumer owns after
+	// every assignment, revoke or loss (rate limit shares follow it).
+	OnOwned func(partitions int)
 }
 
 // Consumer runs a Handler over a consumer group's partitions.
@@ -225,7 +229,15 @@ func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 			go w.run()
 		}
 	}
+	c.ownedLocked()
 	c.ready.Store(true)
+}
+
+// ownedLocked reports the partitions owned now to OnOwned.
+func (c *Consumer) ownedLocked() {
+	if c.o.OnOwned != nil {
+		c.o.OnOwned(len(c.workers))
+	}
 }
 
 // revoked finishes the revoked partitions' in-flight work and commits what is
@@ -272,6 +284,7 @@ func (c *Consumer) take(parts map[string][]int32) []*partWorker {
 			}
 		}
 	}
+	c.ownedLocked()
 	return out
 }
 
@@ -286,6 +299,7 @@ func (c *Consumer) takeAll() []*partWorker {
 		delete(c.workers, k)
 		c.stopping[k] = w
 	}
+	c.ownedLocked()
 	return out
 }
 

@@ -180,6 +180,12 @@ type Task struct {
 	// OnlyStep: run this step alone, not the ones after it (a DLQ retry of a
 	// step the pipeline already went on past).
 	OnlyStep bool `json:"only_step,omitempty"`
+	// RateAt is the place the pipeline's rate limiter booked for this
+	// step's next attempt (a ticket: zero when none), under the limit
+	// RateLimit; a task deferred by the limiter keeps it, so it keeps its
+	// place in the queue wherever it comes back (package ratelimit).
+	RateAt    time.Time `json:"rate_at,omitzero"`
+	RateLimit float64   `json:"rate_limit,omitempty"`
 
 	ev *event.Event // Event, decoded once per run
 }
@@ -212,7 +218,7 @@ func DecodeTask(b []byte) (*Task, error) {
 	if t.DeliveryID == "" || t.PipelineID == "" || t.ExecutionID == "" {
 		return nil, fmt.Errorf("task without delivery, execution or pipeline id")
 	}
-	if t.Attempt < 0 || t.StepOrder < 0 || t.Cycle < 0 || t.Dead < 0 || t.DeferredFor < 0 {
+	if t.Attempt < 0 || t.StepOrder < 0 || t.Cycle < 0 || t.Dead < 0 || t.DeferredFor < 0 || t.RateLimit < 0 {
 		return nil, fmt.Errorf("task with a negative attempt, step, cycle or count")
 	}
 	return &t, nil
@@ -254,6 +260,7 @@ func (t *Task) AtStep(order int, now time.Time) *Task {
 	n := t.Clone()
 	n.StepOrder, n.Attempt, n.Failover, n.Tiers = order, 0, false, nil
 	n.StepStartedAt, n.DeferredSince, n.DeferredFor, n.LastError, n.LastHTTPStatus = now, time.Time{}, 0, "", 0
+	n.RateAt, n.RateLimit = time.Time{}, 0
 	return n
 }
 
@@ -276,6 +283,7 @@ func (t *Task) NewCycle(itemID string, now time.Time) *Task {
 func (t *Task) Resumable(lastError string) *Task {
 	r := t.Clone()
 	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince, r.DeferredFor = 0, false, nil, 0, time.Time{}, 0
+	r.RateAt, r.RateLimit = time.Time{}, 0
 	r.LastError = lastError
 	return r
 }
@@ -326,7 +334,7 @@ const (
 	// retry tiers until At. The attempt is spent.
 	Retry
 	// Defer: no attempt was made (circuit open, host saturated, pipeline
-	// paused); the task waits until At without spending one.
+	// paused, rate limited); the task waits until At without spending one.
 	Defer
 	// Failover: the step's attempts are exhausted and the pipeline has a
 	// failover URL; the task goes to the failover topic.
@@ -361,6 +369,7 @@ const (
 	ReasonPipelineUnknown  = "pipeline_unknown"  // deferred: this replica's registry has not seen the pipeline yet
 	ReasonCircuitOpen      = "circuit_open"      // deferred: the receiver host's circuit is open
 	ReasonHostSaturated    = "host_saturated"    // deferred: the host has its limit of requests in flight
+	ReasonRateLimited      = "rate_limited"      // deferred: the pipeline's rate_limit_per_second has no place sooner
 	ReasonTooLarge         = "too_large"         // the task is too large for the broker
 	ReasonProduceFailed    = "produce_failed"    // Kafka refused the task for another reason
 )

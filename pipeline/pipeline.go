@@ -33,6 +33,10 @@ type Pipeline struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	// Revision increases with every saved change.
 	Revision int64 `json:"revision"`
+
+	// RateLimitPerSecond paces attempts to this pipeline across the whole
+	// deployment (package ratelimit); nil: unlimited.
+	RateLimitPerSecond *float64 `json:"rate_limit_per_second,omitempty"`
 }
 
 // Step is one HTTP call of a pipeline (spec: "Step Structure").
@@ -97,7 +101,17 @@ const (
 	MaxTimeoutSeconds     = 300
 	MaxSteps              = 20
 	DefaultMethod         = "POST"
+	// MaxRateLimitPerSecond bounds rate_limit_per_second.
+	MaxRateLimitPerSecond = 100000
 )
+
+// RateLimit is the pipeline's rate limit in attempts per second (0: none).
+func (p *Pipeline) RateLimit() float64 {
+	if p.RateLimitPerSecond == nil {
+		return 0
+	}
+	return *p.RateLimitPerSecond
+}
 
 // Redacted returns a copy without secrets, for API responses.
 func (p *Pipeline) Redacted() *Pipeline {

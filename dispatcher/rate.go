@@ -1,0 +1,126 @@
+package dispatcher
+
+import (
+	"context"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/pipeline"
+)
+
+// RateLimiter books places in time for a pipeline's attempts
+// (*ratelimit.Limiter): at this replica's share of the pipeline's
+// deployment-wide limit, one place after another in the order they are
+// asked for. within bounds how far ahead a place may be booked (negative:
+// any time); a place further ahead is not booked (false). The zero time
+// means this replica holds no share now.
+type RateLimiter interface {
+	Reserve(pipelineID string, limit float64, within time.Duration) (time.Time, bool)
+}
+
+// RateQueueWait is the longest a delivery waits in its slot for its place
+// under a rate limit; a place further ahead is waited for in the retry tiers.
+const RateQueueWait = 250 * time.Millisecond
+
+// RateTicketGrace is how late a booked place (a ticket) may be used. A
+// deferred task comes back at its place or a little after (the retry tiers
+// are late by at most their finest tier); one held up longer than this —
+// a stalled consumer, a rebalance — books a new place rather than going at
+// once with every other late one (a burst over the limit).
+const RateTicketGrace = 2 * time.Second
+
+// noShareWait is how long a delivery this replica holds no budget for (its
+// partitions were just revoked) waits on a tier before it is tried again,
+// by whichever replica owns that tier's partition then.
+const noShareWait = time.Second
+
+// rate applies p's rate limit to t's attempt. It returns the task to attempt
+// now (t itself, or a copy without its used ticket), perhaps after a wait in
+// place of up to RateQueueWait; or a decision: Defer to the task's place
+// (with its ticket, so it keeps that place), Dead past the deferral window,
+// or Abort when ctx ends during the wait.
+//
+// Places are booked in the order they are asked for. A delivery deferred to
+// its place keeps it: when it comes back its ticket is used, wherever it
+// comes back, and nothing books that place again. A ticket booked under
+// another limit than the pipeline's current one is void (the new limit
+// applies at once); a task that comes back before its place (the recheck
+// bound, so a changed limit reaches it) goes at once if this replica has a
+// place free within RateQueueWait — another replica's spare budget serves
+// work another replica booked — or waits on for its ticket.
+func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t *delivery.Task, now time.Time) (*delivery.Task, *delivery.Decision) {
+	limit := p.RateLimit()
+	if limit <= 0 || d.o.Rates == nil {
+		return untick(t), nil
+	}
+	wait := func(at time.Time) (*delivery.Task, *delivery.Decision) {
+		if !sleep(ctx, at.Sub(d.o.Now())) {
+			return nil, &delivery.Decision{Verdict: delivery.Abort, Task: t}
+		}
+		return untick(t), nil
+	}
+	hold := func(until, ticket time.Time) (*delivery.Task, *delivery.Decision) {
+		held := t.Clone()
+		held.RateAt, held.RateLimit = ticket, 0
+		if !ticket.IsZero() {
+			held.RateLimit = limit
+		}
+		if latest := now.Add(d.o.RateRecheck); until.After(latest) {
+			until = latest
+		}
+		dec := d.deferral(p, idx, held, delivery.ReasonRateLimited, until, d.o.MaxHold, now)
+		return nil, &dec
+	}
+	if at := t.RateAt; !at.IsZero() && t.RateLimit == limit {
+		ahead := at.Sub(now)
+		switch {
+		case ahead <= 0 && -ahead <= RateTicketGrace:
+			return untick(t), nil // its place is now
+		case ahead > 0 && ahead <= RateQueueWait:
+			return wait(at)
+		case ahead > 0:
+			// Back before its place: a place free here soon serves it
+			// (the ticket's place then goes unused: never more than the
+			// limit); otherwise it waits on for its place.
+			if soon, ok := d.o.Rates.Reserve(p.ID, limit, RateQueueWait); ok {
+				return wait(soon)
+			}
+			return hold(at, at)
+		}
+		// Far too late for its place: a new one, below.
+	}
+	at, ok := d.o.Rates.Reserve(p.ID, limit, -1)
+	switch {
+	case at.IsZero() || !ok:
+		// No share here (this replica owns no partitions right now).
+		return hold(now.Add(noShareWait), time.Time{})
+	case at.Sub(now) <= RateQueueWait:
+		return wait(at)
+	}
+	return hold(at, at)
+}
+
+// untick is t without a ticket (its place is being used now).
+func untick(t *delivery.Task) *delivery.Task {
+	if t.RateAt.IsZero() && t.RateLimit == 0 {
+		return t
+	}
+	n := t.Clone()
+	n.RateAt, n.RateLimit = time.Time{}, 0
+	return n
+}
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

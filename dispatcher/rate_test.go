@@ -1,0 +1,205 @@
+package dispatcher
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/ratelimit"
+	"github.com/afftok/webhookd/template"
+)
+
+func rateDispatcher(rt http.RoundTripper, rates RateLimiter) *Dispatcher {
+	return New(Options{Client: &http.Client{Transport: rt}, Env: template.NewEnvSource(nil, ""), Rates: rates})
+}
+
+func limited(t *testing.T, limit string) *pipeline.Compiled {
+	return compile(t, `{"name":"p","trigger_type":"click","rate_limit_per_second":`+limit+`,"steps":[{"order":1,"url":"https://rcv.example/a"}]}`)
+}
+
+// counting answers 200 and counts requests.
+func counting(n *atomic.Int32) roundTrip {
+	return func(r *http.Request) (*http.Response, error) {
+		n.Add(1)
+		return answer(200, "")(r)
+	}
+}
+
+// A place within RateQueueWait is waited for in place; one further ahead
+// defers the delivery — no attempt made or spent — to its place, with a
+// ticket that holds that place: when the task comes back it goes at once and
+// nothing else is booked for it.
+func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sent atomic.Int32
+		lim := &ratelimit.Limiter{}
+		d := rateDispatcher(counting(&sent), lim)
+		p := limited(t, "5") // a place every 200 ms
+		start := time.Now()
+		if dec := d.Step(context.Background(), p, newTask(t, p, testEvent)); dec.Verdict != delivery.Done || time.Since(start) != 0 {
+			t.Fatalf("first: %v after %v", dec.Verdict, time.Since(start))
+		}
+		// The second's place is 200 ms ahead: waited for in place.
+		if dec := d.Step(context.Background(), p, newTask(t, p, testEvent)); dec.Verdict != delivery.Done || time.Since(start) != 200*time.Millisecond {
+			t.Fatalf("second: %v after %v", dec.Verdict, time.Since(start))
+		}
+		// Two more asked at once: the first waits 200 ms in place, the
+		// second's place (+400 ms) is beyond the wait: deferred.
+		now := time.Now()
+		done := make(chan delivery.Decision)
+		go func() { done <- d.Step(context.Background(), p, newTask(t, p, testEvent)) }()
+		synctest.Wait()
+		def := d.Step(context.Background(), p, newTask(t, p, testEvent))
+		if def.Verdict != delivery.Defer || def.Reason != delivery.ReasonRateLimited || def.Attempt != nil || def.Task.Attempt != 0 {
+			t.Fatalf("deferred: %+v", def)
+		}
+		if def.At.Sub(now) != 400*time.Millisecond || !def.Task.RateAt.Equal(def.At) || def.Task.RateLimit != 5 {
+			t.Fatalf("deferred to +%v with ticket %v/%v", def.At.Sub(now), def.Task.RateAt.Sub(now), def.Task.RateLimit)
+		}
+		if got := <-done; got.Verdict != delivery.Done {
+			t.Fatalf("third: %v", got.Verdict)
+		}
+		if sent.Load() != 3 {
+			t.Fatalf("%d requests", sent.Load())
+		}
+		// A new delivery asks now: its place comes after the deferred one's.
+		late := d.Step(context.Background(), p, newTask(t, p, testEvent))
+		if late.Verdict != delivery.Defer || late.At.Sub(now) != 600*time.Millisecond {
+			t.Fatalf("a later delivery jumped the queue: %v to +%v", late.Verdict, late.At.Sub(now))
+		}
+		// The deferred task comes back at its place: it goes at once, on
+		// its ticket, and books nothing more.
+		time.Sleep(time.Until(def.At))
+		booked := lim.Booked(p.ID)
+		dec := d.Step(context.Background(), p, def.Task)
+		if dec.Verdict != delivery.Done || dec.Attempt == nil || dec.Attempt.Attempt != 0 || time.Now() != def.At {
+			t.Fatalf("back on its ticket: %v, attempt %+v, at +%v", dec.Verdict, dec.Attempt, time.Now().Sub(now))
+		}
+		if dec.Task.RateAt != (time.Time{}) || lim.Booked(p.ID) != booked {
+			t.Fatalf("the ticket was not used up: %v; booked %v → %v", dec.Task.RateAt, booked, lim.Booked(p.ID))
+		}
+	})
+}
+
+// A ticket booked under another limit is void: the task books a place
+// under the new one. A ticket far too late is not used either (a burst):
+// a new place is booked.
+func TestStepRateTicketVoidAfterALimitChangeOrFarTooLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &ratelimit.Limiter{}
+		d := rateDispatcher(answer(200, ""), lim)
+		slow := limited(t, "1")
+		d.Step(context.Background(), slow, newTask(t, slow, testEvent))
+		def := d.Step(context.Background(), slow, newTask(t, slow, testEvent))
+		if def.Verdict != delivery.Defer {
+			t.Fatalf("%v", def.Verdict)
+		}
+		// The limit is raised to 100/s: the task comes back (its recheck)
+		// before its old place and goes on a new one at once.
+		fast := limited(t, "100")
+		fast.ID = slow.ID
+		if dec := d.Step(context.Background(), fast, def.Task); dec.Verdict != delivery.Done {
+			t.Fatalf("under the new limit: %v %s", dec.Verdict, dec.Reason)
+		}
+		// Far too late: a new place, after those booked since.
+		for range 3 {
+			d.Step(context.Background(), slow, newTask(t, slow, testEvent))
+		}
+		stale := d.Step(context.Background(), slow, newTask(t, slow, testEvent))
+		time.Sleep(time.Until(stale.At) + RateTicketGrace + time.Second)
+		now := time.Now()
+		for range 2 {
+			go d.Step(context.Background(), slow, newTask(t, slow, testEvent)) // take the places now and +1 s
+		}
+		synctest.Wait()
+		again := d.Step(context.Background(), slow, stale.Task)
+		if again.Verdict != delivery.Defer || again.At.Sub(now) != 2*time.Second {
+			t.Fatalf("a stale ticket: %v to +%v", again.Verdict, again.At.Sub(now))
+		}
+	})
+}
+
+// A task back early (the recheck) takes a place this replica has free now —
+// another replica's spare budget serves work booked elsewhere — and keeps
+// its ticket otherwise; a long wait is looked at again after RateRecheck.
+func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		busy := &ratelimit.Limiter{}
+		idle := &ratelimit.Limiter{}
+		a := rateDispatcher(answer(200, ""), busy)
+		b := rateDispatcher(answer(200, ""), idle)
+		p := limited(t, "0.01") // a place every 100 s
+		start := time.Now()
+		a.Step(context.Background(), p, newTask(t, p, testEvent))
+		def := a.Step(context.Background(), p, newTask(t, p, testEvent))
+		if def.Verdict != delivery.Defer || def.At.Sub(start) != time.Minute || def.Task.RateAt.Sub(start) != 100*time.Second {
+			t.Fatalf("deferred to +%v with its place at +%v; want the recheck (+1m) and +100s", def.At.Sub(start), def.Task.RateAt.Sub(start))
+		}
+		time.Sleep(time.Until(def.At))
+		// Back on the busy replica: waits on for its place, ticket kept.
+		again := a.Step(context.Background(), p, def.Task)
+		if again.Verdict != delivery.Defer || again.At.Sub(start) != 100*time.Second || !again.Task.RateAt.Equal(def.Task.RateAt) {
+			t.Fatalf("back early on the busy replica: %v to +%v", again.Verdict, again.At.Sub(start))
+		}
+		// Back on an idle replica: goes now.
+		if dec := b.Step(context.Background(), p, def.Task); dec.Verdict != delivery.Done {
+			t.Fatalf("back early on an idle replica: %v", dec.Verdict)
+		}
+	})
+}
+
+// A replica that holds no share (it owns no partitions right now) makes no
+// attempt: the delivery waits a moment on a tier for the partition's owner.
+func TestStepRateWithoutShareDefers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := rateDispatcher(answer(200, ""), &ratelimit.Limiter{Share: func() float64 { return 0 }})
+		p := limited(t, "50")
+		start := time.Now()
+		dec := d.Step(context.Background(), p, newTask(t, p, testEvent))
+		if dec.Verdict != delivery.Defer || dec.Reason != delivery.ReasonRateLimited || dec.At.Sub(start) != noShareWait || !dec.Task.RateAt.IsZero() {
+			t.Fatalf("%+v", dec)
+		}
+	})
+}
+
+// Shutdown during a wait in place: nothing is decided.
+func TestStepRateWaitAbortsOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := rateDispatcher(answer(200, ""), &ratelimit.Limiter{})
+		p := limited(t, "5")
+		d.Step(context.Background(), p, newTask(t, p, testEvent))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if dec := d.Step(ctx, p, newTask(t, p, testEvent)); dec.Verdict != delivery.Abort {
+			t.Fatalf("%v", dec.Verdict)
+		}
+	})
+}
+
+// Paused pipelines hold their work without using places; pipelines without
+// a limit never touch the limiter.
+func TestStepRateLimitOnlyForActiveLimitedPipelines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lim := &ratelimit.Limiter{}
+		d := rateDispatcher(answer(200, ""), lim)
+		p := limited(t, "1")
+		p.Status = pipeline.StatusPaused
+		if dec := d.Step(context.Background(), p, newTask(t, p, testEvent)); dec.Reason != delivery.ReasonPipelinePaused || lim.Booked(p.ID) != 0 {
+			t.Fatalf("paused: %s, booked %v", dec.Reason, lim.Booked(p.ID))
+		}
+		free := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://rcv.example/a"}]}`)
+		for range 10 {
+			if dec := d.Step(context.Background(), free, newTask(t, free, testEvent)); dec.Verdict != delivery.Done {
+				t.Fatalf("unlimited: %v", dec.Verdict)
+			}
+		}
+		if lim.Booked(free.ID) != 0 {
+			t.Fatal("an unlimited pipeline booked places")
+		}
+	})
+}
