@@ -19,6 +19,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/afftok/webhookd/admin"
 	"github.com/afftok/webhookd/analytics"
@@ -153,7 +154,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	var eng *engine.Engine
 	var owned *ratelimit.Ownership
 	if cfg.HasRole(config.RoleDispatcher) || cfg.HasRole(config.RoleRetry) {
-		owned = a.ownership(ctx, kadm.NewClient(adminClient))
+		owned = a.ownership(ctx, adminClient)
 		guard, err := newGuard(&cfg)
 		if err != nil {
 			return nil, err
@@ -249,20 +250,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 // pipeline's rate limit (package ratelimit). A topic that does not exist
 // (yet) counts no partitions, as nobody owns any of it; the count is taken
 // again at every rebalance, which a new topic or partition causes.
-func (a *App) ownership(ctx context.Context, adm *kadm.Client) *ratelimit.Ownership {
+func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownership {
 	topics := append(append([]string{}, a.Topics.Events...), a.Topics.Failover)
 	for _, t := range a.Topics.Tiers {
 		topics = append(topics, t.Topic)
 	}
 	o := &ratelimit.Ownership{Log: a.log.With("worker", "ratelimit"), Count: func(ctx context.Context) (int, error) {
-		details, err := adm.ListTopics(ctx, topics...)
+		// A direct request: the client's metadata cache may still say
+		// "unknown" about topics Ensure has just created.
+		req := kmsg.NewPtrMetadataRequest()
+		for _, t := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
 			return 0, err
 		}
 		n := 0
-		for _, d := range details {
-			if d.Err == nil {
-				n += len(d.Partitions)
+		for _, t := range resp.Topics {
+			if t.ErrorCode == 0 {
+				n += len(t.Partitions)
 			}
 		}
 		return n, nil

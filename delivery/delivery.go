@@ -186,6 +186,10 @@ type Task struct {
 	// place in the queue wherever it comes back (package ratelimit).
 	RateAt    time.Time `json:"rate_at,omitzero"`
 	RateLimit float64   `json:"rate_limit,omitempty"`
+	// RateHop: the limiter had no place soon where the delivery first
+	// asked and passed it on through a retry tier, to be booked by
+	// whichever replica it lands on.
+	RateHop bool `json:"rate_hop,omitempty"`
 
 	ev *event.Event // Event, decoded once per run
 }
@@ -260,7 +264,7 @@ func (t *Task) AtStep(order int, now time.Time) *Task {
 	n := t.Clone()
 	n.StepOrder, n.Attempt, n.Failover, n.Tiers = order, 0, false, nil
 	n.StepStartedAt, n.DeferredSince, n.DeferredFor, n.LastError, n.LastHTTPStatus = now, time.Time{}, 0, "", 0
-	n.RateAt, n.RateLimit = time.Time{}, 0
+	n.RateAt, n.RateLimit, n.RateHop = time.Time{}, 0, false
 	return n
 }
 
@@ -283,7 +287,7 @@ func (t *Task) NewCycle(itemID string, now time.Time) *Task {
 func (t *Task) Resumable(lastError string) *Task {
 	r := t.Clone()
 	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince, r.DeferredFor = 0, false, nil, 0, time.Time{}, 0
-	r.RateAt, r.RateLimit = time.Time{}, 0
+	r.RateAt, r.RateLimit, r.RateHop = time.Time{}, 0, false
 	r.LastError = lastError
 	return r
 }

@@ -29,6 +29,10 @@ const RateQueueWait = 250 * time.Millisecond
 // once with every other late one (a burst over the limit).
 const RateTicketGrace = 2 * time.Second
 
+// rateLookAgain is the shortest look again at a task deferred to its place
+// (see rate).
+const rateLookAgain = time.Second
+
 // noShareWait is how long a delivery this replica holds no budget for (its
 // partitions were just revoked) waits on a tier before it is tried again,
 // by whichever replica owns that tier's partition then.
@@ -36,18 +40,28 @@ const noShareWait = time.Second
 
 // rate applies p's rate limit to t's attempt. It returns the task to attempt
 // now (t itself, or a copy without its used ticket), perhaps after a wait in
-// place of up to RateQueueWait; or a decision: Defer to the task's place
-// (with its ticket, so it keeps that place), Dead past the deferral window,
-// or Abort when ctx ends during the wait.
+// place of up to RateQueueWait; or a decision: Defer (no attempt made or
+// spent), Dead past the deferral window, or Abort when ctx ends during the
+// wait.
 //
-// Places are booked in the order they are asked for. A delivery deferred to
-// its place keeps it: when it comes back its ticket is used, wherever it
-// comes back, and nothing books that place again. A ticket booked under
-// another limit than the pipeline's current one is void (the new limit
-// applies at once); a task that comes back before its place (the recheck
-// bound, so a changed limit reaches it) goes at once if this replica has a
-// place free within RateQueueWait — another replica's spare budget serves
-// work another replica booked — or waits on for its ticket.
+// Places are booked in the order they are asked for, and a delivery
+// deferred to its place keeps it: the task carries the place (a ticket),
+// which is used wherever the task comes back, and nothing books that place
+// again. A ticket booked under another limit than the pipeline's current
+// one is void (the new limit applies at once).
+//
+// Work reaches replicas unevenly: a pipeline's events may crowd on one
+// replica's event partitions (uneven keys), though every replica holds a
+// share of the budget. So a delivery that finds no place soon where it
+// first asks is not booked there: it hops at once through a retry tier —
+// keyed by delivery id, so the hops spread over every replica by their
+// tier partitions — and is booked by the replica it lands on (RateHop).
+// A deferred task also comes back halfway to its place (at least a second,
+// at most RateRecheck ahead — so a changed limit reaches it within that),
+// and goes at once if that replica has a place free within RateQueueWait,
+// or waits on for its ticket: spare places of an idle replica serve work a
+// busy one booked, whose place then goes unused — the deployment never
+// goes faster than the limit.
 func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t *delivery.Task, now time.Time) (*delivery.Task, *delivery.Decision) {
 	limit := p.RateLimit()
 	if limit <= 0 || d.o.Rates == nil {
@@ -59,14 +73,16 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 		}
 		return untick(t), nil
 	}
+	// hold defers the task to until, with a ticket for its place (or
+	// none: then it is booked where it lands).
 	hold := func(until, ticket time.Time) (*delivery.Task, *delivery.Decision) {
 		held := t.Clone()
-		held.RateAt, held.RateLimit = ticket, 0
+		held.RateAt, held.RateLimit, held.RateHop = ticket, 0, ticket.IsZero()
 		if !ticket.IsZero() {
 			held.RateLimit = limit
 		}
-		if latest := now.Add(d.o.RateRecheck); until.After(latest) {
-			until = latest
+		if wait := until.Sub(now); !ticket.IsZero() && wait > rateLookAgain {
+			until = now.Add(min(max(wait/2, rateLookAgain), d.o.RateRecheck))
 		}
 		dec := d.deferral(p, idx, held, delivery.ReasonRateLimited, until, d.o.MaxHold, now)
 		return nil, &dec
@@ -89,11 +105,21 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 		}
 		// Far too late for its place: a new one, below.
 	}
-	at, ok := d.o.Rates.Reserve(p.ID, limit, -1)
+	within := RateQueueWait
+	if t.RateHop || !t.RateAt.IsZero() {
+		// Passed on to be booked here, or its ticket is void or stale:
+		// booked here, however far ahead.
+		within = -1
+	}
+	at, ok := d.o.Rates.Reserve(p.ID, limit, within)
 	switch {
-	case at.IsZero() || !ok:
+	case at.IsZero():
 		// No share here (this replica owns no partitions right now).
 		return hold(now.Add(noShareWait), time.Time{})
+	case !ok:
+		// No place soon here: hop (due at once) to be booked wherever
+		// the task lands.
+		return hold(now, time.Time{})
 	case at.Sub(now) <= RateQueueWait:
 		return wait(at)
 	}
@@ -102,11 +128,11 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 
 // untick is t without a ticket (its place is being used now).
 func untick(t *delivery.Task) *delivery.Task {
-	if t.RateAt.IsZero() && t.RateLimit == 0 {
+	if t.RateAt.IsZero() && t.RateLimit == 0 && !t.RateHop {
 		return t
 	}
 	n := t.Clone()
-	n.RateAt, n.RateLimit = time.Time{}, 0
+	n.RateAt, n.RateLimit, n.RateHop = time.Time{}, 0, false
 	return n
 }
 

@@ -30,10 +30,23 @@ func counting(n *atomic.Int32) roundTrip {
 	}
 }
 
-// A place within RateQueueWait is waited for in place; one further ahead
-// defers the delivery — no attempt made or spent — to its place, with a
-// ticket that holds that place: when the task comes back it goes at once and
-// nothing else is booked for it.
+// book asks for a place for a new delivery: a place soon is waited for in
+// place (Done); otherwise the delivery hops (due at once) and is booked
+// where it lands — here — and deferred to its place with a ticket.
+func book(t *testing.T, d *Dispatcher, p *pipeline.Compiled) delivery.Decision {
+	t.Helper()
+	dec := d.Step(context.Background(), p, newTask(t, p, testEvent))
+	if dec.Verdict != delivery.Defer || !dec.Task.RateHop {
+		return dec
+	}
+	return d.Step(context.Background(), p, dec.Task)
+}
+
+// A place within RateQueueWait is waited for in place. A delivery with no
+// place soon where it first asks hops at once through a tier — no attempt
+// made or spent — and is booked where it lands, deferred to its place with
+// a ticket that holds that place: when the task comes back it goes at once
+// and nothing else is booked for it.
 func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var sent atomic.Int32
@@ -48,18 +61,24 @@ func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 		if dec := d.Step(context.Background(), p, newTask(t, p, testEvent)); dec.Verdict != delivery.Done || time.Since(start) != 200*time.Millisecond {
 			t.Fatalf("second: %v after %v", dec.Verdict, time.Since(start))
 		}
-		// Two more asked at once: the first waits 200 ms in place, the
-		// second's place (+400 ms) is beyond the wait: deferred.
+		// Two more asked at once: the first waits 200 ms in place; the
+		// second's place (+400 ms) is beyond the wait: it hops, not booked.
 		now := time.Now()
 		done := make(chan delivery.Decision)
 		go func() { done <- d.Step(context.Background(), p, newTask(t, p, testEvent)) }()
 		synctest.Wait()
-		def := d.Step(context.Background(), p, newTask(t, p, testEvent))
-		if def.Verdict != delivery.Defer || def.Reason != delivery.ReasonRateLimited || def.Attempt != nil || def.Task.Attempt != 0 {
-			t.Fatalf("deferred: %+v", def)
+		hop := d.Step(context.Background(), p, newTask(t, p, testEvent))
+		if hop.Verdict != delivery.Defer || hop.Reason != delivery.ReasonRateLimited || hop.Attempt != nil || hop.Task.Attempt != 0 ||
+			!hop.Task.RateHop || !hop.Task.RateAt.IsZero() || hop.At.Sub(now) > time.Millisecond {
+			t.Fatalf("hop: %+v at +%v", hop, hop.At.Sub(now))
 		}
-		if def.At.Sub(now) != 400*time.Millisecond || !def.Task.RateAt.Equal(def.At) || def.Task.RateLimit != 5 {
-			t.Fatalf("deferred to +%v with ticket %v/%v", def.At.Sub(now), def.Task.RateAt.Sub(now), def.Task.RateLimit)
+		if b := lim.Booked(p.ID); b != 400*time.Millisecond { // the next free place: the hop took none
+			t.Fatalf("the hop booked a place: %v ahead", b)
+		}
+		// It lands (here): booked however far ahead, deferred to its place.
+		def := d.Step(context.Background(), p, hop.Task)
+		if def.Verdict != delivery.Defer || def.At.Sub(now) != 400*time.Millisecond || !def.Task.RateAt.Equal(def.At) || def.Task.RateLimit != 5 || def.Task.RateHop {
+			t.Fatalf("deferred to +%v with ticket +%v/%v (hop %v)", def.At.Sub(now), def.Task.RateAt.Sub(now), def.Task.RateLimit, def.Task.RateHop)
 		}
 		if got := <-done; got.Verdict != delivery.Done {
 			t.Fatalf("third: %v", got.Verdict)
@@ -68,9 +87,8 @@ func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 			t.Fatalf("%d requests", sent.Load())
 		}
 		// A new delivery asks now: its place comes after the deferred one's.
-		late := d.Step(context.Background(), p, newTask(t, p, testEvent))
-		if late.Verdict != delivery.Defer || late.At.Sub(now) != 600*time.Millisecond {
-			t.Fatalf("a later delivery jumped the queue: %v to +%v", late.Verdict, late.At.Sub(now))
+		if late := book(t, d, p); late.Verdict != delivery.Defer || late.Task.RateAt.Sub(now) != 600*time.Millisecond {
+			t.Fatalf("a later delivery jumped the queue: %v to +%v", late.Verdict, late.Task.RateAt.Sub(now))
 		}
 		// The deferred task comes back at its place: it goes at once, on
 		// its ticket, and books nothing more.
@@ -80,7 +98,7 @@ func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 		if dec.Verdict != delivery.Done || dec.Attempt == nil || dec.Attempt.Attempt != 0 || time.Now() != def.At {
 			t.Fatalf("back on its ticket: %v, attempt %+v, at +%v", dec.Verdict, dec.Attempt, time.Now().Sub(now))
 		}
-		if dec.Task.RateAt != (time.Time{}) || lim.Booked(p.ID) != booked {
+		if !dec.Task.RateAt.IsZero() || dec.Task.RateHop || lim.Booked(p.ID) != booked {
 			t.Fatalf("the ticket was not used up: %v; booked %v → %v", dec.Task.RateAt, booked, lim.Booked(p.ID))
 		}
 	})
@@ -95,12 +113,12 @@ func TestStepRateTicketVoidAfterALimitChangeOrFarTooLate(t *testing.T) {
 		d := rateDispatcher(answer(200, ""), lim)
 		slow := limited(t, "1")
 		d.Step(context.Background(), slow, newTask(t, slow, testEvent))
-		def := d.Step(context.Background(), slow, newTask(t, slow, testEvent))
-		if def.Verdict != delivery.Defer {
+		def := book(t, d, slow)
+		if def.Verdict != delivery.Defer || def.Task.RateAt.IsZero() {
 			t.Fatalf("%v", def.Verdict)
 		}
-		// The limit is raised to 100/s: the task comes back (its recheck)
-		// before its old place and goes on a new one at once.
+		// The limit is raised to 100/s: the task comes back before its old
+		// place and goes on a new one at once.
 		fast := limited(t, "100")
 		fast.ID = slow.ID
 		if dec := d.Step(context.Background(), fast, def.Task); dec.Verdict != delivery.Done {
@@ -108,25 +126,24 @@ func TestStepRateTicketVoidAfterALimitChangeOrFarTooLate(t *testing.T) {
 		}
 		// Far too late: a new place, after those booked since.
 		for range 3 {
-			d.Step(context.Background(), slow, newTask(t, slow, testEvent))
+			book(t, d, slow)
 		}
-		stale := d.Step(context.Background(), slow, newTask(t, slow, testEvent))
-		time.Sleep(time.Until(stale.At) + RateTicketGrace + time.Second)
+		stale := book(t, d, slow)
+		time.Sleep(time.Until(stale.Task.RateAt) + RateTicketGrace + time.Second)
 		now := time.Now()
-		for range 2 {
-			go d.Step(context.Background(), slow, newTask(t, slow, testEvent)) // take the places now and +1 s
-		}
-		synctest.Wait()
+		d.Step(context.Background(), slow, newTask(t, slow, testEvent)) // takes the place now
+		book(t, d, slow)                                                 // +1 s
 		again := d.Step(context.Background(), slow, stale.Task)
-		if again.Verdict != delivery.Defer || again.At.Sub(now) != 2*time.Second {
-			t.Fatalf("a stale ticket: %v to +%v", again.Verdict, again.At.Sub(now))
+		if again.Verdict != delivery.Defer || again.Task.RateHop || again.Task.RateAt.Sub(now) != 2*time.Second {
+			t.Fatalf("a stale ticket: %v, new place at +%v (hop %v)", again.Verdict, again.Task.RateAt.Sub(now), again.Task.RateHop)
 		}
 	})
 }
 
-// A task back early (the recheck) takes a place this replica has free now —
-// another replica's spare budget serves work booked elsewhere — and keeps
-// its ticket otherwise; a long wait is looked at again after RateRecheck.
+// A task deferred to its place comes back halfway there (at most
+// RateRecheck ahead, so a changed limit reaches it): on a replica with a
+// place free now it goes — another replica's spare budget serves work
+// booked elsewhere — and on a busy one it keeps its ticket and waits on.
 func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		busy := &ratelimit.Limiter{}
@@ -136,19 +153,35 @@ func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
 		p := limited(t, "0.01") // a place every 100 s
 		start := time.Now()
 		a.Step(context.Background(), p, newTask(t, p, testEvent))
-		def := a.Step(context.Background(), p, newTask(t, p, testEvent))
-		if def.Verdict != delivery.Defer || def.At.Sub(start) != time.Minute || def.Task.RateAt.Sub(start) != 100*time.Second {
-			t.Fatalf("deferred to +%v with its place at +%v; want the recheck (+1m) and +100s", def.At.Sub(start), def.Task.RateAt.Sub(start))
+		def := book(t, a, p)
+		if def.Verdict != delivery.Defer || def.At.Sub(start) != 50*time.Second || def.Task.RateAt.Sub(start) != 100*time.Second {
+			t.Fatalf("deferred to +%v with its place at +%v; want halfway (+50s) and +100s", def.At.Sub(start), def.Task.RateAt.Sub(start))
 		}
 		time.Sleep(time.Until(def.At))
-		// Back on the busy replica: waits on for its place, ticket kept.
+		// Back on the busy replica: waits on for its place, ticket kept,
+		// halfway again.
 		again := a.Step(context.Background(), p, def.Task)
-		if again.Verdict != delivery.Defer || again.At.Sub(start) != 100*time.Second || !again.Task.RateAt.Equal(def.Task.RateAt) {
+		if again.Verdict != delivery.Defer || again.At.Sub(start) != 75*time.Second || !again.Task.RateAt.Equal(def.Task.RateAt) {
 			t.Fatalf("back early on the busy replica: %v to +%v", again.Verdict, again.At.Sub(start))
 		}
 		// Back on an idle replica: goes now.
 		if dec := b.Step(context.Background(), p, def.Task); dec.Verdict != delivery.Done {
 			t.Fatalf("back early on an idle replica: %v", dec.Verdict)
+		}
+		// A place far ahead is looked at again after RateRecheck at most;
+		// one close by is gone to directly.
+		slow := limited(t, "0.001")
+		slow.ID = "pipe_slow"
+		a.Step(context.Background(), slow, newTask(t, slow, testEvent))
+		now := time.Now()
+		if far := book(t, a, slow); far.At.Sub(now) != time.Minute {
+			t.Fatalf("a place 1000 s ahead is looked at again after %v", far.At.Sub(now))
+		}
+		fast := limited(t, "2")
+		fast.ID = "pipe_fast"
+		a.Step(context.Background(), fast, newTask(t, fast, testEvent))
+		if near := book(t, a, fast); near.At.Sub(time.Now()) != 500*time.Millisecond {
+			t.Fatalf("a place 500 ms ahead is looked at after %v", near.At.Sub(time.Now()))
 		}
 	})
 }
@@ -161,7 +194,7 @@ func TestStepRateWithoutShareDefers(t *testing.T) {
 		p := limited(t, "50")
 		start := time.Now()
 		dec := d.Step(context.Background(), p, newTask(t, p, testEvent))
-		if dec.Verdict != delivery.Defer || dec.Reason != delivery.ReasonRateLimited || dec.At.Sub(start) != noShareWait || !dec.Task.RateAt.IsZero() {
+		if dec.Verdict != delivery.Defer || dec.Reason != delivery.ReasonRateLimited || dec.At.Sub(start) != noShareWait || !dec.Task.RateAt.IsZero() || !dec.Task.RateHop {
 			t.Fatalf("%+v", dec)
 		}
 	})

@@ -25,6 +25,7 @@ type Ownership struct {
 	owned      map[string]int // consumer name → partitions owned
 	total      int
 	refreshing bool
+	logged     float64 // the share last logged
 }
 
 // Set records that the named consumer owns n partitions now, and recounts
@@ -35,6 +36,7 @@ func (o *Ownership) Set(consumer string, n int) {
 		o.owned = map[string]int{}
 	}
 	o.owned[consumer] = n
+	o.loggedLocked()
 	start := !o.refreshing && o.Count != nil
 	o.refreshing = o.refreshing || start
 	o.mu.Unlock()
@@ -72,6 +74,17 @@ func (o *Ownership) SetTotal(n int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.total = n
+	o.loggedLocked()
+}
+
+// loggedLocked logs the share when it changed.
+func (o *Ownership) loggedLocked() {
+	s := o.shareLocked()
+	if s == o.logged || o.Log == nil {
+		return
+	}
+	o.logged = s
+	o.Log.Debug("rate limit share changed", "share", s, "owned", o.owned, "partitions", o.total)
 }
 
 // Share is the fraction of the partitions that carry deliveries this
@@ -80,6 +93,10 @@ func (o *Ownership) SetTotal(n int) {
 func (o *Ownership) Share() float64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.shareLocked()
+}
+
+func (o *Ownership) shareLocked() float64 {
 	if o.total <= 0 {
 		return 0
 	}
