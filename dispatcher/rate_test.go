@@ -132,7 +132,7 @@ func TestStepRateTicketVoidAfterALimitChangeOrFarTooLate(t *testing.T) {
 		time.Sleep(time.Until(stale.Task.RateAt) + RateTicketGrace + time.Second)
 		now := time.Now()
 		d.Step(context.Background(), slow, newTask(t, slow, testEvent)) // takes the place now
-		book(t, d, slow)                                                 // +1 s
+		book(t, d, slow)                                                // +1 s
 		again := d.Step(context.Background(), slow, stale.Task)
 		if again.Verdict != delivery.Defer || again.Task.RateHop || again.Task.RateAt.Sub(now) != 2*time.Second {
 			t.Fatalf("a stale ticket: %v, new place at +%v (hop %v)", again.Verdict, again.Task.RateAt.Sub(now), again.Task.RateHop)
