@@ -29,6 +29,10 @@ const RateQueueWait = 250 * time.Millisecond
 // once with every other late one (a burst over the limit).
 const RateTicketGrace = 2 * time.Second
 
+// rateMoveGain is how much sooner a place on the replica a deferred task
+// comes back to must be for the task to move there from its ticket's.
+const rateMoveGain = time.Second
+
 // rateLookAgain is the shortest look again at a task deferred to its place
 // (see rate).
 const rateLookAgain = time.Second
@@ -58,10 +62,11 @@ const noShareWait = time.Second
 // tier partitions — and is booked by the replica it lands on (RateHop).
 // A deferred task also comes back halfway to its place (at least a second,
 // at most RateRecheck ahead — so a changed limit reaches it within that),
-// and goes at once if that replica has a place free within RateQueueWait,
-// or waits on for its ticket: spare places of an idle replica serve work a
-// busy one booked, whose place then goes unused — the deployment never
-// goes faster than the limit.
+// on whichever replica owns its tier partition then, and moves to a place
+// of that replica's if one is at least rateMoveGain sooner (or free now),
+// or waits on for its ticket: replicas that booked unevenly even out, spare
+// places of an idle one serve work a busy one booked, and the place left
+// goes unused — the deployment never goes faster than the limit.
 func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t *delivery.Task, now time.Time) (*delivery.Task, *delivery.Decision) {
 	limit := p.RateLimit()
 	if limit <= 0 || d.o.Rates == nil {
@@ -95,11 +100,16 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 		case ahead > 0 && ahead <= RateQueueWait:
 			return wait(at)
 		case ahead > 0:
-			// Back before its place: a place free here soon serves it
-			// (the ticket's place then goes unused: never more than the
-			// limit); otherwise it waits on for its place.
-			if soon, ok := d.o.Rates.Reserve(p.ID, limit, RateQueueWait); ok {
-				return wait(soon)
+			// Back before its place: a place here at least rateMoveGain
+			// sooner (or free now) serves it instead — the ticket's place
+			// then goes unused, never more than the limit — so the queues
+			// of replicas that booked unevenly even out; otherwise it
+			// waits on for its place.
+			if sooner, ok := d.o.Rates.Reserve(p.ID, limit, max(RateQueueWait, ahead-rateMoveGain)); ok {
+				if sooner.Sub(now) <= RateQueueWait {
+					return wait(sooner)
+				}
+				return hold(sooner, sooner)
 			}
 			return hold(at, at)
 		}

@@ -186,6 +186,41 @@ func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
 	})
 }
 
+// A task back before its place on a replica that can give it one at least
+// rateMoveGain sooner moves there (the queues of replicas that booked
+// unevenly even out); the place it leaves goes unused.
+func TestStepRateTaskMovesToASoonerPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		crowded := rateDispatcher(answer(200, ""), &ratelimit.Limiter{Share: func() float64 { return 0.25 }})
+		light := rateDispatcher(answer(200, ""), &ratelimit.Limiter{})
+		p := limited(t, "0.01") // 100 s apart on the light replica, 400 s on the crowded one
+		start := time.Now()
+		crowded.Step(context.Background(), p, newTask(t, p, testEvent))
+		x := book(t, crowded, p)
+		if x.Task.RateAt.Sub(start) != 400*time.Second || x.At.Sub(start) != time.Minute {
+			t.Fatalf("booked +%v, back at +%v", x.Task.RateAt.Sub(start), x.At.Sub(start))
+		}
+		for range 3 {
+			book(t, light, p) // places now, +100 s, +200 s: the next is +300 s
+		}
+		time.Sleep(time.Until(x.At))
+		moved := light.Step(context.Background(), p, x.Task)
+		if moved.Verdict != delivery.Defer || moved.Task.RateAt.Sub(start) != 300*time.Second {
+			t.Fatalf("back on the light replica: %v, place +%v (was +400s)", moved.Verdict, moved.Task.RateAt.Sub(start))
+		}
+		// Not without a gain of rateMoveGain: the light replica's next place
+		// (+800 s, once it booked up to +700 s) is no sooner than the ticket.
+		y := book(t, crowded, p) // +800 s
+		time.Sleep(time.Until(y.At))
+		for range 4 {
+			book(t, light, p) // +400 s … +700 s
+		}
+		if stay := light.Step(context.Background(), p, y.Task); !stay.Task.RateAt.Equal(y.Task.RateAt) {
+			t.Fatalf("moved for less than rateMoveGain: +%v → +%v", y.Task.RateAt.Sub(start), stay.Task.RateAt.Sub(start))
+		}
+	})
+}
+
 // A replica that holds no share (it owns no partitions right now) makes no
 // attempt: the delivery waits a moment on a tier for the partition's owner.
 func TestStepRateWithoutShareDefers(t *testing.T) {
