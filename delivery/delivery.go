@@ -293,14 +293,22 @@ func (t *Task) Resumable(lastError string) *Task {
 }
 
 // Record is the task as a record on topic (a retry tier or the failover
-// topic), keyed by delivery id so all of a delivery's tasks share a partition.
+// topic), keyed by delivery id so all of a delivery's tasks share a partition
+// — except a task waiting with a rate-limit ticket: each of its looks is
+// keyed apart (by when it is due), so its looks land on every replica's
+// partitions and it can move to a sooner place where there is one (see
+// dispatcher/rate.go).
 func (t *Task) Record(topic string) *kgo.Record {
 	t.V = Version
 	b, err := json.Marshal(t)
 	if err != nil {
 		panic("encode task: " + err.Error()) // plain data; a failure is a bug
 	}
-	return &kgo.Record{Topic: topic, Key: []byte(t.DeliveryID), Value: b}
+	key := []byte(t.DeliveryID)
+	if !t.RateAt.IsZero() {
+		key = strconv.AppendInt(append(key, '@'), t.NotBefore.UnixNano(), 10)
+	}
+	return &kgo.Record{Topic: topic, Key: key, Value: b}
 }
 
 // Deferred is how long the current step has been deferred in all, up to now.

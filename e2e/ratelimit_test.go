@@ -113,6 +113,25 @@ func observe(got []arrival) rateFigures {
 	return f
 }
 
+// perSecond counts arrivals in each second from the first.
+func perSecond(got []arrival) []int {
+	first := got[0].at
+	for _, a := range got {
+		if a.at.Before(first) {
+			first = a.at
+		}
+	}
+	var n []int
+	for _, a := range got {
+		i := int(a.at.Sub(first) / time.Second)
+		for len(n) <= i {
+			n = append(n, 0)
+		}
+		n[i]++
+	}
+	return n
+}
+
 // produceBurst writes n click events, keyed one apart, in one batch.
 func produceBurst(t *testing.T, topic, tag string, n int) {
 	t.Helper()
@@ -300,8 +319,8 @@ func TestRateLimitHoldsAcrossTwoReplicas(t *testing.T) {
 	rcv.waitDistinct(t, rateEvents)
 	a.WaitCaughtUp(t)
 	f := checkRateRun(t, rcv, prefix+"webhooks.executions", p["id"].(string))
-	t.Logf("two replicas, limit %d/s, %d events at once: observed %.2f/s combined over %v (accuracy %.3f); busiest second %d, quietest %d",
-		rateLimit, rateEvents, f.overall, f.span.Round(time.Millisecond), f.overall/rateLimit, f.maxPerS, f.minPerS)
+	t.Logf("two replicas, limit %d/s, %d events at once: observed %.2f/s combined over %v (accuracy %.3f); busiest second %d, quietest %d; per second %v",
+		rateLimit, rateEvents, f.overall, f.span.Round(time.Millisecond), f.overall/rateLimit, f.maxPerS, f.minPerS, perSecond(rcv.all()))
 
 	// Uneven keys: every event on the first replica's event partitions.
 	// What it has no place for soon hops through a retry tier (keyed by
@@ -337,6 +356,7 @@ func TestRateLimitHoldsAcrossTwoReplicas(t *testing.T) {
 	u := observe(uneven)
 	t.Logf("two replicas, every event on one replica's partitions (%v of 4): observed %.2f/s combined over %v (accuracy %.3f; the first 90 %% at %.2f/s, %.3f); busiest second %d, quietest %d",
 		aEvents, u.overall, u.span.Round(time.Millisecond), u.overall/rateLimit, u.bulk, u.bulk/rateLimit, u.maxPerS, u.minPerS)
+	t.Logf("per second: %v", perSecond(uneven))
 	if ratio := u.overall / rateLimit; ratio < 0.85 || ratio > 1.15 || u.maxPerS > int(rateLimit*1.15)+1 {
 		t.Errorf("uneven keys: %.2f/s overall (accuracy %.3f), %d in one second; limit %d/s", u.overall, ratio, u.maxPerS, rateLimit)
 	}
