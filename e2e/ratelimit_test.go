@@ -241,6 +241,24 @@ func TestRateLimitPacesABurst(t *testing.T) {
 	const prefix = "rate1."
 	in := startInstance(t, "dev", rateEnv(prefix))
 	rcv := newArrivalReceiver(t)
+	// Validated when saved, with its field path.
+	for _, bad := range []string{"0", "-5", "100001", `"20"`, "null"} {
+		body := `{"name":"bad","trigger_type":"click","rate_limit_per_second":` + bad + `,"steps":[{"order":1,"url":"` + rcv.URL + `/r"}]}`
+		code, out := in.API(t, "POST", "/api/admin/webhooks/pipelines", body)
+		errObj, _ := out["error"].(map[string]any)
+		details, _ := errObj["details"].([]any)
+		if bad == "null" { // null is absent: no limit
+			if code != 201 {
+				t.Errorf("null: %d %v", code, out)
+			} else {
+				in.API(t, "DELETE", "/api/admin/webhooks/pipelines/"+out["data"].(map[string]any)["id"].(string), nil)
+			}
+			continue
+		}
+		if code != 400 || len(details) != 1 || details[0].(map[string]any)["field"] != "rate_limit_per_second" {
+			t.Errorf("rate_limit_per_second %s: %d %v", bad, code, out)
+		}
+	}
 	p := in.CreatePipeline(t, fmt.Sprintf(`{"name":"rated","trigger_type":"click","rate_limit_per_second":%d,"steps":[{"order":1,"url":"%s/r"}]}`, rateLimit, rcv.URL))
 	id := p["id"].(string)
 	if p["rate_limit_per_second"] != float64(rateLimit) {
