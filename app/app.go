@@ -249,7 +249,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 // (event topics, retry tiers, failover topic), which sets its share of every
 // pipeline's rate limit (package ratelimit). A topic that does not exist
 // (yet) counts no partitions, as nobody owns any of it; the count is taken
-// again at every rebalance, which a new topic or partition causes.
+// again after every rebalance (a new topic or partition causes one) and
+// every 30 s.
 func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownership {
 	topics := append(append([]string{}, a.Topics.Events...), a.Topics.Failover)
 	for _, t := range a.Topics.Tiers {
@@ -278,7 +279,8 @@ func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownershi
 	}}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_ = o.Refresh(cctx) // logged; a rebalance counts again
+	_ = o.Refresh(cctx) // logged; counted again after every rebalance and every 30 s
+	a.sup.Add(o)
 	return o
 }
 

@@ -21,6 +21,8 @@ var (
 	AttemptLatency = promauto.NewHistogram(prometheus.HistogramOpts{Name: "webhookd_attempt_duration_seconds", Help: "Webhook HTTP attempt latency.", Buckets: prometheus.DefBuckets})
 	// Deferred counts attempts not made and not spent, by reason (circuit_open, host_saturated, pipeline_paused).
 	Deferred = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_deferred_total", Help: "Attempts deferred to the retry path without spending an attempt, by reason."}, []string{"reason"})
+	// RateLimitShare is the fraction of every pipeline's rate_limit_per_second this replica holds.
+	RateLimitShare = promauto.NewGauge(prometheus.GaugeOpts{Name: "webhookd_rate_limit_share", Help: "Fraction (0..1) of every pipeline's rate_limit_per_second this replica holds: the partitions that carry deliveries it owns."})
 	// DeadLetters counts DLQ items written, by reason.
 	DeadLetters = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_dead_letters_total", Help: "Deliveries (steps) and unreadable records sent to the DLQ, by reason."}, []string{"reason"})
 	// ProduceFailures counts records Kafka refused, by what they were (task, dlq, log) and why (too_large, other).

@@ -192,27 +192,62 @@ func TestOwnershipSharesAddUpAcrossReplicas(t *testing.T) {
 	}
 }
 
-// Set records a consumer's partitions and recounts the total in the
-// background (partitions added to a topic cause a rebalance).
-func TestOwnershipSetRecounts(t *testing.T) {
+// Set records a consumer's partitions and Run counts the total again (new
+// partitions cause a rebalance); a failed count is taken again at the next
+// Recount interval; Run ends with its context.
+func TestOwnershipRunRecounts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		total := 10
-		o := &Ownership{Count: func(context.Context) (int, error) { return total, nil }}
+		var mu sync.Mutex
+		total, broken := 10, false
+		o := &Ownership{Recount: 30 * time.Second, Count: func(context.Context) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if broken {
+				return 0, errors.New("broker away")
+			}
+			return total, nil
+		}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- o.Run(ctx) }()
 		o.Set("dispatcher", 5)
 		synctest.Wait()
 		if s := o.Share(); s != 0.5 {
 			t.Fatalf("share %v", s)
 		}
+		mu.Lock()
 		total = 20
+		mu.Unlock()
 		o.Set("dispatcher", 5)
 		synctest.Wait()
 		if s := o.Share(); s != 0.25 {
 			t.Fatalf("share after partitions were added %v", s)
 		}
+		// A count that fails keeps the last one, and is taken again later.
+		mu.Lock()
+		broken, total = true, 10
+		mu.Unlock()
+		o.Set("failover", 0)
+		synctest.Wait()
+		if s := o.Share(); s != 0.25 {
+			t.Fatalf("share after a failed count %v", s)
+		}
+		mu.Lock()
+		broken = false
+		mu.Unlock()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if s := o.Share(); s != 0.5 {
+			t.Fatalf("share after the recount %v", s)
+		}
 		o.Set("dispatcher", 0)
 		synctest.Wait()
 		if s := o.Share(); s != 0 {
 			t.Fatalf("share after a revoke %v", s)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 }
