@@ -15,12 +15,13 @@
 // package dispatcher, so a place is never given twice and nothing jumps the
 // queue.
 //
-// A place booked further ahead than a short wait is not waited for in a
-// delivery slot: the dispatcher defers the delivery to the retry tiers until
-// then, and the task carries its booked place (a ticket) so it keeps its
-// place wherever it comes back — on this replica or another. A ticket is a
-// place this replica's share already paid for, so honouring it anywhere adds
-// nothing to the deployment's rate.
+// A place further ahead than a short wait is not waited for in a delivery
+// slot: the dispatcher (dispatcher/rate.go) defers the delivery to the retry
+// tiers — first through a hop, so it is booked by whichever replica its
+// record lands on and uneven keys do not crowd one replica's share — and the
+// task carries its booked place (a ticket), so it keeps its place wherever it
+// comes back. A ticket is a place one replica's share already paid for, so
+// honouring it anywhere adds nothing to the deployment's rate.
 package ratelimit
 
 import (
@@ -74,9 +75,9 @@ func Interval(limit, share float64) time.Duration {
 // with false. The zero time means this replica holds no share of the
 // pipeline's budget now (it owns no partitions): nothing can be booked here.
 //
-// A change of the pipeline's limit starts its bookings afresh: places booked
-// under the old limit are not honoured any more (see Ticket), so the new
-// limit applies at once.
+// A change of the pipeline's limit starts its bookings afresh (the
+// dispatcher no longer honours places booked under the old limit), so the
+// new limit applies at once.
 func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration) (time.Time, bool) {
 	share := 1.0
 	if l.Share != nil {
