@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -268,6 +269,42 @@ func TestStepRateLimitOnlyForActiveLimitedPipelines(t *testing.T) {
 		}
 		if lim.Booked(free.ID) != 0 {
 			t.Fatal("an unlimited pipeline booked places")
+		}
+	})
+}
+
+// Retries and failover attempts are paced like first attempts, and waiting
+// for a place spends none: the attempt number a deferred task carries is the
+// one it is finally sent with.
+func TestStepRateLimitPacesRetriesAndFailoverWithoutSpendingAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var retryCounts []string
+		rt := roundTrip(func(r *http.Request) (*http.Response, error) {
+			retryCounts = append(retryCounts, r.Header.Get("X-Afftok-Retry-Count")+"/"+r.Header.Get("X-Afftok-Failover"))
+			return answer(200, "")(r)
+		})
+		d := rateDispatcher(rt, &ratelimit.Limiter{})
+		p := compile(t, `{"name":"p","trigger_type":"click","rate_limit_per_second":1,"failover_url":"https://backup.example/f","steps":[{"order":1,"url":"https://rcv.example/a"}]}`)
+		d.Step(context.Background(), p, newTask(t, p, testEvent)) // takes the place now
+		retry := newTask(t, p, testEvent)
+		retry.Attempt = 2
+		failover := newTask(t, p, testEvent)
+		failover.Failover = true
+		for _, task := range []*delivery.Task{retry, failover} {
+			dec := d.Step(context.Background(), p, task)
+			for dec.Verdict == delivery.Defer {
+				if dec.Attempt != nil || dec.Task.Attempt != task.Attempt || dec.Task.Failover != task.Failover {
+					t.Fatalf("deferred: attempt record %v, attempt %d → %d", dec.Attempt, task.Attempt, dec.Task.Attempt)
+				}
+				time.Sleep(time.Until(dec.At))
+				dec = d.Step(context.Background(), p, dec.Task)
+			}
+			if dec.Verdict != delivery.Done || dec.Attempt.Attempt != task.Attempt {
+				t.Fatalf("%v, attempt %d", dec.Verdict, dec.Attempt.Attempt)
+			}
+		}
+		if got := strings.Join(retryCounts, " "); got != "0/ 2/ 0/true" {
+			t.Fatalf("requests (retry count/failover): %s", got)
 		}
 	})
 }
