@@ -58,6 +58,8 @@ type pipelineInput struct {
 	DisabledReason json.RawMessage `json:"disabled_reason"`
 	DisabledAt     json.RawMessage `json:"disabled_at"`
 	ReenabledAt    json.RawMessage `json:"reenabled_at"`
+	// RateLimitPerSecond: on PUT, 0 removes the limit.
+	RateLimitPerSecond *float64 `json:"rate_limit_per_second"`
 }
 
 type stepInput struct {
@@ -91,6 +93,12 @@ func (in *pipelineInput) apply(p *pipeline.Pipeline, old *pipeline.Pipeline) {
 		p.AutoDisableAfterSeconds = &v
 	}
 	set(&p.Ordering, in.Ordering)
+	if r := in.RateLimitPerSecond; r != nil {
+		p.RateLimitPerSecond = r
+		if *r == 0 && old != nil {
+			p.RateLimitPerSecond = nil // an update's 0 removes the limit
+		}
+	}
 	if in.Steps == nil {
 		return
 	}
@@ -490,6 +498,7 @@ type pipelineDetail struct {
 	DisabledReason          string                `json:"disabled_reason,omitempty"`
 	DisabledAt              *time.Time            `json:"disabled_at,omitempty"`
 	ReenabledAt             *time.Time            `json:"reenabled_at,omitempty"`
+	RateLimitPerSecond      *float64              `json:"rate_limit_per_second,omitempty"`
 }
 
 // orderingOf is a pipeline's ordering as GET shows it ("none" for one
@@ -508,6 +517,7 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
 		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, Ordering: orderingOf(r), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
 	d.AutoDisableAfterSeconds, d.DisabledReason, d.DisabledAt, d.ReenabledAt = r.AutoDisableAfterSeconds, r.DisabledReason, r.DisabledAt, r.ReenabledAt
+	d.RateLimitPerSecond = r.RateLimitPerSecond
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
 		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/afftok/webhookd/admin"
 	"github.com/afftok/webhookd/analytics"
@@ -35,6 +36,7 @@ import (
 	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/ordering"
 	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/ratelimit"
 	"github.com/afftok/webhookd/registry"
 	"github.com/afftok/webhookd/retrytopics"
 	"github.com/afftok/webhookd/template"
@@ -154,7 +156,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	env := template.NewEnvSource(config.SplitList(cfg.TemplateEnvAllow), cfg.TemplateSecretsDir)
 	var eng *engine.Engine
+	var owned *ratelimit.Ownership
 	if cfg.HasRole(config.RoleDispatcher) || cfg.HasRole(config.RoleRetry) {
+		owned = a.ownership(ctx, adminClient)
 		guard, err := newGuard(&cfg)
 		if err != nil {
 			return nil, err
@@ -163,12 +167,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Client: dispatcher.NewHTTPClient(guard, cfg.MaxInFlightPerHost), Env: env, DelayScale: cfg.RetryDelayScale,
 			Hosts:             &dispatcher.Hosts{Limit: cfg.MaxInFlightPerHost, Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
+			Rates: &ratelimit.Limiter{Share: owned.Share},
 		})
 		eng = &engine.Engine{Pipes: a.Registry, Steps: disp, Topics: a.Topics, Log: log.With("worker", "engine")}
 	}
 	opts := func(name, groupName string, topics ...string) consumer.Options {
 		return consumer.Options{Name: name, ClientOpts: group, Group: groupName, Topics: topics,
-			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name)}
+			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name),
+			OnOwned: func(n int) { owned.Set(name, n) }}
 	}
 	if cfg.HasRole(config.RoleRetry) {
 		for _, tier := range a.Topics.Tiers {
@@ -292,6 +298,45 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
 	}
 	return a, nil
+}
+
+// ownership is this replica's part of the partitions that carry deliveries
+// (event topics, retry tiers, failover topic), which sets its share of every
+// pipeline's rate limit (package ratelimit). A topic that does not exist
+// (yet) counts no partitions, as nobody owns any of it; the count is taken
+// again after every rebalance (a new topic or partition causes one) and
+// every 30 s.
+func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownership {
+	topics := append(append([]string{}, a.Topics.Events...), a.Topics.Failover)
+	for _, t := range a.Topics.Tiers {
+		topics = append(topics, t.Topic)
+	}
+	o := &ratelimit.Ownership{Log: a.log.With("worker", "ratelimit"), Count: func(ctx context.Context) (int, error) {
+		// A direct request: the client's metadata cache may still say
+		// "unknown" about topics Ensure has just created.
+		req := kmsg.NewPtrMetadataRequest()
+		for _, t := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, t := range resp.Topics {
+			if t.ErrorCode == 0 {
+				n += len(t.Partitions)
+			}
+		}
+		return n, nil
+	}}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = o.Refresh(cctx) // logged; counted again after every rebalance and every 30 s
+	a.sup.Add(o)
+	return o
 }
 
 // registryGated starts a worker only once the registry has loaded, so no

@@ -63,6 +63,10 @@ type Options struct {
 	// Hooks, when set, hear of each partition this consumer starts and stops
 	// processing (ordering.Orderer).
 	Hooks PartitionHooks
+
+	// OnOwned, if set, is told how many partitions the consumer owns after
+	// every assignment, revoke or loss (rate limit shares follow it).
+	OnOwned func(partitions int)
 }
 
 // PartitionHooks hear of the partitions a consumer processes.
@@ -238,7 +242,15 @@ func (c *Consumer) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 			go w.run()
 		}
 	}
+	c.ownedLocked()
 	c.ready.Store(true)
+}
+
+// ownedLocked reports the partitions owned now to OnOwned.
+func (c *Consumer) ownedLocked() {
+	if c.o.OnOwned != nil {
+		c.o.OnOwned(len(c.workers))
+	}
 }
 
 // revoked finishes the revoked partitions' in-flight work and commits what is
@@ -285,6 +297,7 @@ func (c *Consumer) take(parts map[string][]int32) []*partWorker {
 			}
 		}
 	}
+	c.ownedLocked()
 	return out
 }
 
@@ -299,6 +312,7 @@ func (c *Consumer) takeAll() []*partWorker {
 		delete(c.workers, k)
 		c.stopping[k] = w
 	}
+	c.ownedLocked()
 	return out
 }
 

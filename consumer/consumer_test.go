@@ -329,3 +329,25 @@ func TestPausedPartitionIsFetchedAfterReassignment(t *testing.T) {
 		t.Fatalf("partition still paused after assignment: %v", paused)
 	}
 }
+
+// OnOwned hears how many partitions the consumer owns after its assignment
+// and after it gives them up on shutdown (rate limit shares follow it).
+func TestOnOwnedFollowsTheAssignment(t *testing.T) {
+	c, _ := cluster(t, 3)
+	owned := make(chan int, 8)
+	cancel, errc := start(t, c, handlerFunc(func(*kgo.Record) Work { return Work{} }), Options{OnOwned: func(n int) { owned <- n }})
+	if n := <-owned; n != 3 {
+		t.Fatalf("owns %d partitions after the assignment, want 3", n)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for len(owned) > 0 {
+		last = <-owned
+	}
+	if last != 0 {
+		t.Fatalf("owns %d partitions after shutdown, want 0", last)
+	}
+}

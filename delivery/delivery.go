@@ -223,6 +223,16 @@ type Task struct {
 	// holding its key (Order) — later events of the key are parked behind
 	// it — so its end (delivered, dead, cancelled) releases the key.
 	Blocks bool `json:"blocks,omitempty"`
+	// RateAt is the place the pipeline's rate limiter booked for this
+	// step's next attempt (a ticket: zero when none), under the limit
+	// RateLimit; a task deferred by the limiter keeps it, so it keeps its
+	// place in the queue wherever it comes back (package ratelimit).
+	RateAt    time.Time `json:"rate_at,omitzero"`
+	RateLimit float64   `json:"rate_limit,omitempty"`
+	// RateHop: the limiter had no place soon where the delivery first
+	// asked and passed it on through a retry tier, to be booked by
+	// whichever replica it lands on.
+	RateHop bool `json:"rate_hop,omitempty"`
 
 	ev *event.Event // Event, decoded once per run
 }
@@ -255,7 +265,7 @@ func DecodeTask(b []byte) (*Task, error) {
 	if t.DeliveryID == "" || t.PipelineID == "" || t.ExecutionID == "" {
 		return nil, fmt.Errorf("task without delivery, execution or pipeline id")
 	}
-	if t.Attempt < 0 || t.StepOrder < 0 || t.Cycle < 0 || t.Dead < 0 || t.DeferredFor < 0 {
+	if t.Attempt < 0 || t.StepOrder < 0 || t.Cycle < 0 || t.Dead < 0 || t.DeferredFor < 0 || t.RateLimit < 0 {
 		return nil, fmt.Errorf("task with a negative attempt, step, cycle or count")
 	}
 	return &t, nil
@@ -297,6 +307,7 @@ func (t *Task) AtStep(order int, now time.Time) *Task {
 	n := t.Clone()
 	n.StepOrder, n.Attempt, n.Failover, n.Tiers = order, 0, false, nil
 	n.StepStartedAt, n.DeferredSince, n.DeferredFor, n.LastError, n.LastHTTPStatus = now, time.Time{}, 0, "", 0
+	n.RateAt, n.RateLimit, n.RateHop = time.Time{}, 0, false
 	return n
 }
 
@@ -321,19 +332,28 @@ func (t *Task) NewCycle(itemID string, now time.Time) *Task {
 func (t *Task) Resumable(lastError string) *Task {
 	r := t.Clone()
 	r.Attempt, r.Failover, r.Tiers, r.Dead, r.DeferredSince, r.DeferredFor = 0, false, nil, 0, time.Time{}, 0
+	r.RateAt, r.RateLimit, r.RateHop = time.Time{}, 0, false
 	r.LastError = lastError
 	return r
 }
 
 // Record is the task as a record on topic (a retry tier or the failover
-// topic), keyed by delivery id so all of a delivery's tasks share a partition.
+// topic), keyed by delivery id so all of a delivery's tasks share a partition
+// — except a task waiting with a rate-limit ticket: each of its looks is
+// keyed apart (by when it is due), so its looks land on every replica's
+// partitions and it can move to a sooner place where there is one (see
+// dispatcher/rate.go).
 func (t *Task) Record(topic string) *kgo.Record {
 	t.V = Version
 	b, err := json.Marshal(t)
 	if err != nil {
 		panic("encode task: " + err.Error()) // plain data; a failure is a bug
 	}
-	return &kgo.Record{Topic: topic, Key: []byte(t.DeliveryID), Value: b}
+	key := []byte(t.DeliveryID)
+	if !t.RateAt.IsZero() {
+		key = strconv.AppendInt(append(key, '@'), t.NotBefore.UnixNano(), 10)
+	}
+	return &kgo.Record{Topic: topic, Key: key, Value: b}
 }
 
 // Deferred is how long the current step has been deferred in all, up to now.
@@ -371,7 +391,7 @@ const (
 	// retry tiers until At. The attempt is spent.
 	Retry
 	// Defer: no attempt was made (circuit open, host saturated, pipeline
-	// paused); the task waits until At without spending one.
+	// paused, rate limited); the task waits until At without spending one.
 	Defer
 	// Failover: the step's attempts are exhausted and the pipeline has a
 	// failover URL; the task goes to the failover topic.
@@ -406,6 +426,7 @@ const (
 	ReasonPipelineUnknown  = "pipeline_unknown"  // deferred: this replica's registry has not seen the pipeline yet
 	ReasonCircuitOpen      = "circuit_open"      // deferred: the receiver host's circuit is open
 	ReasonHostSaturated    = "host_saturated"    // deferred: the host has its limit of requests in flight
+	ReasonRateLimited      = "rate_limited"      // deferred: the pipeline's rate_limit_per_second has no place sooner
 	ReasonTooLarge         = "too_large"         // the task is too large for the broker
 	ReasonProduceFailed    = "produce_failed"    // Kafka refused the task for another reason
 )

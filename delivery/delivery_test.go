@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,7 +11,9 @@ import (
 func FuzzDecodeTask(f *testing.F) {
 	good := (&Task{DeliveryID: "wh_del_1", ExecutionID: "exec_1", PipelineID: "pipe_1", Event: []byte(`{"type":"click.tracked","data":{"id":"c"}}`),
 		StepOrder: 1, Attempt: 2, NotBefore: time.Unix(1700000000, 0), Tiers: []string{"5s"}}).Record("t").Value
-	for _, s := range []string{string(good), `{}`, `{"delivery_id":"x","pipeline_id":"p"}`, `null`, `[]`, `{"event":5}`, "\x00\xff"} {
+	ticket := (&Task{DeliveryID: "wh_del_2", ExecutionID: "exec_2", PipelineID: "pipe_1", NotBefore: time.Unix(1700000000, 0),
+		RateAt: time.Unix(1700000001, 0), RateLimit: 20}).Record("t").Value
+	for _, s := range []string{string(good), string(ticket), `{"delivery_id":"x","execution_id":"e","pipeline_id":"p","rate_limit":-1}`, `{}`, `{"delivery_id":"x","pipeline_id":"p"}`, `null`, `[]`, `{"event":5}`, "\x00\xff"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -51,5 +54,25 @@ func TestResumableStartsTheStepAfresh(t *testing.T) {
 	}
 	if tk.Attempt != 4 || !tk.Failover {
 		t.Fatal("Resumable changed its task")
+	}
+}
+
+// A task's records are keyed by its delivery id (one partition for all of a
+// delivery's tasks), except while it waits with a rate-limit ticket: each
+// look is keyed apart, so the looks meet every replica's partitions.
+func TestTaskRecordKeys(t *testing.T) {
+	tk := &Task{DeliveryID: "wh_del_1", ExecutionID: "exec_1", PipelineID: "pipe_1", NotBefore: time.Unix(1700000000, 0)}
+	if k := string(tk.Record("t").Key); k != "wh_del_1" {
+		t.Fatalf("key %q", k)
+	}
+	tk.RateAt, tk.RateLimit = time.Unix(1700000100, 0), 5
+	first := string(tk.Record("t").Key)
+	tk.NotBefore = tk.NotBefore.Add(time.Second)
+	second := string(tk.Record("t").Key)
+	if first == second || !strings.HasPrefix(first, "wh_del_1@") || !strings.HasPrefix(second, "wh_del_1@") {
+		t.Fatalf("keys of two looks: %q, %q", first, second)
+	}
+	if k := string(tk.Resumable("x").Record("t").Key); k != "wh_del_1" {
+		t.Fatalf("a resumable task keeps its ticket: key %q", k)
 	}
 }

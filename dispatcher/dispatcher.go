@@ -49,6 +49,14 @@ type Options struct {
 	MaxHold time.Duration
 	Now     func() time.Time
 	Log     *slog.Logger
+
+	// Rates paces pipelines that have a rate_limit_per_second (see
+	// rate.go); nil: no pipeline is limited.
+	Rates RateLimiter
+	// RateRecheck is the longest a task deferred by a rate limit waits
+	// before it is looked at again (default a minute), so a changed limit
+	// reaches tasks already waiting.
+	RateRecheck time.Duration
 }
 
 // Dispatcher executes deliveries. It is safe for concurrent use.
@@ -76,6 +84,9 @@ func New(o Options) *Dispatcher {
 	}
 	if o.MaxHold <= 0 {
 		o.MaxHold = pipeline.DefaultRetryLimits.Horizon
+	}
+	if o.RateRecheck <= 0 {
+		o.RateRecheck = time.Minute
 	}
 	if o.Client == nil {
 		o.Client = NewHTTPClient(Guard{}, 64)
@@ -118,6 +129,13 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	if err != nil {
 		return d.dead(p, idx, t, nil, nil, delivery.ReasonPermanent, "Invalid event: "+err.Error(), t.Attempt)
 	}
+	// The pipeline's rate limit: the attempt goes now (perhaps after a
+	// short wait in place), or the delivery is deferred to its place.
+	ready, dec := d.rate(ctx, p, idx, t, now)
+	if dec != nil {
+		return *dec
+	}
+	t, now = ready, d.o.Now()
 	// A render error is the pipeline's, not the receiver's: retrying the
 	// same template on the same event cannot help.
 	renderFailed := func(err error) delivery.Decision {

@@ -26,6 +26,8 @@ var (
 	// Parked counts deliveries of key-ordered pipelines parked behind their key's blocker; Unparked those run from the park topic.
 	Parked   = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_ordered_parked_total", Help: "Deliveries of key-ordered pipelines parked behind a delivery waiting for a retry."})
 	Unparked = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_ordered_unparked_total", Help: "Parked deliveries of key-ordered pipelines run after their key was released."})
+	// RateLimitShare is the fraction of every pipeline's rate_limit_per_second this replica holds.
+	RateLimitShare = promauto.NewGauge(prometheus.GaugeOpts{Name: "webhookd_rate_limit_share", Help: "Fraction (0..1) of every pipeline's rate_limit_per_second this replica holds: the partitions that carry deliveries it owns."})
 	// DeadLetters counts DLQ items written, by reason.
 	DeadLetters = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_dead_letters_total", Help: "Deliveries (steps) and unreadable records sent to the DLQ, by reason."}, []string{"reason"})
 	// ProduceFailures counts records Kafka refused, by what they were (task, dlq, log) and why (too_large, other).

@@ -54,6 +54,9 @@ type Pipeline struct {
 	// order (a delivery waiting for a retry holds its key's later ones
 	// back); "none" (the default) delivers each event independently.
 	Ordering string `json:"ordering,omitempty"`
+	// RateLimitPerSecond paces attempts to this pipeline across the whole
+	// deployment (package ratelimit); nil: unlimited.
+	RateLimitPerSecond *float64 `json:"rate_limit_per_second,omitempty"`
 }
 
 // Orderings.
@@ -151,6 +154,8 @@ const (
 	MaxTimeoutSeconds     = 300
 	MaxSteps              = 20
 	DefaultMethod         = "POST"
+	// MaxRateLimitPerSecond bounds rate_limit_per_second.
+	MaxRateLimitPerSecond = 100000
 	// DefaultSigningKeyGraceSeconds: a day for receivers to take a new key.
 	DefaultSigningKeyGraceSeconds = 86400
 	// MaxSigningKeyGraceSeconds: 30 days; a key replaced because it leaked
@@ -212,6 +217,14 @@ func RotateKeys(p, old *Pipeline, now time.Time) {
 // MaxAutoDisableAfterSeconds is 30 days: ClickHouse keeps the attempts the
 // failure streak is judged on for 30 days by default.
 const MaxAutoDisableAfterSeconds = 30 * 24 * 3600
+
+// RateLimit is the pipeline's rate limit in attempts per second (0: none).
+func (p *Pipeline) RateLimit() float64 {
+	if p.RateLimitPerSecond == nil {
+		return 0
+	}
+	return *p.RateLimitPerSecond
+}
 
 // Redacted returns a copy without secrets, for API responses.
 func (p *Pipeline) Redacted() *Pipeline {

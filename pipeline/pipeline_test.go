@@ -67,6 +67,7 @@ func FuzzDecodePipeline(f *testing.F) {
 	f.Add([]byte(`{"name":"n","trigger_type":"click","steps":[{"order":1,"url":"https://x.io","retry_policy":{"max_attempts":3,"jitter_factor":0.5}}]}`))
 	f.Add([]byte(`{"steps":[{"headers":{"a b":"{{"}}]}`))
 	f.Add([]byte(`{"name":"n","trigger_type":"click","auto_disable_after_seconds":60,"steps":[{"order":1,"url":"https://x.io"}]}`))
+	f.Add([]byte(`{"name":"n","trigger_type":"click","rate_limit_per_second":0.5,"steps":[{"order":1,"url":"https://x.io"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p Pipeline
 		if Decode(b, &p) != nil {
@@ -75,6 +76,9 @@ func FuzzDecodePipeline(f *testing.F) {
 		p.Normalize()
 		if p.Validate(allowEnv{"K": true}, DefaultRetryLimits, nil) != nil {
 			return
+		}
+		if r := p.RateLimit(); r < 0 || r > MaxRateLimitPerSecond || (p.RateLimitPerSecond != nil && r == 0) {
+			t.Fatalf("rate_limit_per_second %v passed validation", r)
 		}
 		// Whatever validates must compile.
 		if _, err := Compile(&p); err != nil {

@@ -205,6 +205,9 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 			ve.add(f, "%s", pr.Message)
 		}
 	}
+	if r := p.RateLimitPerSecond; r != nil && !(*r > 0 && *r <= MaxRateLimitPerSecond) {
+		ve.add("rate_limit_per_second", "must be a number greater than 0 and at most %d (attempts per second; omit it for no limit)", MaxRateLimitPerSecond)
+	}
 	orders := map[int]bool{}
 	earlier := map[string]bool{} // orders and names of steps that come before
 	for i, s := range p.Steps {
