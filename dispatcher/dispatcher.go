@@ -478,6 +478,8 @@ func (r *rendering) complete() error {
 	if r.fo {
 		r.Header.Set(signing.HeaderFailover, "true")
 	}
+	// Only a replay says it is one (a stored template may set the header).
+	r.Header.Del(signing.HeaderReplay)
 	if r.replay != "" {
 		r.Header.Set(signing.HeaderReplay, r.replay)
 	}

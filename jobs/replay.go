@@ -9,8 +9,10 @@ import (
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/metrics"
 	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/template"
 )
 
 // Pipelines is what a replay needs of the registry.
@@ -211,7 +213,18 @@ func (rp *Replayer) tasks(j *Job, rec *kgo.Record) []*delivery.Task {
 	src := &delivery.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	now := rp.now()
 	out := make([]*delivery.Task, 0, len(pipes))
+	var vars template.Vars // what filters read, made once for the event
 	for _, p := range pipes {
+		// As fan-out does: an event the pipeline's filter rejects spawns
+		// no delivery, in a replay too.
+		if p.Filter != nil {
+			if vars == nil {
+				vars = filter.Vars(ev)
+			}
+			if !p.Filter.Match(vars) {
+				continue
+			}
+		}
 		t := delivery.NewTask(ev, rec.Value, src, key, p.ID, p.Steps[0].Order, now)
 		t.Replay = j.ID
 		t.ExecutionID = delivery.ReplayExecutionID(t.DeliveryID, j.ID)

@@ -21,6 +21,10 @@ type Executor interface {
 	Execute(ctx context.Context, j *Job, cp *Checkpointer) error
 }
 
+// JobRetention is how long a finished job stays visible (GET) before the
+// runner removes it from the jobs topic.
+const JobRetention = 7 * 24 * time.Hour
+
 // ErrCancelled: the job was asked to stop.
 var ErrCancelled = errors.New("job cancelled")
 
@@ -215,6 +219,15 @@ func (r *Runner) schedule() {
 			r.Log.Warn("jobs: cannot catch up with the jobs topic; trying again", "err", err)
 		}
 		return
+	}
+	// Finished jobs are kept for JobRetention, then removed: the topic is
+	// compacted (never deleted) and every admin replica holds every job.
+	for _, id := range r.Store.FinishedBefore(r.now().Add(-JobRetention)) {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := r.Store.Remove(rctx, id); err != nil && ctx.Err() == nil {
+			r.Log.Warn("jobs: could not remove an expired job; trying again later", "job", id, "err", err)
+		}
+		cancel()
 	}
 	for _, j := range r.Store.Unfinished() {
 		r.mu.Lock()

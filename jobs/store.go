@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -104,7 +105,11 @@ func (s *Store) applyLocked(rec *kgo.Record) {
 	s.applied[rec.Partition] = rec.Offset + 1
 	key := string(rec.Key)
 	if id, ok := strings.CutSuffix(key, cancelSuffix); ok {
-		s.cancelled[id] = rec.Value != nil
+		if rec.Value == nil {
+			delete(s.cancelled, id)
+		} else {
+			s.cancelled[id] = true
+		}
 		return
 	}
 	if rec.Value == nil { // tombstone
@@ -211,4 +216,26 @@ func (s *Store) write(ctx context.Context, rec *kgo.Record) error {
 		return err
 	}
 	return s.waitFor(ctx, func() bool { return s.applied[rec.Partition] > rec.Offset })
+}
+
+// FinishedBefore lists the ids of jobs that reached a final state before t.
+func (s *Store) FinishedBefore(t time.Time) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for id, j := range s.jobs {
+		if Final(j.State) && j.UpdatedAt.Before(t) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Remove tombstones a job and its cancel request: compaction then drops
+// them from the topic, and every store forgets them.
+func (s *Store) Remove(ctx context.Context, id string) error {
+	if err := s.write(ctx, &kgo.Record{Topic: s.topic, Key: []byte(id + cancelSuffix)}); err != nil {
+		return err
+	}
+	return s.write(ctx, &kgo.Record{Topic: s.topic, Key: []byte(id)})
 }

@@ -55,12 +55,17 @@ type Orderer struct {
 	// their keys that are locked or in use.
 	owned  map[tp]*part
 	keys   map[string]*keyState
-	chains map[tp]map[string]chan struct{} // last delivery of each key in line, per partition
+	chains map[tp]map[string]*link // last delivery of each key in line, per partition
 
-	fatal   chan error
-	stop    context.CancelFunc // ends Run
-	markers *kgo.Client        // writes sync markers (catchUp); closed when Run ends
+	fatal chan error
+	// drainSlots bounds the drains running at once (MaxDrains).
+	drainSlots chan struct{}
+	stop       context.CancelFunc // ends Run
+	markers    *kgo.Client        // writes sync markers (catchUp); closed when Run ends
 }
+
+// MaxDrains bounds the released keys drained at once on a replica.
+const MaxDrains = 32
 
 type tp struct {
 	topic     string
@@ -100,8 +105,8 @@ func New(cl *kgo.Client, o Options) *Orderer {
 		o.Log = slog.Default()
 	}
 	return &Orderer{o: o, cl: cl, stop: func() {}, locks: map[string]*Lock{}, released: map[string]map[string]bool{}, applied: map[int32]int64{},
-		changed: make(chan struct{}), owned: map[tp]*part{}, keys: map[string]*keyState{}, chains: map[tp]map[string]chan struct{}{},
-		fatal: make(chan error, 1)}
+		changed: make(chan struct{}), owned: map[tp]*part{}, keys: map[string]*keyState{}, chains: map[tp]map[string]*link{},
+		fatal: make(chan error, 1), drainSlots: make(chan struct{}, MaxDrains)}
 }
 
 // Name implements the worker interface.
@@ -198,7 +203,7 @@ func (o *Orderer) Start(ctx context.Context, topic string, partition int32) erro
 	pctx, cancel := context.WithCancel(context.Background())
 	o.mu.Lock()
 	o.owned[key] = &part{ctx: pctx, cancel: cancel}
-	o.chains[key] = map[string]chan struct{}{}
+	o.chains[key] = map[string]*link{}
 	o.mu.Unlock()
 	if err := o.catchUp(ctx); err != nil {
 		return err
@@ -319,16 +324,17 @@ func (o *Orderer) Job(rec *kgo.Record, t *delivery.Task) consumer.Job {
 	o.mu.Lock()
 	chain := o.chains[key]
 	if chain == nil {
-		chain = map[string]chan struct{}{}
+		chain = map[string]*link{}
 		o.chains[key] = chain
 	}
 	prev := chain[t.Order]
-	mine := make(chan struct{})
+	mine := &link{done: make(chan struct{})}
 	chain[t.Order] = mine
 	o.mu.Unlock()
-	return func(ctx context.Context, cl *kgo.Client) error {
+	return func(ctx context.Context, cl *kgo.Client) (err error) {
 		defer func() {
-			close(mine)
+			mine.err = err // read only after done is closed
+			close(mine.done)
 			o.mu.Lock()
 			if chain[t.Order] == mine {
 				delete(chain, t.Order)
@@ -337,7 +343,13 @@ func (o *Orderer) Job(rec *kgo.Record, t *delivery.Task) consumer.Job {
 		}()
 		if prev != nil {
 			select {
-			case <-prev:
+			case <-prev.done:
+				// An earlier event of the key that failed is unmarked and
+				// will be read again: a later one must not run (and lock or
+				// park past it) before it, or it is skipped as done.
+				if prev.err != nil {
+					return fmt.Errorf("an earlier event of key %s did not finish: %w", t.Order, prev.err)
+				}
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -347,6 +359,13 @@ func (o *Orderer) Job(rec *kgo.Record, t *delivery.Task) consumer.Job {
 		}
 		return o.run(ctx, cl, key, t)
 	}
+}
+
+// link is one job in a key's line: done closes when it returns, err is
+// what it returned.
+type link struct {
+	done chan struct{}
+	err  error
 }
 
 // run delivers t, or parks it when its key is locked.
@@ -493,7 +512,16 @@ func (o *Orderer) maybeDrainLocked(ks *keyState) {
 	p.drains.Add(1)
 	go func() {
 		defer p.drains.Done()
-		err := o.drain(p.ctx, ks)
+		var err error
+		// Each drain opens a park-topic reader (a Kafka client of its
+		// own): bounded, so a mass release cannot open thousands at once.
+		select {
+		case o.drainSlots <- struct{}{}:
+			err = o.drain(p.ctx, ks)
+			<-o.drainSlots
+		case <-p.ctx.Done():
+			err = p.ctx.Err()
+		}
 		o.mu.Lock()
 		ks.draining = false
 		ks.refs--

@@ -427,7 +427,7 @@ func validHeaderName(k string) bool {
 func reservedHeader(k string) bool {
 	switch strings.ToLower(k) {
 	case "x-afftok-signature", "x-afftok-timestamp", "x-afftok-delivery-id", "x-afftok-retry-count", "x-afftok-failover", "content-length", "host", "transfer-encoding",
-		"x-afftok-signature-previous", "webhook-id", "webhook-timestamp", "webhook-signature":
+		"x-afftok-signature-previous", "webhook-id", "webhook-timestamp", "webhook-signature", "x-afftok-replay":
 		return true
 	}
 	return false
