@@ -180,7 +180,7 @@ func TestYAMLReadsBackWithoutSecrets(t *testing.T) {
 		"WEBHOOKD_KAFKA_USER": "svc", "WEBHOOKD_KAFKA_PASSWORD": "kafka-pass-xyz", "WEBHOOKD_CLICKHOUSE_PASSWORD": "ch-pass-xyz",
 		"WEBHOOKD_SECRETS_KEY": testKey, "WEBHOOKD_ADMIN_JWT_SECRET": strings.Repeat("j", 32),
 		"WEBHOOKD_TEMPLATE_ENV_ALLOW": "https://user:url-pass-xyz@example.com/x",
-		"WEBHOOKD_EVENT_TOPICS": "one", "WEBHOOKD_RETRY_DELAY_SCALE": "0.25", "WEBHOOKD_AUTO_DISABLE_AFTER": "90m",
+		"WEBHOOKD_EVENT_TOPICS":       "one", "WEBHOOKD_RETRY_DELAY_SCALE": "0.25", "WEBHOOKD_AUTO_DISABLE_AFTER": "90m",
 	}
 	c, err := Load(ModeServe, envOf(env))
 	if err != nil {
