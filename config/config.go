@@ -47,7 +47,7 @@ type Config struct {
 	KafkaTLS            bool          `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
 	KafkaTLSCAFile      string        `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
 	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode without WEBHOOKD_KAFKA_BROKERS: where the in-process Kafka listens (port 0 picks a free port)."`
-	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them."`
+	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them. 6s to 30m (the brokers' default limits)."`
 
 	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
 	EventTopics       string  `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
@@ -55,7 +55,7 @@ type Config struct {
 	TopicPartitions   int     `env:"WEBHOOKD_TOPIC_PARTITIONS" help:"Partitions for topics webhookd creates."`
 	TopicReplication  int     `env:"WEBHOOKD_TOPIC_REPLICATION" help:"Replication factor for topics webhookd creates (-1: broker default)."`
 	ConsumerGroup     string  `env:"WEBHOOKD_CONSUMER_GROUP" help:"Consumer group of the event dispatcher."`
-	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic and consumer group each. The finest tier bounds how late a retry can be."`
+	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays, ascending; one topic and consumer group each. The finest tier bounds how late a retry can be."`
 	RetryDelayScale   float64 `env:"WEBHOOKD_RETRY_DELAY_SCALE" help:"Multiplies every retry delay (1 in production; tests and staging shrink schedules with it)."`
 
 	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Deliveries running at once per consumer (events fan out to one delivery per pipeline), all partitions together; fetching pauses beyond it."`

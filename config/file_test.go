@@ -308,3 +308,36 @@ func FuzzParseYAML(f *testing.F) {
 		}
 	})
 }
+
+// WEBHOOKD_CHDB_LIBRARY must exist only where it is loaded: dev mode's
+// embedded ClickHouse. Serve mode never reads it.
+func TestChDBLibraryCheckedOnlyWhereLoaded(t *testing.T) {
+	env := map[string]string{"WEBHOOKD_CHDB_LIBRARY": "/nonexistent/libchdb.so", "WEBHOOKD_KAFKA_BROKERS": "k:9092",
+		"WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_ADMIN_TOKEN": "serve-token-0123456789"}
+	if _, err := Load(ModeServe, envOf(env)); err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	delete(env, "WEBHOOKD_CLICKHOUSE_ADDR")
+	_, err := Load(ModeDev, envOf(env))
+	var ps Problems
+	if !errors.As(err, &ps) || !ps.Has("WEBHOOKD_CHDB_LIBRARY") {
+		t.Errorf("dev with chDB: %v", err)
+	}
+}
+
+// The README's example file is a valid file.
+func TestReadmeExampleFileParses(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(readme), "```yaml\n# webhookd serve --config")
+	if i < 0 {
+		t.Fatal("no example file in README.md")
+	}
+	block, _, _ := strings.Cut(string(readme[i+len("```yaml\n"):]), "```")
+	c := Defaults(ModeServe)
+	if err := c.ParseYAML("README.md", []byte(block)); err != nil || len(c.src) < 5 {
+		t.Fatalf("README's example: %v (%d settings)", err, len(c.src))
+	}
+}

@@ -94,7 +94,7 @@ func (c *Config) validateMore(bad func(name, format string, a ...any)) {
 		{"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE", c.AdminJWTKeyFile, false},
 		{"WEBHOOKD_KAFKA_TLS_CA_FILE", c.KafkaTLSCAFile, false},
 		{"WEBHOOKD_TEMPLATE_SECRETS_DIR", c.TemplateSecretsDir, true},
-		{"WEBHOOKD_CHDB_LIBRARY", c.ChDBLibrary, false},
+		{"WEBHOOKD_CHDB_LIBRARY", c.usedChDBLibrary(), false},
 	} {
 		if f.path == "" {
 			continue
@@ -169,4 +169,13 @@ func topicChars(s string) bool {
 		}
 	}
 	return true
+}
+
+// usedChDBLibrary is WEBHOOKD_CHDB_LIBRARY if this process loads chDB: dev
+// mode's embedded ClickHouse. Serve mode never reads it.
+func (c *Config) usedChDBLibrary() string {
+	if c.Mode == ModeDev && c.ClickHouseAddr == "" && (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin)) {
+		return c.ChDBLibrary
+	}
+	return ""
 }
