@@ -4,11 +4,8 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -50,7 +47,7 @@ type Config struct {
 	KafkaTLS            bool          `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
 	KafkaTLSCAFile      string        `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
 	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode without WEBHOOKD_KAFKA_BROKERS: where the in-process Kafka listens (port 0 picks a free port)."`
-	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them."`
+	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them. 6s to 30m (the brokers' default limits)."`
 
 	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
 	EventTopics       string  `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`
@@ -58,7 +55,7 @@ type Config struct {
 	TopicPartitions   int     `env:"WEBHOOKD_TOPIC_PARTITIONS" help:"Partitions for topics webhookd creates."`
 	TopicReplication  int     `env:"WEBHOOKD_TOPIC_REPLICATION" help:"Replication factor for topics webhookd creates (-1: broker default)."`
 	ConsumerGroup     string  `env:"WEBHOOKD_CONSUMER_GROUP" help:"Consumer group of the event dispatcher."`
-	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays; one topic and consumer group each. The finest tier bounds how late a retry can be."`
+	RetryTiers        string  `env:"WEBHOOKD_RETRY_TIERS" help:"Comma-separated retry tier delays, ascending; one topic and consumer group each. The finest tier bounds how late a retry can be."`
 	RetryDelayScale   float64 `env:"WEBHOOKD_RETRY_DELAY_SCALE" help:"Multiplies every retry delay (1 in production; tests and staging shrink schedules with it)."`
 
 	MaxInFlight          int           `env:"WEBHOOKD_MAX_IN_FLIGHT" help:"Deliveries running at once per consumer (events fan out to one delivery per pipeline), all partitions together; fetching pauses beyond it."`
@@ -86,6 +83,9 @@ type Config struct {
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
 
 	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
+
+	file string            // the configuration file applied, if any
+	src  map[string]origin // where each setting not left at its default came from
 }
 
 // DefaultEventTopics are the tracking platform's topics.
@@ -134,66 +134,26 @@ func Defaults(mode Mode) Config {
 	return c
 }
 
-// Load returns the mode's defaults overridden by the environment.
+// Load returns the mode's defaults overridden by the environment, validated
+// (LoadFile with no file).
 func Load(mode Mode, getenv func(string) string) (Config, error) {
-	c := Defaults(mode)
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if err := c.apply(getenv); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return LoadFile(mode, "", getenv)
 }
 
 func (c *Config) apply(getenv func(string) string) error {
-	v := reflect.ValueOf(c).Elem()
-	t := v.Type()
-	var errs []error
-	for i := 0; i < t.NumField(); i++ {
-		name := t.Field(i).Tag.Get("env")
-		if name == "" || name == "-" {
-			continue
-		}
-		raw, ok := lookup(getenv, name)
+	var ps Problems
+	for _, f := range c.fields() {
+		raw, ok := lookup(getenv, f.env)
 		if !ok {
 			continue
 		}
-		f := v.Field(i)
-		switch f.Interface().(type) {
-		case string:
-			f.SetString(raw)
-		case bool:
-			b, err := strconv.ParseBool(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not true or false", name, raw))
-				continue
-			}
-			f.SetBool(b)
-		case int:
-			n, err := strconv.Atoi(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, raw))
-				continue
-			}
-			f.SetInt(int64(n))
-		case float64:
-			x, err := strconv.ParseFloat(raw, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a number", name, raw))
-				continue
-			}
-			f.SetFloat(x)
-		case time.Duration:
-			d, err := time.ParseDuration(raw)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 30s", name, raw))
-				continue
-			}
-			f.SetInt(int64(d))
+		if msg := set(f.v, raw); msg != "" {
+			ps = append(ps, Problem{Env: f.env, Where: f.env + " (environment)", Msg: msg})
+			continue
 		}
+		c.setOrigin(f.env, origin{env: true})
 	}
-	return errors.Join(errs...)
+	return ps.err()
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {
@@ -201,10 +161,13 @@ func lookup(getenv func(string) string, name string) (string, bool) {
 	return v, v != ""
 }
 
-// Validate rejects settings the service cannot run with, naming the variable.
+// Validate rejects settings the service cannot run with, naming each
+// setting and where its value came from. Its error is Problems.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(name, format string, a ...any) { errs = append(errs, fmt.Errorf(name+": "+format, a...)) }
+	var ps Problems
+	bad := func(name, format string, a ...any) {
+		ps = append(ps, Problem{Env: name, Where: c.where(name), Msg: fmt.Sprintf(format, a...)})
+	}
 	if c.Mode == ModeDev && c.KafkaBrokers == "" && c.DevKafkaAddr == "" {
 		bad("WEBHOOKD_DEV_KAFKA_ADDR", "is required in dev mode unless WEBHOOKD_KAFKA_BROKERS is set")
 	}
@@ -241,8 +204,8 @@ func (c *Config) Validate() error {
 	if c.RetryDelayScale <= 0 || c.RetryDelayScale > 1 {
 		bad("WEBHOOKD_RETRY_DELAY_SCALE", "must be in (0, 1]")
 	}
-	if c.KafkaSessionTimeout < time.Second {
-		bad("WEBHOOKD_KAFKA_SESSION_TIMEOUT", "must be at least 1s")
+	if c.KafkaSessionTimeout < MinSessionTimeout || c.KafkaSessionTimeout > MaxSessionTimeout {
+		bad("WEBHOOKD_KAFKA_SESSION_TIMEOUT", "%v is outside the brokers' allowed range, 6s to 30m (group.min/max.session.timeout.ms)", c.KafkaSessionTimeout)
 	}
 	if c.TopicPartitions < 1 {
 		bad("WEBHOOKD_TOPIC_PARTITIONS", "must be at least 1")
@@ -256,11 +219,17 @@ func (c *Config) Validate() error {
 	if c.MaxInFlightPerHost < 1 {
 		bad("WEBHOOKD_MAX_IN_FLIGHT_PER_HOST", "must be at least 1")
 	}
-	if c.BreakerFailures < 0 || c.BreakerCooldown <= 0 {
-		bad("WEBHOOKD_BREAKER_FAILURES", "breaker failures must be ≥ 0 and the cooldown positive")
+	if c.BreakerFailures < 0 {
+		bad("WEBHOOKD_BREAKER_FAILURES", "must be 0 (no breaker) or more")
 	}
-	if c.AnalyticsBatchSize < 1 || c.AnalyticsFlushInterval <= 0 {
-		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "batch size and flush interval must be positive")
+	if c.BreakerCooldown <= 0 {
+		bad("WEBHOOKD_BREAKER_COOLDOWN", "must be a positive duration such as 30s")
+	}
+	if c.AnalyticsBatchSize < 1 {
+		bad("WEBHOOKD_ANALYTICS_BATCH_SIZE", "must be at least 1")
+	}
+	if c.AnalyticsFlushInterval <= 0 {
+		bad("WEBHOOKD_ANALYTICS_FLUSH_INTERVAL", "must be a positive duration such as 1s")
 	}
 	if c.AutoDisableAfter < 0 {
 		bad("WEBHOOKD_AUTO_DISABLE_AFTER", "must be 0 (never) or a positive duration such as 72h")
@@ -271,7 +240,8 @@ func (c *Config) Validate() error {
 	if c.ClickHouseTTLDays < 1 {
 		bad("WEBHOOKD_CLICKHOUSE_TTL_DAYS", "must be at least 1")
 	}
-	return errors.Join(errs...)
+	c.validateMore(bad)
+	return ps.err()
 }
 
 // AdminAuthConfigured reports whether any admin API credential is set: the

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -96,12 +97,16 @@ func TestDevModeWithExplicitBrokersStartsNoBroker(t *testing.T) {
 // tokens file, the JWT secret or the JWT public key.
 func TestServeAdminNeedsOneCredentialSource(t *testing.T) {
 	base := map[string]string{"WEBHOOKD_KAFKA_BROKERS": "k:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000"}
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, extra := range map[string]map[string]string{
 		"none":           {},
 		"token":          {"WEBHOOKD_ADMIN_TOKEN": "serve-token-0123456789"},
-		"tokens file":    {"WEBHOOKD_ADMIN_TOKENS_FILE": "/etc/webhookd/admin-tokens/tokens"},
+		"tokens file":    {"WEBHOOKD_ADMIN_TOKENS_FILE": file},
 		"JWT secret":     {"WEBHOOKD_ADMIN_JWT_SECRET": strings.Repeat("s", 32)},
-		"JWT public key": {"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE": "/etc/webhookd/admin-jwt/key.pem"},
+		"JWT public key": {"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE": file},
 	} {
 		_, err := Load(ModeServe, func(k string) string {
 			if v, ok := extra[k]; ok {
@@ -109,7 +114,7 @@ func TestServeAdminNeedsOneCredentialSource(t *testing.T) {
 			}
 			return base[k]
 		})
-		if failed := err != nil && strings.Contains(err.Error(), "WEBHOOKD_ADMIN_TOKEN:"); failed != (name == "none") {
+		if failed := err != nil; failed != (name == "none") || failed && !strings.Contains(err.Error(), "WEBHOOKD_ADMIN_TOKEN:") {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}
@@ -120,6 +125,9 @@ func TestServeAdminNeedsOneCredentialSource(t *testing.T) {
 	}
 }
 
+// testKey is a valid WEBHOOKD_SECRETS_KEY (32 bytes, base64).
+const testKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
 func TestUsesDataDir(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -127,11 +135,11 @@ func TestUsesDataDir(t *testing.T) {
 		mode Mode
 		want bool
 	}{
-		{"dev, own broker", map[string]string{"WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, true},
-		{"dev, external broker, chDB", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, true},
+		{"dev, own broker", map[string]string{"WEBHOOKD_SECRETS_KEY": testKey}, ModeDev, true},
+		{"dev, external broker, chDB", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_SECRETS_KEY": testKey}, ModeDev, true},
 		{"dev, generated secrets key", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_ROLES": "dispatcher"}, ModeDev, true},
-		{"dev, nothing kept", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_ROLES": "dispatcher", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, false},
-		{"dev, ClickHouse server", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_SECRETS_KEY": "k"}, ModeDev, false},
+		{"dev, nothing kept", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_ROLES": "dispatcher", "WEBHOOKD_SECRETS_KEY": testKey}, ModeDev, false},
+		{"dev, ClickHouse server", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_SECRETS_KEY": testKey}, ModeDev, false},
 		{"serve", map[string]string{"WEBHOOKD_KAFKA_BROKERS": "b:9092", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_ADMIN_TOKEN": "0123456789abcdef"}, ModeServe, false},
 	} {
 		cfg, err := Load(c.mode, func(k string) string { return c.env[k] })

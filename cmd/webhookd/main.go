@@ -2,11 +2,19 @@
 //
 //	webhookd dev     zero-setup: in-process Kafka and ClickHouse, all roles
 //	webhookd serve   production: brokers and a ClickHouse server from WEBHOOKD_* settings
-//	webhookd config  print every setting with its defaults (Markdown)
+//	webhookd config  print the effective configuration as YAML, secrets redacted
+//	                 (--markdown: every setting with its defaults, as a Markdown table)
+//	webhookd topics  the topics webhookd needs against those on the brokers;
+//	                 --apply creates the missing ones (never deletes or alters)
+//
+// Each takes --config FILE (or WEBHOOKD_CONFIG=FILE): a YAML file of
+// settings, under the WEBHOOKD_* environment variables.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,14 +29,21 @@ import (
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "webhookd:", err)
+		if errors.Is(err, errHelpShown) {
+			return
+		}
+		if !errors.Is(err, errUsage) { // flag has said why
+			fmt.Fprintln(os.Stderr, "webhookd:", err)
+		}
 		os.Exit(1)
 	}
 }
 
+const usage = "usage: webhookd dev|serve|config|topics [--config FILE] (webhookd COMMAND -h for more)"
+
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: webhookd dev|serve|config")
+		return errors.New(usage)
 	}
 	var mode config.Mode
 	switch args[0] {
@@ -37,20 +52,26 @@ func run(args []string) error {
 	case "serve":
 		mode = config.ModeServe
 	case "config":
-		fmt.Println("| Variable | serve default | dev default | Meaning |\n|---|---|---|---|")
-		for _, d := range config.Docs() {
-			fmt.Printf("| `%s` | `%s` | `%s` | %s |\n", d.Env, d.Default, d.DevDefault, d.Help)
-		}
-		return nil
+		return configCommand(args[1:], os.Stdout, os.Stderr)
+	case "topics":
+		return topicsCommand(args[1:], os.Stdout)
 	default:
-		return fmt.Errorf("unknown command %q: usage: webhookd dev|serve|config", args[0])
+		return fmt.Errorf("unknown command %q; %s", args[0], usage)
 	}
-	cfg, err := config.Load(mode, os.Getenv)
+	fs := flag.NewFlagSet("webhookd "+args[0], flag.ContinueOnError)
+	file := configFlag(fs)
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, err := config.LoadFile(mode, *file, os.Getenv)
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return configError(err)
 	}
 	log := newLogger(cfg)
 	slog.SetDefault(log)
+	for _, name := range config.UnknownEnv(os.Environ()) {
+		log.Warn("unknown setting in the environment, ignored (misspelt?)", "variable", name)
+	}
 	// Deliveries allocate briskly and keep little: collecting at twice the
 	// live heap instead of the default's equal costs a little memory and
 	// saves much CPU (make bench). GOGC, when set, wins.
