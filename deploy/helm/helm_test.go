@@ -644,3 +644,23 @@ func TestNetworkPolicySelectsThePods(t *testing.T) {
 		t.Fatal("no value set renders a NetworkPolicy")
 	}
 }
+
+// values.schema.json refuses mistakes before anything reaches a cluster,
+// naming the value.
+func TestValuesSchemaRefusesMistakes(t *testing.T) {
+	helm := helmBinary(t)
+	for _, c := range []struct{ set, want string }{
+		{"kafka.sasl.mechanism=SCRAM", "/kafka/sasl/mechanism"},
+		{"kafka.sessionTimeout=10 seconds", "/kafka/sessionTimeout"},
+		{"topology=split", "/topology"},
+		{"delivery.retryDelayScale=2", "/delivery/retryDelayScale"},
+		{"kafka.tls.enable=true", "enable"},
+		{"credentials.adminToken=short", "/credentials/adminToken"},
+		{"autoscaling.roles={dispatcher,cook}", "/autoscaling/roles/1"},
+	} {
+		out, err := exec.Command(helm, "template", "webhookd", chart, "--set", c.set).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("--set %s: err %v, output %s; want a schema error naming %s", c.set, err, out, c.want)
+		}
+	}
+}
