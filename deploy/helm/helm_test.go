@@ -490,6 +490,13 @@ func checkDashboards(t *testing.T, r *rendering) {
 		if cm.Labels["grafana_dashboard"] == "" {
 			continue
 		}
+		size := 0
+		for _, v := range cm.Data {
+			size += len(v)
+		}
+		if size > 900<<10 {
+			t.Errorf("ConfigMap %s holds %d bytes; the API server refuses objects over 1 MiB", cm.Name, size)
+		}
 		for _, f := range files {
 			raw, ok := cm.Data[filepath.Base(f)]
 			var dash struct{ Title, UID string }
