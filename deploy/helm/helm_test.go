@@ -337,10 +337,14 @@ func metav1LabelSelector(d *appsv1.Deployment) (labels.Selector, error) {
 	return labels.SelectorFromSet(d.Spec.Selector.MatchLabels), nil
 }
 
+// isSecretish: a setting whose value is a credential (files and
+// directories name where credentials are, which is fine).
 func isSecretish(name string) bool {
-	for _, s := range []string{"PASSWORD", "TOKEN", "SECRET", "KEY"} {
-		if strings.Contains(strings.TrimSuffix(strings.TrimSuffix(name, "_FILE"), "_DIR"), s) &&
-			!strings.HasSuffix(name, "_FILE") && !strings.HasSuffix(name, "_DIR") && name != "WEBHOOKD_ADMIN_JWT_AUDIENCE" {
+	if strings.HasSuffix(name, "_FILE") || strings.HasSuffix(name, "_DIR") {
+		return false
+	}
+	for _, s := range []string{"PASSWORD", "TOKEN", "SECRET", "_KEY", "_USER"} {
+		if strings.Contains(name, s) {
 			return true
 		}
 	}
