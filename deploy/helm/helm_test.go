@@ -48,6 +48,7 @@ var devOnly = map[string]string{
 var pendingEnv = map[string]bool{
 	"WEBHOOKD_KAFKA_TLS_CERT_FILE": true,
 	"WEBHOOKD_KAFKA_TLS_KEY_FILE":  true,
+	"WEBHOOKD_KAFKA_PASSWORD_FILE": true,
 }
 
 // Metrics the alerts use ahead of metrics/metrics.go (the metrics work adds
@@ -321,7 +322,7 @@ func checkDeployment(t *testing.T, r *rendering, d *appsv1.Deployment, known map
 	if env["WEBHOOKD_KAFKA_TLS_CA_FILE"] != "" && !cfg.KafkaTLS {
 		t.Errorf("%s: a Kafka CA without WEBHOOKD_KAFKA_TLS", d.Name)
 	}
-	if cfg.KafkaSASLMechanism != "" && (env["WEBHOOKD_KAFKA_USER"] == "" || env["WEBHOOKD_KAFKA_PASSWORD"] == "") {
+	if cfg.KafkaSASLMechanism != "" && (env["WEBHOOKD_KAFKA_USER"] == "" || env["WEBHOOKD_KAFKA_PASSWORD"] == "" && env["WEBHOOKD_KAFKA_PASSWORD_FILE"] == "") {
 		t.Errorf("%s: SASL %s without user and password", d.Name, cfg.KafkaSASLMechanism)
 	}
 	comp := pod.Labels["app.kubernetes.io/component"]

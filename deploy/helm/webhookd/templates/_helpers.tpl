@@ -61,6 +61,9 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 {{- if and .Values.kafka.tls.enabled .Values.kafka.tls.clientCert.secretName }}
 - {name: kafka-client-cert, mountPath: /etc/webhookd/kafka-client-cert, readOnly: true}
 {{- end }}
+{{- if and .Values.kafka.sasl.mechanism .Values.kafka.sasl.passwordAsFile }}
+- {name: kafka-sasl, mountPath: /etc/webhookd/kafka-sasl, readOnly: true}
+{{- end }}
 {{- end -}}
 {{- define "webhookd.volumes" -}}
 - {name: tmp, emptyDir: {sizeLimit: 64Mi}}
@@ -81,6 +84,9 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 - {name: kafka-client-cert, secret: {secretName: {{ .secretName }}, items: [{key: {{ .certKey }}, path: tls.crt}, {key: {{ .keyKey }}, path: tls.key}]}}
 {{- end }}{{ end }}
 {{- end }}
+{{- with .Values.kafka.sasl }}{{ if and .mechanism .passwordAsFile }}
+- {name: kafka-sasl, secret: {secretName: {{ .secretName | default (include "webhookd.secretName" $) }}, items: [{key: {{ .passwordKey }}, path: password}]}}
+{{- end }}{{ end }}
 {{- end -}}
 
 {{- /* An env entry read from a Secret key. Arguments: list NAME SECRET KEY OPTIONAL. */ -}}
@@ -100,7 +106,11 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 {{- with .Values.kafka.sasl }}{{ if .mechanism }}
 - {name: WEBHOOKD_KAFKA_SASL_MECHANISM, value: {{ .mechanism | quote }}}
 {{ include "webhookd.secretEnv" (list "WEBHOOKD_KAFKA_USER" (.secretName | default $cred) .usernameKey false) }}
+{{- if .passwordAsFile }}
+- {name: WEBHOOKD_KAFKA_PASSWORD_FILE, value: /etc/webhookd/kafka-sasl/password}
+{{- else }}
 {{ include "webhookd.secretEnv" (list "WEBHOOKD_KAFKA_PASSWORD" (.secretName | default $cred) .passwordKey false) }}
+{{- end }}
 {{- end }}{{ end }}
 - {name: WEBHOOKD_KAFKA_TLS, value: {{ .Values.kafka.tls.enabled | quote }}}
 {{- if .Values.kafka.tls.enabled }}
