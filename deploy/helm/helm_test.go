@@ -42,18 +42,19 @@ var devOnly = map[string]string{
 	"WEBHOOKD_CHDB_LIBRARY":   "dev mode's embedded ClickHouse",
 }
 
-// Settings the chart sets ahead of the binary: the secure-Kafka work adds
-// them to config.Config. Tolerated only while config.Config lacks them; once
+// Settings the chart sets ahead of the binary: the secure-Kafka and metrics
+// work add them to config.Config. Tolerated only while config.Config lacks them; once
 // it has them they are checked like every other setting.
 var pendingEnv = map[string]bool{
-	"WEBHOOKD_KAFKA_TLS_CERT_FILE": true,
-	"WEBHOOKD_KAFKA_TLS_KEY_FILE":  true,
-	"WEBHOOKD_KAFKA_PASSWORD_FILE": true,
+	"WEBHOOKD_QUEUE_METRICS_INTERVAL": true, // the metrics work
+	"WEBHOOKD_KAFKA_TLS_CERT_FILE":    true,
+	"WEBHOOKD_KAFKA_TLS_KEY_FILE":     true,
+	"WEBHOOKD_KAFKA_PASSWORD_FILE":    true,
 }
 
 // Metrics the alerts use ahead of metrics/metrics.go (the metrics work adds
 // them); tolerated only while metrics.go lacks them.
-var pendingMetrics = map[string]bool{"webhookd_consumer_lag": true, "webhookd_dlq_size": true}
+var pendingMetrics = map[string]bool{"webhookd_consumer_lag": true, "webhookd_dlq_items": true}
 
 // helmBinary finds helm: $HELM (the Makefile sets it), then PATH. Without it
 // the test skips on a developer's machine and fails in CI.
