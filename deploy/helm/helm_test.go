@@ -224,7 +224,18 @@ func configEnv() map[string]reflect.StructField {
 	return m
 }
 
-const placeholder = "from-a-secret-0123456789abcdef0123456789"
+// fromSecret stands for a value a Secret key supplies: one of the right shape.
+func fromSecret(name string) string {
+	switch name {
+	case "WEBHOOKD_SECRETS_KEY":
+		return "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+	case "WEBHOOKD_KAFKA_BROKERS":
+		return "kafka-0.kafka:9092,kafka-1.kafka:9092"
+	case "WEBHOOKD_CLICKHOUSE_ADDR":
+		return "clickhouse:9000"
+	}
+	return "from-a-secret-0123456789abcdef0123456789"
+}
 
 // Every value set renders, decodes strictly, and yields Deployments whose
 // environment loads in serve mode, with secrets only as references or
@@ -299,7 +310,7 @@ func checkDeployment(t *testing.T, r *rendering, d *appsv1.Deployment, known map
 		switch {
 		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
 			checkSecretRef(t, r, d.Name, e)
-			env[e.Name] = placeholder
+			env[e.Name] = fromSecret(e.Name)
 		case e.ValueFrom != nil:
 			t.Errorf("%s: %s from %+v", d.Name, e.Name, e.ValueFrom)
 		default:
