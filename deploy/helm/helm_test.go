@@ -8,9 +8,16 @@ package helm_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -224,6 +232,92 @@ func configEnv() map[string]reflect.StructField {
 	return m
 }
 
+// stageFiles puts what the mounted Secrets would hold under a temporary
+// directory and points the file settings there, so loading the environment
+// may read them: a tokens file, a public key, a CA, client certificate and
+// key, a password, a template secrets directory.
+func stageFiles(t *testing.T, env map[string]string) {
+	t.Helper()
+	cert, key, pub := testPKI(t)
+	root := t.TempDir()
+	for name, path := range env {
+		if path == "" || !(strings.HasSuffix(name, "_FILE") || strings.HasSuffix(name, "_DIR")) {
+			continue
+		}
+		staged := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(staged), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		var content []byte
+		switch {
+		case strings.HasSuffix(name, "_DIR"):
+			if err := os.MkdirAll(staged, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			env[name] = staged
+			continue
+		case name == "WEBHOOKD_ADMIN_TOKENS_FILE":
+			content = []byte("from-a-secret-0123456789abcdef admin\n")
+		case name == "WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE":
+			content = pub
+		case name == "WEBHOOKD_KAFKA_TLS_CA_FILE", name == "WEBHOOKD_KAFKA_TLS_CERT_FILE":
+			content = cert
+		case name == "WEBHOOKD_KAFKA_TLS_KEY_FILE":
+			content = key
+		default:
+			content = []byte("from-a-secret-0123456789abcdef\n")
+		}
+		if err := os.WriteFile(staged, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env[name] = staged
+	}
+}
+
+var pki struct {
+	once           sync.Once
+	cert, key, pub []byte
+	err            error
+}
+
+// testPKI: a self-signed P-256 certificate (used as CA and client
+// certificate), its key, and its public key, in PEM.
+func testPKI(t *testing.T) (cert, key, pub []byte) {
+	t.Helper()
+	pki.once.Do(func() {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			pki.err = err
+			return
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "webhookd"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+		if err != nil {
+			pki.err = err
+			return
+		}
+		kd, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			pki.err = err
+			return
+		}
+		pd, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			pki.err = err
+			return
+		}
+		pki.cert = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		pki.key = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
+		pki.pub = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pd})
+	})
+	if pki.err != nil {
+		t.Fatal(pki.err)
+	}
+	return pki.cert, pki.key, pki.pub
+}
+
 // fromSecret stands for a value a Secret key supplies: one of the right shape.
 func fromSecret(name string) string {
 	switch name {
@@ -323,6 +417,7 @@ func checkDeployment(t *testing.T, r *rendering, d *appsv1.Deployment, known map
 			checkMountedFromSecret(t, d, c, e.Name, e.Value)
 		}
 	}
+	stageFiles(t, env)
 	cfg, err := config.Load(config.ModeServe, func(k string) string { return env[k] })
 	if err != nil {
 		t.Errorf("%s: its environment does not load in serve mode: %v", d.Name, err)
