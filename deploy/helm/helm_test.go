@@ -694,9 +694,9 @@ func TestEverySettingIsReachableFromValues(t *testing.T) {
 	}
 }
 
-// The alerts: the four the issue asks for, each on metrics webhookd exports.
-func TestPrometheusRuleAlertsOnExportedMetrics(t *testing.T) {
-	rs := renderAll(t)
+// exportedMetrics: the metric names metrics/metrics.go registers.
+func exportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
 	src, err := os.ReadFile("../../metrics/metrics.go")
 	if err != nil {
 		t.Fatal(err)
@@ -705,6 +705,62 @@ func TestPrometheusRuleAlertsOnExportedMetrics(t *testing.T) {
 	for _, m := range regexp.MustCompile(`Name:\s*"(webhookd_[a-z0-9_]+)"`).FindAllStringSubmatch(string(src), -1) {
 		exported[m[1]] = true
 	}
+	return exported
+}
+
+// checkMetricNames: every webhookd_ metric a query names is exported (a
+// histogram's _bucket, _sum and _count series included).
+func checkMetricNames(t *testing.T, exported map[string]bool, where, expr string) {
+	t.Helper()
+	for _, m := range regexp.MustCompile(`\bwebhookd_[a-z0-9_]+`).FindAllString(expr, -1) {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+		switch {
+		case exported[m] || exported[base]:
+		case pendingMetrics[m]:
+			t.Logf("%s: %s is not in metrics/metrics.go yet (the metrics work adds it)", where, m)
+		default:
+			t.Errorf("%s queries %s, which webhookd does not export", where, m)
+		}
+	}
+}
+
+// The Prometheus dashboards query metrics webhookd exports.
+func TestPrometheusDashboardsQueryExportedMetrics(t *testing.T) {
+	exported := exportedMetrics(t)
+	files, _ := filepath.Glob(filepath.Join(chart, "dashboards", "*.json"))
+	n := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dash struct {
+			Panels []struct {
+				Title   string
+				Targets []struct{ Expr string }
+			}
+		}
+		if err := json.Unmarshal(raw, &dash); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, p := range dash.Panels {
+			for _, tg := range p.Targets {
+				if tg.Expr != "" {
+					n++
+					checkMetricNames(t, exported, filepath.Base(f)+" panel "+p.Title, tg.Expr)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no dashboard queries Prometheus")
+	}
+}
+
+// The alerts: the four the issue asks for, each on metrics webhookd exports.
+func TestPrometheusRuleAlertsOnExportedMetrics(t *testing.T) {
+	rs := renderAll(t)
+	exported := exportedMetrics(t)
 	var rules []monitoringv1.Rule
 	for _, r := range rs {
 		for _, pr := range r.rules {
@@ -717,19 +773,9 @@ func TestPrometheusRuleAlertsOnExportedMetrics(t *testing.T) {
 		t.Fatal("no value set renders a PrometheusRule")
 	}
 	alerts := map[string]bool{}
-	metric := regexp.MustCompile(`\bwebhookd_[a-z0-9_]+`)
 	for _, rule := range rules {
 		alerts[rule.Alert] = true
-		for _, m := range metric.FindAllString(rule.Expr.String(), -1) {
-			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
-			switch {
-			case exported[m] || exported[base]:
-			case pendingMetrics[m]:
-				t.Logf("%s: %s is not in metrics/metrics.go yet (the metrics work adds it)", rule.Alert, m)
-			default:
-				t.Errorf("alert %s queries %s, which webhookd does not export", rule.Alert, m)
-			}
-		}
+		checkMetricNames(t, exported, "alert "+rule.Alert, rule.Expr.String())
 		if rule.Alert != "" && rule.Labels["severity"] == "" {
 			t.Errorf("alert %s has no severity", rule.Alert)
 		}
