@@ -3,15 +3,20 @@ CHDB_VERSION := 26.7.3-stable.1
 CHDB_LIB     := $(CURDIR)/.cache/chdb/$(CHDB_VERSION)/libchdb.so
 GO           ?= go
 export WEBHOOKD_CHDB_LIBRARY ?= $(CHDB_LIB)
+# helm, built from source with go install (pinned) into .cache; deploy/helm's test runs it.
+HELM_VERSION := v3.22.0
+HELM_K8S     := 1.37
+export HELM  ?= $(CURDIR)/.cache/helm/$(HELM_VERSION)/helm
+CHART        := deploy/helm/webhookd
 
-.PHONY: run test test-reliability build chdb deps test-tools fuzz bench bench-go lint clean
+.PHONY: run test test-reliability build chdb deps test-tools helm helm-check fuzz bench bench-go lint clean
 
 ## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
 run: build chdb
 	./bin/webhookd dev
 
 ## test: everything — unit, fuzz seeds, integration on kfake + chDB + real HTTP receivers, with -race.
-test: deps chdb test-tools
+test: deps chdb test-tools helm-check
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
@@ -31,6 +36,27 @@ test-reliability: deps chdb
 chdb: $(CHDB_LIB)
 $(CHDB_LIB):
 	./scripts/fetch-chdb.sh $(CHDB_VERSION)
+
+## helm: build the pinned helm v3 into .cache (once; a few minutes on a fresh machine).
+helm: $(HELM)
+$(HELM):
+	GOBIN=$(dir $(HELM)) GOFLAGS=-mod=mod $(GO) install -ldflags "-s -w \
+		-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$(word 1,$(subst ., ,$(HELM_K8S))) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(word 2,$(subst ., ,$(HELM_K8S))) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$(word 1,$(subst ., ,$(HELM_K8S))) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(word 2,$(subst ., ,$(HELM_K8S)))" \
+		helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## helm-check: helm lint --strict and helm template of the chart with its defaults and each ci/*.yaml value set.
+## (deploy/helm's Go test decodes what they render into the Kubernetes API types.)
+helm-check: helm
+	$(HELM) lint --strict $(CHART)
+	@set -e; for f in $(CHART)/ci/*.yaml; do \
+		echo "helm lint/template -f $$f"; \
+		$(HELM) lint --strict $(CHART) -f $$f >/dev/null; \
+		$(HELM) template webhookd $(CHART) -f $$f >/dev/null; \
+	done
 
 ## test-tools: the spec's verification snippets run in Node, Python and PHP; jsonwebtoken verifies JWTs, standardwebhooks (the reference library) Standard Webhooks signatures.
 test-tools:

@@ -41,26 +41,6 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	}
 }
 
-// Every setting is mapped by the Helm chart (or deliberately not: dev-only ones).
-func TestHelmChartMapsEverySetting(t *testing.T) {
-	helpers, err := os.ReadFile("../deploy/helm/webhookd/templates/_helpers.tpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deploy, _ := os.ReadFile("../deploy/helm/webhookd/templates/deployments.yaml")
-	devOnly := map[string]bool{"WEBHOOKD_DATA_DIR": true, "WEBHOOKD_DEV_KAFKA_ADDR": true, "WEBHOOKD_CHDB_LIBRARY": true,
-		"WEBHOOKD_RETRY_DELAY_SCALE": true, "WEBHOOKD_KAFKA_TLS_CA_FILE": true, "WEBHOOKD_ANALYTICS_BATCH_SIZE": true,
-		"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": true, "WEBHOOKD_CLICKHOUSE_TLS": false}
-	for _, d := range Docs() {
-		if devOnly[d.Env] {
-			continue
-		}
-		if !strings.Contains(string(helpers)+string(deploy), d.Env) {
-			t.Errorf("%s is not set by the Helm chart", d.Env)
-		}
-	}
-}
-
 func TestLoadValidatesWithVariableNames(t *testing.T) {
 	env := map[string]string{"WEBHOOKD_MAX_IN_FLIGHT": "lots", "WEBHOOKD_ROLES": "all,cook"}
 	_, err := Load(ModeServe, func(k string) string { return env[k] })
