@@ -108,7 +108,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.Topics, err = bus.NewTopics(&cfg); err != nil {
 		return nil, err
 	}
-	base, err := bus.ClientOpts(&cfg)
+	// Every client is made from base: TLS and SASL everywhere, and access
+	// hears of every connection the brokers refuse.
+	access := &bus.Access{}
+	base, err := bus.ClientOpts(&cfg, access)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +123,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := bus.Ensure(tctx, kadm.NewClient(adminClient), a.Topics.Specs(cfg.TopicPartitions, cfg.CreateEventTopics), cfg.TopicReplication, log); err != nil {
-		return nil, fmt.Errorf("kafka topics: %w", err)
+		// The first Kafka call: refused credentials or TLS stop the start
+		// here, at once and said plainly (kgo does not retry a refusal).
+		return nil, fmt.Errorf("kafka topics: %w", access.Explain(err))
 	}
 
 	regClient, err := a.client(append(append([]kgo.Opt{}, base...), registry.ConsumeOpts(a.Topics.Pipelines)...))
@@ -144,7 +149,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.Registry = registry.New(regClient, a.Topics.Pipelines, sealer, log.With("worker", "registry"))
 	a.sup.Add(a.Registry)
-	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready}}
+	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready},
+		// Brokers refusing this process's credentials or certificate
+		// (rotated, revoked) while it runs: /readyz names the refusal.
+		{Name: "kafka", Ready: access.Ready, Reason: access.Reason},
+		// SIGTERM (or a failed role) takes the replica out of service
+		// first; the endpoints keep answering 503 until the drain is over.
+		{Name: "shutdown", Ready: func() bool { return !a.sup.Stopping() }, Reason: func() string {
+			if a.sup.Stopping() {
+				return "shutting down: finishing deliveries in flight, then committing offsets"
+			}
+			return ""
+		}}}
 
 	if cfg.HasRole(config.RoleAnalytics) || cfg.HasRole(config.RoleAdmin) {
 		if a.Store, err = openStore(ctx, &cfg); err != nil {
@@ -292,10 +308,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Checks: checks, Log: log.With("worker", "admin"),
 			OperatorEvents: opLog, Emitter: emitter,
 		})
-		a.sup.Add(a.Admin)
+		a.sup.AddServer(a.Admin)
 	} else {
 		// Replicas without the admin API still answer their orchestrator's probes.
-		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
+		a.sup.AddServer(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
 	}
 	return a, nil
 }
@@ -432,10 +448,18 @@ func (a *App) Ready() bool {
 // Status reports each worker's state.
 func (a *App) Status() map[string]string { return a.sup.Status() }
 
-// Close releases clients, the store, the dev broker and the data
+// Close flushes and releases clients, the store, the dev broker and the data
 // directory, in reverse order of creation.
 func (a *App) Close() {
+	// Deliveries wait for their produces' acks before marking, so nothing
+	// they need is buffered here; a flush still sends whatever else was
+	// produced (operator events, API writes) before the clients close.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for i := len(a.clients) - 1; i >= 0; i-- {
+		if err := a.clients[i].Flush(ctx); err != nil {
+			a.log.Warn("kafka flush at close", "err", err)
+		}
 		a.clients[i].Close()
 	}
 	if a.Store != nil {

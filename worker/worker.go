@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // Worker is a long-running role: it runs until ctx ends (returning nil) or
@@ -22,6 +23,10 @@ type Worker interface {
 type Supervisor struct {
 	log     *slog.Logger
 	workers []Worker
+	// servers answer probes and API calls: they stop after every other
+	// worker has, so /readyz says "stopping" (503) for the whole drain.
+	servers  []Worker
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	status map[string]string
@@ -43,6 +48,18 @@ func (s *Supervisor) set(name, st string) {
 	s.status[name] = st
 	s.mu.Unlock()
 }
+
+// AddServer registers a worker that is stopped only once every worker
+// added with Add has returned: the health and admin endpoints, which must
+// answer (readiness failing) while the consumers drain. Call before Run.
+func (s *Supervisor) AddServer(w Worker) {
+	s.servers = append(s.servers, w)
+	s.set(w.Name(), "pending")
+}
+
+// Stopping reports whether Run's context has ended or a worker has failed:
+// the process is draining and should be taken out of service.
+func (s *Supervisor) Stopping() bool { return s.stopping.Load() }
 
 // Status reports each worker's state: pending, running, stopped or failed: <err>.
 func (s *Supervisor) Status() map[string]string {
@@ -69,15 +86,35 @@ func (s *Supervisor) Running() bool {
 func (s *Supervisor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopWatch := context.AfterFunc(ctx, func() { s.stopping.Store(true) })
+	defer stopWatch()
+	// Servers run on their own context, ended once the other workers have
+	// returned (after the drain) — or at once when there are none.
+	sctx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg, others sync.WaitGroup
+		mu         sync.Mutex
+		errs       []error
 	)
-	for _, w := range s.workers {
+	others.Add(len(s.workers))
+	go func() {
+		<-ctx.Done()
+		others.Wait()
+		stopServers()
+	}()
+	for i, w := range append(append([]Worker{}, s.workers...), s.servers...) {
+		server := i >= len(s.workers)
+		wctx := ctx
+		if server {
+			wctx = sctx
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if !server {
+				defer others.Done()
+			}
 			s.set(w.Name(), "running")
 			s.log.Info("worker started", "worker", w.Name())
 			err := func() (err error) {
@@ -86,9 +123,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 						err = fmt.Errorf("panic: %v", r)
 					}
 				}()
-				return w.Run(ctx)
+				return w.Run(wctx)
 			}()
-			if err != nil && ctx.Err() == nil {
+			if err != nil && wctx.Err() == nil {
 				s.set(w.Name(), "failed: "+err.Error())
 				s.log.Error("worker failed; stopping the others", "worker", w.Name(), "err", err)
 				mu.Lock()
