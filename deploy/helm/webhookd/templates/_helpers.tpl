@@ -18,6 +18,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- if .Values.adminAuth.jwtPublicKey.enabled }}
 - {name: admin-jwt, mountPath: /etc/webhookd/admin-jwt, readOnly: true}
 {{- end }}
+{{- if .Values.kafka.tlsSecret }}
+- {name: kafka-tls, mountPath: /etc/webhookd/kafka-tls, readOnly: true}
+{{- end }}
 {{- end -}}
 {{- define "webhookd.volumes" -}}
 {{- if .Values.templates.secretName }}
@@ -29,11 +32,22 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- with .Values.adminAuth.jwtPublicKey }}{{ if .enabled }}
 - {name: admin-jwt, secret: {secretName: {{ .secretName | default (include "webhookd.secretName" $) }}, items: [{key: {{ .key }}, path: public-key.pem}]}}
 {{- end }}{{ end }}
+{{- if .Values.kafka.tlsSecret }}
+- {name: kafka-tls, secret: {secretName: {{ .Values.kafka.tlsSecret }}}}
+{{- end }}
 {{- end -}}
 {{- define "webhookd.env" -}}
 - {name: WEBHOOKD_KAFKA_BROKERS, value: {{ .Values.kafka.brokers | quote }}}
 - {name: WEBHOOKD_KAFKA_SASL_MECHANISM, value: {{ .Values.kafka.saslMechanism | quote }}}
 - {name: WEBHOOKD_KAFKA_TLS, value: {{ .Values.kafka.tls | quote }}}
+{{- if .Values.kafka.tlsSecret }}
+- {name: WEBHOOKD_KAFKA_TLS_CA_FILE, value: /etc/webhookd/kafka-tls/ca.crt}
+{{- if .Values.kafka.tlsClientCert }}
+- {name: WEBHOOKD_KAFKA_TLS_CERT_FILE, value: /etc/webhookd/kafka-tls/tls.crt}
+- {name: WEBHOOKD_KAFKA_TLS_KEY_FILE, value: /etc/webhookd/kafka-tls/tls.key}
+{{- end }}
+{{- end }}
+{{- /* WEBHOOKD_KAFKA_PASSWORD_FILE (the password as a mounted file rather than env) goes through extraEnv; KAFKA_PASSWORD below is the default. */}}
 - {name: WEBHOOKD_TOPIC_PREFIX, value: {{ .Values.kafka.topicPrefix | quote }}}
 - {name: WEBHOOKD_EVENT_TOPICS, value: {{ .Values.kafka.eventTopics | quote }}}
 - {name: WEBHOOKD_CREATE_EVENT_TOPICS, value: {{ .Values.kafka.createEventTopics | quote }}}
