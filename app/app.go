@@ -148,7 +148,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		log.Warn("WEBHOOKD_SECRETS_KEY is not set: signing keys are stored unencrypted on the pipelines topic")
 	}
 	a.Registry = registry.New(regClient, a.Topics.Pipelines, sealer, log.With("worker", "registry"))
-	a.sup.Add(a.Registry)
+	// Support workers stop after the delivery consumers drained (package
+	// worker, stages): the drain still matches pipelines, orders keys, and
+	// its execution records make the sink's last batch.
+	a.sup.AddStage(worker.StageSupport, a.Registry)
 	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready},
 		// Brokers refusing this process's credentials or certificate
 		// (rotated, revoked) while it runs: /readyz names the refusal.
@@ -213,7 +216,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 		orderer := ordering.New(orderClient, ordering.Options{ClientOpts: base, OrderTopic: a.Topics.Order, ParkTopic: a.Topics.Parked,
 			Engine: eng, Log: log.With("worker", "ordering")})
-		a.sup.Add(orderer)
+		a.sup.AddStage(worker.StageSupport, orderer)
 		o := opts("dispatcher", cfg.ConsumerGroup, a.Topics.Events...)
 		o.Hooks = orderer
 		a.Consumer = consumer.New(o,
@@ -226,7 +229,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
 			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
 		}, a.Store)
-		a.sup.Add(a.Sink)
+		a.sup.AddStage(worker.StageSupport, a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
 	// Operator events: produced by the auto-disable checker and the API.
@@ -260,7 +263,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, err
 		}
 		opLog := opevents.NewLog(opClient, a.Topics.OperatorEvents, log.With("worker", "operator-events"))
-		a.sup.Add(opLog)
+		a.sup.AddStage(worker.StageSupport, opLog)
 		lagAdmin := kadm.NewClient(adminClient)
 		depths := func(ctx context.Context) (map[string]int64, error) { return bus.QueueDepths(ctx, lagAdmin, queues) }
 		// Retries re-produce events as large as the platform's topics take.
@@ -287,7 +290,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, err
 		}
 		jobStore := jobs.NewStore(jobsClient, a.Topics.Jobs, log.With("worker", "jobs-store"))
-		a.sup.Add(jobStore)
+		a.sup.AddStage(worker.StageSupport, jobStore)
 		checks = append(checks, admin.Check{Name: "jobs", Ready: jobStore.Ready})
 		a.checks = checks
 		a.sup.Add(registryGated{a.Registry, &jobs.Runner{
@@ -351,7 +354,7 @@ func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownershi
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_ = o.Refresh(cctx) // logged; counted again after every rebalance and every 30 s
-	a.sup.Add(o)
+	a.sup.AddStage(worker.StageSupport, o)
 	return o
 }
 
