@@ -206,12 +206,20 @@ func TestSecureKafkaDeliversAnEvent(t *testing.T) {
 // probe GETs a health path of the instance.
 func probe(t *testing.T, in *instance, path string) (int, map[string]any) {
 	t.Helper()
-	resp, err := apiClient.Get("http://" + in.AdminAddr + path)
+	req, err := http.NewRequest("GET", "http://"+in.AdminAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	// The answer is the OpenAPI document's (Readiness: reasons, statuses).
+	if err := spec.Check(req, resp.StatusCode, resp.Header, raw); err != nil {
+		t.Fatal(err)
+	}
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s: %d, not JSON: %s", path, resp.StatusCode, raw)
