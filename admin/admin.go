@@ -59,6 +59,50 @@ type Logs interface {
 type Check struct {
 	Name  string
 	Ready func() bool
+	// Reason, when set, says why the check is not ready (no secrets):
+	// /readyz shows it under reasons.
+	Reason func() string
+}
+
+// readiness evaluates checks: whether all are ready, each one's state, and
+// the reasons of those that are not and say why.
+func readiness(checks []Check) (ok bool, states map[string]bool, reasons map[string]string) {
+	ok, states = true, map[string]bool{}
+	for _, ch := range checks {
+		r := ch.Ready()
+		states[ch.Name] = r
+		ok = ok && r
+		if !r && ch.Reason != nil {
+			if why := ch.Reason(); why != "" {
+				if reasons == nil {
+					reasons = map[string]string{}
+				}
+				reasons[ch.Name] = why
+			}
+		}
+	}
+	return ok, states, reasons
+}
+
+// readinessBody is /readyz's answer (schema Readiness).
+type readinessBody struct {
+	Status  string            `json:"status"`
+	Checks  map[string]bool   `json:"checks"`
+	Reasons map[string]string `json:"reasons,omitempty"`
+}
+
+func readinessOf(checks []Check) (int, readinessBody) {
+	ok, states, reasons := readiness(checks)
+	if ok {
+		return 200, readinessBody{Status: "ready", Checks: states}
+	}
+	status := "starting"
+	if _, stopping := reasons["shutdown"]; stopping {
+		status = "stopping"
+	} else if len(reasons) > 0 {
+		status = "unavailable" // a check says what is wrong: waiting will not fix it
+	}
+	return 503, readinessBody{Status: status, Checks: states, Reasons: reasons}
 }
 
 // Options configure the API.
@@ -282,8 +326,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("admin API: %w", err)
 	case <-ctx.Done():
 		s.cancelBase() // ends test calls and bulk redrives in flight
-		// Leave part of the grace period for the rest of the process.
-		if err := s.app.ShutdownWithTimeout(s.o.Grace * 3 / 4); err != nil {
+		// The supervisor stops the API after the consumers drained (it
+		// answered /readyz 503 meanwhile); what is left is short requests,
+		// and test calls, which cancelBase just ended.
+		if err := s.app.ShutdownWithTimeout(min(s.o.Grace*3/4, 2*time.Second)); err != nil {
 			return fmt.Errorf("admin API shutdown: %w", err)
 		}
 		return nil
@@ -302,17 +348,8 @@ func (s *Server) callCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
 func (s *Server) Test() *fiber.App { return s.app }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
-	status := fiber.Map{}
-	ok := true
-	for _, ch := range s.o.Checks {
-		r := ch.Ready()
-		status[ch.Name] = r
-		ok = ok && r
-	}
-	if !ok {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "starting", "checks": status})
-	}
-	return c.JSON(fiber.Map{"status": "ready", "checks": status})
+	code, body := readinessOf(s.o.Checks)
+	return c.Status(code).JSON(body)
 }
 
 // Error is the spec's error envelope body: {"success":false,"error":{…}}.

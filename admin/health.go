@@ -2,12 +2,12 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -41,19 +41,9 @@ func (h *Health) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		var parts []string
-		ready := true
-		for _, c := range h.Checks {
-			r := c.Ready()
-			ready = ready && r
-			parts = append(parts, fmt.Sprintf("%q:%t", c.Name, r))
-		}
-		status := "ready"
-		if !ready {
-			status = "starting"
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprintf(w, `{"status":%q,"checks":{%s}}`, status, strings.Join(parts, ","))
+		code, body := readinessOf(h.Checks)
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
 	})
 	metrics := promhttp.Handler()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +84,7 @@ func (h *Health) Run(ctx context.Context) error {
 		}
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}

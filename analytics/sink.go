@@ -105,12 +105,25 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	b := &batch{}
+	// At shutdown the sink stops after the delivery consumers (a later
+	// stage), and first reads what their drain wrote, until a poll finds
+	// nothing new or drainEnd: the last batch holds it, nothing waits for
+	// the next start.
+	var drainEnd time.Time
 	for {
 		wait := s.o.FlushInterval
 		if len(b.recs) > 0 {
 			wait = max(time.Until(b.first.Add(s.o.FlushInterval)), time.Millisecond)
 		}
-		pctx, cancel := context.WithTimeout(ctx, wait)
+		base := ctx
+		if ctx.Err() != nil {
+			if drainEnd.IsZero() {
+				drainEnd = time.Now().Add(min(s.o.Grace/4, 5*time.Second))
+			}
+			base = context.WithoutCancel(ctx)
+			wait = max(min(wait, 300*time.Millisecond, time.Until(drainEnd)), time.Millisecond)
+		}
+		pctx, cancel := context.WithTimeout(base, wait)
 		fetches := cl.PollRecords(pctx, s.o.BatchSize-len(b.recs))
 		cancel()
 		if fetches.IsClientClosed() {
@@ -121,15 +134,17 @@ func (s *Sink) Run(ctx context.Context) error {
 				s.o.Log.Error("analytics fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		fetched := fetches.NumRecords()
 		fetches.EachRecord(func(r *kgo.Record) { s.add(b, r) })
-		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || ctx.Err() != nil)
+		caughtUp := ctx.Err() != nil && (fetched == 0 || !time.Now().Before(drainEnd))
+		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || caughtUp)
 		if due {
 			if err := s.flush(ctx, cl, b); err != nil {
 				return nil // only when ctx ended; the batch will be read again
 			}
 			b = &batch{}
 		}
-		if ctx.Err() != nil {
+		if caughtUp {
 			return nil
 		}
 	}

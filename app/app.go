@@ -108,7 +108,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.Topics, err = bus.NewTopics(&cfg); err != nil {
 		return nil, err
 	}
-	base, err := bus.ClientOpts(&cfg)
+	// Every client is made from base: TLS and SASL everywhere, and access
+	// hears of every connection the brokers refuse.
+	access := &bus.Access{}
+	base, err := bus.ClientOpts(&cfg, access)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +123,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := bus.Ensure(tctx, kadm.NewClient(adminClient), a.Topics.Specs(cfg.TopicPartitions, cfg.CreateEventTopics), cfg.TopicReplication, log); err != nil {
-		return nil, fmt.Errorf("kafka topics: %w", err)
+		// The first Kafka call: refused credentials or TLS stop the start
+		// here, at once and said plainly (kgo does not retry a refusal).
+		return nil, fmt.Errorf("kafka topics: %w", access.Explain(err))
 	}
 
 	regClient, err := a.client(append(append([]kgo.Opt{}, base...), registry.ConsumeOpts(a.Topics.Pipelines)...))
@@ -143,8 +148,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		log.Warn("WEBHOOKD_SECRETS_KEY is not set: signing keys are stored unencrypted on the pipelines topic")
 	}
 	a.Registry = registry.New(regClient, a.Topics.Pipelines, sealer, log.With("worker", "registry"))
-	a.sup.Add(a.Registry)
-	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready}}
+	// Support workers stop after the delivery consumers drained (package
+	// worker, stages): the drain still matches pipelines, orders keys, and
+	// its execution records make the sink's last batch.
+	a.sup.AddStage(worker.StageSupport, a.Registry)
+	checks := []admin.Check{{Name: "registry", Ready: a.Registry.Ready},
+		// Brokers refusing this process's credentials or certificate
+		// (rotated, revoked) while it runs: /readyz names the refusal.
+		{Name: "kafka", Ready: access.Ready, Reason: access.Reason},
+		// SIGTERM (or a failed role) takes the replica out of service
+		// first; the endpoints keep answering 503 until the drain is over.
+		{Name: "shutdown", Ready: func() bool { return !a.sup.Stopping() }, Reason: func() string {
+			if a.sup.Stopping() {
+				return "shutting down: finishing deliveries in flight, then committing offsets"
+			}
+			return ""
+		}}}
 
 	if cfg.HasRole(config.RoleAnalytics) || cfg.HasRole(config.RoleAdmin) {
 		if a.Store, err = openStore(ctx, &cfg); err != nil {
@@ -197,7 +216,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		}
 		orderer := ordering.New(orderClient, ordering.Options{ClientOpts: base, OrderTopic: a.Topics.Order, ParkTopic: a.Topics.Parked,
 			Engine: eng, Log: log.With("worker", "ordering")})
-		a.sup.Add(orderer)
+		a.sup.AddStage(worker.StageSupport, orderer)
 		o := opts("dispatcher", cfg.ConsumerGroup, a.Topics.Events...)
 		o.Hooks = orderer
 		a.Consumer = consumer.New(o,
@@ -210,7 +229,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
 			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
 		}, a.Store)
-		a.sup.Add(a.Sink)
+		a.sup.AddStage(worker.StageSupport, a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
 	// Operator events: produced by the auto-disable checker and the API.
@@ -244,7 +263,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, err
 		}
 		opLog := opevents.NewLog(opClient, a.Topics.OperatorEvents, log.With("worker", "operator-events"))
-		a.sup.Add(opLog)
+		a.sup.AddStage(worker.StageSupport, opLog)
 		lagAdmin := kadm.NewClient(adminClient)
 		depths := func(ctx context.Context) (map[string]int64, error) { return bus.QueueDepths(ctx, lagAdmin, queues) }
 		// Retries re-produce events as large as the platform's topics take.
@@ -271,7 +290,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, err
 		}
 		jobStore := jobs.NewStore(jobsClient, a.Topics.Jobs, log.With("worker", "jobs-store"))
-		a.sup.Add(jobStore)
+		a.sup.AddStage(worker.StageSupport, jobStore)
 		checks = append(checks, admin.Check{Name: "jobs", Ready: jobStore.Ready})
 		a.checks = checks
 		a.sup.Add(registryGated{a.Registry, &jobs.Runner{
@@ -292,10 +311,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Checks: checks, Log: log.With("worker", "admin"),
 			OperatorEvents: opLog, Emitter: emitter,
 		})
-		a.sup.Add(a.Admin)
+		a.sup.AddServer(a.Admin)
 	} else {
 		// Replicas without the admin API still answer their orchestrator's probes.
-		a.sup.Add(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
+		a.sup.AddServer(&admin.Health{Addr: cfg.AdminAddr, Auth: auth, Checks: checks, Log: log.With("worker", "health")})
 	}
 	return a, nil
 }
@@ -335,7 +354,7 @@ func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownershi
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_ = o.Refresh(cctx) // logged; counted again after every rebalance and every 30 s
-	a.sup.Add(o)
+	a.sup.AddStage(worker.StageSupport, o)
 	return o
 }
 
@@ -432,10 +451,18 @@ func (a *App) Ready() bool {
 // Status reports each worker's state.
 func (a *App) Status() map[string]string { return a.sup.Status() }
 
-// Close releases clients, the store, the dev broker and the data
+// Close flushes and releases clients, the store, the dev broker and the data
 // directory, in reverse order of creation.
 func (a *App) Close() {
+	// Deliveries wait for their produces' acks before marking, so nothing
+	// they need is buffered here; a flush still sends whatever else was
+	// produced (operator events, API writes) before the clients close.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	for i := len(a.clients) - 1; i >= 0; i-- {
+		if err := a.clients[i].Flush(ctx); err != nil {
+			a.log.Warn("kafka flush at close", "err", err)
+		}
 		a.clients[i].Close()
 	}
 	if a.Store != nil {

@@ -201,8 +201,13 @@ func Ensure(ctx context.Context, adm *kadm.Client, specs []Spec, replication int
 	return errors.Join(errs...)
 }
 
-// ClientOpts turns settings into franz-go options shared by every client.
-func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
+// ClientOpts turns settings into franz-go options shared by every client:
+// brokers, TLS (CA, client certificate) and SASL. Every Kafka client of the
+// process is built from them (a test in this package checks that no other
+// package names brokers, TLS or SASL itself). access, when not nil, is told of
+// every connection attempt, so readiness can say when the brokers refuse
+// this process's credentials.
+func ClientOpts(cfg *config.Config, access *Access) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(config.SplitList(cfg.KafkaBrokers)...),
 		kgo.RecordDeliveryTimeout(ProduceTimeout),
@@ -214,13 +219,30 @@ func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
 		// off, not held in memory (each consumer group has a client).
 		kgo.FetchMaxBytes(8 << 20),
 	}
-	switch cfg.KafkaSASLMechanism {
-	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.KafkaUser, Pass: cfg.KafkaPassword}.AsMechanism()))
-	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.KafkaUser, Pass: cfg.KafkaPassword}.AsSha256Mechanism()))
-	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.KafkaUser, Pass: cfg.KafkaPassword}.AsSha512Mechanism()))
+	if cfg.KafkaSASLMechanism != "" {
+		pass := cfg.KafkaPassword
+		if cfg.KafkaPasswordFile != "" {
+			b, err := os.ReadFile(cfg.KafkaPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("WEBHOOKD_KAFKA_PASSWORD_FILE: %w", err)
+			}
+			// A mounted Secret or `echo pw > file` ends in a newline that
+			// is not part of the password.
+			pass = strings.TrimRight(string(b), "\r\n")
+			if pass == "" {
+				return nil, fmt.Errorf("WEBHOOKD_KAFKA_PASSWORD_FILE: %s is empty", cfg.KafkaPasswordFile)
+			}
+		}
+		switch cfg.KafkaSASLMechanism {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: cfg.KafkaUser, Pass: pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: cfg.KafkaUser, Pass: pass}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: cfg.KafkaUser, Pass: pass}.AsSha512Mechanism()))
+		default:
+			return nil, fmt.Errorf("WEBHOOKD_KAFKA_SASL_MECHANISM: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cfg.KafkaSASLMechanism)
+		}
 	}
 	if cfg.KafkaTLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -234,7 +256,18 @@ func ClientOpts(cfg *config.Config) ([]kgo.Opt, error) {
 				return nil, fmt.Errorf("WEBHOOKD_KAFKA_TLS_CA_FILE: no certificates in %s", cfg.KafkaTLSCAFile)
 			}
 		}
+		if cfg.KafkaTLSCertFile != "" || cfg.KafkaTLSKeyFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.KafkaTLSCertFile, cfg.KafkaTLSKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("WEBHOOKD_KAFKA_TLS_CERT_FILE / WEBHOOKD_KAFKA_TLS_KEY_FILE: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if access != nil {
+		access.mechanism, access.user, access.tls = cfg.KafkaSASLMechanism, cfg.KafkaUser, cfg.KafkaTLS
+		opts = append(opts, kgo.WithHooks(access))
 	}
 	return opts, nil
 }

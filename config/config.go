@@ -44,8 +44,11 @@ type Config struct {
 	KafkaSASLMechanism  string        `env:"WEBHOOKD_KAFKA_SASL_MECHANISM" help:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty for none."`
 	KafkaUser           string        `env:"WEBHOOKD_KAFKA_USER" help:"SASL user."`
 	KafkaPassword       string        `env:"WEBHOOKD_KAFKA_PASSWORD" help:"SASL password."`
+	KafkaPasswordFile   string        `env:"WEBHOOKD_KAFKA_PASSWORD_FILE" help:"File holding the SASL password (a mounted Secret), instead of WEBHOOKD_KAFKA_PASSWORD; read at start, trailing newline ignored."`
 	KafkaTLS            bool          `env:"WEBHOOKD_KAFKA_TLS" help:"Connect to brokers over TLS."`
 	KafkaTLSCAFile      string        `env:"WEBHOOKD_KAFKA_TLS_CA_FILE" help:"PEM CA bundle for broker TLS (system roots when empty)."`
+	KafkaTLSCertFile    string        `env:"WEBHOOKD_KAFKA_TLS_CERT_FILE" help:"PEM client certificate for brokers that require one (mutual TLS), with WEBHOOKD_KAFKA_TLS_KEY_FILE."`
+	KafkaTLSKeyFile     string        `env:"WEBHOOKD_KAFKA_TLS_KEY_FILE" help:"PEM private key of WEBHOOKD_KAFKA_TLS_CERT_FILE."`
 	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode without WEBHOOKD_KAFKA_BROKERS: where the in-process Kafka listens (port 0 picks a free port)."`
 	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them. 6s to 30m (the brokers' default limits)."`
 
@@ -197,6 +200,21 @@ func (c *Config) Validate() error {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:
 		bad("WEBHOOKD_KAFKA_SASL_MECHANISM", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	}
+	if c.KafkaPassword != "" && c.KafkaPasswordFile != "" {
+		bad("WEBHOOKD_KAFKA_PASSWORD_FILE", "set it or WEBHOOKD_KAFKA_PASSWORD, not both")
+	}
+	if saslKnown := c.KafkaSASLMechanism == "PLAIN" || strings.HasPrefix(c.KafkaSASLMechanism, "SCRAM-SHA-"); saslKnown && (c.KafkaUser == "" || c.KafkaPassword == "" && c.KafkaPasswordFile == "") {
+		bad("WEBHOOKD_KAFKA_SASL_MECHANISM", "%s needs WEBHOOKD_KAFKA_USER and WEBHOOKD_KAFKA_PASSWORD (or WEBHOOKD_KAFKA_PASSWORD_FILE)", c.KafkaSASLMechanism)
+	}
+	if c.KafkaSASLMechanism == "" && (c.KafkaUser != "" || c.KafkaPassword != "" || c.KafkaPasswordFile != "") {
+		bad("WEBHOOKD_KAFKA_SASL_MECHANISM", "is required when Kafka credentials are set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+	}
+	if (c.KafkaTLSCertFile == "") != (c.KafkaTLSKeyFile == "") {
+		bad("WEBHOOKD_KAFKA_TLS_CERT_FILE", "and WEBHOOKD_KAFKA_TLS_KEY_FILE go together")
+	}
+	if !c.KafkaTLS && (c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != "") {
+		bad("WEBHOOKD_KAFKA_TLS", "must be true when WEBHOOKD_KAFKA_TLS_CA_FILE or WEBHOOKD_KAFKA_TLS_CERT_FILE is set")
 	}
 	if len(c.EventTopicList()) == 0 {
 		bad("WEBHOOKD_EVENT_TOPICS", "needs at least one topic")

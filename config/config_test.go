@@ -131,3 +131,47 @@ func TestUsesDataDir(t *testing.T) {
 		}
 	}
 }
+
+// Kafka security settings that cannot work together are refused at start,
+// naming the variable.
+func TestKafkaSecuritySettingsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pw, ca, cert, key := file("pw"), file("ca"), file("c"), file("k")
+	base := map[string]string{"WEBHOOKD_KAFKA_BROKERS": "k:9093", "WEBHOOKD_CLICKHOUSE_ADDR": "ch:9000", "WEBHOOKD_ADMIN_TOKEN": "0123456789abcdefg"}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // "" = valid
+	}{
+		{map[string]string{"WEBHOOKD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "WEBHOOKD_KAFKA_USER": "u", "WEBHOOKD_KAFKA_PASSWORD": "p"}, ""},
+		{map[string]string{"WEBHOOKD_KAFKA_SASL_MECHANISM": "PLAIN", "WEBHOOKD_KAFKA_USER": "u", "WEBHOOKD_KAFKA_PASSWORD_FILE": pw}, ""},
+		{map[string]string{"WEBHOOKD_KAFKA_TLS": "true", "WEBHOOKD_KAFKA_TLS_CA_FILE": ca, "WEBHOOKD_KAFKA_TLS_CERT_FILE": cert, "WEBHOOKD_KAFKA_TLS_KEY_FILE": key}, ""},
+		{map[string]string{"WEBHOOKD_KAFKA_SASL_MECHANISM": "GSSAPI"}, "WEBHOOKD_KAFKA_SASL_MECHANISM (environment): must be PLAIN"},
+		{map[string]string{"WEBHOOKD_KAFKA_SASL_MECHANISM": "PLAIN", "WEBHOOKD_KAFKA_USER": "u"}, "PLAIN needs WEBHOOKD_KAFKA_USER and WEBHOOKD_KAFKA_PASSWORD"},
+		{map[string]string{"WEBHOOKD_KAFKA_USER": "u", "WEBHOOKD_KAFKA_PASSWORD": "p"}, "WEBHOOKD_KAFKA_SASL_MECHANISM: is required when Kafka credentials are set"},
+		{map[string]string{"WEBHOOKD_KAFKA_SASL_MECHANISM": "PLAIN", "WEBHOOKD_KAFKA_USER": "u", "WEBHOOKD_KAFKA_PASSWORD": "p", "WEBHOOKD_KAFKA_PASSWORD_FILE": pw}, "WEBHOOKD_KAFKA_PASSWORD_FILE (environment): set it or WEBHOOKD_KAFKA_PASSWORD, not both"},
+		{map[string]string{"WEBHOOKD_KAFKA_TLS": "true", "WEBHOOKD_KAFKA_TLS_CERT_FILE": cert}, "WEBHOOKD_KAFKA_TLS_CERT_FILE (environment): and WEBHOOKD_KAFKA_TLS_KEY_FILE go together"},
+		{map[string]string{"WEBHOOKD_KAFKA_TLS_CA_FILE": ca}, "WEBHOOKD_KAFKA_TLS: must be true"},
+	} {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		_, err := Load(ModeServe, func(k string) string { return env[k] })
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: err = %v, want %q", tc.env, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "p\"") {
+			t.Errorf("a password in the error: %v", err)
+		}
+	}
+}

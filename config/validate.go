@@ -49,9 +49,6 @@ func (c *Config) validateMore(bad func(name, format string, a ...any)) {
 	default:
 		bad("WEBHOOKD_LOG_FORMAT", "%q is not text or json", c.LogFormat)
 	}
-	if c.KafkaSASLMechanism != "" && (c.KafkaUser == "" || c.KafkaPassword == "") {
-		bad("WEBHOOKD_KAFKA_SASL_MECHANISM", "%s needs WEBHOOKD_KAFKA_USER and WEBHOOKD_KAFKA_PASSWORD", c.KafkaSASLMechanism)
-	}
 	if c.TopicReplication != -1 && (c.TopicReplication < 1 || c.TopicReplication > 32767) {
 		bad("WEBHOOKD_TOPIC_REPLICATION", "must be -1 (the brokers' default) or from 1 to 32767")
 	}
@@ -93,6 +90,9 @@ func (c *Config) validateMore(bad func(name, format string, a ...any)) {
 		{"WEBHOOKD_ADMIN_TOKENS_FILE", c.AdminTokensFile, false},
 		{"WEBHOOKD_ADMIN_JWT_PUBLIC_KEY_FILE", c.AdminJWTKeyFile, false},
 		{"WEBHOOKD_KAFKA_TLS_CA_FILE", c.KafkaTLSCAFile, false},
+		{"WEBHOOKD_KAFKA_TLS_CERT_FILE", c.KafkaTLSCertFile, false},
+		{"WEBHOOKD_KAFKA_TLS_KEY_FILE", c.KafkaTLSKeyFile, false},
+		{"WEBHOOKD_KAFKA_PASSWORD_FILE", c.KafkaPasswordFile, false},
 		{"WEBHOOKD_TEMPLATE_SECRETS_DIR", c.TemplateSecretsDir, true},
 		{"WEBHOOKD_CHDB_LIBRARY", c.usedChDBLibrary(), false},
 	} {

@@ -22,7 +22,9 @@ type Kafka struct {
 // StartKafka listens on addr (127.0.0.1:port; port 0 picks a free one, see
 // Addrs) and keeps its data in dir, so topics, offsets and pipelines survive
 // a restart. An empty dir keeps everything in memory.
-func StartKafka(addr, dir string) (*Kafka, error) {
+//
+// extra options configure the broker further (devkafka's TLS and SASL).
+func StartKafka(addr, dir string, extra ...kfake.Opt) (*Kafka, error) {
 	host, portS, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("dev Kafka address %q: %w", addr, err)
@@ -47,7 +49,7 @@ func StartKafka(addr, dir string) (*Kafka, error) {
 		}
 		opts = append(opts, kfake.DataDir(abs))
 	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := kfake.NewCluster(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start dev Kafka on %s: %w", addr, err)
 	}

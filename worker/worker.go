@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // Worker is a long-running role: it runs until ctx ends (returning nil) or
@@ -21,10 +22,31 @@ type Worker interface {
 // its orchestrator restarts it, rather than running half-alive.
 type Supervisor struct {
 	log     *slog.Logger
-	workers []Worker
+	workers []staged
+	// stopping is set once Run's context ends (a signal, or a failed worker).
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	status map[string]string
+}
+
+// Stop stages: on shutdown each stage is stopped once every earlier one has
+// returned, so the work that feeds a later stage is finished before it stops.
+const (
+	// StageWork is the delivery consumers: they drain first.
+	StageWork = 0
+	// StageSupport is what the delivery consumers use or feed while they
+	// drain: the registry, ordering, the analytics sink (its last batch then
+	// holds the drain's execution records).
+	StageSupport = 1
+	// StageServe is the admin API and the health endpoints: they answer,
+	// /readyz with 503 "stopping", until everything else has stopped.
+	StageServe = 2
+)
+
+type staged struct {
+	w     Worker
+	stage int
 }
 
 // NewSupervisor returns an empty supervisor.
@@ -32,11 +54,22 @@ func NewSupervisor(log *slog.Logger) *Supervisor {
 	return &Supervisor{log: log, status: map[string]string{}}
 }
 
-// Add registers a worker; call before Run.
-func (s *Supervisor) Add(w Worker) {
-	s.workers = append(s.workers, w)
+// Add registers a worker of StageWork; call before Run.
+func (s *Supervisor) Add(w Worker) { s.AddStage(StageWork, w) }
+
+// AddServer registers a worker of StageServe: the health and admin
+// endpoints, which must answer (readiness failing) while the others drain.
+func (s *Supervisor) AddServer(w Worker) { s.AddStage(StageServe, w) }
+
+// AddStage registers a worker stopped in the given stage; call before Run.
+func (s *Supervisor) AddStage(stage int, w Worker) {
+	s.workers = append(s.workers, staged{w, stage})
 	s.set(w.Name(), "pending")
 }
+
+// Stopping reports whether Run's context has ended or a worker has failed:
+// the process is draining and should be taken out of service.
+func (s *Supervisor) Stopping() bool { return s.stopping.Load() }
 
 func (s *Supervisor) set(name, st string) {
 	s.mu.Lock()
@@ -65,19 +98,50 @@ func (s *Supervisor) Running() bool {
 	return true
 }
 
-// Run starts every worker and waits for all to return.
+// Run starts every worker and waits for all to return. When ctx ends (or
+// a worker fails), the stages are stopped in order.
 func (s *Supervisor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopWatch := context.AfterFunc(ctx, func() { s.stopping.Store(true) })
+	defer stopWatch()
+	last := 0
+	for _, sw := range s.workers {
+		last = max(last, sw.stage)
+	}
+	// One context per stage, and a count of each stage's running workers.
+	ctxs := make([]context.Context, last+1)
+	stops := make([]context.CancelFunc, last+1)
+	running := make([]sync.WaitGroup, last+1)
+	for i := range ctxs {
+		if i == 0 {
+			ctxs[i], stops[i] = ctx, cancel
+			continue
+		}
+		ctxs[i], stops[i] = context.WithCancel(context.WithoutCancel(ctx))
+		defer stops[i]()
+	}
+	for _, sw := range s.workers {
+		running[sw.stage].Add(1)
+	}
+	go func() {
+		<-ctx.Done()
+		for i := 1; i <= last; i++ {
+			running[i-1].Wait()
+			stops[i]()
+		}
+	}()
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for _, w := range s.workers {
+	for _, sw := range s.workers {
+		w, wctx := sw.w, ctxs[sw.stage]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer running[sw.stage].Done()
 			s.set(w.Name(), "running")
 			s.log.Info("worker started", "worker", w.Name())
 			err := func() (err error) {
@@ -86,9 +150,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 						err = fmt.Errorf("panic: %v", r)
 					}
 				}()
-				return w.Run(ctx)
+				return w.Run(wctx)
 			}()
-			if err != nil && ctx.Err() == nil {
+			if err != nil && wctx.Err() == nil {
 				s.set(w.Name(), "failed: "+err.Error())
 				s.log.Error("worker failed; stopping the others", "worker", w.Name(), "err", err)
 				mu.Lock()

@@ -171,7 +171,7 @@ func topicsCommand(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts, err := bus.ClientOpts(&cfg)
+	opts, err := bus.ClientOpts(&cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -95,9 +95,12 @@ func run(args []string) error {
 		<-ctx.Done()
 		stop() // a second signal stops the process at once
 		log.Info("shutting down", "grace", cfg.ShutdownGrace)
-		// Every role stops within the grace period by construction; this is
-		// the backstop should anything ignore its cancellation.
-		time.Sleep(cfg.ShutdownGrace + 2*time.Second)
+		// The delivery consumers stop within the grace period by
+		// construction, then the analytics sink's last batch (at most
+		// another grace period), the endpoints (2 s) and the clients' flush
+		// (5 s); this is the backstop should anything ignore its
+		// cancellation.
+		time.Sleep(2*cfg.ShutdownGrace + 10*time.Second)
 		log.Error("shutdown took longer than WEBHOOKD_SHUTDOWN_GRACE; exiting without waiting further")
 		os.Exit(1)
 	}()
