@@ -36,6 +36,16 @@ var (
 	AnalyticsRows = promauto.NewCounterVec(prometheus.CounterOpts{Name: "webhookd_analytics_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"})
 	// AnalyticsErrors counts failed ClickHouse inserts.
 	AnalyticsErrors = promauto.NewCounter(prometheus.CounterOpts{Name: "webhookd_analytics_insert_errors_total", Help: "ClickHouse insert batches that failed (retried)."})
+	// AnalyticsBatchRows is the size of the sink's batches.
+	AnalyticsBatchRows = promauto.NewHistogram(prometheus.HistogramOpts{Name: "webhookd_analytics_batch_rows", Help: "Records per analytics sink batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
+	// AnalyticsInsertLatency is the duration of one ClickHouse insert, by table.
+	AnalyticsInsertLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{Name: "webhookd_analytics_insert_duration_seconds", Help: "ClickHouse insert latency (successful or not), by table.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"table"})
+	// AnalyticsFailing is 1 while the sink's inserts fail and it backs off.
+	AnalyticsFailing = promauto.NewGauge(prometheus.GaugeOpts{Name: "webhookd_analytics_sink_failing", Help: "1 while ClickHouse inserts fail and the analytics sink backs off, else 0."})
+	// AnalyticsBackoff is the sink's current wait before retrying a batch.
+	AnalyticsBackoff = promauto.NewGauge(prometheus.GaugeOpts{Name: "webhookd_analytics_sink_backoff_seconds", Help: "The analytics sink's current wait before it retries a failed batch (0 when inserts succeed)."})
 )
 
 var (
