@@ -61,8 +61,25 @@ type App struct {
 	dirLock *devstack.DirLock
 }
 
+// Option changes how New builds the app.
+type Option func(*options)
+
+type options struct {
+	wrapSinkStore func(analytics.SinkStore) analytics.SinkStore
+}
+
+// WithSinkStore makes the analytics sink write through wrap(store): for
+// tests that inject ClickHouse faults at the sink/store boundary.
+func WithSinkStore(wrap func(analytics.SinkStore) analytics.SinkStore) Option {
+	return func(o *options) { o.wrapSinkStore = wrap }
+}
+
 // New builds the app. Nothing is consumed or served until Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option) (_ *App, err error) {
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
 	a := &App{Config: cfg, log: log, sup: worker.NewSupervisor(log)}
 	defer func() {
 		if err != nil {
@@ -206,10 +223,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		checks = append(checks, admin.Check{Name: "dispatcher", Ready: a.Consumer.Ready})
 	}
 	if cfg.HasRole(config.RoleAnalytics) {
+		var sinkStore analytics.SinkStore = a.Store
+		if o.wrapSinkStore != nil {
+			sinkStore = o.wrapSinkStore(a.Store)
+		}
 		a.Sink = analytics.NewSink(analytics.SinkOptions{
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
 			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
-		}, a.Store)
+		}, sinkStore)
 		a.sup.Add(a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
