@@ -58,6 +58,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: WEBHOOKD_ALLOW_PRIVATE_TARGETS, value: {{ .Values.delivery.allowPrivateTargets | quote }}}
 - {name: WEBHOOKD_ALLOWED_TARGET_CIDRS, value: {{ .Values.delivery.allowedTargetCIDRs | quote }}}
 - {name: WEBHOOKD_SHUTDOWN_GRACE, value: {{ .Values.delivery.shutdownGrace | quote }}}
+- {name: WEBHOOKD_QUEUE_METRICS_INTERVAL, value: {{ .Values.metrics.queueInterval | quote }}}
 - {name: WEBHOOKD_TEMPLATE_ENV_ALLOW, value: {{ .Values.templates.envAllow | quote }}}
 {{- if .Values.templates.secretName }}
 - {name: WEBHOOKD_TEMPLATE_SECRETS_DIR, value: /etc/webhookd/template-secrets}
