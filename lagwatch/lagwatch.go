@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/afftok/webhookd/metrics"
 )
@@ -112,6 +113,9 @@ func (w *Watcher) setLags(lags kadm.DescribedGroupLags) error {
 			continue
 		}
 		if err := l.Error(); err != nil {
+			if errors.Is(err, kerr.GroupIDNotFound) {
+				continue // nobody has joined it yet: no lag to report
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
