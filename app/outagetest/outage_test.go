@@ -106,7 +106,7 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 		// One receiver takes every delivery: its host's in-flight limit
 		// must not defer any to a retry tier (a pause of seconds that has
 		// nothing to do with ClickHouse and would blur the rates compared).
-		"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST": "1024",
+		"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST": "64",
 	}
 	cfg, err := config.Load(config.ModeDev, func(k string) string { return env[k] })
 	if err != nil {
@@ -115,7 +115,7 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 	logs := &lockedBuffer{}
 	fault := &analyticstest.FaultStore{}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.MultiWriter(logs, os.Stderr), &slog.HandlerOptions{Level: slog.LevelDebug})), app.WithSinkStore(func(s analytics.SinkStore) analytics.SinkStore {
+	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), app.WithSinkStore(func(s analytics.SinkStore) analytics.SinkStore {
 		fault.SinkStore = s
 		return fault
 	}))
