@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -181,3 +182,44 @@ func TestSinkBacksOffBoundedAndLogsStateChanges(t *testing.T) {
 type typedOnly struct{ SinkStore }
 
 func (typedOnly) TakesRecords() bool { return false }
+
+// TestDedupTokenReachesTheInsert: on a table that deduplicates inserts, a
+// repeat with the same token is dropped and one with another token is
+// not, on both insert paths: the token really goes with the insert.
+func TestDedupTokenReachesTheInsert(t *testing.T) {
+	st, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "dedup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS dedup",
+		"CREATE TABLE dedup.t (attempt_id String) ENGINE = MergeTree ORDER BY attempt_id SETTINGS non_replicated_deduplication_window = 100"} {
+		if err := st.b.exec(ctx, q, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ji := st.b.(jsonInserter)
+	insert := []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			return st.b.insert(ctx, "dedup.t", []string{"attempt_id"}, [][]any{{"a"}})
+		},
+		func(ctx context.Context) error {
+			return ji.insertJSON(ctx, "dedup.t", [][]byte{[]byte(`{"attempt_id":"a"}`)})
+		},
+	}
+	for i, ins := range insert {
+		for _, tok := range []string{"tok-1", "tok-1", "tok-2"} {
+			if err := ins(WithDedupToken(ctx, fmt.Sprintf("%s-%d", tok, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rows, err := st.Rows(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 { // per path: tok-1 once, tok-2 once
+		t.Fatalf("%d rows, want 4", len(rows))
+	}
+}
