@@ -94,9 +94,6 @@ func (r *receiver) wait(t *testing.T, n int) time.Duration {
 // tries); after recovery every attempt and execution row is in ClickHouse
 // exactly once (raw counts, no FINAL).
 func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
-	if os.Getenv("WEBHOOKD_CHDB_LIBRARY") == "" {
-		t.Skip("WEBHOOKD_CHDB_LIBRARY not set")
-	}
 	dir := t.TempDir()
 	env := map[string]string{
 		"WEBHOOKD_DATA_DIR": filepath.Join(dir, "data"), "WEBHOOKD_DEV_KAFKA_ADDR": "127.0.0.1:0",
