@@ -416,6 +416,8 @@ func (s *Sink) insertPart(ctx context.Context, p *part) error {
 		}
 		if len(stored) > 0 {
 			q = p.without(stored)
+			// Written by the insert that "failed": count them now.
+			metrics.AnalyticsRows.WithLabelValues(p.table).Add(float64(p.len() - q.len()))
 		}
 		if q.len() == 0 {
 			p.done = true
