@@ -103,7 +103,7 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 		// One receiver takes every delivery: its host's in-flight limit
 		// must not defer any to a retry tier (a pause of seconds that has
 		// nothing to do with ClickHouse and would blur the rates compared).
-		"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST": "64",
+		"WEBHOOKD_MAX_IN_FLIGHT_PER_HOST": "1024",
 	}
 	cfg, err := config.Load(config.ModeDev, func(k string) string { return env[k] })
 	if err != nil {
@@ -251,6 +251,11 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 	}
 	if mfs, err := prometheus.DefaultGatherer.Gather(); err == nil {
 		for _, mf := range mfs {
+			if mf.GetName() == "webhookd_in_flight_requests" || mf.GetName() == "webhookd_host_in_flight_requests" {
+				for _, m := range mf.Metric {
+					t.Logf("%s %v: %v", mf.GetName(), m.Label, m.GetGauge().GetValue())
+				}
+			}
 			if mf.GetName() == "webhookd_deferred_total" {
 				for _, m := range mf.Metric {
 					t.Logf("deferred %v: %v", m.Label, m.GetCounter().GetValue())
