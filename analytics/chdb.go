@@ -178,12 +178,24 @@ func (b *chdbBackend) query(_ context.Context, q string, p Params) ([][]any, err
 	return decodeCompactRows(out)
 }
 
-func (b *chdbBackend) insert(_ context.Context, table string, cols []string, rows [][]any) error {
+// insertSettings is an INSERT's SETTINGS for ctx: its deduplication token
+// (checked to be plain text by WithDedupToken) and the given others.
+func insertSettings(ctx context.Context, others ...string) string {
+	if t := DedupToken(ctx); t != "" {
+		others = append(others, "insert_deduplication_token = '"+t+"'")
+	}
+	if len(others) == 0 {
+		return ""
+	}
+	return " SETTINGS " + strings.Join(others, ", ")
+}
+
+func (b *chdbBackend) insert(ctx context.Context, table string, cols []string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") FORMAT JSONCompactEachRow\n")
+	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ")" + insertSettings(ctx) + " FORMAT JSONCompactEachRow\n")
 	for _, r := range rows {
 		line, err := encodeCompactRow(r)
 		if err != nil {
@@ -200,7 +212,7 @@ func (b *chdbBackend) insert(_ context.Context, table string, cols []string, row
 // table's column names (fields the table lacks are skipped; RFC 3339 times
 // are read as such): the sink hands the executions topic's records to chDB
 // as they are, without decoding them in Go.
-func (b *chdbBackend) insertJSON(_ context.Context, table string, rows [][]byte) error {
+func (b *chdbBackend) insertJSON(ctx context.Context, table string, rows [][]byte) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -210,7 +222,7 @@ func (b *chdbBackend) insertJSON(_ context.Context, table string, rows [][]byte)
 	}
 	var sb strings.Builder
 	sb.Grow(n + 200)
-	sb.WriteString("INSERT INTO " + table + " SETTINGS input_format_skip_unknown_fields = 1, date_time_input_format = 'best_effort' FORMAT JSONEachRow\n")
+	sb.WriteString("INSERT INTO " + table + insertSettings(ctx, "input_format_skip_unknown_fields = 1", "date_time_input_format = 'best_effort'") + " FORMAT JSONEachRow\n")
 	for _, r := range rows {
 		sb.Write(r)
 		sb.WriteByte('\n')

@@ -96,6 +96,9 @@ func (s *serverBackend) insert(ctx context.Context, table string, cols []string,
 	if len(rows) == 0 {
 		return nil
 	}
+	if t := DedupToken(ctx); t != "" {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": t}))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+joinCols(cols)+")")
 	if err != nil {
 		return err

@@ -3,10 +3,14 @@ package analytics
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -27,22 +31,47 @@ type SinkOptions struct {
 	FlushInterval   time.Duration
 	// Grace bounds the final flush on shutdown.
 	Grace time.Duration
-	Log   *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between inserts of a batch
+	// ClickHouse refused: it doubles from MinBackoff (default 200 ms) up to
+	// MaxBackoff (default 30 s), with up to 20 % jitter.
+	MinBackoff, MaxBackoff time.Duration
+	Log                    *slog.Logger
 }
+
+// SinkStore is what the sink writes through: a *Store, or a wrapper around
+// one (the outage tests inject faults here).
+type SinkStore interface {
+	// TakesRecords reports whether InsertRecords takes the executions
+	// topic's records as they are.
+	TakesRecords() bool
+	InsertAttempts(ctx context.Context, as []delivery.Attempt) error
+	InsertRecords(ctx context.Context, table string, recs [][]byte) error
+	InsertExecutions(ctx context.Context, es []delivery.Execution) error
+	InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
+	// StoredKeys tells which rows of a failed insert were stored anyway.
+	StoredKeys(ctx context.Context, table string, ids []string) (map[string]bool, error)
+}
+
+var _ SinkStore = (*Store)(nil)
 
 // Sink consumes the executions and DLQ topics and writes them to ClickHouse
 // in batches bounded by size and time. Offsets are committed only after
-// ClickHouse acknowledged the insert, and replays are idempotent (see
-// Schema), so ClickHouse being down delays logs but loses none; delivery does
-// not wait for it.
+// ClickHouse acknowledged the insert, and a retried insert does not double
+// rows (see dedup.go), so ClickHouse being down delays logs but loses none;
+// delivery does not wait for it (the sink is a consumer group of its own).
 type Sink struct {
 	o     SinkOptions
-	store *Store
+	store SinkStore
 	ready atomic.Bool
+
+	// failingSince is when inserts started failing (zero: they succeed);
+	// only the Run goroutine touches it.
+	failingSince time.Time
+	failures     int
 }
 
 // NewSink returns a sink writing to store.
-func NewSink(o SinkOptions, store *Store) *Sink {
+func NewSink(o SinkOptions, store SinkStore) *Sink {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -55,6 +84,12 @@ func NewSink(o SinkOptions, store *Store) *Sink {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(30*time.Second, o.MinBackoff)
+	}
 	return &Sink{o: o, store: store}
 }
 
@@ -64,14 +99,111 @@ func (s *Sink) Name() string { return "analytics" }
 // Ready reports whether the sink is consuming.
 func (s *Sink) Ready() bool { return s.ready.Load() }
 
+// The parts of a batch, one insert each.
+const (
+	partAttempts = iota
+	partAttemptRecs
+	partExecutions
+	partExecutionRecs
+	partDead
+	nParts
+)
+
 type batch struct {
-	recs       []*kgo.Record
+	recs  []*kgo.Record
+	parts [nParts]part
+	first time.Time
+}
+
+func newBatch() *batch {
+	b := &batch{}
+	for i, t := range [nParts]string{"attempts", "attempts", "executions", "executions", "dlq_items"} {
+		b.parts[i].table = t
+	}
+	return b
+}
+
+// part is the rows of a batch for one insert. Exactly one of the row
+// slices is used. src names each row's record (topic/partition/offset): the
+// insert's deduplication token is made of them.
+type part struct {
+	table      string
+	src        []string
+	recs       [][]byte // as produced, for a store that takes them so
 	attempts   []delivery.Attempt
 	executions []delivery.Execution
-	// The same as records, as produced, for a store that takes them so.
-	attemptRecs, executionRecs [][]byte
-	dead                       []DeadLetterRow
-	first                      time.Time
+	dead       []DeadLetterRow
+	// done: inserted; failed: an insert of it failed, so some of its rows
+	// may be stored all the same.
+	done, failed bool
+}
+
+func (p *part) len() int { return len(p.src) }
+
+func (p *part) add(r *kgo.Record) {
+	p.src = append(p.src, r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10))
+}
+
+// token is the part's deterministic insert_deduplication_token.
+func (p *part) token() string {
+	h := sha256.New()
+	h.Write([]byte(p.table))
+	for _, s := range p.src {
+		h.Write([]byte{'\n'})
+		h.Write([]byte(s))
+	}
+	return "webhookd-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// keys returns each row's id and row key (see Store.StoredKeys).
+func (p *part) keys() (ids, keys []string) {
+	add := func(id, key string) { ids, keys = append(ids, id), append(keys, key) }
+	for _, a := range p.attempts {
+		add(a.AttemptID, a.AttemptID)
+	}
+	for _, e := range p.executions {
+		add(e.ExecutionID, e.ExecutionID+":"+strconv.FormatInt(e.Seq, 10))
+	}
+	for _, d := range p.dead {
+		add(d.ID, d.ID+":"+strconv.FormatInt(d.Version, 10))
+	}
+	for _, r := range p.recs {
+		var k struct {
+			AttemptID   string `json:"attempt_id"`
+			ExecutionID string `json:"execution_id"`
+			Seq         int64  `json:"seq"`
+		}
+		_ = json.Unmarshal(r, &k) // checked to be JSON when added
+		if p.table == "attempts" {
+			add(k.AttemptID, k.AttemptID)
+		} else {
+			add(k.ExecutionID, k.ExecutionID+":"+strconv.FormatInt(k.Seq, 10))
+		}
+	}
+	return ids, keys
+}
+
+// without returns the part less the rows whose key is in stored.
+func (p *part) without(stored map[string]bool) part {
+	_, keys := p.keys()
+	q := part{table: p.table}
+	for i, k := range keys {
+		if stored[k] {
+			continue
+		}
+		q.src = append(q.src, p.src[i])
+		switch {
+		case len(p.attempts) > 0:
+			q.attempts = append(q.attempts, p.attempts[i])
+		case len(p.executions) > 0:
+			q.executions = append(q.executions, p.executions[i])
+		case len(p.dead) > 0:
+			q.dead = append(q.dead, p.dead[i])
+		default:
+			q.recs = append(q.recs, p.recs[i])
+		}
+	}
+	return q
 }
 
 // recordKind is an executions-topic record's "kind", read from the first
@@ -104,7 +236,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("analytics sink: %w", err)
 	}
 	defer cl.Close()
-	b := &batch{}
+	b := newBatch()
 	// At shutdown the sink stops after the delivery consumers (a later
 	// stage), and first reads what their drain wrote, until a poll finds
 	// nothing new or drainEnd: the last batch holds it, nothing waits for
@@ -139,10 +271,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		caughtUp := ctx.Err() != nil && (fetched == 0 || !time.Now().Before(drainEnd))
 		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || caughtUp)
 		if due {
-			if err := s.flush(ctx, cl, b); err != nil {
-				return nil // only when ctx ended; the batch will be read again
+			if err := s.write(ctx, b); err != nil {
+				return nil // only when ctx ended; the batch is not committed and will be read again
 			}
-			b = &batch{}
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := cl.CommitRecords(cctx, b.recs...); err != nil {
+				// Harmless beyond a replay: readers see one row per key.
+				s.o.Log.Warn("analytics commit failed; rows may be inserted again", "err", err)
+			}
+			cancel()
+			b = newBatch()
 		}
 		if caughtUp {
 			return nil
@@ -162,18 +300,24 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			s.o.Log.Error("skipping unreadable DLQ record", "partition", r.Partition, "offset", r.Offset, "err", err)
 			return
 		}
-		b.dead = append(b.dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
+		p := &b.parts[partDead]
+		p.add(r)
+		p.dead = append(p.dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
 	default:
 		// The hot path: a store that reads records as they are gets them
 		// without a decode in Go (they are checked to be JSON, so one bad
 		// record cannot fail a batch).
 		if s.store.TakesRecords() && json.Valid(r.Value) {
+			var p *part
 			switch recordKind(r.Value) {
 			case delivery.KindAttempt:
-				b.attemptRecs = append(b.attemptRecs, r.Value)
-				return
+				p = &b.parts[partAttemptRecs]
 			case delivery.KindExecution:
-				b.executionRecs = append(b.executionRecs, r.Value)
+				p = &b.parts[partExecutionRecs]
+			}
+			if p != nil {
+				p.add(r)
+				p.recs = append(p.recs, r.Value)
 				return
 			}
 		}
@@ -186,12 +330,16 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		case delivery.KindAttempt:
 			var a delivery.Attempt
 			if err = json.Unmarshal(r.Value, &a); err == nil {
-				b.attempts = append(b.attempts, a)
+				p := &b.parts[partAttempts]
+				p.add(r)
+				p.attempts = append(p.attempts, a)
 			}
 		case delivery.KindExecution:
 			var e delivery.Execution
 			if err = json.Unmarshal(r.Value, &e); err == nil {
-				b.executions = append(b.executions, e)
+				p := &b.parts[partExecutions]
+				p.add(r)
+				p.executions = append(p.executions, e)
 			}
 		default:
 			err = fmt.Errorf("unknown kind %q", kind.Kind)
@@ -202,55 +350,114 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 	}
 }
 
-// flush inserts the batch, retrying with backoff until it succeeds or ctx
-// ends, then commits its offsets.
-func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
-	backoff := 200 * time.Millisecond
+// write inserts the batch, retrying what failed with bounded exponential
+// backoff until it succeeds or ctx ends. The state (inserts failing or
+// not) is logged when it changes, not per try: an outage of an hour is two
+// log lines, and the backoff metrics show it meanwhile.
+func (s *Sink) write(ctx context.Context, b *batch) error {
+	rows := 0
+	for i := range b.parts {
+		rows += b.parts[i].len()
+	}
+	metrics.AnalyticsBatchRows.Observe(float64(rows))
+	delay := s.o.MinBackoff
 	for {
 		err := s.insert(ctx, b)
 		if err == nil {
-			break
+			s.succeeded()
+			return nil
 		}
 		metrics.AnalyticsErrors.Inc()
-		s.o.Log.Warn("ClickHouse insert failed; will retry (logs are delayed, not lost)", "rows", len(b.recs), "err", err)
+		s.failed(err, rows)
+		wait := delay + rand.N(delay/5+1) // jitter: replicas recovering together don't insert in step
+		metrics.AnalyticsBackoff.Set(wait.Seconds())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		delay = min(delay*2, s.o.MaxBackoff)
 	}
-	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.CommitRecords(cctx, b.recs...); err != nil {
-		// Harmless beyond a replay: inserts are idempotent.
-		s.o.Log.Warn("analytics commit failed; rows may be inserted again", "err", err)
-	}
-	return nil
 }
 
+func (s *Sink) failed(err error, rows int) {
+	s.failures++
+	if !s.failingSince.IsZero() {
+		return
+	}
+	s.failingSince = time.Now()
+	metrics.AnalyticsFailing.Set(1)
+	s.o.Log.Warn("ClickHouse inserts failing; the sink backs off and retries (execution logs are delayed, not lost; deliveries go on)",
+		"rows", rows, "err", err)
+}
+
+func (s *Sink) succeeded() {
+	if s.failingSince.IsZero() {
+		return
+	}
+	s.o.Log.Info("ClickHouse inserts recovered", "failed_for", time.Since(s.failingSince).Round(time.Millisecond).String(), "failed_tries", s.failures)
+	s.failingSince, s.failures = time.Time{}, 0
+	metrics.AnalyticsFailing.Set(0)
+	metrics.AnalyticsBackoff.Set(0)
+}
+
+// insert writes the parts of b not written yet, one insert each.
 func (s *Sink) insert(ctx context.Context, b *batch) error {
 	// An insert in progress at shutdown may finish within the grace period;
 	// the batch is not committed otherwise and will be read again.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(30*time.Second, s.o.Grace*3/4))
 	defer cancel()
-	if err := s.store.InsertAttempts(ictx, b.attempts); err != nil {
-		return fmt.Errorf("attempts: %w", err)
+	for i := range b.parts {
+		p := &b.parts[i]
+		if p.done || p.len() == 0 {
+			continue
+		}
+		if err := s.insertPart(ictx, p); err != nil {
+			return err
+		}
 	}
-	if err := s.store.InsertRecords(ictx, "attempts", b.attemptRecs); err != nil && len(b.attemptRecs) > 0 {
-		return fmt.Errorf("attempts: %w", err)
+	return nil
+}
+
+func (s *Sink) insertPart(ctx context.Context, p *part) error {
+	q := *p
+	if p.failed {
+		// The last insert of these rows failed, but may have been written
+		// (a timeout after the server took it): insert only what is missing.
+		ids, _ := p.keys()
+		stored, err := s.store.StoredKeys(ctx, p.table, ids)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.table, err)
+		}
+		if len(stored) > 0 {
+			q = p.without(stored)
+			// Written by the insert that "failed": count them now.
+			metrics.AnalyticsRows.WithLabelValues(p.table).Add(float64(p.len() - q.len()))
+		}
+		if q.len() == 0 {
+			p.done = true
+			return nil
+		}
 	}
-	if err := s.store.InsertExecutions(ictx, b.executions); err != nil {
-		return fmt.Errorf("executions: %w", err)
+	ctx = WithDedupToken(ctx, q.token())
+	start := time.Now()
+	var err error
+	switch {
+	case len(q.attempts) > 0:
+		err = s.store.InsertAttempts(ctx, q.attempts)
+	case len(q.executions) > 0:
+		err = s.store.InsertExecutions(ctx, q.executions)
+	case len(q.dead) > 0:
+		err = s.store.InsertDeadLetters(ctx, q.dead)
+	default:
+		err = s.store.InsertRecords(ctx, q.table, q.recs)
 	}
-	if err := s.store.InsertRecords(ictx, "executions", b.executionRecs); err != nil && len(b.executionRecs) > 0 {
-		return fmt.Errorf("executions: %w", err)
+	metrics.AnalyticsInsertLatency.WithLabelValues(q.table).Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.failed = true
+		return fmt.Errorf("%s: %w", p.table, err)
 	}
-	if err := s.store.InsertDeadLetters(ictx, b.dead); err != nil {
-		return fmt.Errorf("dlq_items: %w", err)
-	}
-	metrics.AnalyticsRows.WithLabelValues("attempts").Add(float64(len(b.attempts) + len(b.attemptRecs)))
-	metrics.AnalyticsRows.WithLabelValues("executions").Add(float64(len(b.executions) + len(b.executionRecs)))
-	metrics.AnalyticsRows.WithLabelValues("dlq_items").Add(float64(len(b.dead)))
+	p.done = true
+	metrics.AnalyticsRows.WithLabelValues(p.table).Add(float64(q.len()))
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/engine"
 	"github.com/afftok/webhookd/jobs"
+	"github.com/afftok/webhookd/lagwatch"
 	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/ordering"
 	"github.com/afftok/webhookd/pipeline"
@@ -61,8 +62,25 @@ type App struct {
 	dirLock *devstack.DirLock
 }
 
+// Option changes how New builds the app.
+type Option func(*options)
+
+type options struct {
+	wrapSinkStore func(analytics.SinkStore) analytics.SinkStore
+}
+
+// WithSinkStore makes the analytics sink write through wrap(store): for
+// tests that inject ClickHouse faults at the sink/store boundary.
+func WithSinkStore(wrap func(analytics.SinkStore) analytics.SinkStore) Option {
+	return func(o *options) { o.wrapSinkStore = wrap }
+}
+
 // New builds the app. Nothing is consumed or served until Run.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option) (_ *App, err error) {
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
 	a := &App{Config: cfg, log: log, sup: worker.NewSupervisor(log)}
 	defer func() {
 		if err != nil {
@@ -182,9 +200,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		if err != nil {
 			return nil, err
 		}
+		hosts := &dispatcher.Hosts{Limit: cfg.MaxInFlightPerHost, Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown}
+		dispatcher.ExportHostMetrics(hosts) // in-flight and breaker gauges, read at scrape time
 		disp := dispatcher.New(dispatcher.Options{
 			Client: dispatcher.NewHTTPClient(guard, cfg.MaxInFlightPerHost), Env: env, DelayScale: cfg.RetryDelayScale,
-			Hosts:             &dispatcher.Hosts{Limit: cfg.MaxInFlightPerHost, Failures: cfg.BreakerFailures, Cooldown: cfg.BreakerCooldown},
+			Hosts:             hosts,
 			ResponseBodyLimit: cfg.ResponseBodyLimit, LogBodyLimit: cfg.LogBodyLimit, Log: log.With("worker", "dispatcher"),
 			Rates: &ratelimit.Limiter{Share: owned.Share},
 		})
@@ -225,10 +245,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		checks = append(checks, admin.Check{Name: "dispatcher", Ready: a.Consumer.Ready})
 	}
 	if cfg.HasRole(config.RoleAnalytics) {
+		var sinkStore analytics.SinkStore = a.Store
+		if o.wrapSinkStore != nil {
+			sinkStore = o.wrapSinkStore(a.Store)
+		}
 		a.Sink = analytics.NewSink(analytics.SinkOptions{
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
 			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
-		}, a.Store)
+		}, sinkStore)
 		a.sup.AddStage(worker.StageSupport, a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})
 	}
@@ -245,6 +269,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Default: cfg.AutoDisableAfter, Log: log.With("worker", "auto-disable")}})
 	}
 	a.checks = checks
+	if cfg.HasRole(config.RoleAdmin) || cfg.HasRole(config.RoleAnalytics) {
+		// Queue gauges (lag, tier depth, DLQ size): computed every 10 s
+		// on the replicas that have ClickHouse, not on every dispatcher.
+		a.sup.Add(a.queueMetrics(adminClient))
+	}
 	if cfg.HasRole(config.RoleAdmin) {
 		var logs admin.Logs
 		var dlqStore admin.DLQ
@@ -356,6 +385,26 @@ func (a *App) ownership(ctx context.Context, cl *kgo.Client) *ratelimit.Ownershi
 	_ = o.Refresh(cctx) // logged; counted again after every rebalance and every 30 s
 	a.sup.AddStage(worker.StageSupport, o)
 	return o
+}
+
+// queueMetrics is the worker that keeps the lag, depth and DLQ gauges.
+func (a *App) queueMetrics(cl *kgo.Client) *lagwatch.Watcher {
+	g := a.Config.ConsumerGroup
+	w := &lagwatch.Watcher{Admin: kadm.NewClient(cl), Groups: []string{g, g + "-failover", g + "-analytics"},
+		Tiers: map[string]string{}, FailoverGroup: g + "-failover",
+		Interval: a.Config.QueueMetricsInterval, Log: a.log.With("worker", "queue-metrics")}
+	for _, tier := range a.Topics.Tiers {
+		tg := g + "-retry-" + tier.Name
+		w.Groups = append(w.Groups, tg)
+		w.Tiers[tg] = tier.Name
+	}
+	if st := a.Store; st != nil {
+		w.DeadLetters = func(ctx context.Context) (int64, error) {
+			_, n, err := st.DeadLetters(ctx, dlq.Filter{State: "dead", Limit: 1})
+			return n, err
+		}
+	}
+	return w
 }
 
 // registryGated starts a worker only once the registry has loaded, so no

@@ -84,6 +84,7 @@ type Config struct {
 
 	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Records per ClickHouse insert (at most; a batch also ends after the flush interval). Larger batches make fewer parts for ClickHouse to merge."`
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
+	QueueMetricsInterval   time.Duration `env:"WEBHOOKD_QUEUE_METRICS_INTERVAL" help:"How often replicas with the admin or analytics role compute the lag, retry-tier depth and DLQ size gauges (one set of Kafka admin requests and one ClickHouse count each time, whatever the number of scrapes)."`
 
 	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
 
@@ -122,6 +123,7 @@ func Defaults(mode Mode) Config {
 		ClickHouseTTLDays:      30,
 		AnalyticsBatchSize:     10000,
 		AnalyticsFlushInterval: time.Second,
+		QueueMetricsInterval:   10 * time.Second,
 		ShutdownGrace:          30 * time.Second,
 	}
 	if mode == ModeDev {
@@ -248,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AnalyticsFlushInterval <= 0 {
 		bad("WEBHOOKD_ANALYTICS_FLUSH_INTERVAL", "must be a positive duration such as 1s")
+	}
+	if c.QueueMetricsInterval < 100*time.Millisecond {
+		bad("WEBHOOKD_QUEUE_METRICS_INTERVAL", "must be at least 100ms")
 	}
 	if c.AutoDisableAfter < 0 {
 		bad("WEBHOOKD_AUTO_DISABLE_AFTER", "must be 0 (never) or a positive duration such as 72h")

@@ -141,7 +141,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 	renderFailed := func(err error) delivery.Decision {
 		att := d.attemptRecord(p, s, t, ev, now)
 		att.Status, att.Error = delivery.AttemptFailed, err.Error()
-		metrics.Attempts.WithLabelValues(att.Status).Inc()
+		metrics.Attempts.WithLabelValues(att.Status, att.TriggerType).Inc()
 		return d.dead(p, idx, t, att, nil, delivery.ReasonPermanent, att.Error, t.Attempt+1)
 	}
 	r, err := d.target(p, s, t, ev, t.Attempt, t.Failover)
@@ -184,7 +184,7 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		att.Status = delivery.AttemptFailed
 		d.o.Log.Info("webhook attempt failed", "pipeline_id", p.ID, "step", s.Order, "delivery_id", t.DeliveryID, "attempt", t.Attempt, "error", att.Error)
 	}
-	metrics.Attempts.WithLabelValues(att.Status).Inc()
+	metrics.Attempts.WithLabelValues(att.Status, att.TriggerType).Inc()
 	metrics.AttemptLatency.Observe(resp.Latency.Seconds())
 
 	last := &reply{status: resp.Status, body: body, header: resp.Header, secrets: req.Secrets}

@@ -241,7 +241,7 @@ func (e *Engine) execution(p *pipeline.Compiled, t *delivery.Task, status string
 		x.CompletedAt = now
 	}
 	o := e.log(t.ExecutionID, x)
-	o.count = func() { metrics.Deliveries.WithLabelValues(status).Inc() }
+	o.count = func() { metrics.Deliveries.WithLabelValues(status, x.TriggerType).Inc() }
 	return o
 }
 

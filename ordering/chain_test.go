@@ -19,8 +19,12 @@ func (f *failFirst) RunLeft(_ context.Context, _ *kgo.Client, t *delivery.Task) 
 	}
 	return false, nil
 }
-func (f *failFirst) Refused(context.Context, *kgo.Client, *delivery.Task, string, error) error { return nil }
-func (f *failFirst) Unreadable(context.Context, *kgo.Client, *kgo.Record, string, error) error { return nil }
+func (f *failFirst) Refused(context.Context, *kgo.Client, *delivery.Task, string, error) error {
+	return nil
+}
+func (f *failFirst) Unreadable(context.Context, *kgo.Client, *kgo.Record, string, error) error {
+	return nil
+}
 
 func TestAKeysNextEventWaitsOutAFailedOne(t *testing.T) {
 	f := &failFirst{}
