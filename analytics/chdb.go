@@ -68,9 +68,20 @@ func FindChDB() string {
 	return "libchdb.so"
 }
 
+// jemallocConf is chDB's allocator setting unless JE_MALLOC_CONF is set:
+// memory it frees goes back to the system at once instead of after seconds
+// (jemalloc's default decay), which keeps the embedded engine's resident
+// memory about 60–90 MB lower under a sustained insert load, for about a
+// third more CPU in the insert itself (make bench: the peak RSS).
+const jemallocConf = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
 func loadChDB(path string) error {
 	l := &chdbLib
 	l.once.Do(func() {
+		// Read by chDB's jemalloc when the library initialises.
+		if _, set := os.LookupEnv("JE_MALLOC_CONF"); !set {
+			_ = os.Setenv("JE_MALLOC_CONF", jemallocConf)
+		}
 		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 		if err != nil {
 			l.err = fmt.Errorf("load chDB from %s (install it with `make chdb`, or set WEBHOOKD_CHDB_LIBRARY): %w", path, err)
