@@ -22,7 +22,9 @@ import (
 // be expected, each deferral booked one pace after the previous one, so
 // deferred work comes back at the rate the host takes it, not all at once
 // and not in a fixed loop. A host that finished nothing for QueueWait while
-// full is stalled: nothing comes back before its oldest request's deadline.
+// full is stalled: deferrals come back after as long again as it has been
+// quiet (doubling while it stays quiet), never later than its oldest
+// request's deadline.
 //
 // The breaker: after Failures consecutive failures (network errors, timeouts,
 // 5xx) a host's circuit opens for Cooldown; then one probe is let through and
@@ -238,8 +240,11 @@ func (h *Hosts) stalledLocked(hs *hostState, now time.Time) bool {
 
 // deferLocked books a deferred request a place in the host's future: after
 // those queued in place and the deferrals before it, one pace apart — and,
-// for a stalled host, not before its oldest request's deadline (a place is
-// certain to free up then).
+// for a stalled host, after as long again as the host has been quiet, but
+// not after its oldest request's deadline (a place is certain to free up
+// then). The quiet doubling keeps a host that only looked stalled (a busy
+// machine, a pause) from being put off for a whole timeout, and costs a hung
+// host a handful of deferrals per timeout rather than one.
 func (h *Hosts) deferLocked(hs *hostState, now time.Time) *Deferral {
 	pace := h.paceLocked(hs, now)
 	until := maxTime(now.Add(time.Duration(len(hs.waiters)+1)*pace), hs.booked.Add(pace))
@@ -249,6 +254,10 @@ func (h *Hosts) deferLocked(hs *hostState, now time.Time) *Deferral {
 			if earliest.IsZero() || p.deadline.Before(earliest) {
 				earliest = p.deadline
 			}
+		}
+		quiet := now.Sub(maxTime(hs.lastDone, hs.fullSince))
+		if back := now.Add(quiet); earliest.IsZero() || back.Before(earliest) {
+			earliest = back
 		}
 		until = maxTime(until, earliest)
 	}

@@ -434,10 +434,12 @@ func TestStepDefersForASaturatedHost(t *testing.T) {
 		if n := hosts.InFlight("stuck.example:443"); n != 2 {
 			t.Fatalf("%d in flight", n)
 		}
-		// Full, nothing finished while it waited (250 ms): the third is
-		// deferred to the first request's deadline (+30 s).
+		// Full, nothing finished while it waited (250 ms): stalled. The
+		// third is deferred for as long again as the host has been quiet
+		// (+500 ms), not for a whole timeout: a host that only looked
+		// stalled (a busy machine) is not put off for 30 s.
 		d := slow.Step(context.Background(), p, newTask(t, p, testEvent))
-		if d.Verdict != delivery.Defer || d.Reason != delivery.ReasonHostSaturated || d.At.Sub(start) != 30*time.Second || d.Attempt != nil {
+		if d.Verdict != delivery.Defer || d.Reason != delivery.ReasonHostSaturated || d.At.Sub(start) != 500*time.Millisecond || d.Attempt != nil {
 			t.Fatalf("%+v at +%v", d, d.At.Sub(start))
 		}
 		// Now stalled: the next is deferred without waiting at all.
@@ -445,6 +447,14 @@ func TestStepDefersForASaturatedHost(t *testing.T) {
 		d = slow.Step(context.Background(), p, newTask(t, p, testEvent))
 		if d.Verdict != delivery.Defer || time.Since(before) != 0 {
 			t.Fatalf("%+v after %v", d, time.Since(before))
+		}
+		// While it stays quiet the deferrals grow with the quiet (here the
+		// host's pace, its oldest request's age over the limit, is longer
+		// still), to about the oldest request's deadline (+30 s).
+		time.Sleep(20 * time.Second) // synctest: fake clock
+		d = slow.Step(context.Background(), p, newTask(t, p, testEvent))
+		if at := d.At.Sub(start); d.Verdict != delivery.Defer || at < 30*time.Second || at > 31*time.Second {
+			t.Fatalf("quiet for 20 s: %+v at +%v, want about the first deadline (+30 s)", d, at)
 		}
 		// Another host is not affected.
 		fast := newDispatcher(answer(200, ""), hosts)
