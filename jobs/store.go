@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/bus"
+	"github.com/afftok/webhookd/watch"
 )
 
 // Store is every replica's view of the jobs topic: each job's last record
@@ -29,14 +30,14 @@ type Store struct {
 	cancelled map[string]bool
 	applied   map[int32]int64 // next offset to apply, per partition
 	ready     bool
-	changed   chan struct{} // closed and replaced after every applied batch
+	changed   *watch.Signal // notified after every applied batch
 }
 
 // NewStore returns a store over topic; cl must consume it from the start
 // (ConsumeOpts) and nothing else.
 func NewStore(cl *kgo.Client, topic string, log *slog.Logger) *Store {
 	return &Store{cl: cl, topic: topic, log: log, jobs: map[string]*Job{}, cancelled: map[string]bool{},
-		applied: map[int32]int64{}, changed: make(chan struct{})}
+		applied: map[int32]int64{}, changed: watch.New()}
 }
 
 // ConsumeOpts are the options the store's client needs.
@@ -125,8 +126,7 @@ func (s *Store) applyLocked(rec *kgo.Record) {
 }
 
 func (s *Store) notifyLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.changed.Notify()
 }
 
 // Ready reports whether the store has loaded the topic.
@@ -148,26 +148,14 @@ func (s *Store) Sync(ctx context.Context) error {
 }
 
 func (s *Store) waitFor(ctx context.Context, cond func() bool) error {
-	for {
-		s.mu.RLock()
-		ok, ch := cond(), s.changed
-		s.mu.RUnlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return watch.Until(ctx, s.mu.RLocker(), s.changed, cond)
 }
 
 // Changed returns a channel closed at the next change.
 func (s *Store) Changed() <-chan struct{} {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.changed
+	return s.changed.C()
 }
 
 // Get returns a copy of a job's last record, and whether it was asked to

@@ -23,6 +23,7 @@ import (
 
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/metrics"
+	"github.com/afftok/webhookd/watch"
 )
 
 // Event types.
@@ -114,7 +115,7 @@ type Log struct {
 	events  []Event // in the order read
 	ids     map[string]bool
 	applied map[int32]int64
-	changed chan struct{}
+	changed *watch.Signal
 }
 
 // ConsumeOpts are the options the Log's client needs.
@@ -125,7 +126,7 @@ func ConsumeOpts(topic string) []kgo.Opt {
 // NewLog returns a Log over topic; cl (made with ConsumeOpts) must not
 // consume anything else.
 func NewLog(cl *kgo.Client, topic string, log *slog.Logger) *Log {
-	return &Log{cl: cl, topic: topic, log: log, ids: map[string]bool{}, applied: map[int32]int64{}, changed: make(chan struct{})}
+	return &Log{cl: cl, topic: topic, log: log, ids: map[string]bool{}, applied: map[int32]int64{}, changed: watch.New()}
 }
 
 // Name implements the worker interface.
@@ -162,8 +163,7 @@ func (l *Log) Run(ctx context.Context) error {
 				l.events = append([]Event(nil), l.events[drop:]...)
 			}
 		})
-		close(l.changed)
-		l.changed = make(chan struct{})
+		l.changed.Notify()
 		l.mu.Unlock()
 	}
 }
@@ -194,7 +194,7 @@ func (l *Log) Sync(ctx context.Context) error {
 			s, _ := starts.Lookup(o.Topic, o.Partition)
 			caughtUp = caughtUp && (l.applied[o.Partition] >= o.Offset || s.Offset >= o.Offset)
 		})
-		ch := l.changed
+		ch := l.changed.C()
 		l.mu.Unlock()
 		if caughtUp {
 			return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/afftok/webhookd/consumer"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/metrics"
+	"github.com/afftok/webhookd/watch"
 )
 
 // Runner runs deliveries (*engine.Engine).
@@ -50,7 +51,7 @@ type Orderer struct {
 	locks    map[string]*Lock
 	released map[string]map[string]bool // key → released delivery ids
 	applied  map[int32]int64            // next offset to apply, per partition
-	changed  chan struct{}              // closed and replaced on every fetch applied
+	changed  *watch.Signal              // notified on every fetch applied
 	// What this replica owns: its source partitions, and the live state of
 	// their keys that are locked or in use.
 	owned  map[tp]*part
@@ -105,7 +106,7 @@ func New(cl *kgo.Client, o Options) *Orderer {
 		o.Log = slog.Default()
 	}
 	return &Orderer{o: o, cl: cl, stop: func() {}, locks: map[string]*Lock{}, released: map[string]map[string]bool{}, applied: map[int32]int64{},
-		changed: make(chan struct{}), owned: map[tp]*part{}, keys: map[string]*keyState{}, chains: map[tp]map[string]*link{},
+		changed: watch.New(), owned: map[tp]*part{}, keys: map[string]*keyState{}, chains: map[tp]map[string]*link{},
 		fatal: make(chan error, 1), drainSlots: make(chan struct{}, MaxDrains)}
 }
 
@@ -146,8 +147,7 @@ func (o *Orderer) Run(ctx context.Context) error {
 		})
 		fetches.EachRecord(o.apply)
 		o.mu.Lock()
-		close(o.changed)
-		o.changed = make(chan struct{})
+		o.changed.Notify()
 		o.mu.Unlock()
 	}
 }
@@ -264,7 +264,7 @@ func (o *Orderer) catchUp(ctx context.Context) error {
 				behind = true
 			}
 		}
-		changed := o.changed
+		changed := o.changed.C()
 		o.mu.Unlock()
 		if !behind {
 			return nil

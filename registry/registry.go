@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/afftok/webhookd/pipeline"
+	"github.com/afftok/webhookd/watch"
 )
 
 // Registry is the in-memory view of the pipelines topic. It is a worker: Run
@@ -47,7 +48,7 @@ type Registry struct {
 	stale     map[string]time.Time // keys whose last record was refused, since
 	outcomes  map[recordPos]bool   // fate of this writer's records, until read
 	applied   map[int32]int64      // next offset to apply, per partition
-	changed   chan struct{}        // closed and replaced on every apply
+	changed   *watch.Signal        // notified on every apply
 	ready     bool
 }
 
@@ -80,7 +81,7 @@ func New(cl *kgo.Client, topic string, sealer *pipeline.Sealer, log *slog.Logger
 		writer: pipeline.NewID("w_"),
 		byID:   map[string]*pipeline.Compiled{}, raw: map[string][]byte{}, byTrigger: map[string][]*pipeline.Compiled{},
 		deleted: map[string]time.Time{}, stale: map[string]time.Time{}, outcomes: map[recordPos]bool{},
-		applied: map[int32]int64{}, changed: make(chan struct{}),
+		applied: map[int32]int64{}, changed: watch.New(),
 	}
 }
 
@@ -303,8 +304,7 @@ func (r *Registry) removeLocked(c *pipeline.Compiled) {
 }
 
 func (r *Registry) notifyLocked() {
-	close(r.changed)
-	r.changed = make(chan struct{})
+	r.changed.Notify()
 }
 
 // Ready reports whether the registry has loaded the topic.
@@ -322,19 +322,7 @@ func (r *Registry) WaitReady(ctx context.Context) error {
 // waitFor blocks until cond (evaluated under the read lock) holds after some
 // apply, or ctx ends.
 func (r *Registry) waitFor(ctx context.Context, cond func() bool) error {
-	for {
-		r.mu.RLock()
-		ok, ch := cond(), r.changed
-		r.mu.RUnlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return watch.Until(ctx, r.mu.RLocker(), r.changed, cond)
 }
 
 // Sync waits until this registry has applied every record written to the
