@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestSIGKILLMidRunLosesNoEvent runs a `webhookd dev` of its own against the
@@ -29,10 +23,7 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 		"WEBHOOKD_BREAKER_FAILURES": "0",
 	}))
 
-	var mu sync.Mutex
-	delivered := map[string]int{} // event id → 2xx answers
-	var total int
-	progress := make(chan int, events*4)
+	y := newEventTally(events * 4)
 	rcv := newReceiver(t)
 	go func() {
 		for range rcv.reqs { // the counts are kept in respond
@@ -44,63 +35,27 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 			w.WriteHeader(503) // a fifth of attempts fail and go through the tiers
 			return
 		}
-		var b struct{ ID string }
-		_ = json.Unmarshal(c.Body, &b)
-		mu.Lock()
-		delivered[b.ID]++
-		total++
-		n := len(delivered)
-		mu.Unlock()
-		progress <- n
+		y.record(c.Body)
 	})
 
 	in.CreatePipeline(t, `{"name":"crash","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/c",
 	  "body_template":{"id":"{{event_id}}"},"retry_policy":{"max_attempts":10,"backoff_type":"fixed","initial_delay_seconds":5}}]}`)
-	recs := make([]*kgo.Record, events)
-	for i := range recs {
-		recs[i] = &kgo.Record{Topic: prefix + "events", Key: []byte(strconv.Itoa(i)), Value: []byte(fmt.Sprintf(`{"id":"evt_%d","type":"click.tracked","data":{"id":"c%d"}}`, i, i))}
-	}
-	if err := producer.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-
-	waitFor := func(n int) {
-		deadline := time.After(arriveWithin)
-		for {
-			select {
-			case got := <-progress:
-				if got >= n {
-					return
-				}
-			case <-deadline:
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("only %d of %d events delivered after %v", len(delivered), events, arriveWithin)
-			}
-		}
-	}
+	produceClicks(t, prefix+"events", events)
 	for _, at := range []int{150, 350} {
-		waitFor(at)
+		y.waitFor(t, at)
 		in.Kill()
 		in.Start(t) // same data directory: chDB and the consumer groups' offsets come back
 	}
-	waitFor(events)
+	y.waitFor(t, events)
 	if took, err := in.Stop(); err != nil {
 		t.Errorf("exit after SIGTERM (%v): %v", took, err)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	for i := range events {
-		if delivered["evt_"+strconv.Itoa(i)] == 0 {
-			t.Errorf("evt_%d was never delivered", i)
-		}
-	}
+	dups := y.checkAll(t, events)
 	hist := map[int]int{}
-	for _, n := range delivered {
+	for _, n := range y.delivered {
 		hist[n]++
 	}
-	dups := total - len(delivered)
 	t.Logf("%d events, 2 SIGKILLs: all delivered; %d redeliveries (%.1f%%); deliveries per event: %v", events, dups, 100*float64(dups)/events, hist)
 	// A crash redoes what was in flight or finished since the last commit
 	// (250 ms), each redo with the same delivery id. Per crash, one delivery

@@ -3,16 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestSIGTERMUnderLoadDrainsAndLosesNothing sends SIGTERM to a webhookd that
@@ -35,13 +32,8 @@ func TestSIGTERMUnderLoadDrainsAndLosesNothing(t *testing.T) {
 		"WEBHOOKD_MAX_IN_FLIGHT": "48", "WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "16", "WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "500ms",
 	}))
 
-	var (
-		mu        sync.Mutex
-		delivered = map[string]int{} // event id → 2xx answers
-		total     int
-		inFlight  atomic.Int64
-	)
-	progress := make(chan int, events*2)
+	var inFlight atomic.Int64
+	y := newEventTally(events * 2)
 	rcv := newReceiver(t)
 	go func() {
 		for range rcv.reqs { // counted in respond
@@ -51,41 +43,13 @@ func TestSIGTERMUnderLoadDrainsAndLosesNothing(t *testing.T) {
 		inFlight.Add(1)
 		defer inFlight.Add(-1)
 		time.Sleep(50*time.Millisecond + time.Duration(len(c.Body)%5)*10*time.Millisecond) // a slow-ish receiver
-		var b struct{ ID string }
-		_ = json.Unmarshal(c.Body, &b)
-		mu.Lock()
-		delivered[b.ID]++
-		total++
-		n := len(delivered)
-		mu.Unlock()
 		w.WriteHeader(200)
-		progress <- n
+		y.record(c.Body)
 	})
 	in.CreatePipeline(t, `{"name":"drain","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/d",
 	  "body_template":{"id":"{{event_id}}"},"retry_policy":{"max_attempts":10,"backoff_type":"fixed","initial_delay_seconds":5}}]}`)
-	recs := make([]*kgo.Record, events)
-	for i := range recs {
-		recs[i] = &kgo.Record{Topic: prefix + "events", Key: []byte(strconv.Itoa(i)), Value: []byte(fmt.Sprintf(`{"id":"evt_%d","type":"click.tracked","data":{"id":"c%d"}}`, i, i))}
-	}
-	if err := producer.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor := func(n int) {
-		deadline := time.After(arriveWithin)
-		for {
-			select {
-			case got := <-progress:
-				if got >= n {
-					return
-				}
-			case <-deadline:
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("only %d of %d events delivered after %v", len(delivered), n, arriveWithin)
-			}
-		}
-	}
-	waitFor(events / 3)
+	produceClicks(t, prefix+"events", events)
+	y.waitFor(t, events/3)
 
 	// Probe /readyz as a kubelet would, but every few milliseconds, from
 	// just before SIGTERM until the process is gone.
@@ -121,9 +85,7 @@ func TestSIGTERMUnderLoadDrainsAndLosesNothing(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	mu.Lock()
-	before := len(delivered)
-	mu.Unlock()
+	before := y.distinct()
 	inFlightAtTerm := inFlight.Load()
 	sigterm := time.Now()
 	took, err := in.Stop()
@@ -137,9 +99,7 @@ func TestSIGTERMUnderLoadDrainsAndLosesNothing(t *testing.T) {
 	// the deliveries already admitted — WEBHOOKD_MAX_IN_FLIGHT (48) per
 	// consumer: the event consumer, three retry tiers, failover — not the
 	// ~2000 events of backlog.
-	mu.Lock()
-	afterTerm := len(delivered) - before
-	mu.Unlock()
+	afterTerm := y.distinct() - before
 	if afterTerm > 5*48 {
 		t.Errorf("%d events were first delivered between SIGTERM and the exit: more than the %d admitted", afterTerm, 5*48)
 	}
@@ -164,16 +124,9 @@ func TestSIGTERMUnderLoadDrainsAndLosesNothing(t *testing.T) {
 	})
 
 	in.Start(t)
-	waitFor(events)
+	y.waitFor(t, events)
 	in.WaitCaughtUp(t)
-	mu.Lock()
-	defer mu.Unlock()
-	for i := range events {
-		if delivered["evt_"+strconv.Itoa(i)] == 0 {
-			t.Errorf("evt_%d was never delivered", i)
-		}
-	}
-	dups := total - len(delivered)
+	dups := y.checkAll(t, events)
 	t.Logf("%d events, SIGTERM mid-run and a restart: all delivered; %d redeliveries (bound: %d requests in flight at SIGTERM)", events, dups, inFlightAtTerm)
 	// In-flight deliveries finish within the grace period (20 s, far more
 	// than a request takes) and their offsets are committed, so none should
