@@ -56,9 +56,14 @@ func TestGrafanaDashboardQueriesRunOnTheSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(s.InsertExecutions(ctx, []delivery.Execution{{ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", Status: "completed", StartedAt: now, CompletedAt: now, Seq: 1}}))
-	must(s.InsertAttempts(ctx, []delivery.Attempt{{AttemptID: "a1", ExecutionID: "e1", PipelineID: "pipe_1", Status: "failed", Error: "HTTP 500", HTTPStatus: 500, LatencyMS: 40, StartedAt: now, Tier: "5s"}}))
-	must(s.InsertDeadLetters(ctx, []DeadLetterRow{{Record: dlq.Record{ID: "d1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: now}, Version: 1}}))
+	must(s.Write(ctx, &Batch{
+		Executions: []delivery.Execution{{ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", Status: "completed", StartedAt: now, CompletedAt: now.Add(time.Second), Seq: 1}},
+		Attempts: []delivery.Attempt{
+			{AttemptID: "a1", ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", StepID: "s1", Status: "failed", Error: "HTTP 500", HTTPStatus: 500, LatencyMS: 40, StartedAt: now},
+			{AttemptID: "a2", ExecutionID: "e1", PipelineID: "pipe_1", TriggerType: "click", StepID: "s1", Attempt: 1, Status: "success", HTTPStatus: 200, LatencyMS: 30, StartedAt: now, Tier: "5s"},
+		},
+		Dead: []DeadLetterRow{{Record: dlq.Record{ID: "d1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: now}, Version: 1}},
+	}))
 	n := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {

@@ -32,8 +32,8 @@ type SinkOptions struct {
 
 // Sink consumes the executions and DLQ topics and writes them to ClickHouse
 // in batches bounded by size and time. Offsets are committed only after
-// ClickHouse acknowledged the insert, and replays are idempotent (see
-// Schema), so ClickHouse being down delays logs but loses none; delivery does
+// ClickHouse acknowledged the insert, and replays are idempotent (base
+// tables: see Schema; aggregates: see Store.Write), so ClickHouse being down delays logs but loses none; delivery does
 // not wait for it.
 type Sink struct {
 	o     SinkOptions
@@ -65,13 +65,13 @@ func (s *Sink) Name() string { return "analytics" }
 func (s *Sink) Ready() bool { return s.ready.Load() }
 
 type batch struct {
-	recs       []*kgo.Record
-	attempts   []delivery.Attempt
-	executions []delivery.Execution
-	// The same as records, as produced, for a store that takes them so.
-	attemptRecs, executionRecs [][]byte
-	dead                       []DeadLetterRow
-	first                      time.Time
+	recs  []*kgo.Record
+	rows  Batch
+	first time.Time
+}
+
+func originOf(r *kgo.Record) Origin {
+	return Origin{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
 
 // recordKind is an executions-topic record's "kind", read from the first
@@ -147,7 +147,8 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 			s.o.Log.Error("skipping unreadable DLQ record", "partition", r.Partition, "offset", r.Offset, "err", err)
 			return
 		}
-		b.dead = append(b.dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
+		b.rows.Dead = append(b.rows.Dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
+		b.rows.DeadOrigins = append(b.rows.DeadOrigins, originOf(r))
 	default:
 		// The hot path: a store that reads records as they are gets them
 		// without a decode in Go (they are checked to be JSON, so one bad
@@ -155,10 +156,12 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		if s.store.TakesRecords() && json.Valid(r.Value) {
 			switch recordKind(r.Value) {
 			case delivery.KindAttempt:
-				b.attemptRecs = append(b.attemptRecs, r.Value)
+				b.rows.AttemptRecs = append(b.rows.AttemptRecs, r.Value)
+				b.rows.AttemptRecOrigins = append(b.rows.AttemptRecOrigins, originOf(r))
 				return
 			case delivery.KindExecution:
-				b.executionRecs = append(b.executionRecs, r.Value)
+				b.rows.ExecutionRecs = append(b.rows.ExecutionRecs, r.Value)
+				b.rows.ExecutionRecOrigins = append(b.rows.ExecutionRecOrigins, originOf(r))
 				return
 			}
 		}
@@ -171,12 +174,14 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		case delivery.KindAttempt:
 			var a delivery.Attempt
 			if err = json.Unmarshal(r.Value, &a); err == nil {
-				b.attempts = append(b.attempts, a)
+				b.rows.Attempts = append(b.rows.Attempts, a)
+				b.rows.AttemptOrigins = append(b.rows.AttemptOrigins, originOf(r))
 			}
 		case delivery.KindExecution:
 			var e delivery.Execution
 			if err = json.Unmarshal(r.Value, &e); err == nil {
-				b.executions = append(b.executions, e)
+				b.rows.Executions = append(b.rows.Executions, e)
+				b.rows.ExecutionOrigins = append(b.rows.ExecutionOrigins, originOf(r))
 			}
 		default:
 			err = fmt.Errorf("unknown kind %q", kind.Kind)
@@ -219,23 +224,11 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 	// the batch is not committed otherwise and will be read again.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(30*time.Second, s.o.Grace*3/4))
 	defer cancel()
-	if err := s.store.InsertAttempts(ictx, b.attempts); err != nil {
-		return fmt.Errorf("attempts: %w", err)
+	if err := s.store.Write(ictx, &b.rows); err != nil {
+		return err
 	}
-	if err := s.store.InsertRecords(ictx, "attempts", b.attemptRecs); err != nil && len(b.attemptRecs) > 0 {
-		return fmt.Errorf("attempts: %w", err)
-	}
-	if err := s.store.InsertExecutions(ictx, b.executions); err != nil {
-		return fmt.Errorf("executions: %w", err)
-	}
-	if err := s.store.InsertRecords(ictx, "executions", b.executionRecs); err != nil && len(b.executionRecs) > 0 {
-		return fmt.Errorf("executions: %w", err)
-	}
-	if err := s.store.InsertDeadLetters(ictx, b.dead); err != nil {
-		return fmt.Errorf("dlq_items: %w", err)
-	}
-	metrics.AnalyticsRows.WithLabelValues("attempts").Add(float64(len(b.attempts) + len(b.attemptRecs)))
-	metrics.AnalyticsRows.WithLabelValues("executions").Add(float64(len(b.executions) + len(b.executionRecs)))
-	metrics.AnalyticsRows.WithLabelValues("dlq_items").Add(float64(len(b.dead)))
+	metrics.AnalyticsRows.WithLabelValues("attempts").Add(float64(len(b.rows.Attempts) + len(b.rows.AttemptRecs)))
+	metrics.AnalyticsRows.WithLabelValues("executions").Add(float64(len(b.rows.Executions) + len(b.rows.ExecutionRecs)))
+	metrics.AnalyticsRows.WithLabelValues("dlq_items").Add(float64(len(b.rows.Dead)))
 	return nil
 }
