@@ -39,7 +39,13 @@ type Sink struct {
 	o     SinkOptions
 	store *Store
 	ready atomic.Bool
+	// crashAfterInsert, when set and true for a batch, stops the sink
+	// between the insert and the commit, as a crash would (tests).
+	crashAfterInsert func() bool
 }
+
+// errCrashed is Run's answer when crashAfterInsert stopped it.
+var errCrashed = errors.New("analytics sink stopped after an insert, before its commit (test crash)")
 
 // NewSink returns a sink writing to store.
 func NewSink(o SinkOptions, store *Store) *Sink {
@@ -125,6 +131,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || ctx.Err() != nil)
 		if due {
 			if err := s.flush(ctx, cl, b); err != nil {
+				if errors.Is(err, errCrashed) {
+					return err
+				}
 				return nil // only when ctx ended; the batch will be read again
 			}
 			b = &batch{}
@@ -209,6 +218,9 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, b *batch) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+	if s.crashAfterInsert != nil && s.crashAfterInsert() {
+		return errCrashed
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
