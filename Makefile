@@ -4,7 +4,7 @@ CHDB_LIB     := $(CURDIR)/.cache/chdb/$(CHDB_VERSION)/libchdb.so
 GO           ?= go
 export WEBHOOKD_CHDB_LIBRARY ?= $(CHDB_LIB)
 
-.PHONY: run test test-reliability build chdb deps test-tools fuzz bench bench-go lint clean
+.PHONY: run test test-reliability build chdb deps test-tools fuzz bench bench-go bench-stats lint clean
 
 ## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
 run: build chdb
@@ -62,6 +62,11 @@ BENCHFLAGS ?=
 bench: build chdb
 	$(GO) build -o bin/ ./cmd/devkafka ./cmd/bench
 	./bin/bench run -bin bin -out bench-results.json $(BENCHFLAGS)
+
+## bench-stats: loads 10 M attempt rows (and their executions) into chDB and reports the
+## median of the stats, time series, pipeline and log queries, and the load rate (not in `make test`).
+bench-stats: chdb
+	WEBHOOKD_BENCH_STATS_ATTEMPTS=$${ATTEMPTS:-10000000} $(GO) test -run '^$$' -bench BenchmarkStatsQueries -benchtime 1x -timeout 60m -v ./analytics
 
 ## bench-go: the Go micro-benchmarks (render, sign, encode).
 bench-go: chdb

@@ -180,6 +180,21 @@ func checkWorkload(t *testing.T, s *Store) {
 			t.Errorf("bucket %d = %+v, want %+v", i, ts[i], wantTS[i])
 		}
 	}
+	// Hourly buckets read the per-hour tables, and a range that is not
+	// whole hours reads minutes at its edges: the same figures.
+	ts, err = s.TimeSeries(ctx, Range{From: wlT0.Add(-time.Hour), To: wlT0.Add(time.Hour)}, time.Hour)
+	if err != nil || len(ts) != 2 || ts[0].Executions != 0 || ts[1].Executions != 5 || ts[1].Successful != 3 || ts[1].Failed != 1 || ts[1].Retried != 3 || ts[1].DLQ != 1 || ts[1].LatencyMSP95 != 400 {
+		t.Errorf("hourly = %+v, %v", ts, err)
+	}
+	for _, r := range []Range{{From: wlT0.Add(-30 * time.Minute), To: wlT0.Add(90 * time.Minute)}, {From: wlT0.Add(-90 * time.Second), To: wlT0.Add(150 * time.Second)}} {
+		if edge, err := s.Stats(ctx, r); err != nil || edge.Executions != 5 || edge.Completed != 3 || edge.TimeToSuccessMS != want.TimeToSuccessMS || edge.LatencyMS != want.LatencyMS {
+			t.Errorf("stats over %v–%v = %+v, %v", r.From, r.To, edge, err)
+		}
+	}
+	// From is taken down to its minute: t0+90s counts e3, e4 and e5.
+	if edge, err := s.Stats(ctx, Range{From: wlT0.Add(90 * time.Second), To: wlT0.Add(time.Hour)}); err != nil || edge.Executions != 3 || edge.InRetry != 1 {
+		t.Errorf("stats from the third minute = %+v, %v", edge, err)
+	}
 	// 5-minute buckets add the minutes up; one pipeline's are its own.
 	ts, err = s.TimeSeries(ctx, Range{From: wlT0, To: wlT0.Add(10 * time.Minute), PipelineID: "p2"}, 5*time.Minute)
 	if err != nil || len(ts) != 2 || ts[0].Executions != 2 || ts[0].Successful != 1 || ts[0].Retried != 0 || ts[1].Executions != 0 {

@@ -1,6 +1,9 @@
 package analytics
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Schema returns the DDL, in order. With a cluster, statements run ON
 // CLUSTER and tables use Replicated engines. Tables are partitioned by day
@@ -158,37 +161,6 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 			offset        SimpleAggregateFunction(max, Int64)
 		) ENGINE = ` + engine("sink_offsets", "AggregatingMergeTree") + `
 		ORDER BY (feed, topic, partition)`,
-		// One row per minute, pipeline, step, trigger type and tier.
-		`CREATE TABLE IF NOT EXISTS ` + db + `.attempts_1m` + on + ` (
-			minute        DateTime('UTC'),
-			pipeline_id   String,
-			step_id       String,
-			trigger_type  LowCardinality(String),
-			tier          LowCardinality(String),
-			attempts      ` + sum + `,
-			step_runs     ` + sum + `, -- first attempts: a step of an execution
-			successful    ` + sum + `,
-			failed        ` + sum + `,
-			retries       ` + sum + `, -- attempts after the first, failover included
-			latency_n     ` + sum + `,
-			latency_sum   ` + sum + `,
-			latency       ` + q + `
-		) ENGINE = ` + engine("attempts_1m", "AggregatingMergeTree") + `
-		PARTITION BY toYYYYMMDD(minute)
-		ORDER BY (minute, pipeline_id, step_id, trigger_type, tier)
-		` + ttl,
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.attempts_1m_mv` + on + ` TO ` + db + `.attempts_1m AS
-		SELECT toStartOfMinute(started_at) AS minute, pipeline_id, step_id, trigger_type, tier,
-		       toUInt64(count()) AS attempts,
-		       toUInt64(countIf(attempt = 0 AND NOT failover)) AS step_runs,
-		       toUInt64(countIf(status = 'success')) AS successful,
-		       toUInt64(countIf(status = 'failed')) AS failed,
-		       toUInt64(countIf(attempt > 0 OR failover)) AS retries,
-		       toUInt64(countIf(http_status > 0)) AS latency_n,
-		       toUInt64(sumIf(latency_ms, http_status > 0)) AS latency_sum,
-		       quantilesTDigestStateIf(` + quantileLevels + `)(latency_ms, http_status > 0) AS latency
-		FROM ` + db + `.attempts_feed
-		GROUP BY minute, pipeline_id, step_id, trigger_type, tier`,
 		`CREATE TABLE IF NOT EXISTS ` + db + `.errors_1m` + on + ` (
 			minute        DateTime('UTC'),
 			pipeline_id   String,
@@ -204,34 +176,6 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		SELECT toStartOfMinute(started_at) AS minute, pipeline_id, step_id, trigger_type, error, toUInt64(count()) AS count
 		FROM ` + db + `.attempts_feed WHERE status = 'failed' AND error != ''
 		GROUP BY minute, pipeline_id, step_id, trigger_type, error`,
-		// Executions by the minute they started; a final state row counts
-		// once (retrying rows count retries scheduled).
-		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_1m` + on + ` (
-			minute        DateTime('UTC'),
-			pipeline_id   String,
-			trigger_type  LowCardinality(String),
-			finished      ` + sum + `,
-			successful    ` + sum + `,
-			failed        ` + sum + `, -- failed or partial
-			cancelled     ` + sum + `,
-			retrying      ` + sum + `,
-			last_started  SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
-			time_to_success ` + q + `
-		) ENGINE = ` + engine("executions_1m", "AggregatingMergeTree") + `
-		PARTITION BY toYYYYMMDD(minute)
-		ORDER BY (minute, pipeline_id, trigger_type)
-		` + ttl,
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_1m_mv` + on + ` TO ` + db + `.executions_1m AS
-		SELECT toStartOfMinute(started_at) AS minute, pipeline_id, trigger_type,
-		       toUInt64(countIf(status != 'retrying')) AS finished,
-		       toUInt64(countIf(status = 'completed')) AS successful,
-		       toUInt64(countIf(status IN ('failed', 'partial'))) AS failed,
-		       toUInt64(countIf(status = 'cancelled')) AS cancelled,
-		       toUInt64(countIf(status = 'retrying')) AS retrying,
-		       max(started_at) AS last_started,
-		       quantilesTDigestStateIf(` + quantileLevels + `)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
-		FROM ` + db + `.executions_feed
-		GROUP BY minute, pipeline_id, trigger_type`,
 		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_1m` + on + ` (
 			minute        DateTime('UTC'),
 			pipeline_id   String,
@@ -246,6 +190,74 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		SELECT toStartOfMinute(failed_at) AS minute, pipeline_id, trigger_type, reason, toUInt64(count()) AS dead
 		FROM ` + db + `.dlq_feed WHERE state = 'dead'
 		GROUP BY minute, pipeline_id, trigger_type, reason`,
+	}
+	// Attempts and executions per minute (time series, range edges) and
+	// per hour (the whole hours of a range: 60 times fewer states to merge).
+	for _, g := range []struct{ suffix, col, fn, ttl string }{
+		{"1m", "minute", "toStartOfMinute", ttl},
+		{"1h", "hour", "toStartOfHour", strings.Replace(ttl, "minute", "hour", 1)},
+	} {
+		stmts = append(stmts, []string{
+			// One row per minute (hour), pipeline, step, trigger type and tier.
+			`CREATE TABLE IF NOT EXISTS ` + db + `.attempts_` + g.suffix + on + ` (
+			` + g.col + `        DateTime('UTC'),
+			pipeline_id   String,
+			step_id       String,
+			trigger_type  LowCardinality(String),
+			tier          LowCardinality(String),
+			attempts      ` + sum + `,
+			step_runs     ` + sum + `, -- first attempts: a step of an execution
+			successful    ` + sum + `,
+			failed        ` + sum + `,
+			retries       ` + sum + `, -- attempts after the first, failover included
+			latency_n     ` + sum + `,
+			latency_sum   ` + sum + `,
+			latency       ` + q + `
+		) ENGINE = ` + engine("attempts_"+g.suffix, "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(` + g.col + `)
+		ORDER BY (` + g.col + `, pipeline_id, step_id, trigger_type, tier)
+		` + g.ttl,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.attempts_` + g.suffix + `_mv` + on + ` TO ` + db + `.attempts_` + g.suffix + ` AS
+		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, step_id, trigger_type, tier,
+		       toUInt64(count()) AS attempts,
+		       toUInt64(countIf(attempt = 0 AND NOT failover)) AS step_runs,
+		       toUInt64(countIf(status = 'success')) AS successful,
+		       toUInt64(countIf(status = 'failed')) AS failed,
+		       toUInt64(countIf(attempt > 0 OR failover)) AS retries,
+		       toUInt64(countIf(http_status > 0)) AS latency_n,
+		       toUInt64(sumIf(latency_ms, http_status > 0)) AS latency_sum,
+		       quantilesTDigestStateIf(` + quantileLevels + `)(latency_ms, http_status > 0) AS latency
+		FROM ` + db + `.attempts_feed
+		GROUP BY ` + g.col + `, pipeline_id, step_id, trigger_type, tier`,
+			// Executions by the minute (hour) they started; a final state row counts
+			// once (retrying rows count retries scheduled).
+			`CREATE TABLE IF NOT EXISTS ` + db + `.executions_` + g.suffix + on + ` (
+			` + g.col + `        DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			finished      ` + sum + `,
+			successful    ` + sum + `,
+			failed        ` + sum + `, -- failed or partial
+			cancelled     ` + sum + `,
+			retrying      ` + sum + `,
+			last_started  SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+			time_to_success ` + q + `
+		) ENGINE = ` + engine("executions_"+g.suffix, "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(` + g.col + `)
+		ORDER BY (` + g.col + `, pipeline_id, trigger_type)
+		` + g.ttl,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_` + g.suffix + `_mv` + on + ` TO ` + db + `.executions_` + g.suffix + ` AS
+		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, trigger_type,
+		       toUInt64(countIf(status != 'retrying')) AS finished,
+		       toUInt64(countIf(status = 'completed')) AS successful,
+		       toUInt64(countIf(status IN ('failed', 'partial'))) AS failed,
+		       toUInt64(countIf(status = 'cancelled')) AS cancelled,
+		       toUInt64(countIf(status = 'retrying')) AS retrying,
+		       max(started_at) AS last_started,
+		       quantilesTDigestStateIf(` + quantileLevels + `)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
+		FROM ` + db + `.executions_feed
+		GROUP BY ` + g.col + `, pipeline_id, trigger_type`,
+		}...)
 	}
 	// The high-water marks, one view per feed (each has its own: the
 	// attempts and executions feeds read the same partitions).

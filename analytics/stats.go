@@ -15,15 +15,44 @@ type Range struct {
 	PipelineID string
 }
 
+// params are a range's bounds: from and to on minutes (the minutes
+// starting before To), hfrom–hto the whole hours between them.
 func (r Range) params() Params {
-	return Params{"from": r.From.UnixMilli(), "to": r.To.UnixMilli(), "pid": r.PipelineID}
+	from := r.From.UTC().Truncate(time.Minute)
+	to := r.To.UTC().Truncate(time.Minute)
+	if to.Before(r.To) {
+		to = to.Add(time.Minute)
+	}
+	hfrom := from.Truncate(time.Hour)
+	if hfrom.Before(from) {
+		hfrom = hfrom.Add(time.Hour)
+	}
+	hto := to.Truncate(time.Hour)
+	if !hfrom.Before(hto) {
+		hfrom, hto = to, to
+	}
+	return Params{"from": from.UnixMilli(), "to": to.UnixMilli(), "hfrom": hfrom.UnixMilli(), "hto": hto.UnixMilli(), "pid": r.PipelineID}
+}
+
+// span is the rows of the per-hour table kind_1h for a range's whole
+// hours and of kind_1m for the minutes at its edges, with the time column
+// named t.
+func (s *Store) span(kind string) string {
+	return `(SELECT hour AS t, * EXCEPT (hour) FROM ` + s.t(kind+"_1h") + `
+		WHERE hour >= fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC') AND hour < fromUnixTimestamp64Milli({hto:Int64}, 'UTC')
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String})
+		UNION ALL
+		SELECT minute AS t, * EXCEPT (minute) FROM ` + s.t(kind+"_1m") + `
+		WHERE ((minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC'))
+		    OR (minute >= fromUnixTimestamp64Milli({hto:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')))
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String}))`
 }
 
 // The WHERE clauses of the aggregate and base tables for a Range.
 const (
-	aggRange = `minute >= toStartOfMinute(fromUnixTimestamp64Milli({from:Int64}, 'UTC')) AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+	aggRange = `minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
 		AND ({pid:String} = '' OR pipeline_id = {pid:String})`
-	baseRange = `started_at >= toStartOfMinute(fromUnixTimestamp64Milli({from:Int64}, 'UTC')) AND started_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+	baseRange = `started_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND started_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
 		AND ({pid:String} = '' OR pipeline_id = {pid:String})`
 )
 
@@ -124,6 +153,12 @@ func (f execFigures) total() int64 { return f.finished + f.inRetry }
 // for one total row), plus the executions still retrying from the base
 // table (an execution's current state is not an aggregate).
 func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[string]*execFigures, error) {
+	return s.execFigures(ctx, r, key, true)
+}
+
+// execFigures is executionFigures, without the executions in retry (the
+// one base-table read) unless withOpen.
+func (s *Store) execFigures(ctx context.Context, r Range, key string, withOpen bool) (map[string]*execFigures, error) {
 	p := r.params()
 	sel, group := "''", ""
 	if key != "" {
@@ -132,7 +167,7 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[
 	rows, err := s.b.query(ctx, `
 		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), quantilesTDigestMerge(`+quantileLevels+`)(time_to_success),
 		       toUnixTimestamp64Milli(max(last_started))
-		FROM `+s.t("executions_1m")+` WHERE `+aggRange+group, p)
+		FROM `+s.span("executions")+group, p)
 	if err != nil {
 		return nil, fmt.Errorf("execution stats: %w", err)
 	}
@@ -149,6 +184,9 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[
 		if t := msTime(asInt(row[5])); !t.IsZero() {
 			f.last = t
 		}
+	}
+	if !withOpen {
+		return out, nil
 	}
 	// Executions whose latest state is "retrying": of those with a
 	// retrying row, the ones without a final row (sets, so a replayed
@@ -191,7 +229,7 @@ func (s *Store) attemptFigures(ctx context.Context, r Range, key string) (map[st
 		SELECT `+sel+`, sum(attempts), sum(step_runs), sum(successful),
 		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n)))),
 		       quantilesTDigestMerge(`+quantileLevels+`)(latency)
-		FROM `+s.t("attempts_1m")+` WHERE `+aggRange+group, r.params())
+		FROM `+s.span("attempts")+group, r.params())
 	if err != nil {
 		return nil, fmt.Errorf("attempt stats: %w", err)
 	}
@@ -292,7 +330,7 @@ func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[
 	if err != nil {
 		return nil, err
 	}
-	ex, err := s.executionFigures(ctx, r, "")
+	ex, err := s.execFigures(ctx, r, "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +379,7 @@ func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 	}
 	// The summary's quantiles merge every group's states (percentiles do
 	// not add up).
-	tot, err := s.executionFigures(ctx, r, "")
+	tot, err := s.execFigures(ctx, r, "", false)
 	if err != nil {
 		return nil, err
 	}
@@ -419,9 +457,16 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		}
 		return nil
 	}
+	// Whole hours read the per-hour tables; shorter buckets the minutes.
+	from := func(kind string) string { return s.t(kind+"_1m") + ` WHERE ` + aggRange }
+	tcol := "minute"
+	if step%time.Hour == 0 {
+		from = func(kind string) string { return s.span(kind) }
+		tcol = "t"
+	}
 	rows, err := s.b.query(ctx, `
-		SELECT `+bucket("minute")+` AS b, sum(finished), sum(successful), sum(failed)
-		FROM `+s.t("executions_1m")+` WHERE `+aggRange+` GROUP BY b`, p)
+		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed)
+		FROM `+from("executions")+` GROUP BY b`, p)
 	if err != nil {
 		return nil, fmt.Errorf("time series executions: %w", err)
 	}
@@ -447,8 +492,8 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		}
 	}
 	rows, err = s.b.query(ctx, `
-		SELECT `+bucket("minute")+` AS b, sum(retries), quantilesTDigestMerge(`+quantileLevels+`)(latency)
-		FROM `+s.t("attempts_1m")+` WHERE `+aggRange+` GROUP BY b`, p)
+		SELECT `+bucket(tcol)+` AS b, sum(retries), quantilesTDigestMerge(`+quantileLevels+`)(latency)
+		FROM `+from("attempts")+` GROUP BY b`, p)
 	if err != nil {
 		return nil, fmt.Errorf("time series attempts: %w", err)
 	}
