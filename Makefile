@@ -54,6 +54,8 @@ fuzz:
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzCheckHost -fuzztime $(FUZZTIME)
 	$(GO) test ./signing -run '^$$' -fuzz FuzzParseSecret -fuzztime $(FUZZTIME)
 	$(GO) test ./opevents -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzWithOrigin -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzRangeParams -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.

@@ -3,6 +3,7 @@ package analytics
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -203,26 +204,39 @@ func (s *Store) feedRecords(ctx context.Context, table string, m map[partKey]int
 		if !fresh(m, o) {
 			continue
 		}
-		r = bytes.TrimSpace(r)
-		if len(r) < 2 || r[0] != '{' {
-			continue
+		if rec, ok := withOrigin(r, o); ok {
+			out = append(out, rec)
 		}
-		var bb bytes.Buffer
-		bb.Grow(len(r) + 80)
-		bb.WriteString(`{"src_topic":`)
-		bb.WriteString(strconv.Quote(o.Topic))
-		bb.WriteString(`,"src_partition":`)
-		bb.WriteString(strconv.FormatInt(int64(o.Partition), 10))
-		bb.WriteString(`,"src_offset":`)
-		bb.WriteString(strconv.FormatInt(o.Offset, 10))
-		if len(bytes.TrimSpace(r[1:])) > 1 {
-			bb.WriteByte(',')
-		}
-		bb.Write(r[1:])
-		out = append(out, bb.Bytes())
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	return s.InsertRecords(ctx, table, out)
+}
+
+// withOrigin returns a JSON object record with the origin's fields put in
+// front (src_topic, src_partition, src_offset); false when rec is not an
+// object.
+func withOrigin(rec []byte, o Origin) ([]byte, bool) {
+	rec = bytes.TrimSpace(rec)
+	if len(rec) < 2 || rec[0] != '{' || rec[len(rec)-1] != '}' {
+		return nil, false
+	}
+	topic, err := json.Marshal(o.Topic)
+	if err != nil {
+		return nil, false
+	}
+	var bb bytes.Buffer
+	bb.Grow(len(rec) + 80)
+	bb.WriteString(`{"src_topic":`)
+	bb.Write(topic)
+	bb.WriteString(`,"src_partition":`)
+	bb.WriteString(strconv.FormatInt(int64(o.Partition), 10))
+	bb.WriteString(`,"src_offset":`)
+	bb.WriteString(strconv.FormatInt(o.Offset, 10))
+	if len(bytes.TrimSpace(rec[1:len(rec)-1])) > 0 {
+		bb.WriteByte(',')
+	}
+	bb.Write(rec[1:])
+	return bb.Bytes(), true
 }
