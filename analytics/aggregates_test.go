@@ -49,9 +49,14 @@ func workload() []wlRecord {
 			ExecutionID: exec, DeliveryID: "del_" + exec, PipelineID: pipe, PipelineName: pipe, TriggerType: tt, TriggerID: "t_" + exec, EventID: "ev_" + exec,
 			StepID: step, StepName: step, StepOrder: len(step), Attempt: attempt, Tier: tier, Status: status, HTTPStatus: code, LatencyMS: lat, Error: errText, StartedAt: at}}
 	}
+	// seq 1 of a retrying record is the execution's first retry; a final
+	// record after retries says so.
 	ex := func(exec, pipe, tt, status string, start, done time.Time, seq int64) wlRecord {
-		return wlRecord{wlExecTopic, delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: exec, DeliveryID: "del_" + exec, PipelineID: pipe,
-			PipelineName: pipe, TriggerType: tt, TriggerID: "t_" + exec, EventID: "ev_" + exec, Status: status, StartedAt: start, CompletedAt: done, Seq: seq}}
+		x := delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: exec, DeliveryID: "del_" + exec, PipelineID: pipe,
+			PipelineName: pipe, TriggerType: tt, TriggerID: "t_" + exec, EventID: "ev_" + exec, Status: status, StartedAt: start, CompletedAt: done, Seq: seq}
+		x.FirstRetry = status == delivery.ExecRetrying && seq == 1
+		x.Retried = status != delivery.ExecRetrying && seq > 1
+		return wlRecord{wlExecTopic, x}
 	}
 	t0, m1, m2 := wlT0, wlT0.Add(time.Minute), wlT0.Add(2*time.Minute)
 	ms := time.Millisecond

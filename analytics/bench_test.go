@@ -183,8 +183,9 @@ func loadSynthetic(ctx context.Context, s *Store, n int, t0 time.Time) (int64, t
 		`INSERT INTO {DB}.executions (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq)
 		SELECT concat('exec_', toString(i)), concat('del_', toString(i)), pipeline_id, pipeline_id, trigger_type, concat('t_', toString(i)),
 		       concat('ev_', toString(i)), status, started_at, completed_at, seq FROM (` + execSel + `)`,
-		`INSERT INTO {DB}.executions_feed (pipeline_id, trigger_type, status, started_at, completed_at, src_topic, src_partition, src_offset)
-		SELECT pipeline_id, trigger_type, status, started_at, completed_at, '', 0, 0 FROM (` + execSel + `)`,
+		`INSERT INTO {DB}.executions_feed (pipeline_id, trigger_type, status, started_at, completed_at, first_retry, retried, src_topic, src_partition, src_offset)
+		SELECT pipeline_id, trigger_type, status, started_at, completed_at, status = 'retrying' AND seq = 1, status != 'retrying' AND i % 4 = 0,
+		       '', 0, 0 FROM (` + execSel + `)`,
 		`INSERT INTO {DB}.dlq_items (id, state, reason, error, delivery_id, execution_id, pipeline_id, trigger_type, trigger_id, step_order, attempts, failed_at, payload, source, task, version)
 		SELECT id, 'dead', 'retries_exhausted', 'HTTP 503', '', '', pipeline_id, trigger_type, '', 1, 3, failed_at, '{}', '', '', 1 FROM (` + dlqSel + `)`,
 		`INSERT INTO {DB}.dlq_feed (pipeline_id, trigger_type, state, reason, failed_at, src_topic, src_partition, src_offset)

@@ -80,7 +80,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 
 var (
 	attemptFeedCols   = []string{"pipeline_id", "trigger_type", "step_id", "attempt", "failover", "tier", "status", "http_status", "latency_ms", "error", "started_at", "src_topic", "src_partition", "src_offset"}
-	executionFeedCols = []string{"pipeline_id", "trigger_type", "status", "started_at", "completed_at", "src_topic", "src_partition", "src_offset"}
+	executionFeedCols = []string{"pipeline_id", "trigger_type", "status", "started_at", "completed_at", "first_retry", "retried", "src_topic", "src_partition", "src_offset"}
 	dlqFeedCols       = []string{"pipeline_id", "trigger_type", "state", "reason", "failed_at", "src_topic", "src_partition", "src_offset"}
 )
 
@@ -164,7 +164,7 @@ func (s *Store) feed(ctx context.Context, b *Batch) error {
 		var rows [][]any
 		for i, e := range b.Executions {
 			if o := originAt(b.ExecutionOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), o.Topic, int64(o.Partition), o.Offset})
+				rows = append(rows, []any{e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, int64(o.Partition), o.Offset})
 			}
 		}
 		if err := s.b.insert(ctx, s.t("executions_feed"), executionFeedCols, rows); err != nil {

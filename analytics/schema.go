@@ -145,7 +145,9 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 			trigger_type  LowCardinality(String),
 			status        LowCardinality(String),
 			started_at    DateTime64(3, 'UTC'),
-			completed_at  DateTime64(3, 'UTC')` + src + `
+			completed_at  DateTime64(3, 'UTC'),
+			first_retry   Bool DEFAULT false,
+			retried       Bool DEFAULT false` + src + `
 		) ENGINE = Null`,
 		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_feed` + on + ` (
 			pipeline_id   String,
@@ -240,6 +242,8 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 			failed        ` + sum + `, -- failed or partial
 			cancelled     ` + sum + `,
 			retrying      ` + sum + `,
+			retries_opened ` + sum + `, -- executions that went into retry
+			retried_closed ` + sum + `, -- … and have since ended
 			last_started  SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
 			time_to_success ` + q + `
 		) ENGINE = ` + engine("executions_"+g.suffix, "AggregatingMergeTree") + `
@@ -253,6 +257,8 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		       toUInt64(countIf(status IN ('failed', 'partial'))) AS failed,
 		       toUInt64(countIf(status = 'cancelled')) AS cancelled,
 		       toUInt64(countIf(status = 'retrying')) AS retrying,
+		       toUInt64(countIf(status = 'retrying' AND first_retry)) AS retries_opened,
+		       toUInt64(countIf(status != 'retrying' AND retried)) AS retried_closed,
 		       max(started_at) AS last_started,
 		       quantilesTDigestStateIf(` + quantileLevels + `)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
 		FROM ` + db + `.executions_feed

@@ -48,11 +48,9 @@ func (s *Store) span(kind string) string {
 		  AND ({pid:String} = '' OR pipeline_id = {pid:String}))`
 }
 
-// The WHERE clauses of the aggregate and base tables for a Range.
+// aggRange is the WHERE clause of a minute table for a Range.
 const (
 	aggRange = `minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-		AND ({pid:String} = '' OR pipeline_id = {pid:String})`
-	baseRange = `started_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND started_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
 		AND ({pid:String} = '' OR pipeline_id = {pid:String})`
 )
 
@@ -149,16 +147,9 @@ type execFigures struct {
 
 func (f execFigures) total() int64 { return f.finished + f.inRetry }
 
-// executionFigures reads executions_1m grouped by key (a column list; ""
-// for one total row), plus the executions still retrying from the base
-// table (an execution's current state is not an aggregate).
+// executionFigures reads the execution aggregates over r grouped by key (a
+// column; "" for one total row).
 func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[string]*execFigures, error) {
-	return s.execFigures(ctx, r, key, true)
-}
-
-// execFigures is executionFigures, without the executions in retry (the
-// one base-table read) unless withOpen.
-func (s *Store) execFigures(ctx context.Context, r Range, key string, withOpen bool) (map[string]*execFigures, error) {
 	p := r.params()
 	sel, group := "''", ""
 	if key != "" {
@@ -166,7 +157,7 @@ func (s *Store) execFigures(ctx context.Context, r Range, key string, withOpen b
 	}
 	rows, err := s.b.query(ctx, `
 		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), quantilesTDigestMerge(`+quantileLevels+`)(time_to_success),
-		       toUnixTimestamp64Milli(max(last_started))
+		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
 		FROM `+s.span("executions")+group, p)
 	if err != nil {
 		return nil, fmt.Errorf("execution stats: %w", err)
@@ -184,32 +175,9 @@ func (s *Store) execFigures(ctx context.Context, r Range, key string, withOpen b
 		if t := msTime(asInt(row[5])); !t.IsZero() {
 			f.last = t
 		}
-	}
-	if !withOpen {
-		return out, nil
-	}
-	// Executions whose latest state is "retrying": of those with a
-	// retrying row, the ones without a final row (sets, so a replayed
-	// row changes nothing).
-	open, err := s.b.query(ctx, `
-		SELECT `+sel+`, count(), toUnixTimestamp64Milli(max(first_start)) FROM (
-			SELECT execution_id, pipeline_id, trigger_type, min(started_at) AS first_start, max(status != 'retrying') AS done
-			FROM `+s.t("executions")+`
-			WHERE `+baseRange+` AND execution_id IN (
-				SELECT execution_id FROM `+s.t("executions")+` WHERE `+baseRange+` AND status = 'retrying')
-			GROUP BY execution_id, pipeline_id, trigger_type)
-		WHERE NOT done`+group, p)
-	if err != nil {
-		return nil, fmt.Errorf("executions in retry: %w", err)
-	}
-	for _, row := range open {
-		if n := asInt(row[1]); n > 0 {
-			f := get(asString(row[0]))
-			f.inRetry = n
-			if t := msTime(asInt(row[2])); t.After(f.last) {
-				f.last = t
-			}
-		}
+		// Executions whose latest state is "retrying": those that went
+		// into retry less those that have since ended.
+		f.inRetry = max(0, asInt(row[6])-asInt(row[7]))
 	}
 	return out, nil
 }
@@ -330,7 +298,7 @@ func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[
 	if err != nil {
 		return nil, err
 	}
-	ex, err := s.execFigures(ctx, r, "", false)
+	ex, err := s.executionFigures(ctx, r, "")
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +347,7 @@ func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 	}
 	// The summary's quantiles merge every group's states (percentiles do
 	// not add up).
-	tot, err := s.execFigures(ctx, r, "", false)
+	tot, err := s.executionFigures(ctx, r, "")
 	if err != nil {
 		return nil, err
 	}
@@ -465,30 +433,14 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		tcol = "t"
 	}
 	rows, err := s.b.query(ctx, `
-		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed)
+		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed), sum(retries_opened), sum(retried_closed)
 		FROM `+from("executions")+` GROUP BY b`, p)
 	if err != nil {
 		return nil, fmt.Errorf("time series executions: %w", err)
 	}
 	for _, row := range rows {
 		if b := at(asInt(row[0])); b != nil {
-			b.Executions, b.Successful, b.Failed = asInt(row[1]), asInt(row[2]), asInt(row[3])
-		}
-	}
-	open, err := s.b.query(ctx, `
-		SELECT `+bucket("first_start")+` AS b, count() FROM (
-			SELECT execution_id, min(started_at) AS first_start, max(status != 'retrying') AS done
-			FROM `+s.t("executions")+`
-			WHERE `+baseRange+` AND execution_id IN (
-				SELECT execution_id FROM `+s.t("executions")+` WHERE `+baseRange+` AND status = 'retrying')
-			GROUP BY execution_id)
-		WHERE NOT done GROUP BY b`, p)
-	if err != nil {
-		return nil, fmt.Errorf("time series in retry: %w", err)
-	}
-	for _, row := range open {
-		if b := at(asInt(row[0])); b != nil {
-			b.Executions += asInt(row[1])
+			b.Executions, b.Successful, b.Failed = asInt(row[1])+max(0, asInt(row[4])-asInt(row[5])), asInt(row[2]), asInt(row[3])
 		}
 	}
 	rows, err = s.b.query(ctx, `

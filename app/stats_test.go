@@ -41,7 +41,9 @@ func TestStatsRoutesShowHandComputedFigures(t *testing.T) {
 	ex := func(exec, status string, done time.Duration, seq int64) delivery.Execution {
 		e := delivery.Execution{ExecutionID: exec, PipelineID: pid, TriggerType: "conversion", Status: status, StartedAt: t0, Seq: seq}
 		if status != delivery.ExecRetrying {
-			e.CompletedAt = t0.Add(done)
+			e.CompletedAt, e.Retried = t0.Add(done), seq > 1
+		} else {
+			e.FirstRetry = seq == 1
 		}
 		return e
 	}
