@@ -149,12 +149,9 @@ func (f execFigures) total() int64 { return f.finished + f.inRetry }
 
 // executionFigures reads the execution aggregates over r grouped by key (a
 // column; "" for one total row).
-func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[string]*execFigures, error) {
+func (s *Store) executionFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*execFigures, error) {
 	p := r.params()
-	sel, group := "''", ""
-	if key != "" {
-		sel, group = key, " GROUP BY "+key
-	}
+	sel, group := grouped(key, withTotal)
 	rows, err := s.b.query(ctx, `
 		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), quantilesTDigestMerge(`+quantileLevels+`)(time_to_success),
 		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
@@ -170,16 +167,40 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string) (map[
 		return out[k]
 	}
 	for _, row := range rows {
-		f := get(asString(row[0]))
-		f.finished, f.successful, f.failed, f.tts = asInt(row[1]), asInt(row[2]), asInt(row[3]), quantiles(row[4])
-		if t := msTime(asInt(row[5])); !t.IsZero() {
+		f := get(groupKey(row))
+		f.finished, f.successful, f.failed, f.tts = asInt(row[2]), asInt(row[3]), asInt(row[4]), quantiles(row[5])
+		if t := msTime(asInt(row[6])); !t.IsZero() {
 			f.last = t
 		}
 		// Executions whose latest state is "retrying": those that went
 		// into retry less those that have since ended.
-		f.inRetry = max(0, asInt(row[6])-asInt(row[7]))
+		f.inRetry = max(0, asInt(row[7])-asInt(row[8]))
 	}
 	return out, nil
+}
+
+// totalKey is the key of the total row in a figures map.
+const totalKey = "\x00total"
+
+// grouped is the select list head and GROUP BY of a figures query: by key
+// (a column), with a total row too when withTotal (GROUPING SETS: one read
+// for both); one total row when key is "". Each row starts with the key and
+// whether it is the total.
+func grouped(key string, withTotal bool) (sel, group string) {
+	switch {
+	case key == "":
+		return "'', 1", ""
+	case withTotal:
+		return key + ", grouping(" + key + ")", " GROUP BY GROUPING SETS ((" + key + "), ())"
+	}
+	return key + ", 0", " GROUP BY " + key
+}
+
+func groupKey(row []any) string {
+	if asInt(row[1]) == 1 {
+		return totalKey
+	}
+	return asString(row[0])
 }
 
 // latFigures are one group's attempt figures.
@@ -188,11 +209,8 @@ type latFigures struct {
 	lat                                 Quantiles
 }
 
-func (s *Store) attemptFigures(ctx context.Context, r Range, key string) (map[string]*latFigures, error) {
-	sel, group := "''", ""
-	if key != "" {
-		sel, group = key, " GROUP BY "+key
-	}
+func (s *Store) attemptFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*latFigures, error) {
+	sel, group := grouped(key, withTotal)
 	rows, err := s.b.query(ctx, `
 		SELECT `+sel+`, sum(attempts), sum(step_runs), sum(successful),
 		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n)))),
@@ -203,7 +221,7 @@ func (s *Store) attemptFigures(ctx context.Context, r Range, key string) (map[st
 	}
 	out := map[string]*latFigures{}
 	for _, row := range rows {
-		out[asString(row[0])] = &latFigures{attempts: asInt(row[1]), stepRuns: asInt(row[2]), successful: asInt(row[3]), avg: asInt(row[4]), lat: quantiles(row[5])}
+		out[groupKey(row)] = &latFigures{attempts: asInt(row[2]), stepRuns: asInt(row[3]), successful: asInt(row[4]), avg: asInt(row[5]), lat: quantiles(row[6])}
 	}
 	return out, nil
 }
@@ -242,11 +260,11 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 		}
 		return false
 	}
-	ex, err := s.executionFigures(ctx, r, "pipeline_id")
+	ex, err := s.executionFigures(ctx, r, "pipeline_id", false)
 	if err != nil {
 		return nil, err
 	}
-	at, err := s.attemptFigures(ctx, r, "pipeline_id")
+	at, err := s.attemptFigures(ctx, r, "pipeline_id", false)
 	if err != nil {
 		return nil, err
 	}
@@ -294,16 +312,16 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 // whole).
 func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[string]*StepStats, error) {
 	r.PipelineID = pipelineID
-	at, err := s.attemptFigures(ctx, r, "step_id")
+	at, err := s.attemptFigures(ctx, r, "step_id", false)
 	if err != nil {
 		return nil, err
 	}
-	ex, err := s.executionFigures(ctx, r, "")
+	ex, err := s.executionFigures(ctx, r, "", true)
 	if err != nil {
 		return nil, err
 	}
 	var tts Quantiles
-	if f := ex[""]; f != nil {
+	if f := ex[totalKey]; f != nil {
 		tts = f.tts
 	}
 	out := map[string]*StepStats{}
@@ -317,14 +335,24 @@ func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[
 // latency, time to success, the most frequent errors and the DLQ.
 func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 	st := &Stats{ByTrigger: map[string]TriggerStats{}, TopErrors: []ErrorCount{}}
-	ex, err := s.executionFigures(ctx, r, "trigger_type")
+	ex, err := s.executionFigures(ctx, r, "trigger_type", true)
 	if err != nil {
 		return nil, err
 	}
-	at, err := s.attemptFigures(ctx, r, "trigger_type")
+	at, err := s.attemptFigures(ctx, r, "trigger_type", true)
 	if err != nil {
 		return nil, err
 	}
+	// The summary's quantiles merge every group's states (percentiles do
+	// not add up): the total row of each query.
+	if f := ex[totalKey]; f != nil {
+		st.TimeToSuccessMS = f.tts
+	}
+	if a := at[totalKey]; a != nil {
+		st.LatencyMS, st.AvgLatencyMS = a.lat, a.avg
+	}
+	delete(ex, totalKey)
+	delete(at, totalKey)
 	for tt, f := range ex {
 		ts := TriggerStats{Executions: f.total(), TimeToSuccessMS: f.tts}
 		if f.finished > 0 {
@@ -344,22 +372,6 @@ func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 		if _, ok := st.ByTrigger[tt]; !ok {
 			st.ByTrigger[tt] = TriggerStats{LatencyMS: a.lat}
 		}
-	}
-	// The summary's quantiles merge every group's states (percentiles do
-	// not add up).
-	tot, err := s.executionFigures(ctx, r, "")
-	if err != nil {
-		return nil, err
-	}
-	if f := tot[""]; f != nil {
-		st.TimeToSuccessMS = f.tts
-	}
-	atot, err := s.attemptFigures(ctx, r, "")
-	if err != nil {
-		return nil, err
-	}
-	if a := atot[""]; a != nil {
-		st.LatencyMS, st.AvgLatencyMS = a.lat, a.avg
 	}
 	errs, err := s.b.query(ctx, `
 		SELECT error, sum(count) AS c FROM `+s.t("errors_1m")+` WHERE `+aggRange+`
