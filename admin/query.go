@@ -90,6 +90,10 @@ func (q *query) timeRange(defFrom, defTo time.Time) (from, to time.Time) {
 	}
 	from, okFrom := read("from", defFrom)
 	to, okTo := read("to", defTo)
+	given := q.c.Query("from") != "" || q.c.Query("to") != ""
+	if !given && !from.Before(to) {
+		return from, from.Add(time.Millisecond) // the defaults at midnight itself
+	}
 	if okFrom && okTo {
 		switch {
 		case !from.Before(to):
@@ -112,7 +116,10 @@ func (q *query) interval(from, to time.Time) (string, time.Duration) {
 		name = "1m"
 	}
 	step := map[string]time.Duration{"1m": time.Minute, "5m": 5 * time.Minute, "1h": time.Hour}[name]
-	if to.After(from) && to.Sub(from)/step >= maxBuckets {
+	// Buckets start on multiples of the interval (UTC): count them as
+	// the store will.
+	start := from.Truncate(step)
+	if to.After(from) && (to.Sub(start)+step-1)/step > maxBuckets {
 		q.fail("interval", "from–to holds more than "+strconv.Itoa(maxBuckets)+" buckets of "+name+"; use a longer interval or a shorter range")
 	}
 	return name, step

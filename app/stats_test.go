@@ -170,6 +170,14 @@ func TestStatsRoutesShowHandComputedFigures(t *testing.T) {
 	if len(list.Pipelines) != 1 || list.Pipelines[0].ID != pid || list.Pipelines[0].Stats != want {
 		t.Errorf("list = %+v", list.Pipelines)
 	}
+	// At most 1,500 buckets: 25 hours of minutes, not one more.
+	get("/api/admin/webhooks/stats/timeseries?interval=1m&from="+at(0)+"&to="+at(25*time.Hour), &series)
+	if len(series.Buckets) != 1500 {
+		t.Errorf("25 h of minutes: %d buckets", len(series.Buckets))
+	}
+	if r := request(t, a, "GET", "/api/admin/webhooks/stats/timeseries?interval=1m&from="+at(0)+"&to="+at(25*time.Hour+time.Minute), nil); r.status != 400 || !contains(details(r), "interval") {
+		t.Errorf("1,501 buckets: %d %s", r.status, r.body)
+	}
 	// The default range (the last 24 hours) holds none of it.
 	get("/api/admin/webhooks/pipelines/"+pid, &detail)
 	if detail.Stats.TotalExecutions != 0 {
