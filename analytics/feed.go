@@ -146,7 +146,7 @@ func (s *Store) feed(ctx context.Context, b *Batch) error {
 		var rows [][]any
 		for i, a := range b.Attempts {
 			if o := originAt(b.AttemptOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, int64(o.Partition), o.Offset})
+				rows = append(rows, []any{a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset})
 			}
 		}
 		if err := s.b.insert(ctx, s.t("attempts_feed"), attemptFeedCols, rows); err != nil {
@@ -164,7 +164,7 @@ func (s *Store) feed(ctx context.Context, b *Batch) error {
 		var rows [][]any
 		for i, e := range b.Executions {
 			if o := originAt(b.ExecutionOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, int64(o.Partition), o.Offset})
+				rows = append(rows, []any{e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset})
 			}
 		}
 		if err := s.b.insert(ctx, s.t("executions_feed"), executionFeedCols, rows); err != nil {
@@ -182,7 +182,7 @@ func (s *Store) feed(ctx context.Context, b *Batch) error {
 		var rows [][]any
 		for i, d := range b.Dead {
 			if o := originAt(b.DeadOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, int64(o.Partition), o.Offset})
+				rows = append(rows, []any{d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, o.Partition, o.Offset})
 			}
 		}
 		if err := s.b.insert(ctx, s.t("dlq_feed"), dlqFeedCols, rows); err != nil {
