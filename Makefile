@@ -9,7 +9,7 @@ HELM_K8S     := 1.37
 export HELM  ?= $(CURDIR)/.cache/helm/$(HELM_VERSION)/helm
 CHART        := deploy/helm/webhookd
 
-.PHONY: run test test-reliability build chdb deps test-tools helm helm-check fuzz bench bench-go lint clean
+.PHONY: run test test-reliability build chdb deps test-tools helm helm-check fuzz bench bench-go bench-stats lint clean
 
 ## run: install what is needed, build, and start `webhookd dev` (Kafka on :9092, admin API on :8080).
 run: build chdb
@@ -81,6 +81,8 @@ fuzz:
 	$(GO) test ./signing -run '^$$' -fuzz FuzzParseSecret -fuzztime $(FUZZTIME)
 	$(GO) test ./opevents -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzWithOrigin -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzRangeParams -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.
@@ -89,6 +91,11 @@ BENCHFLAGS ?=
 bench: build chdb
 	$(GO) build -o bin/ ./cmd/devkafka ./cmd/bench
 	./bin/bench run -bin bin -out bench-results.json $(BENCHFLAGS)
+
+## bench-stats: loads 10 M attempt rows (and their executions) into chDB and reports the
+## median of the stats, time series, pipeline and log queries, and the load rate (not in `make test`).
+bench-stats: chdb
+	WEBHOOKD_BENCH_STATS_ATTEMPTS=$${ATTEMPTS:-10000000} $(GO) test -run '^$$' -bench BenchmarkStatsQueries -benchtime 1x -timeout 60m -v ./analytics
 
 ## bench-go: the Go micro-benchmarks (render, sign, encode).
 bench-go: chdb

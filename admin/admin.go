@@ -51,8 +51,8 @@ type Registry interface {
 // Logs is what the API needs of the analytics store.
 type Logs interface {
 	RecentExecutions(ctx context.Context, f analytics.ExecutionFilter) ([]analytics.ExecutionLog, int64, error)
-	PipelineStats(ctx context.Context, ids []string) (map[string]*analytics.PipelineStats, error)
-	StepStats(ctx context.Context, pipelineID string) (map[string]*analytics.StepStats, error)
+	PipelineStats(ctx context.Context, ids []string, r analytics.Range) (map[string]*analytics.PipelineStats, error)
+	StepStats(ctx context.Context, pipelineID string, r analytics.Range) (map[string]*analytics.StepStats, error)
 }
 
 // Check is one readiness condition.
@@ -266,6 +266,7 @@ func (s *Server) routes() {
 	w.Get("/logs/recent", s.recentLogs)
 	w.Get("/logs/failures", s.failureLogs)
 	w.Get("/stats", s.stats)
+	w.Get("/stats/timeseries", s.timeSeries)
 	w.Post("/test/pipeline/:id", s.testPipeline)
 	w.Post("/test/step", s.testStep)
 	w.Get("/operator-events", s.listOperatorEvents)

@@ -390,12 +390,20 @@ func (s *Server) deletePipeline(c *fiber.Ctx) error {
 }
 
 func (s *Server) getPipeline(c *fiber.Ctx) error {
+	q := query{c: c}
+	r := s.pipelineRange(&q)
+	if r.PipelineID != "" && r.PipelineID != c.Params("id") {
+		q.fail("pipeline_id", "must be absent or the path's pipeline id")
+	}
+	if err := q.err(); err != nil {
+		return err
+	}
 	cur, found := s.lookup(c, c.Params("id"))
 	if !found {
 		return apiError(fiber.StatusNotFound, "not_found", "pipeline "+c.Params("id")+" not found")
 	}
 	setETag(c, cur.Revision)
-	return ok(c, fiber.StatusOK, s.detail(c, cur.Pipeline, true))
+	return ok(c, fiber.StatusOK, s.detailOver(c, cur.Pipeline, true, r))
 }
 
 // lookup returns a pipeline as it stands on every replica: the registry
@@ -513,6 +521,19 @@ func orderingOf(p *pipeline.Pipeline) string {
 // detail is the spec's "Get Webhook Details" shape; stats are read from
 // ClickHouse when withStats (a store outage degrades to no stats, not an error).
 func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pipelineDetail {
+	return s.detailOver(c, p, withStats, analytics.Range{})
+}
+
+// pipelineRange reads the stats range of the pipeline list and detail: from
+// and to (default: the last 24 hours) and pipeline_id.
+func (s *Server) pipelineRange(q *query) analytics.Range {
+	now := s.o.Now().UTC()
+	from, to := q.timeRange(now.Add(-24*time.Hour), now)
+	return analytics.Range{From: from, To: to, PipelineID: q.text("pipeline_id")}
+}
+
+// detailOver is detail with stats over r.
+func (s *Server) detailOver(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool, rng analytics.Range) *pipelineDetail {
 	r := p.Redacted()
 	d := &pipelineDetail{ID: r.ID, Name: r.Name, Description: r.Description, TriggerType: r.TriggerType, Status: r.Status,
 		FailoverURL: r.FailoverURL, FailoverRetryPolicy: r.FailoverRetryPolicy, Filter: r.Filter, Ordering: orderingOf(r), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Revision: r.Revision}
@@ -520,7 +541,7 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 	d.RateLimitPerSecond = r.RateLimitPerSecond
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
-		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}); err == nil {
+		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}, rng); err == nil {
 			d.Stats = st[p.ID]
 			if d.Stats == nil {
 				d.Stats = &analytics.PipelineStats{}
@@ -529,7 +550,7 @@ func (s *Server) detail(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool) *pip
 		} else {
 			s.o.Log.Warn("pipeline stats unavailable", "err", err)
 		}
-		if ss, err := s.o.Logs.StepStats(c.UserContext(), p.ID); err == nil {
+		if ss, err := s.o.Logs.StepStats(c.UserContext(), p.ID, rng); err == nil {
 			steps = ss
 		}
 	}
@@ -565,10 +586,12 @@ type pipelineSummary struct {
 }
 
 type summaryStats struct {
-	TotalExecutions int64   `json:"total_executions"`
-	Successful      int64   `json:"successful"`
-	Failed          int64   `json:"failed"`
-	SuccessRate     float64 `json:"success_rate"`
+	TotalExecutions int64               `json:"total_executions"`
+	Successful      int64               `json:"successful"`
+	Failed          int64               `json:"failed"`
+	SuccessRate     float64             `json:"success_rate"`
+	LatencyMS       analytics.Quantiles `json:"latency_ms"`
+	TimeToSuccessMS analytics.Quantiles `json:"time_to_success_ms"`
 }
 
 type pagination struct {
@@ -582,13 +605,14 @@ func (s *Server) listPipelines(c *fiber.Ctx) error {
 	page, limit := q.page()
 	status := q.oneOf("status", pipeline.StatusActive, pipeline.StatusPaused, pipeline.StatusDisabled)
 	tt := q.triggerType()
+	r := s.pipelineRange(&q)
 	if err := q.err(); err != nil {
 		return err
 	}
 	s.syncRegistry(c)
 	var matched []*pipeline.Compiled
 	for _, p := range s.o.Registry.List() {
-		if (status == "" || p.Status == status) && (tt == "" || p.TriggerType == tt) {
+		if (status == "" || p.Status == status) && (tt == "" || p.TriggerType == tt) && (r.PipelineID == "" || p.ID == r.PipelineID) {
 			matched = append(matched, p)
 		}
 	}
@@ -602,7 +626,7 @@ func (s *Server) listPipelines(c *fiber.Ctx) error {
 	}
 	stats := map[string]*analytics.PipelineStats{}
 	if s.o.Logs != nil && len(ids) > 0 {
-		if st, err := s.o.Logs.PipelineStats(c.UserContext(), ids); err == nil {
+		if st, err := s.o.Logs.PipelineStats(c.UserContext(), ids, r); err == nil {
 			stats = st
 		} else {
 			s.o.Log.Warn("pipeline stats unavailable", "err", err)
@@ -613,7 +637,8 @@ func (s *Server) listPipelines(c *fiber.Ctx) error {
 		sum := pipelineSummary{ID: p.ID, Name: p.Name, Description: p.Description, TriggerType: p.TriggerType, Status: p.Status,
 			StepsCount: len(p.Steps), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 		if st := stats[p.ID]; st != nil {
-			sum.Stats = summaryStats{TotalExecutions: st.TotalExecutions, Successful: st.Successful, Failed: st.Failed, SuccessRate: st.SuccessRate}
+			sum.Stats = summaryStats{TotalExecutions: st.TotalExecutions, Successful: st.Successful, Failed: st.Failed, SuccessRate: st.SuccessRate,
+				LatencyMS: st.LatencyMS, TimeToSuccessMS: st.TimeToSuccessMS}
 			sum.LastTriggered = st.LastTriggered
 		}
 		out = append(out, sum)

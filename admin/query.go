@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -66,6 +67,62 @@ func (q *query) text(name string) string {
 		return ""
 	}
 	return v
+}
+
+// maxRange bounds a stats query's from–to span (the aggregates keep
+// minutes for the retention period; a year is far beyond it).
+const maxRange = 366 * 24 * time.Hour
+
+// timeRange reads from and to (RFC 3339), each defaulting to the given
+// moment; from must be before to and the span at most maxRange.
+func (q *query) timeRange(defFrom, defTo time.Time) (from, to time.Time) {
+	read := func(name string, def time.Time) (time.Time, bool) {
+		v := q.c.Query(name)
+		if v == "" {
+			return def, true
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+			q.fail(name, "must be an RFC 3339 time, e.g. 2026-11-27T10:00:00Z")
+			return def, false
+		}
+		return t.UTC(), true
+	}
+	from, okFrom := read("from", defFrom)
+	to, okTo := read("to", defTo)
+	given := q.c.Query("from") != "" || q.c.Query("to") != ""
+	if !given && !from.Before(to) {
+		return from, from.Add(time.Millisecond) // the defaults at midnight itself
+	}
+	if okFrom && okTo {
+		switch {
+		case !from.Before(to):
+			q.fail("to", "must be after from")
+		case to.Sub(from) > maxRange:
+			q.fail("to", "must be at most 366 days after from")
+		}
+	}
+	return from, to
+}
+
+// maxBuckets bounds a time series' length.
+const maxBuckets = 1500
+
+// interval reads a time series' interval (1m, 5m or 1h; default 1m) and
+// checks that from–to holds at most maxBuckets of it.
+func (q *query) interval(from, to time.Time) (string, time.Duration) {
+	name := q.oneOf("interval", "1m", "5m", "1h")
+	if name == "" {
+		name = "1m"
+	}
+	step := map[string]time.Duration{"1m": time.Minute, "5m": 5 * time.Minute, "1h": time.Hour}[name]
+	// Buckets start on multiples of the interval (UTC): count them as
+	// the store will.
+	start := from.Truncate(step)
+	if to.After(from) && (to.Sub(start)+step-1)/step > maxBuckets {
+		q.fail("interval", "from–to holds more than "+strconv.Itoa(maxBuckets)+" buckets of "+name+"; use a longer interval or a shorter range")
+	}
+	return name, step
 }
 
 // err is nil, or the 400 listing every bad parameter.

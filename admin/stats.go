@@ -11,21 +11,29 @@ import (
 
 // StatsSource is what /stats reads from the analytics store.
 type StatsSource interface {
-	Stats(ctx contextT, since time.Time) (*analytics.Stats, error)
+	Stats(ctx contextT, r analytics.Range) (*analytics.Stats, error)
+	TimeSeries(ctx contextT, r analytics.Range, step time.Duration) ([]analytics.Bucket, error)
 }
 
 // QueueDepths reports queue depths (consumer lag) by queue name.
 type QueueDepths func(ctx contextT) (map[string]int64, error)
 
-// stats is the spec's GET /stats: pipelines, today's executions (UTC),
-// queue depths and the most frequent errors.
+// stats is the spec's GET /stats: pipelines, executions over from–to
+// (default: today, UTC) of one pipeline or all, queue depths and the most
+// frequent errors.
 func (s *Server) stats(c *fiber.Ctx) error {
+	q := query{c: c}
+	now := s.o.Now().UTC()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	from, to := q.timeRange(midnight, now)
+	pipelineID := q.text("pipeline_id")
+	if err := q.err(); err != nil {
+		return err
+	}
 	if s.o.Stats == nil {
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are not available on this replica")
 	}
-	now := s.o.Now().UTC()
-	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	st, err := s.o.Stats.Stats(c.UserContext(), midnight)
+	st, err := s.o.Stats.Stats(c.UserContext(), analytics.Range{From: from, To: to, PipelineID: pipelineID})
 	if err != nil {
 		s.o.Log.Error("stats query failed", "err", err)
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are temporarily unavailable")
@@ -59,9 +67,37 @@ func (s *Server) stats(c *fiber.Ctx) error {
 		"summary": fiber.Map{
 			"total_pipelines": total, "active_pipelines": active, "total_executions_today": st.Executions,
 			"success_rate": rate, "avg_latency_ms": st.AvgLatencyMS,
+			"latency_ms": st.LatencyMS, "time_to_success_ms": st.TimeToSuccessMS,
+			"from": from, "to": to,
 		},
 		"by_trigger_type": byTrigger,
 		"queues":          queues,
 		"top_errors":      st.TopErrors,
 	})
+}
+
+// timeSeries is GET /stats/timeseries: executions, outcomes, retries, DLQ
+// items and p95 attempt latency in buckets of interval over from–to
+// (default: the last 24 hours; at most maxBuckets buckets).
+func (s *Server) timeSeries(c *fiber.Ctx) error {
+	q := query{c: c}
+	now := s.o.Now().UTC()
+	from, to := q.timeRange(now.Add(-24*time.Hour), now)
+	name, step := q.interval(from, to)
+	pipelineID := q.text("pipeline_id")
+	if err := q.err(); err != nil {
+		return err
+	}
+	if s.o.Stats == nil {
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are not available on this replica")
+	}
+	buckets, err := s.o.Stats.TimeSeries(c.UserContext(), analytics.Range{From: from, To: to, PipelineID: pipelineID}, step)
+	if err != nil {
+		s.o.Log.Error("time series query failed", "err", err)
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "stats are temporarily unavailable")
+	}
+	if buckets == nil {
+		buckets = []analytics.Bucket{}
+	}
+	return ok(c, fiber.StatusOK, fiber.Map{"interval": name, "buckets": buckets})
 }

@@ -1,6 +1,9 @@
 package analytics
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Schema returns the DDL, in order. With a cluster, statements run ON
 // CLUSTER and tables use Replicated engines. Tables are partitioned by day
@@ -91,6 +94,184 @@ func Schema(db, cluster string, ttlDays int) []string {
 		` + fmt.Sprintf(ttl, "failed_at") + ` + INTERVAL 60 DAY`,
 		// Added after the first release: tables created before it gain it.
 		`ALTER TABLE ` + db + `.dlq_items` + on + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`,
+	}
+	return append(stmts, aggregateSchema(db, on, cluster, ttlDays)...)
+}
+
+// quantileLevels are the latency and time-to-success percentiles kept.
+const quantileLevels = "0.5, 0.95, 0.99"
+
+// aggregateSchema is the per-minute aggregates (DESIGN.md §6, issue 10).
+//
+// The sink writes every row to the base tables (the log endpoints' source,
+// idempotent by ReplacingMergeTree) and, once, to a feed: a Null-engine
+// table whose materialized views fill the aggregates. A feed row carries the
+// Kafka topic, partition and offset it was read from, and a view of each feed
+// keeps the highest offset fed per partition (sink_offsets) — written by the
+// same INSERT as the aggregates it guards. Before feeding a batch the store
+// drops the rows at or below that mark, so a batch replayed after a crash
+// (inserted, not committed) reaches the base tables again but the aggregates
+// not: sums stay exact, with no FINAL and no uniqExact at read time.
+func aggregateSchema(db, on, cluster string, ttlDays int) []string {
+	engine := func(name, kind string) string {
+		if cluster != "" {
+			return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, db, name)
+		}
+		return kind + "()"
+	}
+	ttl := fmt.Sprintf("TTL toDateTime(minute) + INTERVAL %d DAY", ttlDays)
+	src := `,
+			src_topic     String,
+			src_partition Int32,
+			src_offset    Int64`
+	sum := "SimpleAggregateFunction(sum, UInt64)"
+	q := "AggregateFunction(quantilesTDigest(" + quantileLevels + "), Int64)"
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ` + db + `.attempts_feed` + on + ` (
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			attempt       Int64,
+			failover      Bool,
+			tier          LowCardinality(String),
+			status        LowCardinality(String),
+			http_status   Int64,
+			latency_ms    Int64,
+			error         String,
+			started_at    DateTime64(3, 'UTC')` + src + `
+		) ENGINE = Null`,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_feed` + on + ` (
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			status        LowCardinality(String),
+			started_at    DateTime64(3, 'UTC'),
+			completed_at  DateTime64(3, 'UTC'),
+			first_retry   Bool DEFAULT false,
+			retried       Bool DEFAULT false` + src + `
+		) ENGINE = Null`,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_feed` + on + ` (
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			state         LowCardinality(String),
+			reason        LowCardinality(String),
+			failed_at     DateTime64(3, 'UTC')` + src + `
+		) ENGINE = Null`,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.sink_offsets` + on + ` (
+			feed          LowCardinality(String),
+			topic         String,
+			partition     Int32,
+			offset        SimpleAggregateFunction(max, Int64)
+		) ENGINE = ` + engine("sink_offsets", "AggregatingMergeTree") + `
+		ORDER BY (feed, topic, partition)`,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.errors_1m` + on + ` (
+			minute        DateTime('UTC'),
+			pipeline_id   String,
+			step_id       String,
+			trigger_type  LowCardinality(String),
+			error         String,
+			count         ` + sum + `
+		) ENGINE = ` + engine("errors_1m", "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (minute, pipeline_id, step_id, trigger_type, error)
+		` + ttl,
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.errors_1m_mv` + on + ` TO ` + db + `.errors_1m AS
+		SELECT toStartOfMinute(started_at) AS minute, pipeline_id, step_id, trigger_type, error, toUInt64(count()) AS count
+		FROM ` + db + `.attempts_feed WHERE status = 'failed' AND error != ''
+		GROUP BY minute, pipeline_id, step_id, trigger_type, error`,
+		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_1m` + on + ` (
+			minute        DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			reason        LowCardinality(String),
+			dead          ` + sum + `
+		) ENGINE = ` + engine("dlq_1m", "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (minute, pipeline_id, trigger_type, reason)
+		` + ttl,
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.dlq_1m_mv` + on + ` TO ` + db + `.dlq_1m AS
+		SELECT toStartOfMinute(failed_at) AS minute, pipeline_id, trigger_type, reason, toUInt64(count()) AS dead
+		FROM ` + db + `.dlq_feed WHERE state = 'dead'
+		GROUP BY minute, pipeline_id, trigger_type, reason`,
+	}
+	// Attempts and executions per minute (time series, range edges) and
+	// per hour (the whole hours of a range: 60 times fewer states to merge).
+	for _, g := range []struct{ suffix, col, fn, ttl string }{
+		{"1m", "minute", "toStartOfMinute", ttl},
+		{"1h", "hour", "toStartOfHour", strings.Replace(ttl, "minute", "hour", 1)},
+	} {
+		stmts = append(stmts, []string{
+			// One row per minute (hour), pipeline, step, trigger type and tier.
+			`CREATE TABLE IF NOT EXISTS ` + db + `.attempts_` + g.suffix + on + ` (
+			` + g.col + `        DateTime('UTC'),
+			pipeline_id   String,
+			step_id       String,
+			trigger_type  LowCardinality(String),
+			tier          LowCardinality(String),
+			attempts      ` + sum + `,
+			step_runs     ` + sum + `, -- first attempts: a step of an execution
+			successful    ` + sum + `,
+			failed        ` + sum + `,
+			retries       ` + sum + `, -- attempts after the first, failover included
+			latency_n     ` + sum + `,
+			latency_sum   ` + sum + `,
+			latency       ` + q + `
+		) ENGINE = ` + engine("attempts_"+g.suffix, "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(` + g.col + `)
+		ORDER BY (` + g.col + `, pipeline_id, step_id, trigger_type, tier)
+		` + g.ttl,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.attempts_` + g.suffix + `_mv` + on + ` TO ` + db + `.attempts_` + g.suffix + ` AS
+		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, step_id, trigger_type, tier,
+		       toUInt64(count()) AS attempts,
+		       toUInt64(countIf(attempt = 0 AND NOT failover)) AS step_runs,
+		       toUInt64(countIf(status = 'success')) AS successful,
+		       toUInt64(countIf(status = 'failed')) AS failed,
+		       toUInt64(countIf(attempt > 0 OR failover)) AS retries,
+		       toUInt64(countIf(http_status > 0)) AS latency_n,
+		       toUInt64(sumIf(latency_ms, http_status > 0)) AS latency_sum,
+		       quantilesTDigestStateIf(` + quantileLevels + `)(latency_ms, http_status > 0) AS latency
+		FROM ` + db + `.attempts_feed
+		GROUP BY ` + g.col + `, pipeline_id, step_id, trigger_type, tier`,
+			// Executions by the minute (hour) they started; a final state row counts
+			// once (retrying rows count retries scheduled).
+			`CREATE TABLE IF NOT EXISTS ` + db + `.executions_` + g.suffix + on + ` (
+			` + g.col + `        DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			finished      ` + sum + `,
+			successful    ` + sum + `,
+			failed        ` + sum + `, -- failed or partial
+			cancelled     ` + sum + `,
+			retrying      ` + sum + `,
+			retries_opened ` + sum + `, -- executions that went into retry
+			retried_closed ` + sum + `, -- … and have since ended
+			last_started  SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+			time_to_success ` + q + `
+		) ENGINE = ` + engine("executions_"+g.suffix, "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(` + g.col + `)
+		ORDER BY (` + g.col + `, pipeline_id, trigger_type)
+		` + g.ttl,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_` + g.suffix + `_mv` + on + ` TO ` + db + `.executions_` + g.suffix + ` AS
+		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, trigger_type,
+		       toUInt64(countIf(status != 'retrying')) AS finished,
+		       toUInt64(countIf(status = 'completed')) AS successful,
+		       toUInt64(countIf(status IN ('failed', 'partial'))) AS failed,
+		       toUInt64(countIf(status = 'cancelled')) AS cancelled,
+		       toUInt64(countIf(status = 'retrying')) AS retrying,
+		       toUInt64(countIf(status = 'retrying' AND first_retry)) AS retries_opened,
+		       toUInt64(countIf(status != 'retrying' AND retried)) AS retried_closed,
+		       max(started_at) AS last_started,
+		       quantilesTDigestStateIf(` + quantileLevels + `)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
+		FROM ` + db + `.executions_feed
+		GROUP BY ` + g.col + `, pipeline_id, trigger_type`,
+		}...)
+	}
+	// The high-water marks, one view per feed (each has its own: the
+	// attempts and executions feeds read the same partitions).
+	for _, feed := range []string{"attempts", "executions", "dlq"} {
+		stmts = append(stmts, `CREATE MATERIALIZED VIEW IF NOT EXISTS `+db+`.sink_offsets_`+feed+`_mv`+on+` TO `+db+`.sink_offsets AS
+		SELECT '`+feed+`' AS feed, src_topic AS topic, src_partition AS partition, max(src_offset) AS offset
+		FROM `+db+`.`+feed+`_feed WHERE src_topic != ''
+		GROUP BY topic, partition`)
 	}
 	return stmts
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -50,15 +51,21 @@ type SinkStore interface {
 	InsertDeadLetters(ctx context.Context, ds []DeadLetterRow) error
 	// StoredKeys tells which rows of a failed insert were stored anyway.
 	StoredKeys(ctx context.Context, table string, ids []string) (map[string]bool, error)
+	// Feed feeds the aggregates with the rows of b not fed before (see
+	// Store.Write): feeding the same rows again, after a feed insert that
+	// failed or was written and reported failed, counts none twice.
+	Feed(ctx context.Context, b *Batch) error
 }
 
 var _ SinkStore = (*Store)(nil)
 
 // Sink consumes the executions and DLQ topics and writes them to ClickHouse
 // in batches bounded by size and time. Offsets are committed only after
-// ClickHouse acknowledged the insert, and a retried insert does not double
-// rows (see dedup.go), so ClickHouse being down delays logs but loses none;
-// delivery does not wait for it (the sink is a consumer group of its own).
+// ClickHouse acknowledged the insert, a retried insert does not double
+// rows (base tables: see dedup.go) and replays are not fed to the aggregates
+// twice (see Store.Write), so ClickHouse being down delays logs but loses
+// none; delivery does not wait for it (the sink is a consumer group of its
+// own).
 type Sink struct {
 	o     SinkOptions
 	store SinkStore
@@ -68,7 +75,14 @@ type Sink struct {
 	// only the Run goroutine touches it.
 	failingSince time.Time
 	failures     int
+
+	// crashAfterInsert, when set and true for a batch, stops the sink
+	// between the insert and the commit, as a crash would (tests).
+	crashAfterInsert func() bool
 }
+
+// errCrashed is Run's answer when crashAfterInsert stopped it.
+var errCrashed = errors.New("analytics sink stopped after an insert, before its commit (test crash)")
 
 // NewSink returns a sink writing to store.
 func NewSink(o SinkOptions, store SinkStore) *Sink {
@@ -112,7 +126,39 @@ const (
 type batch struct {
 	recs  []*kgo.Record
 	parts [nParts]part
+	// fed: the aggregates were fed with the rows of feedParts[i].
+	fed   [len(feedParts)]bool
 	first time.Time
+}
+
+// feedParts groups the parts by the aggregates' feed they go to (attempts,
+// executions, DLQ). A group is fed once all its parts are in the base
+// tables, with all its rows: also those a failed insert stored anyway
+// (StoredKeys left them out of the retry, not out of the feed). The feed
+// leaves out the rows fed before (sink_offsets), so feeding a group again
+// after its feed insert failed — or was written and reported failed —
+// counts no row twice.
+var feedParts = [...][]int{{partAttempts, partAttemptRecs}, {partExecutions, partExecutionRecs}, {partDead}}
+
+// feedBatch is the rows of parts with their origins, for Store.Feed.
+func (b *batch) feedBatch(parts []int) *Batch {
+	fb := &Batch{}
+	for _, i := range parts {
+		p := &b.parts[i]
+		switch i {
+		case partAttempts:
+			fb.Attempts, fb.AttemptOrigins = p.attempts, p.origins
+		case partAttemptRecs:
+			fb.AttemptRecs, fb.AttemptRecOrigins = p.recs, p.origins
+		case partExecutions:
+			fb.Executions, fb.ExecutionOrigins = p.executions, p.origins
+		case partExecutionRecs:
+			fb.ExecutionRecs, fb.ExecutionRecOrigins = p.recs, p.origins
+		case partDead:
+			fb.Dead, fb.DeadOrigins = p.dead, p.origins
+		}
+	}
+	return fb
 }
 
 func newBatch() *batch {
@@ -125,10 +171,12 @@ func newBatch() *batch {
 
 // part is the rows of a batch for one insert. Exactly one of the row
 // slices is used. src names each row's record (topic/partition/offset): the
-// insert's deduplication token is made of them.
+// insert's deduplication token is made of them; origins is the same, for
+// the aggregates' feed.
 type part struct {
 	table      string
 	src        []string
+	origins    []Origin
 	recs       [][]byte // as produced, for a store that takes them so
 	attempts   []delivery.Attempt
 	executions []delivery.Execution
@@ -142,6 +190,7 @@ func (p *part) len() int { return len(p.src) }
 
 func (p *part) add(r *kgo.Record) {
 	p.src = append(p.src, r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10))
+	p.origins = append(p.origins, Origin{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 }
 
 // token is the part's deterministic insert_deduplication_token.
@@ -183,15 +232,38 @@ func (p *part) keys() (ids, keys []string) {
 	return ids, keys
 }
 
-// without returns the part less the rows whose key is in stored.
+// without returns the part less the rows whose key is in stored, or
+// superseded by a stored row: an execution state (DLQ item) whose id is
+// stored with a seq (version) at least its own. Those are not "missing": one
+// insert block keeps only the last state of an id (ReplacingMergeTree on
+// insert), so the "failed" insert stored the newest only, and inserting an
+// older state again would leave that newest row there twice.
 func (p *part) without(stored map[string]bool) part {
-	_, keys := p.keys()
+	ids, keys := p.keys()
+	newest := map[string]int64{}
+	if p.table != "attempts" {
+		for k := range stored {
+			if i := strings.LastIndexByte(k, ':'); i >= 0 {
+				if v, err := strconv.ParseInt(k[i+1:], 10, 64); err == nil {
+					if cur, ok := newest[k[:i]]; !ok || v > cur {
+						newest[k[:i]] = v
+					}
+				}
+			}
+		}
+	}
 	q := part{table: p.table}
 	for i, k := range keys {
 		if stored[k] {
 			continue
 		}
+		if v, ok := newest[ids[i]]; ok {
+			if own, err := strconv.ParseInt(k[len(ids[i])+1:], 10, 64); err == nil && own <= v {
+				continue
+			}
+		}
 		q.src = append(q.src, p.src[i])
+		q.origins = append(q.origins, p.origins[i])
 		switch {
 		case len(p.attempts) > 0:
 			q.attempts = append(q.attempts, p.attempts[i])
@@ -273,6 +345,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		if due {
 			if err := s.write(ctx, b); err != nil {
 				return nil // only when ctx ended; the batch is not committed and will be read again
+			}
+			if s.crashAfterInsert != nil && s.crashAfterInsert() {
+				return errCrashed
 			}
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := cl.CommitRecords(cctx, b.recs...); err != nil {
@@ -401,20 +476,38 @@ func (s *Sink) succeeded() {
 	metrics.AnalyticsBackoff.Set(0)
 }
 
-// insert writes the parts of b not written yet, one insert each.
+// insert writes the parts of b not written yet, one insert each, and
+// feeds the aggregates with each group of parts once it is written (see
+// feedParts).
 func (s *Sink) insert(ctx context.Context, b *batch) error {
 	// An insert in progress at shutdown may finish within the grace period;
 	// the batch is not committed otherwise and will be read again.
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(30*time.Second, s.o.Grace*3/4))
 	defer cancel()
-	for i := range b.parts {
-		p := &b.parts[i]
-		if p.done || p.len() == 0 {
+	for g, parts := range feedParts {
+		rows := 0
+		for _, i := range parts {
+			p := &b.parts[i]
+			rows += p.len()
+			if p.done || p.len() == 0 {
+				continue
+			}
+			if err := s.insertPart(ictx, p); err != nil {
+				return err
+			}
+		}
+		if b.fed[g] || rows == 0 {
 			continue
 		}
-		if err := s.insertPart(ictx, p); err != nil {
-			return err
+		// No deduplication token: the feed is guarded by its high-water
+		// marks instead. (They assume a group's rows of one partition are
+		// fed in offset order: a batch that mixed decoded rows and raw
+		// records of one feed, which webhookd's writers do not produce,
+		// would be fed in two inserts.)
+		if err := s.store.Feed(ictx, b.feedBatch(parts)); err != nil {
+			return fmt.Errorf("%s feed: %w", b.parts[parts[0]].table, err)
 		}
+		b.fed[g] = true
 	}
 	return nil
 }

@@ -63,17 +63,16 @@ func runConformance(t *testing.T, s *Store) {
 		{ExecutionID: "exec_a", DeliveryID: "wh_del_exec_a", PipelineID: "pipe_1", PipelineName: "P 'one'", TriggerType: "conversion", TriggerID: "conv_1", Status: "completed", StartedAt: t0, CompletedAt: t0.Add(1500 * time.Millisecond), Seq: 2},
 		{ExecutionID: "exec_b", DeliveryID: "wh_del_exec_b", PipelineID: "pipe_1", PipelineName: "P 'one'", TriggerType: "conversion", TriggerID: "conv_2", Status: "failed", StartedAt: t0.Add(time.Minute), CompletedAt: t0.Add(time.Minute + time.Second), Seq: 2},
 	}
-	// Insert twice: a replay of the topics must not double anything.
+	// Write twice: a replay of the topics must not double anything.
+	b := &Batch{Attempts: attempts, AttemptOrigins: origins("webhookd.executions", 0, 10, len(attempts)),
+		Executions: execs, ExecutionOrigins: origins("webhookd.executions", 0, 20, len(execs))}
 	for range 2 {
-		if err := s.InsertAttempts(ctx, attempts); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.InsertExecutions(ctx, execs); err != nil {
+		if err := s.Write(ctx, b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	dl := DeadLetterRow{Record: dlq.Record{ID: "dlq_1", State: "dead", Reason: "retries_exhausted", PipelineID: "pipe_1", FailedAt: t0, Payload: json.RawMessage("{}")}, Version: 1}
-	if err := s.InsertDeadLetters(ctx, []DeadLetterRow{dl}); err != nil {
+	if err := s.Write(ctx, &Batch{Dead: []DeadLetterRow{dl}, DeadOrigins: origins("webhookd.dlq", 0, 0, 1)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -100,7 +99,8 @@ func runConformance(t *testing.T, s *Store) {
 			t.Fatalf("filter %q = %+v, %v", hostile, none, err)
 		}
 	}
-	st, err := s.PipelineStats(ctx, nil)
+	all := Range{From: t0.Add(-time.Hour), To: t0.Add(time.Hour)}
+	st, err := s.PipelineStats(ctx, nil, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func runConformance(t *testing.T, s *Store) {
 	if p == nil || p.TotalExecutions != 2 || p.Successful != 1 || p.Failed != 1 || p.SuccessRate != 50 || p.InDLQ != 1 || p.LastTriggered == nil || !p.LastTriggered.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("stats = %+v", p)
 	}
-	stats, err := s.Stats(ctx, t0.Add(-time.Hour))
+	stats, err := s.Stats(ctx, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +116,23 @@ func runConformance(t *testing.T, s *Store) {
 		stats.ByTrigger["conversion"].SuccessRate != 50 || len(stats.TopErrors) != 0 {
 		t.Fatalf("stats = %+v", stats)
 	}
-	if later, err := s.Stats(ctx, t0.Add(30*time.Second)); err != nil || later.Executions != 1 {
+	// Ranges are whole minutes: from t0+30s counts from t0's minute.
+	if later, err := s.Stats(ctx, Range{From: t0.Add(time.Minute), To: all.To}); err != nil || later.Executions != 1 {
 		t.Fatalf("stats since a later moment = %+v, %v", later, err)
 	}
-	ss, err := s.StepStats(ctx, "pipe_1")
+	ss, err := s.StepStats(ctx, "pipe_1", all)
 	if err != nil || ss["step_1"] == nil || ss["step_1"].Executions != 2 || ss["step_1"].Successful != 1 {
 		t.Fatalf("step stats = %+v, %v", ss, err)
 	}
+}
+
+// origins are n consecutive offsets of one partition from first.
+func origins(topic string, partition int32, first int64, n int) []Origin {
+	out := make([]Origin, n)
+	for i := range out {
+		out[i] = Origin{Topic: topic, Partition: partition, Offset: first + int64(i)}
+	}
+	return out
 }
 
 func TestBindParamsQuotesEveryValue(t *testing.T) {

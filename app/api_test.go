@@ -101,6 +101,12 @@ func lists(path string) bool {
 		"/api/admin/webhooks/logs/dlq", "/api/admin/webhooks/dlq", "/api/admin/webhooks/operator-events"}, path)
 }
 
+// takesRange: routes with from, to and pipeline_id (stats over a time range).
+func takesRange(path string) bool {
+	return slices.Contains([]string{"/api/admin/webhooks/stats", "/api/admin/webhooks/stats/timeseries", "/api/admin/webhooks/pipelines",
+		"/api/admin/webhooks/pipelines/:id"}, path)
+}
+
 // oversized stands for a body over the API's 1 MiB limit.
 var oversized = []byte("oversized")
 
@@ -185,6 +191,16 @@ func TestEveryRouteAnswersBadInputInTheErrorModel(t *testing.T) {
 			target: func(r route) string { return r.path + "?page=9223372036854775807" }, status: 400, code: "validation_failed", fields: []string{"page"}},
 		{name: "page and limit both bad", applies: func(r route) bool { return r.method == "GET" && lists(r.path) },
 			target: func(r route) string { return r.path + "?page=0&limit=1e3" }, status: 400, code: "validation_failed", fields: []string{"page", "limit"}},
+		{name: "bad stats range", applies: func(r route) bool { return r.method == "GET" && takesRange(r.path) },
+			target: func(r route) string { return f.concrete(r.path) + "?from=yesterday&to=2026-13-01T00:00:00Z" }, status: 400, code: "validation_failed", fields: []string{"from", "to"}},
+		{name: "to before from", applies: func(r route) bool { return r.method == "GET" && takesRange(r.path) },
+			target: func(r route) string {
+				return f.concrete(r.path) + "?from=2026-11-27T10:00:00Z&to=2026-11-27T09:00:00Z&pipeline_id=%01"
+			}, status: 400, code: "validation_failed", fields: []string{"to", "pipeline_id"}},
+		{name: "bad interval", applies: func(r route) bool { return r.method == "GET" && r.path == "/api/admin/webhooks/stats/timeseries" },
+			target: func(r route) string { return r.path + "?interval=2m" }, status: 400, code: "validation_failed", fields: []string{"interval"}},
+		{name: "too many buckets", applies: func(r route) bool { return r.method == "GET" && r.path == "/api/admin/webhooks/stats/timeseries" },
+			target: func(r route) string { return r.path + "?interval=1m&from=2026-11-01T00:00:00Z&to=2026-11-03T00:00:00Z" }, status: 400, code: "validation_failed", fields: []string{"interval"}},
 		{name: "header over 16 KiB", applies: authed, headers: []string{"X-Padding", strings.Repeat("p", 17<<10)}, status: 431, code: "header_too_large"},
 	}
 	var checked int

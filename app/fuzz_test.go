@@ -16,6 +16,7 @@ var fuzzPaths = []string{
 	"/api/admin/webhooks/test/step", "/api/admin/webhooks/logs/dlq", "/api/admin/webhooks/dlq/retry",
 	"/api/admin/webhooks/dlq/{id}", "/api/admin/webhooks/dlq/{id}/retry", "/api/admin/webhooks/logs/dlq/{id}/retry",
 	"/api/admin/webhooks/openapi.yaml", "/healthz", "/readyz", "/metrics", "/nope", "/api/admin/webhooks/",
+	"/api/admin/webhooks/stats/timeseries",
 }
 
 var fuzzContentTypes = []string{"application/json", "", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded",

@@ -159,6 +159,12 @@ type Execution struct {
 	CompletedAt  time.Time `json:"completed_at,omitzero"` // absent while not final
 	// Seq orders state changes of one execution; the highest wins.
 	Seq int64 `json:"seq"`
+	// FirstRetry marks the execution's first "retrying" record; Retried a
+	// final record of an execution that went into retry. Executions in
+	// retry = first retries − finals that retried, a sum the per-minute
+	// aggregates keep.
+	FirstRetry bool `json:"first_retry,omitempty"`
+	Retried    bool `json:"retried,omitempty"`
 }
 
 // Source is where a record was read from: an event, or a task or record that
@@ -210,6 +216,10 @@ type Task struct {
 	Steps map[string]any `json:"steps,omitempty"`
 	// Dead counts steps of this execution already dead-lettered.
 	Dead int `json:"dead,omitempty"`
+	// Retried: this execution has gone into retry (any step) — its state
+	// records say when that first happened and, at the end, that it did
+	// (the analytics count executions in retry from them).
+	Retried bool `json:"retried,omitempty"`
 	// OnlyStep: run this step alone, not the ones after it (a DLQ retry of a
 	// step the pipeline already went on past).
 	OnlyStep bool `json:"only_step,omitempty"`
@@ -318,7 +328,7 @@ func (t *Task) AtStep(order int, now time.Time) *Task {
 // replicas at once) makes one.
 func (t *Task) NewCycle(itemID string, now time.Time) *Task {
 	n := t.AtStep(t.StepOrder, now)
-	n.V, n.Cycle, n.Dead = Version, t.Cycle+1, 0
+	n.V, n.Cycle, n.Dead, n.Retried = Version, t.Cycle+1, 0, false
 	// A DLQ retry comes after its key was released: it is nobody's blocker.
 	n.Order, n.Blocks = "", false
 	n.ExecutionID = hashID("exec_", t.DeliveryID, itemID, strconv.Itoa(n.Cycle))

@@ -178,15 +178,17 @@ func (e *Engine) Apply(p *pipeline.Compiled, dec *delivery.Decision) ([]out, *de
 	case delivery.Done, delivery.Cancelled:
 		outs = append(outs, e.execution(p, dec.Task, dec.Status))
 	case delivery.Retry:
-		outs = append(outs, e.onTier(dec.Task, dec.At), e.execution(p, dec.Task, delivery.ExecRetrying))
+		first := markRetried(dec.Task)
+		outs = append(outs, e.onTier(dec.Task, dec.At), e.retrying(p, dec.Task, first))
 	case delivery.Defer:
 		o := e.onTier(dec.Task, dec.At)
 		reason := dec.Reason
 		o.count = func() { metrics.Deferred.WithLabelValues(reason).Inc() }
 		outs = append(outs, o)
 	case delivery.Failover:
+		first := markRetried(dec.Task)
 		outs = append(outs, out{rec: dec.Task.Record(e.Topics.Failover), role: roleTask, task: dec.Task},
-			e.execution(p, dec.Task, delivery.ExecRetrying))
+			e.retrying(p, dec.Task, first))
 	case delivery.Dead:
 		ev, _ := dec.Task.Decoded()
 		outs = append(outs, e.deadLetter(dlq.ForDecision(dec, ev, e.now())))
@@ -221,8 +223,25 @@ func (e *Engine) log(key string, v any) out {
 	return out{rec: &kgo.Record{Topic: e.Topics.Executions, Key: []byte(key), Value: b}, role: roleLog}
 }
 
+// markRetried records on t, before it is written anywhere, that its
+// execution has gone into retry; true the first time.
+func markRetried(t *delivery.Task) bool {
+	first := !t.Retried
+	t.Retried = true
+	return first
+}
+
+// retrying is the execution's "retrying" state record.
+func (e *Engine) retrying(p *pipeline.Compiled, t *delivery.Task, first bool) out {
+	return e.state(p, t, delivery.ExecRetrying, first)
+}
+
 // execution is the execution's state record after a decision.
 func (e *Engine) execution(p *pipeline.Compiled, t *delivery.Task, status string) out {
+	return e.state(p, t, status, false)
+}
+
+func (e *Engine) state(p *pipeline.Compiled, t *delivery.Task, status string, firstRetry bool) out {
 	now := e.now()
 	x := &delivery.Execution{
 		V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: t.ExecutionID, DeliveryID: t.DeliveryID,
@@ -239,6 +258,9 @@ func (e *Engine) execution(p *pipeline.Compiled, t *delivery.Task, status string
 	}
 	if status != delivery.ExecRetrying {
 		x.CompletedAt = now
+		x.Retried = t.Retried
+	} else {
+		x.FirstRetry = firstRetry
 	}
 	o := e.log(t.ExecutionID, x)
 	o.count = func() { metrics.Deliveries.WithLabelValues(status, x.TriggerType).Inc() }

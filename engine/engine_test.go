@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -336,5 +337,60 @@ func TestTransientRefusalsAreBounded(t *testing.T) {
 				t.Fatal("the task was not written once Kafka took it")
 			}
 		})
+	}
+}
+
+// An execution's state records say when it first went into retry and, at
+// its end, that it had: retry, retry again (from the tier's task), failover,
+// done → retrying (first), retrying, retrying, completed (retried). One that
+// never retried says neither.
+func TestStateRecordsMarkTheFirstRetryAndARetriedEnd(t *testing.T) {
+	att := &delivery.Attempt{Kind: delivery.KindAttempt, Status: delivery.AttemptFailed, ExecutionID: "exec_x"}
+	e := newEnv(t, nil)
+	tk := task(t, smallEvent)
+	run := func(tk *delivery.Task, dec delivery.Decision) {
+		t.Helper()
+		if err := e.engine(dec).Run(context.Background(), e.Client, tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The task as written to its next topic (only the newest is taken).
+	next := func(topic string, n int) *delivery.Task {
+		t.Helper()
+		recs := e.read(t, topic)
+		if len(recs) != n {
+			t.Fatalf("%d records on %s, want %d", len(recs), topic, n)
+		}
+		nt, err := delivery.DecodeTask(recs[n-1].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !nt.Retried {
+			t.Fatalf("the task on %s does not carry retried: %s", topic, recs[n-1].Value)
+		}
+		return nt
+	}
+	run(tk, delivery.Decision{Verdict: delivery.Retry, Attempt: att, At: time.Now().Add(20 * time.Second)})
+	tk = next("webhooks.retry.5s", 1)
+	run(tk, delivery.Decision{Verdict: delivery.Retry, Attempt: att, At: time.Now().Add(20 * time.Second)})
+	tk = next("webhooks.retry.5s", 2)
+	run(tk, delivery.Decision{Verdict: delivery.Failover, Attempt: att, At: time.Now()})
+	tk = next(e.Topics.Failover, 1)
+	run(tk, delivery.Decision{Verdict: delivery.Done, Attempt: att, Status: delivery.ExecCompleted})
+	run(task(t, smallEvent), delivery.Decision{Verdict: delivery.Done, Attempt: att, Status: delivery.ExecCompleted})
+	var got []string
+	for _, r := range e.read(t, e.Topics.Executions) {
+		var x delivery.Execution
+		if err := json.Unmarshal(r.Value, &x); err != nil {
+			t.Fatal(err)
+		}
+		if x.Kind == delivery.KindExecution {
+			got = append(got, fmt.Sprintf("%s first=%v retried=%v", x.Status, x.FirstRetry, x.Retried))
+		}
+	}
+	want := []string{"retrying first=true retried=false", "retrying first=false retried=false", "retrying first=false retried=false",
+		"completed first=false retried=true", "completed first=false retried=false"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("state records\n got %v\nwant %v", got, want)
 	}
 }

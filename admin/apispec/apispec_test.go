@@ -14,7 +14,8 @@ func pipeline(t *testing.T, change func(data, step map[string]any)) []byte {
 	t.Helper()
 	step := map[string]any{"id": "step_1", "name": "Step 1", "order": 1, "url": "https://hooks.example.com/x", "method": "POST",
 		"timeout_seconds": 30, "stop_on_failure": false, "signature_mode": "hmac", "has_signing_key": true,
-		"stats": map[string]any{"executions": 0, "successful": 0, "avg_latency_ms": 0}}
+		"stats": map[string]any{"executions": 0, "successful": 0, "avg_latency_ms": 0,
+			"latency_ms": map[string]any{"p50": 0, "p95": 0, "p99": 0}, "time_to_success_ms": map[string]any{"p50": 0, "p95": 0, "p99": 0}}}
 	data := map[string]any{"id": "pipe_1", "name": "p", "description": "", "trigger_type": "click", "status": "active",
 		"steps": []any{step}, "last_triggered": nil, "created_at": "2026-01-02T03:04:05Z", "updated_at": "2026-01-02T03:04:05Z",
 		"revision": 3}

@@ -102,6 +102,12 @@ func (f *FaultStore) InsertDeadLetters(ctx context.Context, ds []analytics.DeadL
 	return f.insert(ctx, func() error { return f.SinkStore.InsertDeadLetters(ctx, ds) })
 }
 
+// Feed implements analytics.SinkStore: an insert like the others (refused
+// while down, delayed while slow, written and reported failed on demand).
+func (f *FaultStore) Feed(ctx context.Context, b *analytics.Batch) error {
+	return f.insert(ctx, func() error { return f.SinkStore.Feed(ctx, b) })
+}
+
 // StoredKeys implements analytics.SinkStore.
 func (f *FaultStore) StoredKeys(ctx context.Context, table string, ids []string) (map[string]bool, error) {
 	if err := f.before(ctx); err != nil {

@@ -110,6 +110,7 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
+	began := time.Now()
 	fault := &analyticstest.FaultStore{}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), app.WithSinkStore(func(s analytics.SinkStore) analytics.SinkStore {
@@ -248,6 +249,16 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 	}
 	if got := rcv.n.Load(); got != int64(sent) {
 		t.Errorf("receiver got %d deliveries, want %d", got, sent)
+	}
+	// The aggregates too: every row fed once, whatever failed on the way
+	// (the StoredKeys re-check skips stored rows for the base table, not
+	// for the feed; a feed made again drops what it had fed).
+	st, err := a.Store.Stats(ctx, analytics.Range{From: began.Add(-time.Minute), To: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Executions != int64(sent) || st.Completed != int64(sent) || st.Finished != int64(sent) {
+		t.Errorf("stats: %d executions, %d completed, %d finished; want %d each", st.Executions, st.Completed, st.Finished, sent)
 	}
 	if mfs, err := prometheus.DefaultGatherer.Gather(); err == nil {
 		for _, mf := range mfs {

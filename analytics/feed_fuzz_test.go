@@ -1,0 +1,78 @@
+package analytics
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// withOrigin keeps every field of a JSON object record and adds the
+// origin's; anything but an object is refused.
+func FuzzWithOrigin(f *testing.F) {
+	for _, s := range []string{`{"kind":"attempt","latency_ms":5}`, `{}`, ` { } `, `{"src_offset":1}`, `[1]`, `"x"`, `{`, ``, "{\"a\":\"\u2028\"}\n"} {
+		f.Add([]byte(s), "webhooks.executions", int32(3), int64(42))
+	}
+	f.Fuzz(func(t *testing.T, rec []byte, topic string, partition int32, offset int64) {
+		var in map[string]any
+		isObject := json.Unmarshal(rec, &in) == nil && in != nil
+		out, ok := withOrigin(rec, Origin{Topic: topic, Partition: partition, Offset: offset})
+		if !ok {
+			if isObject {
+				t.Fatalf("refused an object: %q", rec)
+			}
+			return
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			if isObject {
+				t.Fatalf("%q → invalid JSON %q: %v", rec, out, err)
+			}
+			return // not JSON in, not JSON out: the insert refuses it
+		}
+		if !isObject {
+			return
+		}
+		for k, v := range in {
+			if k == "src_topic" || k == "src_partition" || k == "src_offset" {
+				continue
+			}
+			if b1, _ := json.Marshal(v); string(b1) != string(mustJSON(got[k])) {
+				t.Fatalf("field %q: %v became %v", k, v, got[k])
+			}
+		}
+	})
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// A range's minutes and whole hours tile it: from ≤ hfrom ≤ hto ≤ to, all
+// on their boundaries, the hours empty only when no whole hour fits.
+func FuzzRangeParams(f *testing.F) {
+	f.Add(int64(1_700_000_000_000), int64(3_600_000))
+	f.Add(int64(1_700_000_030_500), int64(59_000))
+	f.Add(int64(0), int64(1))
+	f.Fuzz(func(t *testing.T, fromMS, spanMS int64) {
+		if fromMS < 0 || fromMS > 1<<45 || spanMS <= 0 || spanMS > 400*24*3600*1000 {
+			return
+		}
+		r := Range{From: time.UnixMilli(fromMS), To: time.UnixMilli(fromMS + spanMS)}
+		p := r.params()
+		from, to, hfrom, hto := p["from"].(int64), p["to"].(int64), p["hfrom"].(int64), p["hto"].(int64)
+		const minute, hour = int64(60_000), int64(3_600_000)
+		if from%minute != 0 || to%minute != 0 || hfrom%minute != 0 || hto%minute != 0 {
+			t.Fatalf("not on minutes: %v", p)
+		}
+		if !(from <= hfrom && hfrom <= hto && hto <= to) || from > fromMS || to < fromMS+spanMS || to-(fromMS+spanMS) >= minute {
+			t.Fatalf("%d+%d: %v", fromMS, spanMS, p)
+		}
+		if hfrom < hto && (hfrom%hour != 0 || hto%hour != 0) {
+			t.Fatalf("hours not on hours: %v", p)
+		}
+		if hfrom == hto {
+			first := (from + hour - 1) / hour * hour
+			if first+hour <= to {
+				t.Fatalf("a whole hour fits but none is used: %v", p)
+			}
+		}
+	})
+}

@@ -1,0 +1,480 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Range bounds a stats query: aggregate minutes starting in [From, To)
+// (From is taken down to its minute), of one pipeline or of all when
+// PipelineID is empty.
+type Range struct {
+	From, To   time.Time
+	PipelineID string
+}
+
+// params are a range's bounds: from and to on minutes (the minutes
+// starting before To), hfrom–hto the whole hours between them.
+func (r Range) params() Params {
+	from := r.From.UTC().Truncate(time.Minute)
+	to := r.To.UTC().Truncate(time.Minute)
+	if to.Before(r.To) {
+		to = to.Add(time.Minute)
+	}
+	hfrom := from.Truncate(time.Hour)
+	if hfrom.Before(from) {
+		hfrom = hfrom.Add(time.Hour)
+	}
+	hto := to.Truncate(time.Hour)
+	if !hfrom.Before(hto) {
+		hfrom, hto = to, to
+	}
+	return Params{"from": from.UnixMilli(), "to": to.UnixMilli(), "hfrom": hfrom.UnixMilli(), "hto": hto.UnixMilli(), "pid": r.PipelineID}
+}
+
+// span is the rows of the per-hour table kind_1h for a range's whole
+// hours and of kind_1m for the minutes at its edges, with the time column
+// named t.
+func (s *Store) span(kind string) string {
+	return `(SELECT hour AS t, * EXCEPT (hour) FROM ` + s.t(kind+"_1h") + `
+		WHERE hour >= fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC') AND hour < fromUnixTimestamp64Milli({hto:Int64}, 'UTC')
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String})
+		UNION ALL
+		SELECT minute AS t, * EXCEPT (minute) FROM ` + s.t(kind+"_1m") + `
+		WHERE ((minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC'))
+		    OR (minute >= fromUnixTimestamp64Milli({hto:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')))
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String}))`
+}
+
+// aggRange is the WHERE clause of a minute table for a Range.
+const (
+	aggRange = `minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+		AND ({pid:String} = '' OR pipeline_id = {pid:String})`
+)
+
+// Quantiles are the 50th, 95th and 99th percentiles, in milliseconds
+// (t-digest estimates; exact for a handful of values).
+type Quantiles struct {
+	P50 int64 `json:"p50"`
+	P95 int64 `json:"p95"`
+	P99 int64 `json:"p99"`
+}
+
+func quantiles(v any) Quantiles {
+	var a []float64
+	switch x := v.(type) {
+	case []float64:
+		a = x
+	case []float32:
+		for _, f := range x {
+			a = append(a, float64(f))
+		}
+	case []any:
+		for _, f := range x {
+			a = append(a, asFloat(f))
+		}
+	}
+	var q [3]int64
+	for i := 0; i < 3 && i < len(a); i++ {
+		f := a[i]
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			q[i] = int64(math.Round(f))
+		}
+	}
+	return Quantiles{P50: q[0], P95: q[1], P99: q[2]}
+}
+
+// PipelineStats are a pipeline's execution figures over a Range (spec:
+// pipeline stats).
+type PipelineStats struct {
+	TotalExecutions int64      `json:"total_executions"`
+	Successful      int64      `json:"successful"`
+	Failed          int64      `json:"failed"`
+	InRetry         int64      `json:"in_retry"`
+	InDLQ           int64      `json:"in_dlq"`
+	SuccessRate     float64    `json:"success_rate"`
+	LatencyMS       Quantiles  `json:"latency_ms"`
+	TimeToSuccessMS Quantiles  `json:"time_to_success_ms"`
+	LastTriggered   *time.Time `json:"-"`
+}
+
+// StepStats are one step's figures over a Range.
+type StepStats struct {
+	Executions      int64     `json:"executions"`
+	Successful      int64     `json:"successful"`
+	AvgLatencyMS    int64     `json:"avg_latency_ms"`
+	LatencyMS       Quantiles `json:"latency_ms"`
+	TimeToSuccessMS Quantiles `json:"time_to_success_ms"`
+}
+
+// Stats are the figures of the admin API's /stats over a Range.
+type Stats struct {
+	Executions      int64
+	Completed       int64
+	Failed          int64
+	Finished        int64 // executions not still retrying
+	InRetry         int64
+	AvgLatencyMS    int64
+	LatencyMS       Quantiles
+	TimeToSuccessMS Quantiles
+	ByTrigger       map[string]TriggerStats
+	TopErrors       []ErrorCount
+	DLQDead         int64
+}
+
+// TriggerStats are one trigger type's figures.
+type TriggerStats struct {
+	Executions      int64     `json:"executions"`
+	SuccessRate     float64   `json:"success_rate"`
+	LatencyMS       Quantiles `json:"latency_ms"`
+	TimeToSuccessMS Quantiles `json:"time_to_success_ms"`
+}
+
+// ErrorCount is one of the most frequent attempt errors.
+type ErrorCount struct {
+	Error string `json:"error"`
+	Count int64  `json:"count"`
+}
+
+// execFigures are one group's execution figures.
+type execFigures struct {
+	finished, successful, failed, inRetry int64
+	tts                                   Quantiles
+	last                                  time.Time
+}
+
+func (f execFigures) total() int64 { return f.finished + f.inRetry }
+
+// executionFigures reads the execution aggregates over r grouped by key (a
+// column; "" for one total row).
+func (s *Store) executionFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*execFigures, error) {
+	p := r.params()
+	sel, group := grouped(key, withTotal)
+	rows, err := s.b.query(ctx, `
+		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), quantilesTDigestMerge(`+quantileLevels+`)(time_to_success),
+		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
+		FROM `+s.span("executions")+group, p)
+	if err != nil {
+		return nil, fmt.Errorf("execution stats: %w", err)
+	}
+	out := map[string]*execFigures{}
+	get := func(k string) *execFigures {
+		if out[k] == nil {
+			out[k] = &execFigures{}
+		}
+		return out[k]
+	}
+	for _, row := range rows {
+		f := get(groupKey(row))
+		f.finished, f.successful, f.failed, f.tts = asInt(row[2]), asInt(row[3]), asInt(row[4]), quantiles(row[5])
+		if t := msTime(asInt(row[6])); !t.IsZero() {
+			f.last = t
+		}
+		// Executions whose latest state is "retrying": those that went
+		// into retry less those that have since ended.
+		f.inRetry = max(0, asInt(row[7])-asInt(row[8]))
+	}
+	return out, nil
+}
+
+// totalKey is the key of the total row in a figures map.
+const totalKey = "\x00total"
+
+// grouped is the select list head and GROUP BY of a figures query: by key
+// (a column), with a total row too when withTotal (GROUPING SETS: one read
+// for both); one total row when key is "". Each row starts with the key and
+// whether it is the total.
+func grouped(key string, withTotal bool) (sel, group string) {
+	switch {
+	case key == "":
+		return "'', 1", ""
+	case withTotal:
+		return key + ", grouping(" + key + ")", " GROUP BY GROUPING SETS ((" + key + "), ())"
+	}
+	return key + ", 0", " GROUP BY " + key
+}
+
+func groupKey(row []any) string {
+	if asInt(row[1]) == 1 {
+		return totalKey
+	}
+	return asString(row[0])
+}
+
+// latFigures are one group's attempt figures.
+type latFigures struct {
+	attempts, stepRuns, successful, avg int64
+	lat                                 Quantiles
+}
+
+func (s *Store) attemptFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*latFigures, error) {
+	sel, group := grouped(key, withTotal)
+	rows, err := s.b.query(ctx, `
+		SELECT `+sel+`, sum(attempts), sum(step_runs), sum(successful),
+		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n)))),
+		       quantilesTDigestMerge(`+quantileLevels+`)(latency)
+		FROM `+s.span("attempts")+group, r.params())
+	if err != nil {
+		return nil, fmt.Errorf("attempt stats: %w", err)
+	}
+	out := map[string]*latFigures{}
+	for _, row := range rows {
+		out[groupKey(row)] = &latFigures{attempts: asInt(row[2]), stepRuns: asInt(row[3]), successful: asInt(row[4]), avg: asInt(row[5]), lat: quantiles(row[6])}
+	}
+	return out, nil
+}
+
+// deadByPipeline counts the DLQ items now dead (their current state, from
+// the base table: a redrive changes it).
+func (s *Store) deadByPipeline(ctx context.Context, ids []string) (map[string]int64, error) {
+	rows, err := s.b.query(ctx, `
+		SELECT pipeline_id, count() FROM `+s.t("dlq_items")+` FINAL
+		WHERE state = 'dead' AND (length({ids:Array(String)}) = 0 OR has({ids:Array(String)}, pipeline_id))
+		GROUP BY pipeline_id`, Params{"ids": append([]string{}, ids...)})
+	if err != nil {
+		return nil, fmt.Errorf("dlq stats: %w", err)
+	}
+	out := map[string]int64{}
+	for _, r := range rows {
+		out[asString(r[0])] = asInt(r[1])
+	}
+	return out, nil
+}
+
+// PipelineStats returns stats over r for the given pipelines (all when ids
+// is empty; r.PipelineID narrows further).
+func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[string]*PipelineStats, error) {
+	if len(ids) == 1 && r.PipelineID == "" {
+		r.PipelineID = ids[0]
+	}
+	want := func(id string) bool {
+		if len(ids) == 0 {
+			return true
+		}
+		for _, x := range ids {
+			if x == id {
+				return true
+			}
+		}
+		return false
+	}
+	ex, err := s.executionFigures(ctx, r, "pipeline_id", false)
+	if err != nil {
+		return nil, err
+	}
+	at, err := s.attemptFigures(ctx, r, "pipeline_id", false)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := s.deadByPipeline(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*PipelineStats{}
+	get := func(id string) *PipelineStats {
+		if out[id] == nil {
+			out[id] = &PipelineStats{}
+		}
+		return out[id]
+	}
+	for id, f := range ex {
+		if !want(id) {
+			continue
+		}
+		st := get(id)
+		st.TotalExecutions, st.Successful, st.Failed, st.InRetry, st.TimeToSuccessMS = f.total(), f.successful, f.failed, f.inRetry, f.tts
+		if st.TotalExecutions > 0 {
+			st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
+		}
+		if !f.last.IsZero() {
+			t := f.last
+			st.LastTriggered = &t
+		}
+	}
+	for id, f := range at {
+		if want(id) {
+			get(id).LatencyMS = f.lat
+		}
+	}
+	for id, n := range dead {
+		if id != "" && want(id) && (r.PipelineID == "" || id == r.PipelineID) {
+			get(id).InDLQ = n
+		}
+	}
+	return out, nil
+}
+
+// StepStats returns per-step stats of one pipeline over r, keyed by step id.
+// Executions counts the executions that attempted the step (first
+// attempts); time-to-success is the pipeline's (an execution succeeds as a
+// whole).
+func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[string]*StepStats, error) {
+	r.PipelineID = pipelineID
+	at, err := s.attemptFigures(ctx, r, "step_id", false)
+	if err != nil {
+		return nil, err
+	}
+	ex, err := s.executionFigures(ctx, r, "", true)
+	if err != nil {
+		return nil, err
+	}
+	var tts Quantiles
+	if f := ex[totalKey]; f != nil {
+		tts = f.tts
+	}
+	out := map[string]*StepStats{}
+	for id, f := range at {
+		out[id] = &StepStats{Executions: f.stepRuns, Successful: f.successful, AvgLatencyMS: f.avg, LatencyMS: f.lat, TimeToSuccessMS: tts}
+	}
+	return out, nil
+}
+
+// Stats returns the figures of r: executions by trigger type, attempt
+// latency, time to success, the most frequent errors and the DLQ.
+func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
+	st := &Stats{ByTrigger: map[string]TriggerStats{}, TopErrors: []ErrorCount{}}
+	ex, err := s.executionFigures(ctx, r, "trigger_type", true)
+	if err != nil {
+		return nil, err
+	}
+	at, err := s.attemptFigures(ctx, r, "trigger_type", true)
+	if err != nil {
+		return nil, err
+	}
+	// The summary's quantiles merge every group's states (percentiles do
+	// not add up): the total row of each query.
+	if f := ex[totalKey]; f != nil {
+		st.TimeToSuccessMS = f.tts
+	}
+	if a := at[totalKey]; a != nil {
+		st.LatencyMS, st.AvgLatencyMS = a.lat, a.avg
+	}
+	delete(ex, totalKey)
+	delete(at, totalKey)
+	for tt, f := range ex {
+		ts := TriggerStats{Executions: f.total(), TimeToSuccessMS: f.tts}
+		if f.finished > 0 {
+			ts.SuccessRate = roundRate(f.successful, f.finished)
+		}
+		if a := at[tt]; a != nil {
+			ts.LatencyMS = a.lat
+		}
+		st.ByTrigger[tt] = ts
+		st.Executions += f.total()
+		st.Completed += f.successful
+		st.Failed += f.failed
+		st.Finished += f.finished
+		st.InRetry += f.inRetry
+	}
+	for tt, a := range at {
+		if _, ok := st.ByTrigger[tt]; !ok {
+			st.ByTrigger[tt] = TriggerStats{LatencyMS: a.lat}
+		}
+	}
+	errs, err := s.b.query(ctx, `
+		SELECT error, sum(count) AS c FROM `+s.t("errors_1m")+` WHERE `+aggRange+`
+		GROUP BY error ORDER BY c DESC, error LIMIT 5`, r.params())
+	if err != nil {
+		return nil, fmt.Errorf("stats errors: %w", err)
+	}
+	for _, row := range errs {
+		st.TopErrors = append(st.TopErrors, ErrorCount{Error: asString(row[0]), Count: asInt(row[1])})
+	}
+	var ids []string
+	if r.PipelineID != "" {
+		ids = []string{r.PipelineID}
+	}
+	dead, err := s.deadByPipeline(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range dead {
+		st.DLQDead += n
+	}
+	return st, nil
+}
+
+// Bucket is one interval of a time series.
+type Bucket struct {
+	Start        time.Time `json:"start"`
+	Executions   int64     `json:"executions"`
+	Successful   int64     `json:"successful"`
+	Failed       int64     `json:"failed"`
+	Retried      int64     `json:"retried"`
+	DLQ          int64     `json:"dlq"`
+	LatencyMSP95 int64     `json:"latency_ms_p95"`
+}
+
+// Intervals are the time series' bucket widths.
+var Intervals = map[string]time.Duration{"1m": time.Minute, "5m": 5 * time.Minute, "1h": time.Hour}
+
+// TimeSeries returns r in buckets of step, every bucket present (zeros
+// where nothing happened). Executions are counted in the bucket they
+// started in; retried counts retry attempts (failover included); dlq the
+// items that went dead.
+func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]Bucket, error) {
+	if step < time.Minute || step%time.Minute != 0 {
+		return nil, fmt.Errorf("interval %s: whole minutes only", step)
+	}
+	p := r.params()
+	p["step"] = int64(step / time.Second)
+	bucket := func(col string) string {
+		return `toUnixTimestamp(toStartOfInterval(` + col + `, toIntervalSecond({step:Int64}), 'UTC'))`
+	}
+	start := r.From.UTC().Truncate(time.Minute)
+	start = time.Unix(start.Unix()-start.Unix()%int64(step/time.Second), 0).UTC()
+	var out []Bucket
+	index := map[int64]int{}
+	for t := start; t.Before(r.To); t = t.Add(step) {
+		index[t.Unix()] = len(out)
+		out = append(out, Bucket{Start: t})
+	}
+	at := func(sec int64) *Bucket {
+		if i, ok := index[sec]; ok {
+			return &out[i]
+		}
+		return nil
+	}
+	// Whole hours read the per-hour tables; shorter buckets the minutes.
+	from := func(kind string) string { return s.t(kind+"_1m") + ` WHERE ` + aggRange }
+	tcol := "minute"
+	if step%time.Hour == 0 {
+		from = func(kind string) string { return s.span(kind) }
+		tcol = "t"
+	}
+	rows, err := s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed), sum(retries_opened), sum(retried_closed)
+		FROM `+from("executions")+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series executions: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.Executions, b.Successful, b.Failed = asInt(row[1])+max(0, asInt(row[4])-asInt(row[5])), asInt(row[2]), asInt(row[3])
+		}
+	}
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, sum(retries), quantilesTDigestMerge(`+quantileLevels+`)(latency)
+		FROM `+from("attempts")+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series attempts: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.Retried, b.LatencyMSP95 = asInt(row[1]), quantiles(row[2]).P95
+		}
+	}
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket("minute")+` AS b, sum(dead) FROM `+s.t("dlq_1m")+` WHERE `+aggRange+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series dlq: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.DLQ = asInt(row[1])
+		}
+	}
+	return out, nil
+}
