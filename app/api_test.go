@@ -405,3 +405,20 @@ func TestConditionalWritesNoOpsAndProbes(t *testing.T) {
 		t.Errorf("an admin token's profile: %d", got.status)
 	}
 }
+
+// The fallback send uses when net/http reports a reset: an oversized
+// request written whole still gets its 431 answer, every time.
+func TestOversizedRequestsAreAnsweredNotReset(t *testing.T) {
+	a := startStack(t)
+	for range 20 {
+		req, _ := http.NewRequest("GET", "http://"+a.Admin.Addr()+"/api/admin/webhooks/pipelines/"+strings.Repeat("a", 20000), nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		r, err := sendWhole(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 431 || !strings.Contains(string(r.body), `"header_too_large"`) {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+}

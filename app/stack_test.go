@@ -1,17 +1,21 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,6 +143,13 @@ var client = &http.Client{Timeout: 2 * time.Minute}
 // send makes one request to the admin API.
 func send(req *http.Request) (*response, error) {
 	resp, err := client.Do(req)
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		// An oversized request is answered (431, 413) and the connection
+		// closed before the client has written all of it; net/http may then
+		// report the reset, not the answer. Send it whole on a connection
+		// of its own and read what came back before the reset.
+		return sendWhole(req)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -266,3 +277,35 @@ func contains(list []string, s string) bool {
 }
 
 var _ = strings.Contains
+
+// sendWhole writes req in one piece on a connection of its own (ignoring a
+// write cut short by the server closing) and reads the answer.
+func sendWhole(req *http.Request) (*response, error) {
+	if req.GetBody != nil {
+		b, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = b
+	}
+	var buf bytes.Buffer
+	if err := req.Write(&buf); err != nil {
+		return nil, err
+	}
+	conn, err := net.Dial("tcp", req.URL.Host)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	go func() { _, _ = conn.Write(buf.Bytes()) }()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: body}, nil
+}
