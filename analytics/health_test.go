@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,15 +11,8 @@ import (
 // The auto-disable queries on real ClickHouse SQL (chDB): outcomes since a
 // per-pipeline moment, and the failure streak after the last success.
 func TestFailureStreakQueries(t *testing.T) {
-	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "health"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestStore(t, "health")
 	ctx := context.Background()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	n := 0
 	att := func(pipe, status string, at time.Time) delivery.Attempt {

@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -10,15 +9,8 @@ import (
 )
 
 func TestFinishedExecutionsCountsAReplaysFinalExecutionsOnce(t *testing.T) {
-	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "replay"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestStore(t, "replay")
 	ctx := context.Background()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	ex := func(replay, del, pipe, status string, seq int64) delivery.Execution {
 		id := "exec_original_" + del

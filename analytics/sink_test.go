@@ -110,15 +110,8 @@ func sinkRecords(t *testing.T, n int) []*kgo.Record {
 func TestSinkRetriedBatchIsNotDoubled(t *testing.T) {
 	for _, typed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "records", true: "typed"}[typed], func(t *testing.T) {
-			st, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "sinkretry"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st := openTestStore(t, "sinkretry")
 			ctx := context.Background()
-			if err := st.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
 			var inner SinkStore = st
 			if typed {
 				inner = typedOnly{st}

@@ -163,15 +163,8 @@ func TestStoreOptionsRejectNonIdentifiers(t *testing.T) {
 // exactly like typed rows: times, an absent completed_at, unknown fields
 // skipped, replays idempotent.
 func TestRecordsInsertAsTheyAre(t *testing.T) {
-	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "recs"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestStore(t, "recs")
 	ctx := context.Background()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if !s.TakesRecords() {
 		t.Fatal("chDB should take records as they are")
 	}
