@@ -5,27 +5,178 @@ import (
 	"strings"
 )
 
-// Schema returns the DDL, in order. With a cluster, statements run ON
-// CLUSTER and tables use Replicated engines. Tables are partitioned by day
-// (month for the DLQ), ordered for the admin API's queries, and expire by TTL.
+// The schema is a list of migrations (DESIGN.md §6, issue 10): each a
+// version, a name and the statements that take a database from the previous
+// version to it. Migrate applies the versions a database has not recorded,
+// in order, and records each in schema_migrations once its statements ran
+// (migrate.go). Statements stay idempotent (IF NOT EXISTS, ADD COLUMN IF NOT
+// EXISTS…): a replica that crashes between applying and recording, or a
+// database created before versions were recorded, re-applies them safely.
 //
-// Replays of the executions and DLQ topics are idempotent: every table is a
-// ReplacingMergeTree whose sorting key identifies the row, and readers use
-// FINAL. ClickHouse ≥ 23.8.
-func Schema(db, cluster string, ttlDays int) []string {
-	on := ""
-	if cluster != "" {
-		on = " ON CLUSTER " + cluster
+// A change to the schema is a new entry at the end of migrations — never an
+// edit of an applied one (its checksum would no longer match, and Migrate
+// refuses to start):
+//
+//	{Version: 3, Name: "attempts: add x", Statements: func(t Target) []string {
+//		return []string{`ALTER TABLE ` + t.Table("attempts") + t.On() + ` ADD COLUMN IF NOT EXISTS x String`}
+//	}},
+//
+// A table with TTL retention names its time column and retention class in
+// ttlTables, and its CREATE ends with t.TTL(table): retention is
+// configuration, not schema — the TTL text is left out of checksums, and
+// Migrate reconciles a changed setting with ALTER TABLE … MODIFY TTL.
+
+// Migration is one version of the schema.
+type Migration struct {
+	Version int
+	Name    string
+	// Breaking marks a migration older webhookd versions cannot work with
+	// (a dropped or renamed column): a webhookd that does not know it
+	// refuses to start on the database. Additive migrations leave it false,
+	// so a rolled-back deployment keeps running (with a warning).
+	Breaking   bool
+	Statements func(t Target) []string
+}
+
+// migrations is the schema's history, oldest first; versions ascend by one.
+var migrations = []Migration{
+	{Version: 1, Name: "base tables and aggregates", Statements: baseSchema},
+	{Version: 2, Name: "dlq_items: payload_truncated", Statements: func(t Target) []string {
+		return []string{`ALTER TABLE ` + t.Table("dlq_items") + t.On() + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`}
+	}},
+}
+
+// Migrations returns the schema's migrations, oldest first.
+func Migrations() []Migration { return append([]Migration(nil), migrations...) }
+
+// Retention is how many days rows are kept, per kind of table.
+type Retention struct {
+	Logs       int // attempts, executions: the execution logs
+	Aggregates int // the per-minute and per-hour aggregates
+	DLQ        int // dlq_items
+}
+
+// Retention classes of ttlTables.
+const (
+	retainLogs       = "logs"
+	retainAggregates = "aggregates"
+	retainDLQ        = "dlq"
+)
+
+func (r Retention) days(class string) int {
+	switch class {
+	case retainLogs:
+		return r.Logs
+	case retainAggregates:
+		return r.Aggregates
+	case retainDLQ:
+		return r.DLQ
 	}
-	engine := func(name, version string) string {
-		if cluster != "" {
-			return fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}', %s)", db, name, version)
-		}
-		return "ReplacingMergeTree(" + version + ")"
+	panic("analytics: unknown retention class " + class)
+}
+
+// ttlTables are the tables with TTL retention: the time column rows expire
+// by and their retention class.
+var ttlTables = map[string]struct{ column, class string }{
+	"attempts":      {"started_at", retainLogs},
+	"executions":    {"started_at", retainLogs},
+	"dlq_items":     {"failed_at", retainDLQ},
+	"errors_1m":     {"minute", retainAggregates},
+	"dlq_1m":        {"minute", retainAggregates},
+	"attempts_1m":   {"minute", retainAggregates},
+	"executions_1m": {"minute", retainAggregates},
+	"attempts_1h":   {"hour", retainAggregates},
+	"executions_1h": {"hour", retainAggregates},
+}
+
+// Target is what DDL is generated for: a database, optionally on a cluster
+// (ON CLUSTER, Replicated engines), with a retention.
+type Target struct {
+	Database  string
+	Cluster   string
+	Retention Retention
+
+	// ttlPlaceholders renders TTL clauses as placeholders: for checksums,
+	// which must not change with the retention setting.
+	ttlPlaceholders bool
+}
+
+// On is the statement's ON CLUSTER clause ("" on a single node).
+func (t Target) On() string {
+	if t.Cluster == "" {
+		return ""
 	}
-	ttl := fmt.Sprintf("TTL toDateTime(%%s) + INTERVAL %d DAY", ttlDays)
+	return " ON CLUSTER " + t.Cluster
+}
+
+// Table is a table's qualified name.
+func (t Target) Table(name string) string { return t.Database + "." + name }
+
+// Engine is a MergeTree-family engine for a table: kind ("ReplacingMergeTree",
+// "AggregatingMergeTree"…) with args, or its Replicated form with a
+// ZooKeeper path per shard and table on a cluster.
+func (t Target) Engine(table, kind string, args ...string) string {
+	if t.Cluster != "" {
+		args = append([]string{fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s'", t.Database, table), "'{replica}'"}, args...)
+		kind = "Replicated" + kind
+	}
+	return kind + "(" + strings.Join(args, ", ") + ")"
+}
+
+// TTL is a table's TTL clause for the target's retention (ttlTables).
+func (t Target) TTL(table string) string {
+	spec, ok := ttlTables[table]
+	if !ok {
+		panic("analytics: table " + table + " is not in ttlTables")
+	}
+	if t.ttlPlaceholders {
+		return "TTL {" + spec.class + "}"
+	}
+	return ttlClause(spec.column, t.Retention.days(spec.class))
+}
+
+func ttlClause(column string, days int) string {
+	return fmt.Sprintf("TTL toDateTime(%s) + INTERVAL %d DAY", column, days)
+}
+
+// bootstrap creates the database and the table migrations are recorded in
+// (replicated like the rest on a cluster, so every replica reads the same
+// records).
+func bootstrap(t Target) []string {
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + t.Database + t.On(),
+		`CREATE TABLE IF NOT EXISTS ` + t.Table("schema_migrations") + t.On() + ` (
+			version       UInt32,
+			name          String,
+			checksum      String,
+			breaking      Bool DEFAULT false,
+			applied_at    DateTime64(3, 'UTC'),
+			applied_by    String
+		) ENGINE = ` + t.Engine("schema_migrations", "ReplacingMergeTree", "applied_at") + `
+		ORDER BY version`,
+	}
+}
+
+// Statements is every statement the schema is made of, in order: the
+// bootstrap, then each migration's.
+func Statements(t Target) []string {
+	stmts := bootstrap(t)
+	for _, m := range migrations {
+		stmts = append(stmts, m.Statements(t)...)
+	}
+	return stmts
+}
+
+// baseSchema is migration 1: the base tables (the log endpoints' source) as
+// the first release created them, and the aggregates.
+//
+// Tables are partitioned by day (month for the DLQ), ordered for the admin
+// API's queries, and expire by TTL. Replays of the executions and DLQ topics
+// are idempotent: every base table is a ReplacingMergeTree whose sorting key
+// identifies the row, and readers use FINAL. ClickHouse ≥ 23.8.
+func baseSchema(t Target) []string {
+	db, on := t.Database, t.On()
 	stmts := []string{
-		"CREATE DATABASE IF NOT EXISTS " + db + on,
 		`CREATE TABLE IF NOT EXISTS ` + db + `.attempts` + on + ` (
 			attempt_id    String,
 			execution_id  String,
@@ -50,10 +201,10 @@ func Schema(db, cluster string, ttlDays int) []string {
 			response_body String CODEC(ZSTD(3)),
 			started_at    DateTime64(3, 'UTC'),
 			inserted_at   DateTime64(3, 'UTC') DEFAULT now64(3)
-		) ENGINE = ` + engine("attempts", "inserted_at") + `
+		) ENGINE = ` + t.Engine("attempts", "ReplacingMergeTree", "inserted_at") + `
 		PARTITION BY toYYYYMMDD(started_at)
 		ORDER BY (pipeline_id, started_at, attempt_id)
-		` + fmt.Sprintf(ttl, "started_at"),
+		` + t.TTL("attempts"),
 		`CREATE TABLE IF NOT EXISTS ` + db + `.executions` + on + ` (
 			execution_id  String,
 			delivery_id   String,
@@ -66,10 +217,10 @@ func Schema(db, cluster string, ttlDays int) []string {
 			started_at    DateTime64(3, 'UTC'),
 			completed_at  DateTime64(3, 'UTC'),
 			seq           Int64
-		) ENGINE = ` + engine("executions", "seq") + `
+		) ENGINE = ` + t.Engine("executions", "ReplacingMergeTree", "seq") + `
 		PARTITION BY toYYYYMMDD(started_at)
 		ORDER BY (pipeline_id, execution_id)
-		` + fmt.Sprintf(ttl, "started_at"),
+		` + t.TTL("executions"),
 		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_items` + on + ` (
 			id            String,
 			state         LowCardinality(String),
@@ -86,16 +237,13 @@ func Schema(db, cluster string, ttlDays int) []string {
 			payload       String CODEC(ZSTD(3)),
 			source        String CODEC(ZSTD(3)),
 			task          String CODEC(ZSTD(3)),
-			payload_truncated Bool DEFAULT false,
 			version       Int64
-		) ENGINE = ` + engine("dlq_items", "version") + `
+		) ENGINE = ` + t.Engine("dlq_items", "ReplacingMergeTree", "version") + `
 		PARTITION BY toYYYYMM(failed_at)
 		ORDER BY id
-		` + fmt.Sprintf(ttl, "failed_at") + ` + INTERVAL 60 DAY`,
-		// Added after the first release: tables created before it gain it.
-		`ALTER TABLE ` + db + `.dlq_items` + on + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`,
+		` + t.TTL("dlq_items"),
 	}
-	return append(stmts, aggregateSchema(db, on, cluster, ttlDays)...)
+	return append(stmts, aggregateSchema(t)...)
 }
 
 // quantileLevels are the latency and time-to-success percentiles kept.
@@ -112,14 +260,9 @@ const quantileLevels = "0.5, 0.95, 0.99"
 // drops the rows at or below that mark, so a batch replayed after a crash
 // (inserted, not committed) reaches the base tables again but the aggregates
 // not: sums stay exact, with no FINAL and no uniqExact at read time.
-func aggregateSchema(db, on, cluster string, ttlDays int) []string {
-	engine := func(name, kind string) string {
-		if cluster != "" {
-			return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, db, name)
-		}
-		return kind + "()"
-	}
-	ttl := fmt.Sprintf("TTL toDateTime(minute) + INTERVAL %d DAY", ttlDays)
+func aggregateSchema(t Target) []string {
+	db, on := t.Database, t.On()
+	engine := func(name, kind string) string { return t.Engine(name, kind) }
 	src := `,
 			src_topic     String,
 			src_partition Int32,
@@ -173,7 +316,7 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		) ENGINE = ` + engine("errors_1m", "AggregatingMergeTree") + `
 		PARTITION BY toYYYYMMDD(minute)
 		ORDER BY (minute, pipeline_id, step_id, trigger_type, error)
-		` + ttl,
+		` + t.TTL("errors_1m"),
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.errors_1m_mv` + on + ` TO ` + db + `.errors_1m AS
 		SELECT toStartOfMinute(started_at) AS minute, pipeline_id, step_id, trigger_type, error, toUInt64(count()) AS count
 		FROM ` + db + `.attempts_feed WHERE status = 'failed' AND error != ''
@@ -187,7 +330,7 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		) ENGINE = ` + engine("dlq_1m", "AggregatingMergeTree") + `
 		PARTITION BY toYYYYMMDD(minute)
 		ORDER BY (minute, pipeline_id, trigger_type, reason)
-		` + ttl,
+		` + t.TTL("dlq_1m"),
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.dlq_1m_mv` + on + ` TO ` + db + `.dlq_1m AS
 		SELECT toStartOfMinute(failed_at) AS minute, pipeline_id, trigger_type, reason, toUInt64(count()) AS dead
 		FROM ` + db + `.dlq_feed WHERE state = 'dead'
@@ -195,9 +338,9 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 	}
 	// Attempts and executions per minute (time series, range edges) and
 	// per hour (the whole hours of a range: 60 times fewer states to merge).
-	for _, g := range []struct{ suffix, col, fn, ttl string }{
-		{"1m", "minute", "toStartOfMinute", ttl},
-		{"1h", "hour", "toStartOfHour", strings.Replace(ttl, "minute", "hour", 1)},
+	for _, g := range []struct{ suffix, col, fn string }{
+		{"1m", "minute", "toStartOfMinute"},
+		{"1h", "hour", "toStartOfHour"},
 	} {
 		stmts = append(stmts, []string{
 			// One row per minute (hour), pipeline, step, trigger type and tier.
@@ -218,7 +361,7 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		) ENGINE = ` + engine("attempts_"+g.suffix, "AggregatingMergeTree") + `
 		PARTITION BY toYYYYMMDD(` + g.col + `)
 		ORDER BY (` + g.col + `, pipeline_id, step_id, trigger_type, tier)
-		` + g.ttl,
+		` + t.TTL("attempts_"+g.suffix),
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.attempts_` + g.suffix + `_mv` + on + ` TO ` + db + `.attempts_` + g.suffix + ` AS
 		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, step_id, trigger_type, tier,
 		       toUInt64(count()) AS attempts,
@@ -249,7 +392,7 @@ func aggregateSchema(db, on, cluster string, ttlDays int) []string {
 		) ENGINE = ` + engine("executions_"+g.suffix, "AggregatingMergeTree") + `
 		PARTITION BY toYYYYMMDD(` + g.col + `)
 		ORDER BY (` + g.col + `, pipeline_id, trigger_type)
-		` + g.ttl,
+		` + t.TTL("executions_"+g.suffix),
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_` + g.suffix + `_mv` + on + ` TO ` + db + `.executions_` + g.suffix + ` AS
 		SELECT ` + g.fn + `(started_at) AS ` + g.col + `, pipeline_id, trigger_type,
 		       toUInt64(countIf(status != 'retrying')) AS finished,

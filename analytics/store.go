@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,18 +23,34 @@ import (
 
 // Store reads and writes webhookd's ClickHouse tables.
 type Store struct {
-	b       backend
-	db      string
-	cluster string
-	ttlDays int
-	kind    string
+	b         backend
+	db        string
+	cluster   string
+	retention Retention
+	kind      string
+
+	lease       Lease
+	migrateWait time.Duration
+	replica     string
+	log         *slog.Logger
 }
 
 // Options for a store's schema.
 type Options struct {
 	Database string
 	Cluster  string // DDL ON CLUSTER with Replicated engines when set
-	TTLDays  int
+	// TTLDays is the default retention (30): execution logs and aggregates
+	// keep it, DLQ items 60 days more. Retention's non-zero fields override.
+	TTLDays   int
+	Retention Retention
+
+	// Lease serialises Migrate among replicas (nil: this process is the
+	// only one migrating, as with chDB). MigrateWait bounds the wait for
+	// it (default 5 min). Replica names this process in schema_migrations.
+	Lease       Lease
+	MigrateWait time.Duration
+	Replica     string
+	Log         *slog.Logger
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -52,11 +70,34 @@ func (o *Options) normalize() error {
 	if o.TTLDays <= 0 {
 		o.TTLDays = 30
 	}
+	r := &o.Retention
+	if r.Logs < 0 || r.Aggregates < 0 || r.DLQ < 0 {
+		return fmt.Errorf("retention days must not be negative: %+v", *r)
+	}
+	if r.Logs == 0 {
+		r.Logs = o.TTLDays
+	}
+	if r.Aggregates == 0 {
+		r.Aggregates = o.TTLDays
+	}
+	if r.DLQ == 0 {
+		r.DLQ = o.TTLDays + 60
+	}
+	if o.MigrateWait <= 0 {
+		o.MigrateWait = 5 * time.Minute
+	}
+	if o.Replica == "" {
+		o.Replica, _ = os.Hostname()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	return nil
 }
 
 func newStore(b backend, kind string, o Options) *Store {
-	return &Store{b: b, db: o.Database, cluster: o.Cluster, ttlDays: o.TTLDays, kind: kind}
+	return &Store{b: b, db: o.Database, cluster: o.Cluster, retention: o.Retention, kind: kind,
+		lease: o.Lease, migrateWait: o.MigrateWait, replica: o.Replica, log: o.Log}
 }
 
 // OpenChDB opens the embedded engine with its data under dataPath.
@@ -111,16 +152,6 @@ func (s *Store) Rows(ctx context.Context, table string) ([][]string, error) {
 
 // Close releases the connection.
 func (s *Store) Close() error { return s.b.close() }
-
-// Migrate creates the database and tables when missing.
-func (s *Store) Migrate(ctx context.Context) error {
-	for _, stmt := range Schema(s.db, s.cluster, s.ttlDays) {
-		if err := s.b.exec(ctx, stmt, nil); err != nil {
-			return fmt.Errorf("migrate: %w\n%s", err, stmt)
-		}
-	}
-	return nil
-}
 
 func (s *Store) t(name string) string { return s.db + "." + name }
 
