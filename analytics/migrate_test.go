@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/dlq"
 	"github.com/afftok/webhookd/lease"
 )
@@ -277,6 +278,113 @@ func TestReplicasStartingTogetherApplyEachMigrationOnce(t *testing.T) {
 	for _, r := range recs[1:] {
 		if r.AppliedBy != recs[0].AppliedBy {
 			t.Errorf("migrations applied by %s and %s", recs[0].AppliedBy, r.AppliedBy)
+		}
+	}
+}
+
+// Retention per table: a changed setting is applied to the existing tables
+// at the next start (ALTER TABLE … MODIFY TTL), and rows past their
+// table's retention go while younger ones stay. Logs are kept 7 days,
+// aggregates 60, the DLQ 30.
+func TestRetentionChangesApplyToExistingTablesAndExpireRows(t *testing.T) {
+	ctx := context.Background()
+	// Created keeping everything for a year.
+	s := openRawStore(t, Options{Database: "webhookd", TTLDays: 365})
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	ages := []int{1, 10, 45, 90} // days
+	b := &Batch{}
+	for i, age := range ages {
+		at := now.Add(-time.Duration(age) * 24 * time.Hour)
+		pipe := fmt.Sprintf("d%d", age)
+		exec := "e_" + pipe
+		b.Attempts = append(b.Attempts, delivery.Attempt{V: 1, Kind: delivery.KindAttempt, AttemptID: "a_" + pipe, ExecutionID: exec, DeliveryID: "del_" + pipe,
+			PipelineID: pipe, TriggerType: "click", StepID: "s1", Status: "failed", HTTPStatus: 500, LatencyMS: 10, Error: "HTTP 500", StartedAt: at})
+		b.AttemptOrigins = append(b.AttemptOrigins, Origin{Topic: "x", Offset: int64(i)})
+		b.Executions = append(b.Executions, delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: exec, DeliveryID: "del_" + pipe, PipelineID: pipe,
+			TriggerType: "click", Status: "failed", StartedAt: at, CompletedAt: at.Add(time.Second), Seq: 1})
+		b.ExecutionOrigins = append(b.ExecutionOrigins, Origin{Topic: "x", Offset: int64(100 + i)})
+		b.Dead = append(b.Dead, DeadLetterRow{Record: dlq.Record{V: 1, ID: "dlq_" + pipe, State: "dead", Reason: "retries_exhausted", Error: "HTTP 500",
+			DeliveryID: "del_" + pipe, ExecutionID: exec, PipelineID: pipe, TriggerType: "click", Attempts: 1, FailedAt: at}, Version: 1})
+		b.DeadOrigins = append(b.DeadOrigins, Origin{Topic: "y", Offset: int64(i)})
+	}
+	if err := s.Write(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	tables := []string{"attempts", "executions", "dlq_items", "attempts_1m", "attempts_1h", "executions_1m", "executions_1h", "errors_1m", "dlq_1m"}
+	kept := func() map[string][]string {
+		out := map[string][]string{}
+		for _, tb := range tables {
+			rows, err := s.b.query(ctx, `SELECT DISTINCT pipeline_id FROM webhookd.`+tb+` ORDER BY length(pipeline_id), pipeline_id`, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				out[tb] = append(out[tb], asString(r[0]))
+			}
+		}
+		return out
+	}
+	all := []string{"d1", "d10", "d45", "d90"}
+	for tb, got := range kept() {
+		if !reflect.DeepEqual(got, all) {
+			t.Fatalf("%s before: %v", tb, got)
+		}
+	}
+
+	// The next start, with new settings.
+	r := sibling(s, func(s *Store) { s.retention = Retention{Logs: 7, Aggregates: 60, DLQ: 30} })
+	if err := r.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	engines, _ := r.tables(ctx)
+	for _, tb := range tables {
+		spec := ttlTables[tb]
+		if col, days, ok := parseTTL(engines[tb]); !ok || col != spec.column || days != r.retention.days(spec.class) {
+			t.Errorf("%s TTL after the change: %s", tb, engines[tb])
+		}
+	}
+	// The MODIFY TTL's own materialization runs in the background; this
+	// one waits (mutations run in order), then merges force the TTL.
+	for _, tb := range tables {
+		mustExec(t, r, `ALTER TABLE webhookd.`+tb+` MATERIALIZE TTL SETTINGS mutations_sync = 2`)
+		mustExec(t, r, `OPTIMIZE TABLE webhookd.`+tb+` FINAL`)
+	}
+	want := map[string][]string{
+		"attempts": {"d1"}, "executions": {"d1"},
+		"dlq_items":   {"d1", "d10"},
+		"attempts_1m": {"d1", "d10", "d45"}, "attempts_1h": {"d1", "d10", "d45"}, "executions_1m": {"d1", "d10", "d45"},
+		"executions_1h": {"d1", "d10", "d45"}, "errors_1m": {"d1", "d10", "d45"}, "dlq_1m": {"d1", "d10", "d45"},
+	}
+	if got := kept(); !reflect.DeepEqual(got, want) {
+		t.Errorf("rows kept per table:\n got %v\nwant %v", got, want)
+	}
+	// Nothing to change at the start after.
+	if p, err := r.plan(ctx, migrations, false); err != nil || !p.empty() {
+		t.Errorf("plan after: %+v, %v", p, err)
+	}
+}
+
+// parseTTL reads what ClickHouse prints, and refuses TTLs of other forms.
+func TestParseTTL(t *testing.T) {
+	for _, c := range []struct {
+		engine string
+		col    string
+		days   int
+		ok     bool
+	}{
+		{"ReplacingMergeTree(seq) PARTITION BY toYYYYMMDD(started_at) ORDER BY (pipeline_id, execution_id) TTL toDateTime(started_at) + toIntervalDay(30) SETTINGS index_granularity = 8192", "started_at", 30, true},
+		{"ReplacingMergeTree(version) PARTITION BY toYYYYMM(failed_at) ORDER BY id TTL (toDateTime(failed_at) + toIntervalDay(30)) + toIntervalDay(60) SETTINGS index_granularity = 8192", "failed_at", 90, true},
+		{"AggregatingMergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (hour, pipeline_id) TTL toDateTime(hour) + toIntervalDay(400)", "hour", 400, true},
+		{"AggregatingMergeTree ORDER BY (feed, topic, partition) SETTINGS index_granularity = 8192", "", 0, true},
+		{"MergeTree ORDER BY x TTL toDateTime(started_at) + toIntervalDay(30) TO VOLUME 'cold' SETTINGS index_granularity = 8192", "", 0, false},
+		{"MergeTree ORDER BY x TTL toDateTime(started_at) + toIntervalMonth(1)", "", 0, false},
+	} {
+		col, days, ok := parseTTL(c.engine)
+		if col != c.col || days != c.days || ok != c.ok {
+			t.Errorf("parseTTL(%q) = %q, %d, %v", c.engine, col, days, ok)
 		}
 	}
 }
