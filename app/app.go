@@ -34,6 +34,7 @@ import (
 	"github.com/afftok/webhookd/engine"
 	"github.com/afftok/webhookd/jobs"
 	"github.com/afftok/webhookd/lagwatch"
+	"github.com/afftok/webhookd/lease"
 	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/ordering"
 	"github.com/afftok/webhookd/pipeline"
@@ -184,7 +185,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option
 		}}}
 
 	if cfg.HasRole(config.RoleAnalytics) || cfg.HasRole(config.RoleAdmin) {
-		if a.Store, err = openStore(ctx, &cfg); err != nil {
+		// Replicas starting together migrate the schema one at a time,
+		// under a lease on the leases topic (package lease).
+		replica := replicaID()
+		schemaLease := lease.New(lease.Options{ClientOpts: base, Topic: a.Topics.Leases, Name: "analytics-schema/" + cfg.ClickHouseDatabase,
+			Owner: replica, Log: log.With("worker", "schema-lease")})
+		if a.Store, err = openStore(ctx, &cfg, schemaLease, replica, log.With("worker", "schema")); err != nil {
 			return nil, err
 		}
 		if err := a.Store.Migrate(ctx); err != nil {
@@ -431,8 +437,10 @@ func (a *App) client(opts []kgo.Opt) (*kgo.Client, error) {
 	return cl, nil
 }
 
-func openStore(ctx context.Context, cfg *config.Config) (*analytics.Store, error) {
-	o := analytics.Options{Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster, TTLDays: cfg.ClickHouseTTLDays}
+func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, replica string, log *slog.Logger) (*analytics.Store, error) {
+	o := analytics.Options{Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster, TTLDays: cfg.ClickHouseTTLDays,
+		Retention: analytics.Retention{Logs: cfg.ClickHouseLogTTLDays, Aggregates: cfg.ClickHouseAggregateTTLDays, DLQ: cfg.ClickHouseDLQTTLDays},
+		Lease:     l, MigrateWait: cfg.ClickHouseMigrateWait, Replica: replica, Log: log}
 	if cfg.Mode == config.ModeDev && cfg.ClickHouseAddr == "" {
 		lib := cfg.ChDBLibrary
 		if lib == "" {
@@ -444,6 +452,15 @@ func openStore(ctx context.Context, cfg *config.Config) (*analytics.Store, error
 		Addr: cfg.ClickHouseAddr, Database: cfg.ClickHouseDatabase, User: cfg.ClickHouseUser,
 		Password: cfg.ClickHousePassword, TLS: cfg.ClickHouseTLS,
 	}, o)
+}
+
+// replicaID names this process in schema_migrations and to the other
+// replicas waiting for its lease: the host name (a pod's name).
+func replicaID() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "webhookd"
 }
 
 func newGuard(cfg *config.Config) (dispatcher.Guard, error) {

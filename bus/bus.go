@@ -43,6 +43,9 @@ type Topics struct {
 	// (compacted); Parked the events parked behind a locked key.
 	Order  string
 	Parked string
+	// Leases holds lease claims (package lease): one partition, whose
+	// log order decides who holds, e.g., the ClickHouse schema lease.
+	Leases string
 }
 
 // Tier is one retry topic and the delay it stands for.
@@ -71,6 +74,7 @@ func NewTopics(cfg *config.Config) (Topics, error) {
 		Jobs:       p + "webhooks.jobs",
 		Order:      p + "webhooks.order",
 		Parked:     p + "webhooks.parked",
+		Leases:     p + "webhooks.leases",
 		Tiers:      tiers,
 
 		OperatorEvents: p + "webhooks.operator-events",
@@ -154,6 +158,9 @@ func (t Topics) Specs(partitions int, withEvents bool) []Spec {
 		{Name: t.Order, Partitions: n, Configs: map[string]*string{"cleanup.policy": ptr("compact")}},
 		// Parked events wait as long as a retry may (the tiers' retention).
 		{Name: t.Parked, Partitions: n, Configs: del(7 * day)},
+		// One partition: the log order of claims decides a lease. Read
+		// from its start, so kept days, far longer than a lease is held.
+		{Name: t.Leases, Partitions: 1, Configs: del(7 * day)},
 	}
 	for _, r := range t.Tiers {
 		specs = append(specs, Spec{Name: r.Topic, Partitions: n, Configs: del(7 * day)})

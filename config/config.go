@@ -79,8 +79,14 @@ type Config struct {
 	ClickHousePassword string `env:"WEBHOOKD_CLICKHOUSE_PASSWORD" help:"ClickHouse password."`
 	ClickHouseTLS      bool   `env:"WEBHOOKD_CLICKHOUSE_TLS" help:"Connect to ClickHouse over TLS."`
 	ClickHouseCluster  string `env:"WEBHOOKD_CLICKHOUSE_CLUSTER" help:"If set, DDL runs ON CLUSTER with Replicated engines."`
-	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Days execution logs are kept."`
+	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Default retention in days: execution logs and aggregates are kept this long, DLQ items 60 days more, unless a setting below says otherwise."`
 	ChDBLibrary        string `env:"WEBHOOKD_CHDB_LIBRARY" help:"Dev mode: path to libchdb.so (default: the repo's .cache, then the system)."`
+
+	// Retention per kind of table (0: from WEBHOOKD_CLICKHOUSE_TTL_DAYS).
+	ClickHouseLogTTLDays       int           `env:"WEBHOOKD_CLICKHOUSE_LOG_TTL_DAYS" help:"Days execution logs (attempts, executions) are kept; 0: WEBHOOKD_CLICKHOUSE_TTL_DAYS. A changed retention is applied to the existing tables at the next start (ALTER TABLE … MODIFY TTL)."`
+	ClickHouseAggregateTTLDays int           `env:"WEBHOOKD_CLICKHOUSE_AGGREGATE_TTL_DAYS" help:"Days the per-minute and per-hour aggregates (stats, time series, dashboards) are kept; 0: WEBHOOKD_CLICKHOUSE_TTL_DAYS."`
+	ClickHouseDLQTTLDays       int           `env:"WEBHOOKD_CLICKHOUSE_DLQ_TTL_DAYS" help:"Days DLQ items are kept after they failed; 0: WEBHOOKD_CLICKHOUSE_TTL_DAYS + 60."`
+	ClickHouseMigrateWait      time.Duration `env:"WEBHOOKD_CLICKHOUSE_MIGRATE_WAIT" help:"How long a starting replica waits for another replica's schema migration (one migrates at a time, under a lease on the webhooks.leases topic) before it gives up and exits."`
 
 	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Records per ClickHouse insert (at most; a batch also ends after the flush interval). Larger batches make fewer parts for ClickHouse to merge."`
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
@@ -121,6 +127,7 @@ func Defaults(mode Mode) Config {
 		AutoDisableAfter:       72 * time.Hour,
 		ClickHouseDatabase:     "webhookd",
 		ClickHouseTTLDays:      30,
+		ClickHouseMigrateWait:  5 * time.Minute,
 		AnalyticsBatchSize:     10000,
 		AnalyticsFlushInterval: time.Second,
 		QueueMetricsInterval:   10 * time.Second,
@@ -262,6 +269,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouseTTLDays < 1 {
 		bad("WEBHOOKD_CLICKHOUSE_TTL_DAYS", "must be at least 1")
+	}
+	for _, r := range []struct {
+		name string
+		days int
+	}{{"WEBHOOKD_CLICKHOUSE_LOG_TTL_DAYS", c.ClickHouseLogTTLDays}, {"WEBHOOKD_CLICKHOUSE_AGGREGATE_TTL_DAYS", c.ClickHouseAggregateTTLDays},
+		{"WEBHOOKD_CLICKHOUSE_DLQ_TTL_DAYS", c.ClickHouseDLQTTLDays}} {
+		if r.days < 0 {
+			bad(r.name, "must be 0 (from WEBHOOKD_CLICKHOUSE_TTL_DAYS) or a number of days")
+		}
+	}
+	if c.ClickHouseMigrateWait < time.Second {
+		bad("WEBHOOKD_CLICKHOUSE_MIGRATE_WAIT", "must be at least 1s")
 	}
 	c.validateMore(bad)
 	return ps.err()

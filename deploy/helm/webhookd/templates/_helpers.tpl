@@ -142,6 +142,10 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 - {name: WEBHOOKD_CLICKHOUSE_TLS, value: {{ .tls | quote }}}
 - {name: WEBHOOKD_CLICKHOUSE_CLUSTER, value: {{ .cluster | quote }}}
 - {name: WEBHOOKD_CLICKHOUSE_TTL_DAYS, value: {{ .ttlDays | quote }}}
+- {name: WEBHOOKD_CLICKHOUSE_LOG_TTL_DAYS, value: {{ .logTTLDays | quote }}}
+- {name: WEBHOOKD_CLICKHOUSE_AGGREGATE_TTL_DAYS, value: {{ .aggregateTTLDays | quote }}}
+- {name: WEBHOOKD_CLICKHOUSE_DLQ_TTL_DAYS, value: {{ .dlqTTLDays | quote }}}
+- {name: WEBHOOKD_CLICKHOUSE_MIGRATE_WAIT, value: {{ .migrateWait | quote }}}
 {{- end }}
 - {name: WEBHOOKD_ANALYTICS_BATCH_SIZE, value: {{ .Values.analytics.batchSize | quote }}}
 - {name: WEBHOOKD_ANALYTICS_FLUSH_INTERVAL, value: {{ .Values.analytics.flushInterval | quote }}}
