@@ -83,6 +83,8 @@ fuzz:
 	$(GO) test ./config -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzWithOrigin -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzRangeParams -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzParseTTL -fuzztime $(FUZZTIME)
+	$(GO) test ./lease -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.

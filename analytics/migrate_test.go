@@ -388,3 +388,23 @@ func TestParseTTL(t *testing.T) {
 		}
 	}
 }
+
+// parseTTL reads engine_full text from the server: any text is refused or
+// read, never a panic, and what it reads it reads back the same once
+// written as ClickHouse prints it.
+func FuzzParseTTL(f *testing.F) {
+	f.Add("ReplacingMergeTree(seq) PARTITION BY toYYYYMMDD(started_at) ORDER BY (pipeline_id, execution_id) TTL toDateTime(started_at) + toIntervalDay(30) SETTINGS index_granularity = 8192")
+	f.Add("ReplacingMergeTree(version) ORDER BY id TTL (toDateTime(failed_at) + toIntervalDay(30)) + toIntervalDay(60) SETTINGS index_granularity = 8192")
+	f.Add("MergeTree ORDER BY x TTL toDateTime(d) + toIntervalDay(1) TO VOLUME 'cold'")
+	f.Add("Null")
+	f.Fuzz(func(t *testing.T, engine string) {
+		col, days, ok := parseTTL(engine)
+		if !ok || col == "" || days < 0 {
+			return
+		}
+		again := fmt.Sprintf("MergeTree ORDER BY x TTL toDateTime(%s) + toIntervalDay(%d) SETTINGS index_granularity = 8192", col, days)
+		if c2, d2, ok2 := parseTTL(again); !ok2 || c2 != col || d2 != days {
+			t.Errorf("%q read as %s %d; written back %q read as %s %d %v", engine, col, days, again, c2, d2, ok2)
+		}
+	})
+}

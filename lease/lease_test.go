@@ -217,3 +217,25 @@ func readState(t *testing.T, opts []kgo.Opt, name string) *state {
 	}
 	return st
 }
+
+// Records on the topic are read from other processes: any value is applied
+// or ignored, never a panic, and the holder is always a token some claim
+// carried.
+func FuzzApply(f *testing.F) {
+	f.Add([]byte(`{"op":"claim","token":"a","owner":"A"}`), []byte(`{"op":"claim","token":"b","supersedes":"a","after":0}`), []byte(`{"op":"release","token":"b"}`))
+	f.Add([]byte(`{"op":"renew","token":"x"}`), []byte(`not json`), []byte(`{"op":"claim","token":""}`))
+	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+		st := &state{name: "n", last: -1}
+		claimed := map[string]bool{"": true}
+		for i, v := range [][]byte{a, b, c, a, c} {
+			var r record
+			if json.Unmarshal(v, &r) == nil && r.Op == opClaim {
+				claimed[r.Token] = true
+			}
+			st.apply(&kgo.Record{Key: []byte("n"), Value: v, Offset: int64(i)}, time.Now())
+			if !claimed[st.holder] || st.next != int64(i+1) {
+				t.Fatalf("after %q: holder %q, next %d", v, st.holder, st.next)
+			}
+		}
+	})
+}
