@@ -18,6 +18,13 @@ import (
 // log order wins). Acquire blocks until this replica holds the lease, or
 // until ctx ends — the bounded wait. held is done when the lease is lost
 // (the others presumed this replica dead) or released; release gives it up.
+//
+// Why Kafka and not a claim row in a ClickHouse table: ClickHouse has no
+// transactions or compare-and-set, and an insert is not visible on every
+// replica at once, so two replicas inserting claims together can each read
+// back only their own and both go ahead. Every webhookd replica already has
+// Kafka, whose log order is the same for every reader. A lease cannot fence
+// a statement already sent, so migrations stay idempotent.
 type Lease interface {
 	Acquire(ctx context.Context) (held context.Context, release func(), err error)
 }
@@ -115,10 +122,11 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) error {
 	if p.empty() {
 		return nil
 	}
-	run := ctx
+	run, held := ctx, context.Background()
 	if s.lease != nil {
 		wctx, cancel := context.WithTimeout(ctx, s.migrateWait)
-		held, release, err := s.lease.Acquire(wctx)
+		var release func()
+		held, release, err = s.lease.Acquire(wctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("schema migration: waited %v for the schema lease (another replica migrating; WEBHOOKD_CLICKHOUSE_MIGRATE_WAIT): %w", s.migrateWait, err)
@@ -135,16 +143,12 @@ func (s *Store) migrate(ctx context.Context, ms []Migration) error {
 			return err
 		}
 	}
-	if err := s.apply(run, p); err != nil {
-		if c := context.Cause(run); c != nil && run.Err() != nil {
-			return fmt.Errorf("%w (%v)", err, c)
-		}
-		return err
-	}
-	return nil
+	return s.apply(run, held, p)
 }
 
-func (s *Store) apply(ctx context.Context, p *schemaPlan) error {
+// apply does a plan; ctx (which ends with held, for the server to abort a
+// statement in flight) and held are checked before each statement.
+func (s *Store) apply(ctx, held context.Context, p *schemaPlan) error {
 	t := s.target()
 	if p.bootstrap {
 		for _, stmt := range bootstrap(t) {
@@ -157,6 +161,12 @@ func (s *Store) apply(ctx context.Context, p *schemaPlan) error {
 	for _, m := range p.pending {
 		start := time.Now()
 		for _, stmt := range m.Statements(t) {
+			for _, c := range []context.Context{held, ctx} {
+				if c.Err() != nil {
+					// Lease lost or caller gone (chDB does not watch ctx).
+					return fmt.Errorf("schema migration %d (%s) stopped: %w", m.Version, m.Name, context.Cause(c))
+				}
+			}
 			if err := s.b.exec(ctx, stmt, nil); err != nil {
 				return fmt.Errorf("schema migration %d (%s): %w\n%s", m.Version, m.Name, err, stmt)
 			}

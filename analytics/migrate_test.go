@@ -408,3 +408,53 @@ func FuzzParseTTL(f *testing.F) {
 		}
 	})
 }
+
+// fakeLease hands out held contexts the test controls.
+type fakeLease struct {
+	block bool                    // never granted: Acquire waits for ctx
+	held  context.CancelCauseFunc // the current holding's cancel
+}
+
+func (f *fakeLease) Acquire(ctx context.Context) (context.Context, func(), error) {
+	if f.block {
+		<-ctx.Done()
+		return nil, nil, fmt.Errorf("held by busy-replica: %w", ctx.Err())
+	}
+	held, cancel := context.WithCancelCause(context.Background())
+	f.held = cancel
+	return held, func() { cancel(errors.New("released")) }, nil
+}
+
+// The wait for another replica's migration is bounded, and says which
+// setting bounds it; nothing is applied meanwhile.
+func TestMigrateWaitForTheLeaseIsBounded(t *testing.T) {
+	s := openRawStore(t, Options{Database: "webhookd", Lease: &fakeLease{block: true}, MigrateWait: 200 * time.Millisecond})
+	err := s.Migrate(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "WEBHOOKD_CLICKHOUSE_MIGRATE_WAIT") || !strings.Contains(err.Error(), "busy-replica") {
+		t.Fatalf("err = %v", err)
+	}
+	if tables, _ := s.tables(context.Background()); len(tables) != 0 {
+		t.Errorf("tables created without the lease: %v", tables)
+	}
+}
+
+// A replica that loses the lease mid-migration stops before its next
+// statement, and does not record the migration it did not finish.
+func TestMigrateStopsWhenTheLeaseIsLost(t *testing.T) {
+	fl := &fakeLease{}
+	s := openRawStore(t, Options{Database: "webhookd", Lease: fl})
+	ms := append(Migrations(), Migration{Version: 3, Name: "test: lease lost here", Statements: func(Target) []string {
+		fl.held(lease.ErrLost)
+		return []string{`CREATE TABLE IF NOT EXISTS webhookd.never (x UInt8) ENGINE = Memory`}
+	}})
+	err := s.migrate(context.Background(), ms)
+	if !errors.Is(err, lease.ErrLost) || !strings.Contains(err.Error(), "migration 3") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := versions(t, s); !reflect.DeepEqual(got, []int{1, 2}) {
+		t.Errorf("recorded %v", got)
+	}
+	if tables, _ := s.tables(context.Background()); tables["never"] != "" {
+		t.Error("a statement ran after the lease was lost")
+	}
+}
