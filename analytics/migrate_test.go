@@ -165,9 +165,11 @@ func TestMigrateAdoptsTheFirstReleasesDatabase(t *testing.T) {
 	}
 
 	// A restart applies nothing and records nothing again.
+	start := time.Now()
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("a restart with nothing to migrate: %v", time.Since(start).Round(time.Microsecond))
 	again, _ := s.Applied(ctx)
 	if !reflect.DeepEqual(again, recs) {
 		t.Errorf("a second Migrate changed the records: %+v", again)
@@ -258,8 +260,10 @@ func TestReplicasStartingTogetherApplyEachMigrationOnce(t *testing.T) {
 			errs[i] = r.migrate(ctx, ms)
 		}()
 	}
+	start := time.Now()
 	close(startLine)
 	wg.Wait()
+	t.Logf("%d replicas started together: every one done after %v", replicas, time.Since(start).Round(time.Millisecond))
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("replica-%d: %v", i, err)

@@ -454,6 +454,8 @@ func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, repli
 	}, o)
 }
 
+var _ analytics.Lease = (*lease.Lease)(nil)
+
 // replicaID names this process in schema_migrations and to the other
 // replicas waiting for its lease: the host name (a pod's name).
 func replicaID() string {
