@@ -261,7 +261,7 @@ func TestTopicsPlansThenCreatesMissing(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(r.stdout, "12 topics: 0 created, 9 missing, 1 differ from the plan") || !strings.Contains(r.stdout, "Run with --apply") {
+	if !strings.Contains(r.stdout, "13 topics: 0 created, 10 missing, 1 differ from the plan") || !strings.Contains(r.stdout, "Run with --apply") {
 		t.Errorf("summary:\n%s", r.stdout)
 	}
 	if n := topicCount(); n != 2 {
@@ -269,11 +269,11 @@ func TestTopicsPlansThenCreatesMissing(t *testing.T) {
 	}
 
 	r = webhookd(t, env, "topics", "--config", file, "--apply")
-	if r.code != 0 || !strings.Contains(r.stdout, "12 topics: 9 created, 0 missing, 1 differ") {
+	if r.code != 0 || !strings.Contains(r.stdout, "13 topics: 10 created, 0 missing, 1 differ") {
 		t.Fatalf("apply: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if n := topicCount(); n != 11 { // ev.absent is not webhookd's to create
-		t.Errorf("%d topics after --apply, want 11", n)
+	if n := topicCount(); n != 12 { // ev.absent is not webhookd's to create
+		t.Errorf("%d topics after --apply, want 12", n)
 	}
 	ts, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx), "t.webhooks.dlq", "t.webhooks.retry.1s")
 	if err != nil {
@@ -286,7 +286,7 @@ func TestTopicsPlansThenCreatesMissing(t *testing.T) {
 		t.Errorf("retry topic created with %d partitions, want 4", n)
 	}
 	r = webhookd(t, env, "topics", "--config", file)
-	if r.code != 0 || !strings.Contains(r.stdout, "12 topics: 0 created, 0 missing, 1 differ") || strings.Contains(r.stdout, "--apply") {
+	if r.code != 0 || !strings.Contains(r.stdout, "13 topics: 0 created, 0 missing, 1 differ") || strings.Contains(r.stdout, "--apply") {
 		t.Errorf("after apply: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
