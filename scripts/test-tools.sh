@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tools the signature-verification tests run the spec's snippets with:
 # node + the jsonwebtoken and standardwebhooks (the Standard Webhooks reference
-# library) packages (into .cache/node), python3, php-cli.
+# library) packages (into .cache/node), python3, php-cli; and chromium, which the
+# admin web UI's browser tests drive (e2e/ui_test.go).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -d "$root/.cache/node/node_modules/jsonwebtoken" ] || [ ! -d "$root/.cache/node/node_modules/standardwebhooks" ]; then
@@ -12,6 +13,7 @@ missing=()
 command -v php >/dev/null || missing+=(php-cli)
 command -v python3 >/dev/null || missing+=(python3)
 command -v node >/dev/null || missing+=(nodejs)
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
