@@ -76,3 +76,68 @@ func TestUISignIn(t *testing.T) {
 		t.Errorf("token kept after sign-out")
 	}
 }
+
+// pipelineIDFromPath is the id in /ui/pipelines/<id>.
+func pipelineIDFromPath(t *testing.T, b *browser) string {
+	t.Helper()
+	p := Eval[string](b, `location.pathname`)
+	id, ok := strings.CutPrefix(p, "/ui/pipelines/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		t.Fatalf("not on a pipeline's page: %s", p)
+	}
+	return id
+}
+
+// Creating a pipeline with the form: an invalid step URL comes back from
+// the API as a validation error shown at that field (and nothing is
+// created); once fixed, the pipeline is saved as typed and its page shows it.
+func TestUICreatePipelineWithTheFormShowsAFieldErrorFirst(t *testing.T) {
+	rcv := newReceiver(t)
+	b := newBrowser(t, shared)
+	b.SignIn(testToken)
+	b.Click("#nav-pipelines")
+	b.WaitPage("pipelines")
+	b.Click("#new-pipeline")
+	b.WaitPage("pipeline_form")
+
+	name := "ui-form-" + strings.ReplaceAll(t.Name(), "/", "-")
+	b.Fill("#f-name", name)
+	b.Fill("#f-trigger_type", "conversion")
+	b.Fill("#f-steps-0-name", "crm")
+	b.Fill("#f-steps-0-url", "ftp://crm.example.com/hook")
+	b.Fill("#f-steps-0-headers", "X-Source: webhookd-ui")
+	b.Fill("#f-steps-0-body_template", `{"id": "{{conversion.id}}", "amount": "{{conversion.amount}}"}`)
+	b.Click("#save-pipeline")
+	b.WaitText(`[data-field="steps[0].url"] .field-error`, "http or https")
+	if got := Eval[string](b, `document.activeElement.id`); got != "f-steps-0-url" {
+		t.Errorf("focus on %q, want the invalid URL's field", got)
+	}
+	if p := Eval[string](b, `location.pathname`); p != "/ui/pipelines/new" {
+		t.Errorf("left the form for %s", p)
+	}
+	// What was typed is still there.
+	if got := Eval[string](b, `document.querySelector('#f-steps-0-headers').value`); got != "X-Source: webhookd-ui" {
+		t.Errorf("headers after the error: %q", got)
+	}
+	b.Screenshot("pipeline-form-error")
+
+	b.Fill("#f-steps-0-url", rcv.URL+"/ui-hook")
+	b.Click("#save-pipeline")
+	b.WaitPage("pipeline")
+	b.WaitText("#pipeline-name", name)
+	id := pipelineIDFromPath(t, b)
+	t.Cleanup(func() { shared.API(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil) })
+	b.WaitText("#pipeline-steps", rcv.URL+"/ui-hook")
+
+	code, out := shared.API(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil)
+	if code != 200 {
+		t.Fatalf("GET the created pipeline: %d %v", code, out)
+	}
+	p := out["data"].(map[string]any)
+	step := p["steps"].([]any)[0].(map[string]any)
+	if p["name"] != name || p["trigger_type"] != "conversion" || p["status"] != "active" || step["url"] != rcv.URL+"/ui-hook" ||
+		step["name"] != "crm" || step["headers"].(map[string]any)["X-Source"] != "webhookd-ui" ||
+		step["body_template"].(map[string]any)["id"] != "{{conversion.id}}" {
+		t.Errorf("saved %v", p)
+	}
+}
