@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The UI's files load without a credential, with the strict CSP; unknown
@@ -139,5 +144,205 @@ func TestUICreatePipelineWithTheFormShowsAFieldErrorFirst(t *testing.T) {
 		step["name"] != "crm" || step["headers"].(map[string]any)["X-Source"] != "webhookd-ui" ||
 		step["body_template"].(map[string]any)["id"] != "{{conversion.id}}" {
 		t.Errorf("saved %v", p)
+	}
+}
+
+// A pipeline's page: found in the list by its filters, its steps shown;
+// tested on sample data (each step's request and response shown, the
+// receiver's answer as text); paused, resumed and disabled; renamed in
+// JSON mode; deleted after a confirmation.
+func TestUIPipelineDetailActions(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		w.WriteHeader(201)
+		_, _ = w.Write([]byte(`{"ok":true,"note":"<b>bold</b>"}`))
+	})
+	p := shared.CreatePipeline(t, `{"name":"ui-actions","trigger_type":"postback","steps":[
+		{"name":"notify","order":1,"url":"`+rcv.URL+`/notify","headers":{"X-Test":"yes"},"body_template":{"pb":"{{postback.id}}"}},
+		{"name":"audit","order":2,"url":"`+rcv.URL+`/audit","method":"PUT"}]}`)
+	id := p["id"].(string)
+
+	b := newBrowser(t, shared)
+	b.SignIn(testToken)
+	b.Go("/ui/pipelines?trigger_type=postback&pipeline_id=" + id)
+	b.WaitPage("pipelines")
+	if got := Eval[int](b, `document.querySelectorAll('#pipeline-list tbody tr').length`); got != 1 {
+		t.Fatalf("%d rows for one pipeline id", got)
+	}
+	b.WaitText("#pipeline-list", "ui-actions")
+	b.Screenshot("pipelines")
+	b.Click(`#pipeline-list a[href="/ui/pipelines/` + id + `"]`)
+	b.WaitPage("pipeline")
+	b.WaitText("#pipeline-steps", rcv.URL+"/notify")
+	b.WaitText("#pipeline-steps", "PUT "+rcv.URL+"/audit")
+	b.Screenshot("pipeline")
+
+	// Test on sample data.
+	b.Click("#test-pipeline")
+	b.WaitPage("pipeline_test")
+	b.Fill("#test-data", `{"postback": {"id": "pb_ui_1"}}`)
+	b.Click("#run-test")
+	b.WaitText("#test-status", "completed")
+	if n := Eval[int](b, `document.querySelectorAll('.step-result').length`); n != 2 {
+		t.Errorf("%d step results, want 2", n)
+	}
+	b.WaitText(`.step-result[data-order="1"] .request-line`, "POST "+rcv.URL+"/notify")
+	b.WaitText(`.step-result[data-order="1"] .request-body`, "pb_ui_1")
+	b.WaitText(`.step-result[data-order="1"] .response-body`, `"note":"<b>bold</b>"`)
+	if n := Eval[int](b, `document.querySelectorAll('#test-result b').length`); n != 0 {
+		t.Errorf("the receiver's HTML became %d elements", n)
+	}
+	b.Screenshot("pipeline-test")
+	for range 2 {
+		if c := rcv.next(t); !strings.Contains(c.Path, "/notify") && !strings.Contains(c.Path, "/audit") {
+			t.Errorf("test call to %s", c.Path)
+		}
+	}
+
+	// Pause, resume, disable: the API says so after each click.
+	status := func() string {
+		_, out := shared.API(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil)
+		return out["data"].(map[string]any)["status"].(string)
+	}
+	b.Go(uiPath("pipelines", id))
+	b.WaitPage("pipeline")
+	b.Click("#pause-pipeline")
+	b.WaitText("#pipeline-status", "paused")
+	if s := status(); s != "paused" {
+		t.Errorf("after Pause: %s", s)
+	}
+	b.Click("#resume-pipeline")
+	b.WaitText("#pipeline-status", "active")
+	b.Click("#disable-pipeline")
+	b.WaitText("#pipeline-status", "disabled")
+	if s := status(); s != "disabled" {
+		t.Errorf("after Disable: %s", s)
+	}
+
+	// Rename in JSON mode.
+	b.Click("#edit-pipeline")
+	b.WaitPage("pipeline_form")
+	b.Click("#tab-json")
+	b.WaitVisible("#pipeline-json")
+	doc := Eval[string](b, `document.querySelector('#pipeline-json').value`)
+	if !strings.Contains(doc, `"name": "ui-actions"`) || strings.Contains(doc, `"stats"`) {
+		t.Fatalf("JSON mode shows %s", doc)
+	}
+	b.Fill("#pipeline-json", strings.Replace(doc, `"name": "ui-actions"`, `"name": "ui-actions-renamed"`, 1))
+	b.Click("#save-pipeline")
+	b.WaitPage("pipeline")
+	b.WaitText("#pipeline-name", "ui-actions-renamed")
+
+	// Delete: Cancel keeps it, confirming deletes it.
+	b.Click("#delete-pipeline")
+	b.Click("#modal-cancel")
+	if code, _ := shared.API(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil); code != 200 {
+		t.Fatalf("cancelled delete: GET %d", code)
+	}
+	b.Click("#delete-pipeline")
+	b.Click("#modal-confirm")
+	b.WaitPage("pipelines")
+	if code, _ := shared.API(t, "GET", "/api/admin/webhooks/pipelines/"+id, nil); code != 404 {
+		t.Errorf("after delete: GET %d", code)
+	}
+}
+
+// The dashboard shows what the stats API says: executions, success rate
+// and latency charts, queue depths, the top errors and disabled pipelines.
+// It also makes the README's screenshots of the main pages, with data.
+func TestUIDashboard(t *testing.T) {
+	ok, bad := newReceiver(t), newReceiver(t)
+	bad.respondWith(func(c captured, w http.ResponseWriter) {
+		w.WriteHeader(503)
+		_, _ = w.Write([]byte(`{"error":"partner API overloaded"}`))
+	})
+	good := shared.CreatePipeline(t, `{"name":"crm-conversions","description":"Conversions to the CRM","trigger_type":"conversion","steps":[
+		{"name":"crm","order":1,"url":"`+ok.URL+`/crm","body_template":{"id":"{{conversion.id}}","amount":"{{conversion.amount}}"}},
+		{"name":"slack","order":2,"url":"`+ok.URL+`/slack"}]}`)
+	failing := shared.CreatePipeline(t, `{"name":"partner-postback","trigger_type":"conversion","steps":[
+		{"name":"partner","order":1,"url":"`+bad.URL+`/partner","retry_policy":{"max_attempts":1}}]}`)
+	shared.CreatePipeline(t, `{"name":"legacy-export","trigger_type":"click","status":"disabled","steps":[{"order":1,"url":"`+ok.URL+`/legacy"}]}`)
+	const n = 6
+	for i := range n {
+		id := fmt.Sprintf("conv_ui_dash_%d", i)
+		produce(t, "afftok.conversions", id, `{"type":"conversion.created","data":{"id":"`+id+`","amount":49.99,"currency":"USD"}}`)
+	}
+	last := fmt.Sprintf("conv_ui_dash_%d", n-1)
+	shared.WaitExecution(t, good["id"].(string), last)
+	if ex := shared.WaitExecution(t, failing["id"].(string), last); ex["status"] != "failed" {
+		t.Fatalf("failing pipeline's execution: %v", ex)
+	}
+	// The page reads the per-minute aggregates: wait until they have it all.
+	var stats map[string]any
+	for deadline := time.Now().Add(arriveWithin); ; time.Sleep(100 * time.Millisecond) {
+		_, out := shared.API(t, "GET", "/api/admin/webhooks/stats?pipeline_id="+failing["id"].(string), nil)
+		stats = out["data"].(map[string]any)
+		if len(stats["top_errors"].([]any)) > 0 && stats["summary"].(map[string]any)["total_executions_today"].(float64) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never counted the failures: %v", stats)
+		}
+	}
+	topError := stats["top_errors"].([]any)[0].(map[string]any)["error"].(string)
+
+	b := newBrowser(t, shared)
+	b.SignIn(testToken)
+	b.Go("/ui/?range=1h")
+	b.WaitPage("dashboard")
+	executions, _ := strconv.Atoi(strings.ReplaceAll(b.Text("#stat-executions .stat-value"), ",", ""))
+	if executions < 2*n {
+		t.Errorf("dashboard shows %d executions, want at least %d", executions, 2*n)
+	}
+	if got := b.Text("#stat-success .stat-value"); !strings.HasSuffix(got, "%") || got == "100.0%" {
+		t.Errorf("success rate %q (half of these failed)", got)
+	}
+	// Each chart drew its lines from the buckets.
+	if paths := Eval[int](b, `[...document.querySelectorAll('.chart path.series')].filter(p => /L/.test(p.getAttribute('d'))).length`); paths < 3 {
+		t.Errorf("%d chart lines with data", paths)
+	}
+	b.WaitText("#top-errors", topError[:min(len(topError), 30)])
+	b.WaitText("#auto-disabled", "legacy-export")
+	b.WaitText("#queues", "Dead letters")
+	b.Screenshot("dashboard")
+
+	// The README's pipelines pages, with these pipelines' stats.
+	b.Go("/ui/pipelines?range=1h")
+	b.WaitPage("pipelines")
+	b.WaitText("#pipeline-list", "crm-conversions")
+	b.Screenshot("pipelines")
+	b.Go(uiPath("pipelines", good["id"].(string)) + "?range=1h")
+	b.WaitPage("pipeline")
+	b.WaitText("#pipeline-steps", ok.URL+"/slack")
+	b.Screenshot("pipeline")
+}
+
+// A read token signs in, sees the pipelines, and every action that would
+// change something is disabled (the API would answer 403 anyway).
+func TestUIReadTokenChangesNothing(t *testing.T) {
+	const readTok = "ui-read-token-0123456789"
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(readTok+" read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in := startInstance(t, "dev", merge(ownTopics("uiread."), map[string]string{"WEBHOOKD_ADMIN_TOKENS_FILE": file}))
+	rcv := newReceiver(t)
+	p := in.CreatePipeline(t, `{"name":"ui-read-only","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/x"}]}`)
+
+	b := newBrowser(t, in)
+	b.SignIn(readTok)
+	b.WaitText("#session-role", "read-only")
+	b.Go("/ui/pipelines")
+	b.WaitPage("pipelines")
+	b.WaitText("#pipeline-list", "ui-read-only")
+	if !Eval[bool](b, `document.querySelector('#new-pipeline').disabled`) {
+		t.Error("New pipeline is enabled for a read token")
+	}
+	b.Go(uiPath("pipelines", p["id"].(string)))
+	b.WaitPage("pipeline")
+	for _, id := range []string{"#edit-pipeline", "#test-pipeline", "#pause-pipeline", "#disable-pipeline", "#delete-pipeline"} {
+		if !Eval[bool](b, `document.querySelector('`+id+`').disabled`) {
+			t.Errorf("%s is enabled for a read token", id)
+		}
 	}
 }

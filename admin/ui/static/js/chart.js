@@ -3,7 +3,7 @@
 
 import { h, s } from './dom.js';
 
-const W = 560, H = 200, PAD = { l: 48, r: 12, t: 12, b: 26 };
+const W = 440, H = 190, PAD = { l: 48, r: 12, t: 12, b: 26 };
 
 function niceMax(v) {
   if (v <= 0) return 1;
@@ -18,10 +18,11 @@ function timeLabel(d) {
 
 // lineChart draws series [{name, values: [number|null]}] over the shared x
 // labels xs (Dates). opts: yMax (fixed top, e.g. 100 for percentages),
-// yFormat (tick text), title (accessible name).
-export function lineChart(xs, series, { yMax, yFormat = (v) => String(v), title = 'chart' } = {}) {
+// minTop (the lowest top: ticks stay whole numbers), yFormat (tick text),
+// title (accessible name).
+export function lineChart(xs, series, { yMax, minTop = 4, yFormat = (v) => String(v), title = 'chart' } = {}) {
   const all = series.flatMap((se) => se.values.filter((v) => v !== null && v !== undefined));
-  const top = yMax ?? niceMax(Math.max(0, ...all));
+  const top = yMax ?? niceMax(Math.max(minTop, ...all));
   const iw = W - PAD.l - PAD.r, ih = H - PAD.t - PAD.b;
   const x = (i) => PAD.l + (xs.length <= 1 ? iw / 2 : (i * iw) / (xs.length - 1));
   const y = (v) => PAD.t + ih - (Math.min(v, top) / top) * ih;
@@ -43,21 +44,28 @@ export function lineChart(xs, series, { yMax, yFormat = (v) => String(v), title 
       d += `${pen ? 'L' : 'M'}${x(i).toFixed(1)},${y(v).toFixed(1)}`;
       pen = true;
     });
-    return s('path', { class: `series series-${n}`, d: d || 'M0,0' });
+    // A point with no neighbour draws no line: a dot shows it.
+    const dots = se.values.map((v, i) => {
+      if (v === null || v === undefined) return null;
+      const prev = se.values[i - 1], next = se.values[i + 1];
+      if ((prev !== null && prev !== undefined) || (next !== null && next !== undefined)) return null;
+      return s('circle', { class: `dot series-fill-${n}`, cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 3 });
+    });
+    return [s('path', { class: `series series-${n}`, d: d || 'M0,0' }), ...dots.filter(Boolean)];
   });
   return h('figure', { class: 'chart' },
     s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title, class: 'chart-svg' },
-      s('title', null, title), ...grid, ...ticks, ...paths),
+      s('title', null, title), ...grid, ...ticks, ...paths.flat()),
     legend(series));
 }
 
 // barChart draws one series of values over labels (horizontal bars).
 export function barChart(items, { format = (v) => String(v), title = 'chart' } = {}) {
   const top = niceMax(Math.max(0, ...items.map((i) => i.value)));
-  const rowH = 22, lw = 220, bw = W - lw - 60;
+  const rowH = 22, lw = 170, bw = W - lw - 50;
   const height = Math.max(rowH, items.length * rowH) + 4;
   const rows = items.map((it, i) => [
-    s('text', { class: 'axis-label', x: lw - 8, y: i * rowH + 15, 'text-anchor': 'end' }, it.label.length > 34 ? it.label.slice(0, 33) + '…' : it.label),
+    s('text', { class: 'axis-label', x: lw - 8, y: i * rowH + 15, 'text-anchor': 'end' }, it.label.length > 26 ? it.label.slice(0, 25) + '…' : it.label),
     s('rect', { class: 'bar series-fill-0', x: lw, y: i * rowH + 4, height: rowH - 8, width: Math.max(1, (it.value / top) * bw) }),
     s('text', { class: 'axis-label', x: lw + Math.max(1, (it.value / top) * bw) + 6, y: i * rowH + 15 }, format(it.value)),
   ]);

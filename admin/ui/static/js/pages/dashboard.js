@@ -33,7 +33,7 @@ export async function render(root, params) {
       select({ id: 'dashboard-range', 'aria-label': 'time range', onchange: (e) => setQuery({ range: e.target.value }) },
         Object.entries(RANGES).map(([k, r]) => [k, r.label]), rangeKey)));
   const summary = h('div', null, loading());
-  const charts = h('div', { class: 'two-col' }, h('div', null, loading()));
+  const charts = h('div', { class: 'three-col' }, h('div', null, loading()));
   const bottom = h('div', { class: 'two-col' });
   mount(root, head, summary, charts, bottom);
 
@@ -73,7 +73,7 @@ export async function render(root, params) {
         { name: 'p50', values: b.map((x) => (x.executions || x.retried ? x.latency_ms_p50 : null)) },
         { name: 'p95', values: b.map((x) => (x.executions || x.retried ? x.latency_ms_p95 : null)) },
         { name: 'p99', values: b.map((x) => (x.executions || x.retried ? x.latency_ms_p99 : null)) },
-      ], { yFormat: (v) => fmtMs(v), title: 'latency p50, p95, p99 over time' })),
+      ], { yFormat: (v) => fmtMs(v), minTop: 100, title: 'latency p50, p95, p99 over time' })),
       card('Executions', lineChart(xs, [
         { name: 'successful', values: b.map((x) => x.successful) },
         { name: 'failed', values: b.map((x) => x.failed) },
@@ -110,7 +110,15 @@ export async function render(root, params) {
       { title: 'Why', class: 'wrap', cell: (e) => e.message },
     ], events.value.events));
   }
+  const byTrigger = stats.status === 'fulfilled'
+    ? table([
+      { title: 'Trigger', cell: (r) => r[0] },
+      { title: 'Executions', class: 'num', cell: (r) => fmtNum(r[1].executions) },
+      { title: 'Success', class: 'num', cell: (r) => fmtPct(r[1].success_rate) },
+      { title: 'p50 / p95 / p99', class: 'num', cell: (r) => `${fmtMs(r[1].latency_ms.p50)} / ${fmtMs(r[1].latency_ms.p95)} / ${fmtMs(r[1].latency_ms.p99)}` },
+    ], Object.entries(stats.value.by_trigger_type).sort((a, b) => b[1].executions - a[1].executions), { emptyText: 'No executions in this window.' })
+    : null;
   mount(bottom,
-    h('div', { id: 'top-errors' }, card('Top errors', topErrors)),
+    h('div', { id: 'top-errors' }, card('Top errors', topErrors), byTrigger ? h('div', { id: 'by-trigger' }, card('By trigger type', byTrigger)) : null),
     h('div', { id: 'auto-disabled' }, card('Disabled pipelines', auto, evs)));
 }

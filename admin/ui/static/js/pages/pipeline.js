@@ -76,7 +76,7 @@ export async function render(root, params) {
     const xs = b.map((x) => new Date(x.start));
     charts = h('div', { class: 'two-col' },
       card('Success rate', lineChart(xs, [{ name: 'success rate %', values: b.map((x) => (x.successful + x.failed ? (100 * x.successful) / (x.successful + x.failed) : null)) }], { yMax: 100, yFormat: (v) => v + '%', title: 'success rate' })),
-      card('Attempt latency', lineChart(xs, ['p50', 'p95', 'p99'].map((k) => ({ name: k, values: b.map((x) => (x.executions || x.retried ? x['latency_ms_' + k] : null)) })), { yFormat: fmtMs, title: 'latency' })));
+      card('Attempt latency', lineChart(xs, ['p50', 'p95', 'p99'].map((k) => ({ name: k, values: b.map((x) => (x.executions || x.retried ? x['latency_ms_' + k] : null)) })), { yFormat: fmtMs, minTop: 100, title: 'latency' })));
   }
 
   const steps = table([

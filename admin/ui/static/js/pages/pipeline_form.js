@@ -29,6 +29,7 @@ function toModel(p) {
 function errorsUnder(errors, path, placed) {
   const msgs = [];
   for (const [k, v] of Object.entries(errors)) {
+    if (placed.has(k)) continue;
     if (k === path || k.startsWith(path + '.') || k.startsWith(path + '[')) {
       msgs.push(k === path ? v : `${k.slice(path.length + 1) || k}: ${v}`);
       placed.add(k);
