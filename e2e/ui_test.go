@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // The UI's files load without a credential, with the strict CSP; unknown
@@ -80,6 +82,14 @@ func TestUISignIn(t *testing.T) {
 	if tok := Eval[*string](b, `sessionStorage.getItem('webhookd.token')`); tok != nil {
 		t.Errorf("token kept after sign-out")
 	}
+
+	// A token that stops being valid (rotated away): the next API call's
+	// 401 brings the sign-in form back, saying why.
+	b.SignIn(testToken)
+	Eval[chromedp.Void](b, `sessionStorage.setItem('webhookd.token', 'rotated-away-0123456789')`)
+	b.Go("/ui/pipelines")
+	b.WaitVisible("#signin-form")
+	b.WaitText("#signin-form", "Your session ended")
 }
 
 // pipelineIDFromPath is the id in /ui/pipelines/<id>.
