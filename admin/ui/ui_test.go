@@ -84,7 +84,6 @@ func TestHandlerServesTheUI(t *testing.T) {
 	}
 }
 
-
 // The UI's code never parses strings as HTML or code, and its HTML has no
 // inline script or style: data is text (see dom.js), and the CSP holds.
 func TestStaticFilesKeepTheRules(t *testing.T) {
