@@ -17,34 +17,47 @@ function stat(label, value, sub, id) {
   return h('div', { class: 'stat', id }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value), sub ? h('div', { class: 'stat-sub' }, sub) : null);
 }
 
+// REFRESH: the dashboard reads its data again this often while shown.
+const REFRESH_MS = 30000;
+
 export async function render(root, params) {
   const rangeKey = RANGES[params.query.get('range')] ? params.query.get('range') : '6h';
   const range = RANGES[rangeKey];
-  const to = new Date();
-  // Whole minutes: the aggregates are per minute.
-  to.setUTCSeconds(0, 0);
-  to.setUTCMinutes(to.getUTCMinutes() + 1);
-  const from = new Date(to.getTime() - range.hours * 3600e3);
-  const win = { from: from.toISOString(), to: to.toISOString() };
   const sig = { signal: params.signal };
-
+  const updated = h('span', { class: 'hint', id: 'dashboard-updated' });
   const head = h('div', { class: 'page-head' }, h('h1', null, 'Dashboard'),
-    h('div', { class: 'actions' },
+    h('div', { class: 'actions' }, updated,
       select({ id: 'dashboard-range', 'aria-label': 'time range', onchange: (e) => setQuery({ range: e.target.value }) },
         Object.entries(RANGES).map(([k, r]) => [k, r.label]), rangeKey)));
-  const summary = h('div', null, loading());
-  const charts = h('div', { class: 'three-col' }, h('div', null, loading()));
-  const bottom = h('div', { class: 'two-col' });
-  mount(root, head, summary, charts, bottom);
+  const shown = { summary: h('div', null, loading()), charts: h('div'), bottom: h('div') };
+  mount(root, head, shown.summary, shown.charts, shown.bottom);
 
-  const [stats, series, disabled, events] = await Promise.allSettled([
-    get("/stats", win, sig),
-    get('/stats/timeseries', { ...win, interval: range.interval }, sig),
-    get('/pipelines', { status: 'disabled', limit: 50 }, sig),
-    get('/operator-events', { type: 'pipeline_auto_disabled', limit: 10 }, sig),
-  ]);
-  if (params.signal.aborted) return;
+  // refresh reads everything, then swaps the sections at once (no flash).
+  async function refresh() {
+    const to = new Date();
+    // Whole minutes: the aggregates are per minute.
+    to.setUTCSeconds(0, 0);
+    to.setUTCMinutes(to.getUTCMinutes() + 1);
+    const from = new Date(to.getTime() - range.hours * 3600e3);
+    const win = { from: from.toISOString(), to: to.toISOString() };
+    const [stats, series, disabled, events] = await Promise.allSettled([
+      get('/stats', win, sig),
+      get('/stats/timeseries', { ...win, interval: range.interval }, sig),
+      get('/pipelines', { status: 'disabled', limit: 50 }, sig),
+      get('/operator-events', { type: 'pipeline_auto_disabled', limit: 10 }, sig),
+    ]);
+    if (params.signal.aborted) return;
+    const summary = h('div'), charts = h('div', { class: 'three-col' }), bottom = h('div', { class: 'two-col' });
+    fill({ summary, charts, bottom }, { stats, series, disabled, events }, range);
+    for (const [k, el] of Object.entries({ summary, charts, bottom })) { shown[k].replaceWith(el); shown[k] = el; }
+    updated.textContent = `Updated ${new Date().toISOString().slice(11, 19)} UTC · every ${REFRESH_MS / 1000} s`;
+  }
+  await refresh();
+  const timer = setInterval(() => { if (!document.hidden) refresh().catch(() => {}); }, REFRESH_MS);
+  return () => clearInterval(timer);
+}
 
+function fill({ summary, charts, bottom }, { stats, series, disabled, events }, range) {
   if (stats.status === 'fulfilled') {
     const st = stats.value, s = st.summary, q = st.queues;
     mount(summary,
