@@ -319,6 +319,24 @@ func TestUIDashboard(t *testing.T) {
 	b.WaitPage("pipelines")
 	b.WaitText("#pipeline-list", "crm-conversions")
 	b.Screenshot("pipelines")
+
+	// Pagination: two a page, Next shows the rest.
+	b.Go("/ui/pipelines?limit=2")
+	b.WaitPage("pipelines")
+	if rows := Eval[int](b, `document.querySelectorAll('#pipeline-list tbody tr').length`); rows != 2 {
+		t.Errorf("page 1 of limit 2 has %d rows", rows)
+	}
+	first := b.Text("#pipeline-list tbody")
+	b.WaitText(".pager-info", "Page 1 of ")
+	b.Click(".pager button:last-child")
+	b.WaitText(".pager-info", "Page 2 of ")
+	b.WaitPage("pipelines")
+	if rows := Eval[int](b, `document.querySelectorAll('#pipeline-list tbody tr').length`); rows < 1 || b.Text("#pipeline-list tbody") == first {
+		t.Errorf("page 2: %d rows, same as page 1: %v", rows, b.Text("#pipeline-list tbody") == first)
+	}
+	if q := Eval[string](b, `location.search`); !strings.Contains(q, "page=2") || !strings.Contains(q, "limit=2") {
+		t.Errorf("page 2's URL: %s", q)
+	}
 	b.Go(uiPath("pipelines", good["id"].(string)) + "?range=1h")
 	b.WaitPage("pipeline")
 	b.WaitText("#pipeline-steps", ok.URL+"/slack")
