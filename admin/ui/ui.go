@@ -89,14 +89,14 @@ func Handler(c *fiber.Ctx) error {
 		return c.Next()
 	}
 	p := c.Path()
-	if p == "/" {
-		return c.Redirect(Prefix+"/", fiber.StatusFound)
-	}
 	lower := strings.ToLower(p)
-	if lower != Prefix && !strings.HasPrefix(lower, Prefix+"/") {
+	if p != "/" && lower != Prefix && !strings.HasPrefix(lower, Prefix+"/") {
 		return c.Next()
 	}
 	setSecurityHeaders(c)
+	if p == "/" {
+		return c.Redirect(Prefix+"/", fiber.StatusFound)
+	}
 	if lower == Prefix {
 		return c.Redirect(Prefix+"/", fiber.StatusMovedPermanently)
 	}
