@@ -372,3 +372,31 @@ func TestUIReadTokenChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A standard-mode step saved without a key gets one generated: the form
+// shows it once, and the pipeline's page (like GET) never shows it again.
+func TestUIGeneratedSigningKeyIsShownOnce(t *testing.T) {
+	rcv := newReceiver(t)
+	b := newBrowser(t, shared)
+	b.SignIn(testToken)
+	b.Go("/ui/pipelines/new")
+	b.WaitPage("pipeline_form")
+	b.Fill("#f-name", "ui-standard-signing")
+	b.Fill("#f-trigger_type", "click")
+	b.Fill("#f-steps-0-url", rcv.URL+"/signed")
+	b.Fill("#f-steps-0-signature_mode", "standard")
+	b.Click("#save-pipeline")
+	b.WaitText("#generated-keys", "whsec_")
+	key := strings.TrimSpace(b.Text("#generated-keys .generated-key pre"))
+	if !strings.HasPrefix(key, "whsec_") {
+		t.Fatalf("generated key %q", key)
+	}
+	b.Click(`#generated-keys a[href^="/ui/pipelines/"]`)
+	b.WaitPage("pipeline")
+	id := pipelineIDFromPath(t, b)
+	t.Cleanup(func() { shared.API(t, "DELETE", "/api/admin/webhooks/pipelines/"+id, nil) })
+	b.WaitText("#pipeline-steps", "standard")
+	if html := Eval[string](b, `document.body.textContent`); strings.Contains(html, key) || strings.Contains(html, "whsec_") {
+		t.Error("the pipeline's page shows the signing key")
+	}
+}

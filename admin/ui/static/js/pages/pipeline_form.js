@@ -286,10 +286,10 @@ export async function render(root, params) {
       const keys = (saved.steps || []).filter((s) => s.signing_key);
       if (keys.length) {
         mount(root, h('h1', null, `Saved ${saved.name}`),
-          card('Generated signing keys — shown once',
+          h('div', { id: 'generated-keys' }, card('Generated signing keys — shown once',
             h('p', null, 'Give each receiver its key now: webhookd never shows them again.'),
-            keys.map((s) => h('div', null, h('strong', null, s.name), pre(s.signing_key))),
-            link('/ui/pipelines/' + encodeURIComponent(saved.id), 'Continue to the pipeline →')));
+            keys.map((s) => h('div', { class: 'generated-key' }, h('strong', null, s.name), pre(s.signing_key))),
+            link('/ui/pipelines/' + encodeURIComponent(saved.id), 'Continue to the pipeline →'))));
         return;
       }
       toast(editing ? `Saved ${saved.name}` : `Created ${saved.name}`);
