@@ -320,6 +320,16 @@ func TestUIDashboard(t *testing.T) {
 	b.WaitText("#pipeline-list", "crm-conversions")
 	b.Screenshot("pipelines")
 
+	// Filters go into the URL and narrow the list.
+	b.Fill("#filter-status", "disabled")
+	b.WaitText("#pipeline-list", "legacy-export")
+	if n := Eval[int](b, `[...document.querySelectorAll('#pipeline-list tbody .badge')].filter(e => e.textContent !== 'disabled').length`); n != 0 {
+		t.Errorf("%d pipelines that are not disabled under status=disabled", n)
+	}
+	if q := Eval[string](b, `location.search`); !strings.Contains(q, "status=disabled") {
+		t.Errorf("status filter not in the URL: %s", q)
+	}
+
 	// Pagination: two a page, Next shows the rest.
 	b.Go("/ui/pipelines?limit=2")
 	b.WaitPage("pipelines")
