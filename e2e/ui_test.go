@@ -350,6 +350,7 @@ func TestUIDashboard(t *testing.T) {
 	b.Go(uiPath("pipelines", good["id"].(string)) + "?range=1h")
 	b.WaitPage("pipeline")
 	b.WaitText("#pipeline-steps", ok.URL+"/slack")
+	b.WaitText("#pipeline-recent", last) // its latest execution, with a link to it
 	b.Screenshot("pipeline")
 }
 

@@ -36,9 +36,10 @@ export async function render(root, params) {
   const win = statsWindow(params.query.get('range'));
   const path = '/pipelines/' + encodeURIComponent(id);
   const interval = win.hours <= 1 ? '1m' : win.hours <= 24 ? '5m' : '1h';
-  const [p, series] = await Promise.all([
+  const [p, series, recent] = await Promise.all([
     get(path, { from: win.from, to: win.to }, { signal: params.signal }),
     get('/stats/timeseries', { from: win.from, to: win.to, interval, pipeline_id: id }, { signal: params.signal }).catch((e) => e),
+    get('/logs/recent', { pipeline_id: id, limit: 10 }, { signal: params.signal }).catch((e) => e),
   ]);
 
   const actions = h('div', { class: 'actions', id: 'pipeline-actions' },
@@ -106,6 +107,15 @@ export async function render(root, params) {
     statsBlock,
     charts,
     card('Steps', h('div', { class: 'table-wrap', id: 'pipeline-steps' }, steps)),
+    card('Recent executions', h('div', { id: 'pipeline-recent' }, recent instanceof Error ? errorBox(recent) : table([
+      { title: 'Started', cell: (e) => h('span', { title: e.started_at }, fmtTime(e.started_at)) },
+      { title: 'Execution', cell: (e) => link('/ui/logs/' + encodeURIComponent(e.id), e.id) },
+      { title: 'Trigger id', cell: (e) => h('span', { class: 'mono' }, e.trigger_id) },
+      { title: 'Status', cell: (e) => badge(e.status) },
+      { title: 'Steps', cell: (e) => e.steps.map((st) => badge(`${st.step_order}: ${st.http_status || st.status}`, st.status === 'success' ? 'ok' : 'bad')) },
+      { title: 'Duration', class: 'num', cell: (e) => (e.completed_at ? fmtMs(e.duration_ms) : '—') },
+    ], recent.logs, { emptyText: 'No executions yet.' })),
+    link('/ui/logs?pipeline_id=' + encodeURIComponent(id), 'All of its executions →')),
     h('div', { class: 'two-col' },
       card('Settings', kv([
         ['Id', h('span', { class: 'mono' }, p.id)],
