@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 
+	"github.com/afftok/webhookd/admin/ui"
 	"github.com/afftok/webhookd/analytics"
 	"github.com/afftok/webhookd/opevents"
 	"github.com/afftok/webhookd/pipeline"
@@ -247,6 +248,9 @@ func (s *Server) routes() {
 	a := s.app
 	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	a.Get("/readyz", s.readyz)
+	// The web UI's static files need no credential (the page shows the
+	// sign-in form); the data it shows comes from the routes below.
+	a.Use(ui.Handler)
 	a.Use(s.auth)
 	a.Use(s.requireJSON)
 	a.Get("/metrics", adaptor.HTTPHandler(promhttp.Handler()))
@@ -270,6 +274,7 @@ func (s *Server) routes() {
 	w.Post("/test/pipeline/:id", s.testPipeline)
 	w.Post("/test/step", s.testStep)
 	w.Get("/operator-events", s.listOperatorEvents)
+	w.Get("/whoami", s.whoami)
 	// The API reference's /logs/dlq… paths, and the guide's /dlq… paths.
 	for _, prefix := range []string{"/logs/dlq", "/dlq"} {
 		w.Get(prefix, s.listDLQ)

@@ -245,7 +245,18 @@ func (s *Server) auth(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="webhookd", error="insufficient_scope"`)
 		return apiError(fiber.StatusForbidden, "forbidden", "profiles are for admin tokens only")
 	}
+	c.Locals(roleKey{}, role)
 	return c.Next()
+}
+
+// roleKey holds the request's credential's Role in the Fiber context.
+type roleKey struct{}
+
+// whoami answers the credential's role: the web UI signs in with it, and
+// hides what a read token may not do.
+func (s *Server) whoami(c *fiber.Ctx) error {
+	role, _ := c.Locals(roleKey{}).(Role)
+	return ok(c, fiber.StatusOK, fiber.Map{"role": role})
 }
 
 // isProbe reports whether path is /healthz or /readyz, which need no token.

@@ -394,3 +394,24 @@ func TestOpenAPIDocumentsForbiddenOnWritingRoutes(t *testing.T) {
 		}
 	}
 }
+
+// GET /whoami answers the credential's role (the web UI signs in with it):
+// admin for the env token and admin lines, read for read lines; no valid
+// credential is a 401. The UI's files need none.
+func TestWhoAmIAnswersTheRole(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	writeFile(t, file, adminTok+"\n"+readTok+" read\n")
+	s := authServer(t, AuthOptions{Token: envTok, TokensFile: file})
+	for tok, want := range map[string]string{envTok: "admin", adminTok: "admin", readTok: "read"} {
+		got := call(t, s, "GET", "/api/admin/webhooks/whoami", "Bearer "+tok)
+		if got.status != 200 || got.body != `{"data":{"role":"`+want+`"},"success":true}` {
+			t.Errorf("whoami with a %s token: %d %s", want, got.status, got.body)
+		}
+	}
+	if got := call(t, s, "GET", "/api/admin/webhooks/whoami", "Bearer nope-0123456789abcdef"); got.status != 401 {
+		t.Errorf("whoami with a wrong token: %d %s", got.status, got.body)
+	}
+	if got := call(t, s, "GET", "/ui/", ""); got.status != 200 || !strings.Contains(got.body, `<div id="app">`) {
+		t.Errorf("/ui/ without a token: %d %.100s", got.status, got.body)
+	}
+}

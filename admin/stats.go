@@ -77,7 +77,7 @@ func (s *Server) stats(c *fiber.Ctx) error {
 }
 
 // timeSeries is GET /stats/timeseries: executions, outcomes, retries, DLQ
-// items and p95 attempt latency in buckets of interval over from–to
+// items and p50/p95/p99 attempt latency in buckets of interval over from–to
 // (default: the last 24 hours; at most maxBuckets buckets).
 func (s *Server) timeSeries(c *fiber.Ctx) error {
 	q := query{c: c}

@@ -181,7 +181,7 @@ func checkWorkload(t *testing.T, s *Store) {
 	}
 	for i := range ts {
 		if !ts[i].Start.Equal(wantTS[i].Start) || ts[i].Executions != wantTS[i].Executions || ts[i].Successful != wantTS[i].Successful ||
-			ts[i].Failed != wantTS[i].Failed || ts[i].Retried != wantTS[i].Retried || ts[i].DLQ != wantTS[i].DLQ || ts[i].LatencyMSP95 != wantTS[i].LatencyMSP95 {
+			ts[i].Failed != wantTS[i].Failed || ts[i].Retried != wantTS[i].Retried || ts[i].DLQ != wantTS[i].DLQ || ts[i].LatencyMSP95 != wantTS[i].LatencyMSP95 || ts[i].LatencyMSP50 > ts[i].LatencyMSP95 || ts[i].LatencyMSP99 < ts[i].LatencyMSP95 {
 			t.Errorf("bucket %d = %+v, want %+v", i, ts[i], wantTS[i])
 		}
 	}

@@ -404,7 +404,9 @@ type Bucket struct {
 	Failed       int64     `json:"failed"`
 	Retried      int64     `json:"retried"`
 	DLQ          int64     `json:"dlq"`
+	LatencyMSP50 int64     `json:"latency_ms_p50"`
 	LatencyMSP95 int64     `json:"latency_ms_p95"`
+	LatencyMSP99 int64     `json:"latency_ms_p99"`
 }
 
 // Intervals are the time series' bucket widths.
@@ -463,7 +465,8 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 	}
 	for _, row := range rows {
 		if b := at(asInt(row[0])); b != nil {
-			b.Retried, b.LatencyMSP95 = asInt(row[1]), quantiles(row[2]).P95
+			q := quantiles(row[2])
+			b.Retried, b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = asInt(row[1]), q.P50, q.P95, q.P99
 		}
 	}
 	rows, err = s.b.query(ctx, `

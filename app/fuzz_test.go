@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/afftok/webhookd/admin/ui"
 )
 
 var fuzzMethods = []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "PROPFIND"}
@@ -16,7 +18,7 @@ var fuzzPaths = []string{
 	"/api/admin/webhooks/test/step", "/api/admin/webhooks/logs/dlq", "/api/admin/webhooks/dlq/retry",
 	"/api/admin/webhooks/dlq/{id}", "/api/admin/webhooks/dlq/{id}/retry", "/api/admin/webhooks/logs/dlq/{id}/retry",
 	"/api/admin/webhooks/openapi.yaml", "/healthz", "/readyz", "/metrics", "/nope", "/api/admin/webhooks/",
-	"/api/admin/webhooks/stats/timeseries",
+	"/api/admin/webhooks/stats/timeseries", "/ui/", "/ui/pipelines/{id}", "/ui/js/{id}", "/",
 }
 
 var fuzzContentTypes = []string{"application/json", "", "text/plain", "application/json; charset=utf-8", "application/x-www-form-urlencoded",
@@ -80,6 +82,14 @@ func FuzzAdminAPI(f *testing.F) {
 		}
 		if r.status >= 500 {
 			t.Fatalf("%s %s: %d %s", method, req.URL, r.status, r.body)
+		}
+		if r.header.Get("Content-Security-Policy") == ui.CSP {
+			// The web UI's files (/ui/…, / redirects there): GET and HEAD
+			// only, every other method goes to the API's routes.
+			if method != "GET" && method != "HEAD" {
+				t.Fatalf("%s %s answered by the web UI: %d", method, req.URL, r.status)
+			}
+			return
 		}
 		if method != "HEAD" {
 			if err := checkEnvelope(r); err != nil {

@@ -119,17 +119,20 @@ func TestStatsRoutesShowHandComputedFigures(t *testing.T) {
 		Buckets  []struct {
 			Start                                        time.Time
 			Executions, Successful, Failed, Retried, DLQ int64
+			LatencyMSP50                                 int64 `json:"latency_ms_p50"`
 			LatencyMSP95                                 int64 `json:"latency_ms_p95"`
+			LatencyMSP99                                 int64 `json:"latency_ms_p99"`
 		}
 	}
 	get("/api/admin/webhooks/stats/timeseries?interval=1m&from="+at(0)+"&to="+at(3*time.Minute)+"&pipeline_id="+pid, &series)
 	if series.Interval != "1m" || len(series.Buckets) != 3 {
 		t.Fatalf("series = %+v", series)
 	}
-	if b0 := series.Buckets[0]; !b0.Start.Equal(t0) || b0.Executions != 4 || b0.Successful != 3 || b0.Failed != 1 || b0.Retried != 1 || b0.DLQ != 0 || b0.LatencyMSP95 != 400 {
+	if b0 := series.Buckets[0]; !b0.Start.Equal(t0) || b0.Executions != 4 || b0.Successful != 3 || b0.Failed != 1 || b0.Retried != 1 || b0.DLQ != 0 || b0.LatencyMSP95 != 400 ||
+		b0.LatencyMSP50 == 0 || b0.LatencyMSP50 > b0.LatencyMSP95 || b0.LatencyMSP99 < b0.LatencyMSP95 {
 		t.Errorf("first bucket = %+v", b0)
 	}
-	if b2 := series.Buckets[2]; !b2.Start.Equal(t0.Add(2*time.Minute)) || b2.Executions != 0 || b2.LatencyMSP95 != 0 {
+	if b2 := series.Buckets[2]; !b2.Start.Equal(t0.Add(2*time.Minute)) || b2.Executions != 0 || b2.LatencyMSP50 != 0 || b2.LatencyMSP95 != 0 || b2.LatencyMSP99 != 0 {
 		t.Errorf("last bucket = %+v", b2)
 	}
 

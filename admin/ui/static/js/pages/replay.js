@@ -1,0 +1,6 @@
+// Placeholder: the replay page is being built.
+import { empty, h, mount } from '../dom.js';
+
+export function render(root) {
+  mount(root, h('h1', null, 'replay'), empty('This page is coming soon.'));
+}
