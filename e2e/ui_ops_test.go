@@ -219,6 +219,7 @@ func TestUIDLQBulkRedriveShowsProgressUntilDone(t *testing.T) {
 	b.Click("#redrive-submit")
 	b.WaitText(".modal", "Retry up to 1,000 dead items of pipeline "+id)
 	b.Click("#modal-confirm")
+	b.WaitVisible("#redrive-progress") // the page again, watching the job
 	b.WaitPage("dlq")
 	if q := Eval[string](b, `location.search`); !strings.Contains(q, "redrive=rdr_") {
 		t.Fatalf("the job is not in the URL: %q", q)
@@ -374,4 +375,65 @@ func TestUIDLQReadTokenCannotRetryOrDelete(t *testing.T) {
 	b.WaitText("#dlq-detail-"+item, "conv_ro1")
 	b.Screenshot("dlq-read-only")
 	waitDLQState(t, in, id, "dead", item) // still dead
+}
+
+// A slow bulk redrive is cancelled from its progress card (after a
+// confirmation): the job ends cancelled and the items it did not reach
+// stay dead.
+func TestUIDLQBulkRedriveCanBeCancelled(t *testing.T) {
+	rcv, failing := switchable(t)
+	p := createPipeline(t, fmt.Sprintf(oneAttemptPipeline, "ui-redrive-cancel", rcv.URL+"/partner"))
+	id := p["id"].(string)
+	trigs := []string{uiTrig("conv_uicnc_a"), uiTrig("conv_uicnc_b")}
+	for _, tr := range trigs {
+		produceConversion(t, tr)
+	}
+	for range trigs {
+		rcv.next(t)
+	}
+	items := dlqByTrigger(dlqItems(t, "/api/admin/webhooks/dlq", id, 2))
+	failing.Store(false)
+
+	b := newBrowser(t, shared)
+	b.SignIn(testToken)
+	b.Go("/ui/dlq?pipeline_id=" + id)
+	b.WaitPage("dlq")
+	b.Fill("#redrive-rate", "0.01") // one item per 100 s
+	b.Click("#redrive-submit")
+	b.Click("#modal-confirm")
+	b.WaitVisible("#redrive-progress")
+	b.WaitText("#redrive-state", "running")
+	b.Click("#redrive-cancel")
+	b.WaitText(".modal", "Cancel redrive")
+	b.Click("#modal-confirm")
+	b.WaitText("#redrive-state", "cancelled")
+	b.WaitVisible("#redrive-dismiss")
+	if Eval[bool](b, `(() => { const c = document.querySelector('#redrive-cancel'); return !!c && !c.hidden; })()`) {
+		t.Error("cancel still offered on a cancelled job")
+	}
+	retried := Eval[string](b, `document.querySelector('#redrive-retried').textContent`)
+	if retried != "0" && retried != "1" {
+		t.Fatalf("retried %q of 2 at 0.01 per second", retried)
+	}
+	// At least one item was not reached: still dead.
+	dead := 0
+	for _, item := range items {
+		code, out := api(t, "GET", "/api/admin/webhooks/dlq?pipeline_id="+id, nil)
+		if code != 200 {
+			t.Fatalf("dlq: %d", code)
+		}
+		for _, it := range out["data"].(map[string]any)["items"].([]any) {
+			if it.(map[string]any)["id"] == item {
+				dead++
+			}
+		}
+	}
+	if dead == 0 {
+		t.Fatal("every item left the DLQ although the redrive was cancelled")
+	}
+	b.Click("#redrive-dismiss")
+	b.WaitPage("dlq")
+	if q := Eval[string](b, `location.search`); strings.Contains(q, "redrive=") {
+		t.Errorf("dismissed job still in the URL: %q", q)
+	}
 }

@@ -215,7 +215,7 @@ function redriveForm(f) {
 // redriveProgress polls the job until it is final; it returns the card.
 function redriveProgress(id, f, signal) {
   const body = h('div', { id: 'redrive-body' }, h('p', { class: 'muted' }, 'Reading the job…'));
-  const box = card('Bulk redrive ' + id, body);
+  const box = card('Bulk redrive', h('p', { class: 'muted' }, 'Job ', h('span', { class: 'mono', id: 'redrive-id' }, id)), body);
   box.id = 'redrive-progress';
   const cancel = button('Cancel', async () => {
     if (!await confirmDialog(`Cancel redrive ${id}? Items already retried stay retried; the rest stay in the DLQ.`, { confirm: 'Cancel redrive' })) return;
@@ -284,7 +284,7 @@ export async function render(root, params) {
       h('div', { class: 'actions' }, h('button', { type: 'button', class: 'btn', id: 'dlq-refresh', onclick: () => setQuery({ ...f }) }, 'Refresh'))),
     f.redrive ? redriveProgress(f.redrive, f, params.signal) : null,
     filters, list,
-    card('Bulk redrive', redriveForm(f)));
+    card('Bulk redrive by filter', redriveForm(f)));
 
   let data;
   try {
