@@ -36,10 +36,17 @@ export function apiErrorBox(err, id) {
 
 // pipelinesDatalist: a <datalist id=id> of the pipelines (id, with the name
 // as label), filled when the API answers; empty if it does not.
+// The list is read at most once a minute (it is only a suggestion).
+let pipelinesCache = null; // {at, promise}
 export function pipelinesDatalist(id, signal) {
   const list = h('datalist', { id });
-  get('/pipelines', { limit: 200 }, { signal }).then((d) => {
-    list.replaceChildren(...(d.pipelines || []).map((p) => h('option', { value: p.id, label: `${p.name} (${p.trigger_type})` })));
+  if (!pipelinesCache || Date.now() - pipelinesCache.at > 60e3) {
+    pipelinesCache = { at: Date.now(), promise: get('/pipelines', { limit: 200 }).then((d) => d.pipelines || []) };
+    pipelinesCache.promise.catch(() => { pipelinesCache = null; });
+  }
+  pipelinesCache.promise.then((ps) => {
+    if (signal && signal.aborted) return;
+    list.replaceChildren(...ps.map((p) => h('option', { value: p.id, label: `${p.name} (${p.trigger_type})` })));
   }).catch(() => {});
   return list;
 }

@@ -101,7 +101,11 @@ export async function render(root, params) {
       { title: 'Started', cell: (l) => fmtTime(l.started_at) },
     ], r.siblings)))
     : null;
-  mount(root, h('div', { class: 'crumbs' }, back), summary,
+  const dlq = ex.status === 'failed' || ex.status === 'partial'
+    ? h('p', { class: 'hint' }, 'A step that failed for good leaves an item in the ',
+      link('/ui/dlq?pipeline_id=' + encodeURIComponent(ex.pipeline_id), 'DLQ'), ', where it can be retried.')
+    : null;
+  mount(root, h('div', { class: 'crumbs' }, back), summary, dlq,
     h('h2', null, 'Steps ', h('span', { class: 'hint' }, 'each step\'s latest attempt; failover marks an attempt sent to the failover URL')),
     steps, others);
 }
