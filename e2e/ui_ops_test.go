@@ -105,6 +105,21 @@ func TestUILogsFindsADeliveryAndOpensItsExecution(t *testing.T) {
 	}
 	b.Click("#tab-recent")
 	b.WaitPage("logs")
+	// Filters go into the URL's query; a status with no execution says so.
+	b.Fill("#filter-status", "failed")
+	b.Click("#filter-apply")
+	b.WaitPage("logs")
+	b.WaitText("#logs-body", "No execution matches these filters")
+	if q := Eval[string](b, `location.search`); !strings.Contains(q, "status=failed") {
+		t.Errorf("status filter's URL query %q", q)
+	}
+	// A bad query is answered with the API's message and the field.
+	b.Go("/ui/logs?page=0")
+	b.WaitPage("logs")
+	b.WaitText("#logs-error", "validation_failed")
+	b.WaitText("#logs-error", "page: must be a whole number")
+	b.Go("/ui/logs?pipeline_id=" + id)
+	b.WaitPage("logs")
 
 	b.Click("#exec-" + execID)
 	b.WaitPage("execution")
