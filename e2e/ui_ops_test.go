@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Browser tests of the logs, execution, DLQ and replay pages.
@@ -417,6 +419,24 @@ func TestUIDLQBulkRedriveCanBeCancelled(t *testing.T) {
 	b.Click("#redrive-submit")
 	b.Click("#modal-confirm")
 	b.WaitVisible("#redrive-progress")
+	b.WaitText("#redrive-state", "running")
+
+	// The page polls the running job, and stops when the user leaves it.
+	watching := Eval[string](b, `location.pathname + location.search`)
+	Eval[bool](b, `(() => { window.__polls = 0; const f = window.fetch;
+		window.fetch = (u, ...a) => { if (String(u).includes('/dlq/redrive/')) window.__polls++; return f(u, ...a); }; return true; })()`)
+	b.Do(chromedp.Poll[chromedp.Void](`window.__polls >= 2`, chromedp.WithPollingTimeout(uiWithin)))
+	b.Click("#nav-logs")
+	b.WaitPage("logs")
+	left := Eval[int](b, `window.__polls`)
+	// Nothing must happen: a short, bounded wait (3 poll intervals).
+	Eval[bool](b, `(setTimeout(() => { window.__quiet = true; }, 3000), true)`)
+	b.Do(chromedp.Poll[chromedp.Void](`window.__quiet === true`, chromedp.WithPollingTimeout(uiWithin)))
+	if n := Eval[int](b, `window.__polls`); n != left {
+		t.Errorf("the job was polled %d more times after leaving its page", n-left)
+	}
+	b.Go(watching)
+	b.WaitPage("dlq")
 	b.WaitText("#redrive-state", "running")
 	b.Click("#redrive-cancel")
 	b.WaitText(".modal", "Cancel redrive")

@@ -162,6 +162,7 @@ function watch(id, signal) {
       mount(body, apiErrorBox(e, 'replay-error'), e.status === 404 ? null : h('p', { class: 'hint' }, 'Trying again…'));
       return e.status === 404;
     }
+    remember(j.id);
     const final = JOB_FINAL.includes(j.state);
     const done = j.deliveries_done;
     // A finished job has queued everything; its deliveries may still be
@@ -194,7 +195,6 @@ function watch(id, signal) {
 
 export async function render(root, params) {
   if (params.id) {
-    remember(params.id);
     mount(root, h('div', { class: 'crumbs' }, link('/ui/replay', '‹ Replay')), watch(params.id, params.signal),
       card('Replays started in this tab', recentList(params.signal)));
     return;
