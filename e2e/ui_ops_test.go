@@ -135,6 +135,22 @@ func TestUILogsFindsADeliveryAndOpensItsExecution(t *testing.T) {
 		t.Errorf("response body in a %s, want PRE", tag)
 	}
 	b.Screenshot("execution")
+
+	// Live: the list reads itself again; a new delivery shows up without
+	// a reload.
+	b.Go("/ui/logs?live=1&pipeline_id=" + id)
+	b.WaitPage("logs")
+	if !Eval[bool](b, `document.querySelector('#logs-live').checked`) {
+		t.Error("live is not checked")
+	}
+	Eval[bool](b, `(window.__samePage = true)`)
+	trig2 := uiTrig("conv_uilogs_live")
+	produceConversion(t, trig2)
+	rcv.next(t)
+	b.WaitText("#logs-table", trig2)
+	if !Eval[bool](b, `window.__samePage === true`) {
+		t.Error("the page was reloaded")
+	}
 }
 
 // (2) A pipeline whose receiver fails leaves DLQ items; the DLQ page shows

@@ -51,10 +51,11 @@ export function pipelinesDatalist(id, signal) {
   return list;
 }
 
-// poll calls fn now and then every interval ms until fn returns true, stop()
-// is called or signal aborts. fn's errors (other than an abort) are its
-// own to show; polling goes on after them.
-export function poll(fn, { interval = 1000, signal } = {}) {
+// poll calls fn now (after interval with wait: true) and then every
+// interval ms until fn returns true, stop() is called or signal aborts.
+// fn's errors (other than an abort) are its own to show; polling goes on
+// after them.
+export function poll(fn, { interval = 1000, signal, wait = false } = {}) {
   let timer = null;
   let stopped = false;
   const stop = () => { stopped = true; clearTimeout(timer); };
@@ -72,7 +73,8 @@ export function poll(fn, { interval = 1000, signal } = {}) {
     }
     if (!done && !stopped) timer = setTimeout(tick, interval);
   };
-  tick();
+  if (wait) timer = setTimeout(tick, interval);
+  else tick();
   return stop;
 }
 

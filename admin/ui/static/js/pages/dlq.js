@@ -4,7 +4,7 @@
 // (?redrive=<job id> keeps watching it across reloads).
 import { ApiError, canWrite, del, get, post } from '../api.js';
 import { setQuery } from '../app.js';
-import { ago, badge, button, card, confirmDialog, field, fmtNum, fmtTime, h, kv, link, mount, pagination, pre, select, toast, truncate } from '../dom.js';
+import { ago, badge, button, card, confirmDialog, field, fmtNum, fmtTime, h, kv, link, loading, mount, pagination, pre, select, toast, truncate } from '../dom.js';
 import { apiErrorBox, fromInput, JOB_FINAL, pipelinesDatalist, poll, progressBar, TRIGGER_TYPES } from '../ops.js';
 
 const STATES = ['dead', 'retried', 'deleted'];
@@ -278,7 +278,7 @@ export async function render(root, params) {
   h('button', { type: 'submit', class: 'btn btn-primary', id: 'filter-apply' }, 'Apply'),
   h('button', { type: 'button', class: 'btn', id: 'filter-clear', onclick: () => setQuery({ redrive: f.redrive }) }, 'Clear'));
 
-  const list = h('div', { id: 'dlq-list' });
+  const list = h('div', { id: 'dlq-list' }, loading('Reading the DLQ…'));
   mount(root,
     h('div', { class: 'page-head' }, h('h1', null, 'Dead-letter queue'),
       h('div', { class: 'actions' }, h('button', { type: 'button', class: 'btn', id: 'dlq-refresh', onclick: () => setQuery({ ...f }) }, 'Refresh'))),

@@ -3,8 +3,8 @@
 // the page live in the URL's query.
 import { get } from '../api.js';
 import { setQuery } from '../app.js';
-import { ago, badge, fmtMs, fmtTime, h, link, mount, pagination, select, table, truncate } from '../dom.js';
-import { apiErrorBox, pipelinesDatalist, TRIGGER_TYPES } from '../ops.js';
+import { ago, badge, fmtMs, fmtTime, h, link, loading, mount, pagination, select, table, truncate } from '../dom.js';
+import { apiErrorBox, pipelinesDatalist, poll, TRIGGER_TYPES } from '../ops.js';
 
 const VIEWS = { recent: 'Recent', failures: 'Failures' };
 const STATUSES = ['completed', 'failed', 'partial', 'retrying', 'cancelled'];
@@ -20,8 +20,12 @@ export function filtersOf(query) {
     status: view === 'recent' ? query.get('status') || '' : '',
     page: query.get('page') || '',
     limit: query.get('limit') || '',
+    live: query.get('live') === '1' ? '1' : '',
   };
 }
+
+// LIVE_EVERY: how often a live list is read again (ms).
+const LIVE_EVERY = 5000;
 
 // executionHref: the execution page, with the pipeline as a hint where to
 // look it up.
@@ -75,15 +79,25 @@ export async function render(root, params) {
       onclick: () => go({ view: key === 'recent' ? '' : key, status: '' }),
     }, label)));
 
+  const live = h('input', { type: 'checkbox', id: 'logs-live', checked: !!f.live, onchange: (e) => setQuery({ ...f, live: e.target.checked ? '1' : '' }) });
   const head = h('div', { class: 'page-head' },
     h('h1', null, 'Execution logs'),
-    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'btn', id: 'logs-refresh', onclick: () => setQuery({ ...f }) }, 'Refresh')));
-  const body = h('div', { id: 'logs-body' });
+    h('div', { class: 'actions' },
+      h('label', { class: 'checkbox', title: `read the list again every ${LIVE_EVERY / 1000} s` }, live, 'Live'),
+      h('button', { type: 'button', class: 'btn', id: 'logs-refresh', onclick: () => setQuery({ ...f }) }, 'Refresh')));
+  const body = h('div', { id: 'logs-body' }, loading('Reading the execution logs…'));
   mount(root, head, tabs, filters, body);
 
+  await load(f, body, params.signal);
+  // Live: the list is read again until the user leaves the page.
+  if (f.live) poll(() => load(f, body, params.signal).then(() => false), { interval: LIVE_EVERY, signal: params.signal, wait: true });
+}
+
+// load reads the list and shows it in body (or the API's error).
+async function load(f, body, signal) {
   let data;
   try {
-    data = await get('/logs/' + f.view, { pipeline_id: f.pipeline_id, trigger_type: f.trigger_type, status: f.status, page: f.page, limit: f.limit }, { signal: params.signal });
+    data = await get('/logs/' + f.view, { pipeline_id: f.pipeline_id, trigger_type: f.trigger_type, status: f.status, page: f.page, limit: f.limit }, { signal });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     mount(body, apiErrorBox(e, 'logs-error'));
@@ -91,7 +105,7 @@ export async function render(root, params) {
   }
   const filtered = f.pipeline_id || f.trigger_type || f.status;
   const empty = f.view === 'failures'
-    ? (filtered ? 'No failed, partial or retrying execution matches these filters.' : 'No failed, partial or retrying execution. ')
+    ? (filtered ? 'No failed, partial or retrying execution matches these filters.' : 'No failed, partial or retrying execution.')
     : (filtered ? 'No execution matches these filters.' : 'No execution yet: events delivered by a pipeline show here.');
   mount(body,
     h('div', { class: 'table-wrap', id: 'logs-table' }, table([
