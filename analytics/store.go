@@ -238,6 +238,8 @@ type ExecutionFilter struct {
 	Statuses    []string // empty: any
 	Limit       int
 	Offset      int
+
+	executionID string // one execution (Execution)
 }
 
 // RecentExecutions returns executions newest first, each with its steps.
@@ -247,8 +249,10 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 	}
 	where := `({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
 		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
-		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))`
-	p := Params{"pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "statuses": append([]string{}, f.Statuses...), "limit": f.Limit, "offset": f.Offset}
+		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))
+		  AND ({execution_id:String} = '' OR execution_id = {execution_id:String})`
+	p := Params{"pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "statuses": append([]string{}, f.Statuses...), "limit": f.Limit, "offset": f.Offset,
+		"execution_id": f.executionID}
 	rows, err := s.b.query(ctx, `
 		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status,
 		       toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(completed_at)
@@ -322,6 +326,62 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 		}
 	}
 	return logs, total, nil
+}
+
+// AttemptLog is one HTTP attempt of an execution as it was logged (the
+// URL and bodies redacted and truncated when they were recorded).
+type AttemptLog struct {
+	StepID       string    `json:"step_id"`
+	StepName     string    `json:"step_name"`
+	StepOrder    int64     `json:"step_order"`
+	Attempt      int64     `json:"attempt"` // 0-based, = X-Afftok-Retry-Count
+	Failover     bool      `json:"failover"`
+	Tier         string    `json:"tier"`
+	Status       string    `json:"status"`
+	HTTPStatus   int64     `json:"http_status"`
+	LatencyMS    int64     `json:"latency_ms"`
+	Error        string    `json:"error,omitempty"`
+	RequestURL   string    `json:"request_url"`
+	RequestBody  string    `json:"request_body"`
+	ResponseBody string    `json:"response_body"`
+	StartedAt    time.Time `json:"started_at"`
+}
+
+// Execution returns one execution with its steps (as RecentExecutions
+// shows them) and every attempt, oldest first; nil when it is unknown.
+func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []AttemptLog, error) {
+	p := Params{"id": id}
+	rows, err := s.b.query(ctx, `
+		SELECT pipeline_id FROM `+s.t("executions")+` FINAL
+		WHERE execution_id = {id:String} LIMIT 1`, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("execution: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil, nil
+	}
+	// The list's query, narrowed to the execution's pipeline: the same
+	// shape, steps included.
+	logs, _, err := s.RecentExecutions(ctx, ExecutionFilter{PipelineID: asString(rows[0][0]), Limit: 1, executionID: id})
+	if err != nil || len(logs) == 0 {
+		return nil, nil, err
+	}
+	arows, err := s.b.query(ctx, `
+		SELECT step_id, step_name, step_order, attempt, failover, tier, status, http_status, latency_ms, error,
+		       request_url, request_body, response_body, toUnixTimestamp64Milli(started_at)
+		FROM `+s.t("attempts")+` FINAL
+		WHERE execution_id = {id:String}
+		ORDER BY started_at, step_order, attempt, failover`, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("execution attempts: %w", err)
+	}
+	atts := make([]AttemptLog, 0, len(arows))
+	for _, r := range arows {
+		atts = append(atts, AttemptLog{StepID: asString(r[0]), StepName: asString(r[1]), StepOrder: asInt(r[2]), Attempt: asInt(r[3]),
+			Failover: asBool(r[4]), Tier: asString(r[5]), Status: asString(r[6]), HTTPStatus: asInt(r[7]), LatencyMS: asInt(r[8]),
+			Error: asString(r[9]), RequestURL: asString(r[10]), RequestBody: asString(r[11]), ResponseBody: asString(r[12]), StartedAt: msTime(asInt(r[13]))})
+	}
+	return &logs[0], atts, nil
 }
 
 func asBool(v any) bool {
