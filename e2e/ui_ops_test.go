@@ -78,16 +78,32 @@ func waitDLQState(t *testing.T, in *instance, pipelineID, state, item string) {
 // by its pipeline), and its row opens the execution with the attempt.
 func TestUILogsFindsADeliveryAndOpensItsExecution(t *testing.T) {
 	rcv := newReceiver(t)
+	var calls atomic.Int32
 	rcv.respondWith(func(c captured, w http.ResponseWriter) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(503) // the first attempt fails: a retry tier sends the second
+			_, _ = w.Write([]byte(`busy`))
+			return
+		}
 		w.WriteHeader(201)
 		_, _ = w.Write([]byte(`{"received": true, "crm_id": "crm-42"}`))
 	})
-	p := createPipeline(t, fmt.Sprintf(oneAttemptPipeline, "ui-logs", rcv.URL+"/crm"))
+	p := createPipeline(t, `{"name":"ui-logs","trigger_type":"conversion","steps":[{"order":1,"name":"Partner","url":"`+rcv.URL+`/crm?k={{conversion.id}}",
+	  "body_template":{"id":"{{conversion.id}}"},"retry_policy":{"max_attempts":3}}]}`)
 	id := p["id"].(string)
 	trig := uiTrig("conv_uilogs")
 	produceConversion(t, trig)
 	rcv.next(t)
+	rcv.next(t)
 	execID := waitExecution(t, id, trig)["id"].(string)
+	// The execution with every attempt, as the API documents it.
+	code, out := api(t, "GET", "/api/admin/webhooks/logs/executions/"+execID, nil)
+	if code != 200 || len(out["data"].(map[string]any)["attempts"].([]any)) != 2 {
+		t.Fatalf("GET the execution: %d %v", code, out)
+	}
+	if code, out := api(t, "GET", "/api/admin/webhooks/logs/executions/exec_nope", nil); code != 404 {
+		t.Fatalf("GET an unknown execution: %d %v", code, out)
+	}
 
 	b := newBrowser(t, shared)
 	b.SignIn(testToken)
@@ -95,7 +111,7 @@ func TestUILogsFindsADeliveryAndOpensItsExecution(t *testing.T) {
 	b.WaitPage("logs")
 	b.WaitText("#logs-table", trig)
 	b.WaitText("#log-"+execID, "completed")
-	b.WaitText("#log-"+execID, "last HTTP 201")
+	b.WaitText("#log-"+execID, "2 attempts · last HTTP 201")
 	b.Screenshot("logs")
 
 	// The failures view of the same pipeline is empty, and says so.
@@ -127,12 +143,23 @@ func TestUILogsFindsADeliveryAndOpensItsExecution(t *testing.T) {
 	b.WaitPage("execution")
 	b.WaitText("#execution-status", "completed")
 	b.WaitText("#step-1", "Partner")
-	b.WaitText("#step-1-http", "201")
-	b.WaitText("#step-1-attempt", "1")
-	b.WaitText("#step-1", "primary")
-	b.WaitText("#step-1-body", `"crm_id": "crm-42"`)
-	if tag := Eval[string](b, `document.querySelector('#step-1-body').tagName`); tag != "PRE" {
+	// Every attempt: the first (503) and the retry from a tier (201), each
+	// with its request URL and bodies.
+	b.WaitText("#attempt-1", "attempt 1")
+	b.WaitText("#attempt-1-route", "first attempt")
+	b.WaitText("#attempt-1-http", "503")
+	b.WaitText("#attempt-1-body", "busy")
+	b.WaitText("#attempt-1-url", rcv.URL+"/crm?k="+trig)
+	b.WaitText("#attempt-1-request", `"id":"`+trig+`"`)
+	b.WaitText("#attempt-2", "attempt 2")
+	b.WaitText("#attempt-2-route", "retry tier")
+	b.WaitText("#attempt-2-http", "201")
+	b.WaitText("#attempt-2-body", `"crm_id": "crm-42"`)
+	if tag := Eval[string](b, `document.querySelector('#attempt-2-body').tagName`); tag != "PRE" {
 		t.Errorf("response body in a %s, want PRE", tag)
+	}
+	if n := Eval[int](b, `document.querySelectorAll('#execution-attempts .attempt').length`); n != 2 {
+		t.Errorf("%d attempts shown, want 2", n)
 	}
 	b.Screenshot("execution")
 
@@ -360,15 +387,16 @@ func TestUIXSSResponseBodyIsShownAsText(t *testing.T) {
 	b.WaitText("#logs-table", "ui-xss <b>bold</b>")
 	b.Click("#exec-" + execID) // in-app: the same window, listener kept
 	b.WaitPage("execution")
-	b.WaitText("#step-1-body", hostile)
+	b.WaitText("#attempt-1-body", hostile)
 	b.WaitText("#step-1", `<img src=x onerror="window.__xss=3">`)
+	b.WaitText("#attempt-1", `<img src=x onerror="window.__xss=3">`)
 	if got := Eval[string](b, `typeof window.__xss`); got != "undefined" {
 		t.Errorf("window.__xss is %s: the body ran", got)
 	}
 	if n := Eval[int](b, `document.querySelectorAll('#content script, #content img, #content b').length`); n != 0 {
 		t.Errorf("%d elements made of the response body or names", n)
 	}
-	if got := Eval[string](b, `document.querySelector('#step-1-body').textContent`); got != hostile {
+	if got := Eval[string](b, `document.querySelector('#attempt-1-body').textContent`); got != hostile {
 		t.Errorf("body shown as %q", got)
 	}
 	if v := Eval[[]string](b, `window.__csp`); len(v) != 0 {
