@@ -52,6 +52,7 @@ type Registry interface {
 // Logs is what the API needs of the analytics store.
 type Logs interface {
 	RecentExecutions(ctx context.Context, f analytics.ExecutionFilter) ([]analytics.ExecutionLog, int64, error)
+	Execution(ctx context.Context, id string) (*analytics.ExecutionLog, []analytics.AttemptLog, error)
 	PipelineStats(ctx context.Context, ids []string, r analytics.Range) (map[string]*analytics.PipelineStats, error)
 	StepStats(ctx context.Context, pipelineID string, r analytics.Range) (map[string]*analytics.StepStats, error)
 }
@@ -269,6 +270,7 @@ func (s *Server) routes() {
 	w.Delete("/pipelines/:id", s.deletePipeline)
 	w.Get("/logs/recent", s.recentLogs)
 	w.Get("/logs/failures", s.failureLogs)
+	w.Get("/logs/executions/:id", s.getExecution)
 	w.Get("/stats", s.stats)
 	w.Get("/stats/timeseries", s.timeSeries)
 	w.Post("/test/pipeline/:id", s.testPipeline)

@@ -40,3 +40,27 @@ func (s *Server) logs(c *fiber.Ctx, statuses ...string) error {
 	}
 	return ok(c, fiber.StatusOK, fiber.Map{"logs": logs, "pagination": pagination{Page: page, Limit: limit, Total: total}})
 }
+
+// executionView is one execution with every attempt.
+type executionView struct {
+	analytics.ExecutionLog
+	Attempts []analytics.AttemptLog `json:"attempts"`
+}
+
+// getExecution answers one execution: its steps as the lists show them and
+// every attempt, oldest first (the admin UI's execution page).
+func (s *Server) getExecution(c *fiber.Ctx) error {
+	if s.o.Logs == nil {
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "execution logs are not available on this replica")
+	}
+	id := c.Params("id")
+	ex, attempts, err := s.o.Logs.Execution(c.UserContext(), id)
+	if err != nil {
+		s.o.Log.Error("execution log query failed", "err", err)
+		return apiError(fiber.StatusServiceUnavailable, "unavailable", "execution logs are temporarily unavailable")
+	}
+	if ex == nil {
+		return apiError(fiber.StatusNotFound, "not_found", "execution "+id+" not found")
+	}
+	return ok(c, fiber.StatusOK, executionView{ExecutionLog: *ex, Attempts: attempts})
+}

@@ -355,6 +355,85 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 	return logs, total, nil
 }
 
+// AttemptLog is one HTTP attempt of an execution as it was logged (the
+// URL and bodies redacted and truncated when they were recorded).
+type AttemptLog struct {
+	StepID       string    `json:"step_id"`
+	StepName     string    `json:"step_name"`
+	StepOrder    int64     `json:"step_order"`
+	Attempt      int64     `json:"attempt"` // 0-based, = X-Afftok-Retry-Count
+	Failover     bool      `json:"failover"`
+	Tier         string    `json:"tier"`
+	Status       string    `json:"status"`
+	HTTPStatus   int64     `json:"http_status"`
+	LatencyMS    int64     `json:"latency_ms"`
+	Error        string    `json:"error,omitempty"`
+	RequestURL   string    `json:"request_url"`
+	RequestBody  string    `json:"request_body"`
+	ResponseBody string    `json:"response_body"`
+	StartedAt    time.Time `json:"started_at"`
+}
+
+// Execution returns one execution with its steps (each step's latest
+// attempt, as RecentExecutions shows them) and every attempt, oldest
+// first; nil when it is unknown.
+func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []AttemptLog, error) {
+	p := Params{"id": id}
+	rows, err := s.b.query(ctx, `
+		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status,
+		       toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(completed_at)
+		FROM `+s.t("executions")+` FINAL
+		WHERE execution_id = {id:String}
+		LIMIT 1`, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("execution: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil, nil
+	}
+	r := rows[0]
+	l := &ExecutionLog{ID: asString(r[0]), DeliveryID: asString(r[1]), PipelineID: asString(r[2]), PipelineName: asString(r[3]),
+		TriggerType: asString(r[4]), TriggerID: asString(r[5]), EventID: asString(r[6]), Status: asString(r[7]),
+		StartedAt: msTime(asInt(r[8])), Steps: []StepLog{}}
+	if c := msTime(asInt(r[9])); !c.IsZero() && c.Year() > 1970 {
+		l.CompletedAt = &c
+		l.DurationMS = c.Sub(l.StartedAt).Milliseconds()
+	}
+	arows, err := s.b.query(ctx, `
+		SELECT step_id, step_name, step_order, attempt, failover, tier, status, http_status, latency_ms, error,
+		       request_url, request_body, response_body, toUnixTimestamp64Milli(started_at)
+		FROM `+s.t("attempts")+` FINAL
+		WHERE execution_id = {id:String}
+		ORDER BY started_at, step_order, attempt, failover`, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("execution attempts: %w", err)
+	}
+	atts := make([]AttemptLog, 0, len(arows))
+	steps := map[int64]*StepLog{}
+	for _, r := range arows {
+		a := AttemptLog{StepID: asString(r[0]), StepName: asString(r[1]), StepOrder: asInt(r[2]), Attempt: asInt(r[3]),
+			Failover: asBool(r[4]), Tier: asString(r[5]), Status: asString(r[6]), HTTPStatus: asInt(r[7]), LatencyMS: asInt(r[8]),
+			Error: asString(r[9]), RequestURL: asString(r[10]), RequestBody: asString(r[11]), ResponseBody: asString(r[12]), StartedAt: msTime(asInt(r[13]))}
+		atts = append(atts, a)
+		// The last attempt of a step is its current state.
+		n := int64(1)
+		if st := steps[a.StepOrder]; st != nil {
+			n = st.Attempts + 1
+		}
+		steps[a.StepOrder] = &StepLog{StepID: a.StepID, StepName: a.StepName, StepOrder: a.StepOrder, Status: a.Status, HTTPStatus: a.HTTPStatus,
+			LatencyMS: a.LatencyMS, Error: a.Error, ResponseBody: a.ResponseBody, Attempts: n, Failover: a.Failover}
+	}
+	orders := make([]int64, 0, len(steps))
+	for o := range steps {
+		orders = append(orders, o)
+	}
+	sort.Slice(orders, func(a, b int) bool { return orders[a] < orders[b] })
+	for _, o := range orders {
+		l.Steps = append(l.Steps, *steps[o])
+	}
+	return l, atts, nil
+}
+
 func asBool(v any) bool {
 	switch x := v.(type) {
 	case bool:
