@@ -95,7 +95,86 @@ func Schema(db, cluster string, ttlDays int) []string {
 		// Added after the first release: tables created before it gain it.
 		`ALTER TABLE ` + db + `.dlq_items` + on + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`,
 	}
-	return append(stmts, aggregateSchema(db, on, cluster, ttlDays)...)
+	stmts = append(stmts, aggregateSchema(db, on, cluster, ttlDays)...)
+	return append(stmts, logSchema(db, on, cluster, ttl)...)
+}
+
+// logSchema is what makes the log endpoints fast (issue 10): executions in
+// time order, for "newest first", and execution counts by status, for
+// their totals. Each statement is idempotent.
+//
+// executions_by_time holds the rows of executions (a view copies every
+// insert) ordered by (started_at, execution_id): an execution keeps its
+// started_at in every state, so the key still identifies it and FINAL
+// still picks its highest seq, and "newest first" reads only the newest
+// granules. executions_status_1h counts executions by the hour they
+// started and their current status, from the executions feed (exact under
+// replay like the other aggregates): a final state adds one to its status,
+// the first "retrying" state one to retrying, a final state after retries
+// takes that one back.
+//
+// Each table is filled once from executions when it is created empty on a
+// database that has executions (the view is created after, so rows
+// inserted in between are missed: run migrations before the sink starts).
+func logSchema(db, on, cluster, ttl string) []string {
+	engine := func(name, kind, version string) string {
+		if cluster != "" {
+			return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}'%s)", kind, db, name, version)
+		}
+		return kind + "(" + strings.TrimPrefix(version, ", ") + ")"
+	}
+	cols := `execution_id  String,
+			delivery_id   String,
+			pipeline_id   String,
+			pipeline_name String,
+			trigger_type  LowCardinality(String),
+			trigger_id    String,
+			event_id      String,
+			status        LowCardinality(String),
+			started_at    DateTime64(3, 'UTC'),
+			completed_at  DateTime64(3, 'UTC'),
+			seq           Int64`
+	statusFromState := `toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, status`
+	return []string{
+		// migration: executions in time order for the log endpoints
+		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_by_time` + on + ` (
+			` + cols + `
+		) ENGINE = ` + engine("executions_by_time", "ReplacingMergeTree", ", seq") + `
+		PARTITION BY toYYYYMMDD(started_at)
+		ORDER BY (started_at, execution_id)
+		` + fmt.Sprintf(ttl, "started_at"),
+		// migration: executions in time order — the rows written before the table
+		`INSERT INTO ` + db + `.executions_by_time SELECT * FROM ` + db + `.executions
+		WHERE (SELECT count() FROM ` + db + `.executions_by_time) = 0`,
+		// migration: executions in time order — every insert copied
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_by_time_mv` + on + ` TO ` + db + `.executions_by_time AS
+		SELECT * FROM ` + db + `.executions`,
+		// migration: execution counts by status for the log endpoints' totals
+		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_status_1h` + on + ` (
+			hour          DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			status        LowCardinality(String),
+			executions    SimpleAggregateFunction(sum, Int64)
+		) ENGINE = ` + engine("executions_status_1h", "AggregatingMergeTree", "") + `
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (hour, pipeline_id, trigger_type, status)
+		` + fmt.Sprintf(ttl, "hour"),
+		// migration: execution counts by status — the executions written before the table
+		`INSERT INTO ` + db + `.executions_status_1h
+		SELECT ` + statusFromState + `, toInt64(count()) FROM ` + db + `.executions FINAL
+		WHERE (SELECT count() FROM ` + db + `.executions_status_1h) = 0
+		GROUP BY hour, pipeline_id, trigger_type, status`,
+		// migration: execution counts by status — fed like the other aggregates
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_status_1h_mv` + on + ` TO ` + db + `.executions_status_1h AS
+		SELECT toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, d.1 AS status, sum(d.2) AS executions
+		FROM (SELECT started_at, pipeline_id, trigger_type,
+		             arrayJoin([(status, toInt64(status != 'retrying' OR first_retry)),
+		                        ('retrying', -toInt64(status != 'retrying' AND retried))]) AS d
+		      FROM ` + db + `.executions_feed)
+		WHERE d.2 != 0
+		GROUP BY hour, pipeline_id, trigger_type, status`,
+	}
 }
 
 // quantileLevels are the latency and time-to-success percentiles kept.
