@@ -96,7 +96,74 @@ func Schema(db, cluster string, ttlDays int) []string {
 		`ALTER TABLE ` + db + `.dlq_items` + on + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`,
 	}
 	stmts = append(stmts, aggregateSchema(db, on, cluster, ttlDays)...)
-	return append(stmts, logSchema(db, on, cluster, ttl)...)
+	stmts = append(stmts, logSchema(db, on, cluster, ttl)...)
+	return append(stmts, quantileSchema(db, on, cluster, ttlDays)...)
+}
+
+// quantileLevels are the rows of the quantile tables: every pipeline, each
+// trigger type, each pipeline (and trigger type), each pipeline's steps.
+// Each asks for the states of one level only: a day of all pipelines'
+// latency is 24 hourly states to merge, not one per pipeline, step,
+// trigger type and tier.
+const (
+	levelAll      = "all"
+	levelTrigger  = "trigger"
+	levelPipeline = "pipeline"
+	levelStep     = "step"
+)
+
+// quantileSchema is the latency and time-to-success quantile states per
+// minute and per hour by level (issue 10: t-digest states are costly to
+// merge, so stats merge as few as the question needs). Fed from the feeds
+// like the other aggregates (exact under replay); filled once from the
+// per-minute/hour aggregates' states when created empty.
+func quantileSchema(db, on, cluster string, ttlDays int) []string {
+	engine := func(name string) string {
+		if cluster != "" {
+			return fmt.Sprintf("ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", db, name)
+		}
+		return "AggregatingMergeTree()"
+	}
+	state := "AggregateFunction(quantilesTDigest(" + quantileLevels + "), Int64)"
+	levels := `[('` + levelAll + `', '', '', ''), ('` + levelTrigger + `', '', toString(trigger_type), ''),
+		('` + levelPipeline + `', pipeline_id, toString(trigger_type), '')%s]`
+	withSteps := fmt.Sprintf(levels, `, ('`+levelStep+`', pipeline_id, '', step_id)`)
+	noSteps := fmt.Sprintf(levels, "")
+	var stmts []string
+	for _, g := range []struct{ suffix, col, fn string }{{"1m", "minute", "toStartOfMinute"}, {"1h", "hour", "toStartOfHour"}} {
+		for _, k := range []struct{ name, src, value, levels string }{
+			{"latency", "attempts", "latency_ms, http_status > 0", withSteps},
+			{"time_to_success", "executions", "toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed'", noSteps},
+		} {
+			table := db + "." + k.name + "_" + g.suffix
+			stmts = append(stmts,
+				// migration: quantile states by level
+				`CREATE TABLE IF NOT EXISTS `+table+on+` (
+			`+g.col+`        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			`+k.name+`    `+state+`
+		) ENGINE = `+engine(k.name+"_"+g.suffix)+`
+		PARTITION BY toYYYYMMDD(`+g.col+`)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, `+g.col+`)
+		`+fmt.Sprintf("TTL toDateTime(%s) + INTERVAL %d DAY", g.col, ttlDays),
+				// migration: quantile states by level — from the aggregates' states when created
+				`INSERT INTO `+table+`
+		SELECT `+g.col+`, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(`+quantileLevels+`)(`+k.name+`)
+		FROM (SELECT `+g.col+`, `+k.name+`, arrayJoin(`+k.levels+`) AS k FROM `+db+`.`+k.src+`_`+g.suffix+`
+		      WHERE (SELECT count() FROM `+table+`) = 0)
+		GROUP BY `+g.col+`, level, pipeline_id, trigger_type, step_id`,
+				// migration: quantile states by level — fed like the other aggregates
+				`CREATE MATERIALIZED VIEW IF NOT EXISTS `+table+`_mv`+on+` TO `+table+` AS
+		SELECT `+g.col+`, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(`+quantileLevels+`)(`+k.value+`) AS `+k.name+`
+		FROM (SELECT `+g.fn+`(started_at) AS `+g.col+`, *, arrayJoin(`+k.levels+`) AS k FROM `+db+`.`+k.src+`_feed)
+		GROUP BY `+g.col+`, level, pipeline_id, trigger_type, step_id`)
+		}
+	}
+	return stmts
 }
 
 // logSchema is what makes the log endpoints fast (issue 10): executions in
