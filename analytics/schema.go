@@ -201,6 +201,8 @@ func logSchema(db, on, cluster, ttl string) []string {
 			started_at    DateTime64(3, 'UTC'),
 			completed_at  DateTime64(3, 'UTC'),
 			seq           Int64`
+	// The columns by name: executions may gain columns this table has not.
+	names := "execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq"
 	statusFromState := `toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, status`
 	return []string{
 		// migration: executions in time order for the log endpoints
@@ -211,11 +213,11 @@ func logSchema(db, on, cluster, ttl string) []string {
 		ORDER BY (started_at, execution_id)
 		` + fmt.Sprintf(ttl, "started_at"),
 		// migration: executions in time order — the rows written before the table
-		`INSERT INTO ` + db + `.executions_by_time SELECT * FROM ` + db + `.executions
+		`INSERT INTO ` + db + `.executions_by_time (` + names + `) SELECT ` + names + ` FROM ` + db + `.executions
 		WHERE (SELECT count() FROM ` + db + `.executions_by_time) = 0`,
 		// migration: executions in time order — every insert copied
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_by_time_mv` + on + ` TO ` + db + `.executions_by_time AS
-		SELECT * FROM ` + db + `.executions`,
+		SELECT ` + names + ` FROM ` + db + `.executions`,
 		// migration: execution counts by status for the log endpoints' totals
 		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_status_1h` + on + ` (
 			hour          DateTime('UTC'),

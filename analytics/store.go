@@ -306,6 +306,8 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 	switch {
 	case len(rows) > 0 && len(rows) < f.Limit, len(rows) == 0 && f.Offset == 0:
 		total = int64(f.Offset + len(rows)) // the end of the list: exact
+	case len(rows) == 0:
+		total = min(total, int64(f.Offset)) // past the end
 	default:
 		total = max(total, int64(f.Offset+len(rows)))
 	}
