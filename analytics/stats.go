@@ -200,7 +200,7 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string, withT
 	p := r.params()
 	sel, group := grouped(key, withTotal)
 	rows, err := s.b.query(ctx, `
-		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), 0,
+		SELECT `+sel+`, sum(finished), sum(successful), sum(failed),
 		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
 		FROM `+s.span("executions")+group, p)
 	if err != nil {
@@ -216,12 +216,12 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string, withT
 	for _, row := range rows {
 		f := get(groupKey(row))
 		f.finished, f.successful, f.failed = asInt(row[2]), asInt(row[3]), asInt(row[4])
-		if t := msTime(asInt(row[6])); !t.IsZero() {
+		if t := msTime(asInt(row[5])); !t.IsZero() {
 			f.last = t
 		}
 		// Executions whose latest state is "retrying": those that went
 		// into retry less those that have since ended.
-		f.inRetry = max(0, asInt(row[7])-asInt(row[8]))
+		f.inRetry = max(0, asInt(row[6])-asInt(row[7]))
 	}
 	qs, err := s.quantileFigures(ctx, r, "time_to_success", key, withTotal)
 	if err != nil {
