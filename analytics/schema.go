@@ -114,7 +114,8 @@ const (
 
 // quantileSchema is the latency and time-to-success quantile states per
 // minute and per hour by level (issue 10: t-digest states are costly to
-// merge, so stats merge as few as the question needs). Fed from the feeds
+// merge, so stats merge as few as the question needs; a state is a few
+// kilobytes, hence small granules: a range reads little besides its rows). Fed from the feeds
 // like the other aggregates (exact under replay); filled once from the
 // per-minute/hour aggregates' states when created empty.
 func quantileSchema(db, on, cluster string, ttlDays int) []string {
@@ -147,8 +148,9 @@ func quantileSchema(db, on, cluster string, ttlDays int) []string {
 			`+k.name+`    `+state+`
 		) ENGINE = `+engine(k.name+"_"+g.suffix)+`
 		PARTITION BY toYYYYMMDD(`+g.col+`)
-		ORDER BY (level, pipeline_id, trigger_type, step_id, `+g.col+`)
-		`+fmt.Sprintf("TTL toDateTime(%s) + INTERVAL %d DAY", g.col, ttlDays),
+		ORDER BY (level, `+g.col+`, pipeline_id, trigger_type, step_id)
+		`+fmt.Sprintf("TTL toDateTime(%s) + INTERVAL %d DAY", g.col, ttlDays)+`
+		SETTINGS index_granularity = 256`,
 				// migration: quantile states by level — from the aggregates' states when created
 				`INSERT INTO `+table+`
 		SELECT `+g.col+`, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(`+quantileLevels+`)(`+k.name+`)
