@@ -148,7 +148,7 @@ func quantileSchema(db, on, cluster string, ttlDays int) []string {
 			`+k.name+`    `+state+`
 		) ENGINE = `+engine(k.name+"_"+g.suffix)+`
 		PARTITION BY toYYYYMMDD(`+g.col+`)
-		ORDER BY (level, `+g.col+`, pipeline_id, trigger_type, step_id)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, `+g.col+`)
 		`+fmt.Sprintf("TTL toDateTime(%s) + INTERVAL %d DAY", g.col, ttlDays)+`
 		SETTINGS index_granularity = 256`,
 				// migration: quantile states by level — from the aggregates' states when created
