@@ -114,8 +114,8 @@ func TestMigrateAdoptsTheFirstReleasesDatabase(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := versions(t, s); !reflect.DeepEqual(got, []int{1, 2}) {
-		t.Fatalf("schema_migrations has %v, want [1 2]", got)
+	if got := versions(t, s); !reflect.DeepEqual(got, known()) {
+		t.Fatalf("schema_migrations has %v, want %v", got, known())
 	}
 	recs, _ := s.Applied(ctx)
 	for _, r := range recs {
@@ -195,16 +195,18 @@ func TestMigrateOnANewerSchema(t *testing.T) {
 	s := openTestStore(t, "webhookd")
 	s = sibling(s, func(s *Store) { s.log = slog.New(slog.NewTextHandler(&logs, nil)) })
 	ctx := context.Background()
-	mustExec(t, s, `INSERT INTO webhookd.schema_migrations VALUES (3, 'attempts: add x', 'abc', false, now64(3), 'newer-build')`)
+	next := len(Migrations()) + 1
+	mustExec(t, s, fmt.Sprintf(`INSERT INTO webhookd.schema_migrations VALUES (%d, 'attempts: add x', 'abc', false, now64(3), 'newer-build')`, next))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("additive newer migration: %v", err)
 	}
-	if !strings.Contains(logs.String(), "newer than this webhookd") || !strings.Contains(logs.String(), "version=3") {
+	if !strings.Contains(logs.String(), "newer than this webhookd") || !strings.Contains(logs.String(), fmt.Sprintf("version=%d", next)) {
 		t.Errorf("no warning: %s", logs.String())
 	}
-	mustExec(t, s, `INSERT INTO webhookd.schema_migrations VALUES (4, 'attempts: drop error', 'def', true, now64(3), 'newer-build')`)
+	mustExec(t, s, fmt.Sprintf(`INSERT INTO webhookd.schema_migrations VALUES (%d, 'attempts: drop error', 'def', true, now64(3), 'newer-build')`, next+1))
 	err := s.Migrate(ctx)
-	if !errors.Is(err, ErrSchemaNewer) || !strings.Contains(err.Error(), "migration 4 (attempts: drop error") || !strings.Contains(err.Error(), "knows up to 2") {
+	if !errors.Is(err, ErrSchemaNewer) || !strings.Contains(err.Error(), fmt.Sprintf("migration %d (attempts: drop error", next+1)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("knows up to %d", next-1)) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -231,15 +233,16 @@ func TestReplicasStartingTogetherApplyEachMigrationOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	first := len(Migrations()) + 1
 	ms := append(Migrations(),
-		Migration{Version: 3, Name: "test: runs table, first run", Statements: func(t Target) []string {
+		Migration{Version: first, Name: "test: runs table, first run", Statements: func(t Target) []string {
 			return []string{
 				`CREATE TABLE IF NOT EXISTS ` + t.Table("migration_runs") + t.On() + ` (version UInt32) ENGINE = MergeTree ORDER BY version`,
-				`INSERT INTO ` + t.Table("migration_runs") + ` VALUES (3)`,
+				fmt.Sprintf(`INSERT INTO `+t.Table("migration_runs")+` VALUES (%d)`, first),
 			}
 		}},
-		Migration{Version: 4, Name: "test: second run", Statements: func(t Target) []string {
-			return []string{`INSERT INTO ` + t.Table("migration_runs") + ` VALUES (4)`}
+		Migration{Version: first + 1, Name: "test: second run", Statements: func(t Target) []string {
+			return []string{fmt.Sprintf(`INSERT INTO `+t.Table("migration_runs")+` VALUES (%d)`, first+1)}
 		}})
 
 	base := openRawStore(t, Options{Database: "webhookd"})
@@ -269,10 +272,10 @@ func TestReplicasStartingTogetherApplyEachMigrationOnce(t *testing.T) {
 			t.Errorf("replica-%d: %v", i, err)
 		}
 	}
-	if got := versions(t, base); !reflect.DeepEqual(got, []int{1, 2, 3, 4}) {
+	if got := versions(t, base); !reflect.DeepEqual(got, append(known(), first, first+1)) {
 		t.Fatalf("schema_migrations has %v", got)
 	}
-	for _, v := range []int{3, 4} {
+	for _, v := range []int{first, first + 1} {
 		if n := count(t, base, fmt.Sprintf(`SELECT count() FROM webhookd.migration_runs WHERE version = %d`, v)); n != 1 {
 			t.Errorf("migration %d ran %d times", v, n)
 		}
@@ -447,18 +450,28 @@ func TestMigrateWaitForTheLeaseIsBounded(t *testing.T) {
 func TestMigrateStopsWhenTheLeaseIsLost(t *testing.T) {
 	fl := &fakeLease{}
 	s := openRawStore(t, Options{Database: "webhookd", Lease: fl})
-	ms := append(Migrations(), Migration{Version: 3, Name: "test: lease lost here", Statements: func(Target) []string {
+	next := len(Migrations()) + 1
+	ms := append(Migrations(), Migration{Version: next, Name: "test: lease lost here", Statements: func(Target) []string {
 		fl.held(lease.ErrLost)
 		return []string{`CREATE TABLE IF NOT EXISTS webhookd.never (x UInt8) ENGINE = Memory`}
 	}})
 	err := s.migrate(context.Background(), ms)
-	if !errors.Is(err, lease.ErrLost) || !strings.Contains(err.Error(), "migration 3") {
+	if !errors.Is(err, lease.ErrLost) || !strings.Contains(err.Error(), fmt.Sprintf("migration %d", next)) {
 		t.Fatalf("err = %v", err)
 	}
-	if got := versions(t, s); !reflect.DeepEqual(got, []int{1, 2}) {
+	if got := versions(t, s); !reflect.DeepEqual(got, known()) {
 		t.Errorf("recorded %v", got)
 	}
 	if tables, _ := s.tables(context.Background()); tables["never"] != "" {
 		t.Error("a statement ran after the lease was lost")
 	}
+}
+
+// known is the versions of the code's migrations: 1, 2, … N.
+func known() []int {
+	var vs []int
+	for _, m := range Migrations() {
+		vs = append(vs, m.Version)
+	}
+	return vs
 }

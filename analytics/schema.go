@@ -44,6 +44,8 @@ var migrations = []Migration{
 	{Version: 2, Name: "dlq_items: payload_truncated", Statements: func(t Target) []string {
 		return []string{`ALTER TABLE ` + t.Table("dlq_items") + t.On() + ` ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task`}
 	}},
+	{Version: 3, Name: "executions in time order and counts by status, for the log endpoints", Statements: logSchema},
+	{Version: 4, Name: "latency and time-to-success quantile states by level", Statements: quantileSchema},
 }
 
 // Migrations returns the schema's migrations, oldest first.
@@ -87,6 +89,14 @@ var ttlTables = map[string]struct{ column, class string }{
 	"executions_1m": {"minute", retainAggregates},
 	"attempts_1h":   {"hour", retainAggregates},
 	"executions_1h": {"hour", retainAggregates},
+	// migration 3
+	"executions_by_time":   {"started_at", retainLogs},
+	"executions_status_1h": {"hour", retainAggregates},
+	// migration 4
+	"latency_1m":         {"minute", retainAggregates},
+	"latency_1h":         {"hour", retainAggregates},
+	"time_to_success_1m": {"minute", retainAggregates},
+	"time_to_success_1h": {"hour", retainAggregates},
 }
 
 // Target is what DDL is generated for: a database, optionally on a cluster
@@ -244,6 +254,145 @@ func baseSchema(t Target) []string {
 		` + t.TTL("dlq_items"),
 	}
 	return append(stmts, aggregateSchema(t)...)
+}
+
+// quantileLevels are the rows of the quantile tables: every pipeline, each
+// trigger type, each pipeline (and trigger type), each pipeline's steps.
+// Each asks for the states of one level only: a day of all pipelines'
+// latency is 24 hourly states to merge, not one per pipeline, step,
+// trigger type and tier.
+const (
+	levelAll      = "all"
+	levelTrigger  = "trigger"
+	levelPipeline = "pipeline"
+	levelStep     = "step"
+)
+
+// quantileSchema is the latency and time-to-success quantile states per
+// minute and per hour by level (issue 10: t-digest states are costly to
+// merge, so stats merge as few as the question needs; a state is a few
+// kilobytes, hence small granules: a range reads little besides its rows). Fed from the feeds
+// like the other aggregates (exact under replay); filled once from the
+// per-minute/hour aggregates' states when created empty.
+func quantileSchema(t Target) []string {
+	db, on := t.Database, t.On()
+	engine := func(name string) string { return t.Engine(name, "AggregatingMergeTree") }
+	state := "AggregateFunction(quantilesTDigest(" + quantileLevels + "), Int64)"
+	levels := `[('` + levelAll + `', '', '', ''), ('` + levelTrigger + `', '', toString(trigger_type), ''),
+		('` + levelPipeline + `', pipeline_id, toString(trigger_type), '')%s]`
+	withSteps := fmt.Sprintf(levels, `, ('`+levelStep+`', pipeline_id, '', step_id)`)
+	noSteps := fmt.Sprintf(levels, "")
+	var stmts []string
+	for _, g := range []struct{ suffix, col, fn string }{{"1m", "minute", "toStartOfMinute"}, {"1h", "hour", "toStartOfHour"}} {
+		for _, k := range []struct{ name, src, value, levels string }{
+			{"latency", "attempts", "latency_ms, http_status > 0", withSteps},
+			{"time_to_success", "executions", "toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed'", noSteps},
+		} {
+			table := db + "." + k.name + "_" + g.suffix
+			stmts = append(stmts,
+				// quantile states by level
+				`CREATE TABLE IF NOT EXISTS `+table+on+` (
+			`+g.col+`        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			`+k.name+`    `+state+`
+		) ENGINE = `+engine(k.name+"_"+g.suffix)+`
+		PARTITION BY toYYYYMMDD(`+g.col+`)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, `+g.col+`)
+		`+t.TTL(k.name+"_"+g.suffix)+`
+		SETTINGS index_granularity = 256`,
+				// quantile states by level — from the aggregates' states when created
+				`INSERT INTO `+table+`
+		SELECT `+g.col+`, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(`+quantileLevels+`)(`+k.name+`)
+		FROM (SELECT `+g.col+`, `+k.name+`, arrayJoin(`+k.levels+`) AS k FROM `+db+`.`+k.src+`_`+g.suffix+`
+		      WHERE (SELECT count() FROM `+table+`) = 0)
+		GROUP BY `+g.col+`, level, pipeline_id, trigger_type, step_id`,
+				// quantile states by level — fed like the other aggregates
+				`CREATE MATERIALIZED VIEW IF NOT EXISTS `+table+`_mv`+on+` TO `+table+` AS
+		SELECT `+g.col+`, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(`+quantileLevels+`)(`+k.value+`) AS `+k.name+`
+		FROM (SELECT `+g.fn+`(started_at) AS `+g.col+`, *, arrayJoin(`+k.levels+`) AS k FROM `+db+`.`+k.src+`_feed)
+		GROUP BY `+g.col+`, level, pipeline_id, trigger_type, step_id`)
+		}
+	}
+	return stmts
+}
+
+// logSchema is what makes the log endpoints fast (issue 10): executions in
+// time order, for "newest first", and execution counts by status, for
+// their totals. Each statement is idempotent.
+//
+// executions_by_time holds the rows of executions (a view copies every
+// insert) ordered by (started_at, execution_id): an execution keeps its
+// started_at in every state, so the key still identifies it and FINAL
+// still picks its highest seq, and "newest first" reads only the newest
+// granules. executions_status_1h counts executions by the hour they
+// started and their current status, from the executions feed (exact under
+// replay like the other aggregates): a final state adds one to its status,
+// the first "retrying" state one to retrying, a final state after retries
+// takes that one back.
+//
+// Each table is filled once from executions when it is created empty on a
+// database that has executions (the view is created after, so rows
+// inserted in between are missed: run migrations before the sink starts).
+func logSchema(t Target) []string {
+	db, on := t.Database, t.On()
+	cols := `execution_id  String,
+			delivery_id   String,
+			pipeline_id   String,
+			pipeline_name String,
+			trigger_type  LowCardinality(String),
+			trigger_id    String,
+			event_id      String,
+			status        LowCardinality(String),
+			started_at    DateTime64(3, 'UTC'),
+			completed_at  DateTime64(3, 'UTC'),
+			seq           Int64`
+	// The columns by name: executions may gain columns this table has not.
+	names := "execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq"
+	statusFromState := `toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, status`
+	return []string{
+		// executions in time order for the log endpoints
+		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_by_time` + on + ` (
+			` + cols + `
+		) ENGINE = ` + t.Engine("executions_by_time", "ReplacingMergeTree", "seq") + `
+		PARTITION BY toYYYYMMDD(started_at)
+		ORDER BY (started_at, execution_id)
+		` + t.TTL("executions_by_time"),
+		// executions in time order — the rows written before the table
+		`INSERT INTO ` + db + `.executions_by_time (` + names + `) SELECT ` + names + ` FROM ` + db + `.executions
+		WHERE (SELECT count() FROM ` + db + `.executions_by_time) = 0`,
+		// executions in time order — every insert copied
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_by_time_mv` + on + ` TO ` + db + `.executions_by_time AS
+		SELECT ` + names + ` FROM ` + db + `.executions`,
+		// execution counts by status for the log endpoints' totals
+		`CREATE TABLE IF NOT EXISTS ` + db + `.executions_status_1h` + on + ` (
+			hour          DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			status        LowCardinality(String),
+			executions    SimpleAggregateFunction(sum, Int64)
+		) ENGINE = ` + t.Engine("executions_status_1h", "AggregatingMergeTree") + `
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (hour, pipeline_id, trigger_type, status)
+		` + t.TTL("executions_status_1h"),
+		// execution counts by status — the executions written before the table
+		`INSERT INTO ` + db + `.executions_status_1h
+		SELECT ` + statusFromState + `, toInt64(count()) FROM ` + db + `.executions FINAL
+		WHERE (SELECT count() FROM ` + db + `.executions_status_1h) = 0
+		GROUP BY hour, pipeline_id, trigger_type, status`,
+		// execution counts by status — fed like the other aggregates
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.executions_status_1h_mv` + on + ` TO ` + db + `.executions_status_1h AS
+		SELECT toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, d.1 AS status, sum(d.2) AS executions
+		FROM (SELECT started_at, pipeline_id, trigger_type,
+		             arrayJoin([(status, toInt64(status != 'retrying' OR first_retry)),
+		                        ('retrying', -toInt64(status != 'retrying' AND retried))]) AS d
+		      FROM ` + db + `.executions_feed)
+		WHERE d.2 != 0
+		GROUP BY hour, pipeline_id, trigger_type, status`,
+	}
 }
 
 // quantileLevels are the latency and time-to-success percentiles kept.

@@ -99,7 +99,9 @@ func TestClusterSchemaParses(t *testing.T) {
 			continue
 		}
 		f := asString(rows[0][0])
-		if !strings.Contains(f, "ON CLUSTER webhookd_cluster") {
+		// A one-off fill (INSERT … SELECT) runs on the replica that holds the
+		// lease; the Replicated table carries its rows to the others.
+		if !strings.Contains(f, "ON CLUSTER webhookd_cluster") && !strings.HasPrefix(f, "INSERT INTO ") {
 			t.Errorf("not ON CLUSTER: %s", f)
 		}
 		if strings.Contains(f, "ENGINE = ") && !strings.Contains(f, "ENGINE = `Null`") &&

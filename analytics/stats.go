@@ -37,15 +37,62 @@ func (r Range) params() Params {
 // span is the rows of the per-hour table kind_1h for a range's whole
 // hours and of kind_1m for the minutes at its edges, with the time column
 // named t.
-func (s *Store) span(kind string) string {
+func (s *Store) span(kind string) string { return s.spanWhere(kind, "") }
+
+// spanWhere is span with a further condition (SQL, starting with AND).
+func (s *Store) spanWhere(kind, cond string) string {
 	return `(SELECT hour AS t, * EXCEPT (hour) FROM ` + s.t(kind+"_1h") + `
 		WHERE hour >= fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC') AND hour < fromUnixTimestamp64Milli({hto:Int64}, 'UTC')
-		  AND ({pid:String} = '' OR pipeline_id = {pid:String})
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String})` + cond + `
 		UNION ALL
 		SELECT minute AS t, * EXCEPT (minute) FROM ` + s.t(kind+"_1m") + `
 		WHERE ((minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC'))
 		    OR (minute >= fromUnixTimestamp64Milli({hto:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')))
-		  AND ({pid:String} = '' OR pipeline_id = {pid:String}))`
+		  AND ({pid:String} = '' OR pipeline_id = {pid:String})` + cond + `)`
+}
+
+// quantileFigures merges the quantile states of kind ("latency" or
+// "time_to_success") over r grouped by key like the figures queries, from
+// the one level of the quantile tables that answers it.
+func (s *Store) quantileFigures(ctx context.Context, r Range, kind, key string, withTotal bool) (map[string]Quantiles, error) {
+	out := map[string]Quantiles{}
+	run := func(level, key string, withTotal bool) error {
+		sel, group := grouped(key, withTotal)
+		p := r.params()
+		p["level"] = level
+		rows, err := s.b.query(ctx, `SELECT `+sel+`, quantilesTDigestMerge(`+quantileLevels+`)(`+kind+`)
+			FROM `+s.spanWhere(kind, " AND level = {level:String}")+group, p)
+		if err != nil {
+			return fmt.Errorf("%s quantiles: %w", kind, err)
+		}
+		for _, row := range rows {
+			out[groupKey(row)] = quantiles(row[2])
+		}
+		return nil
+	}
+	switch {
+	case key == "step_id":
+		return out, run(levelStep, key, withTotal)
+	case r.PipelineID != "" || key == "pipeline_id":
+		return out, run(levelPipeline, key, withTotal)
+	case key == "":
+		return out, run(levelAll, "", true)
+	}
+	if !withTotal {
+		return out, run(levelTrigger, key, false)
+	}
+	// Every trigger type's and the total: both levels in one read.
+	p := r.params()
+	p["levels"] = []string{levelAll, levelTrigger}
+	rows, err := s.b.query(ctx, `SELECT `+key+`, level = '`+levelAll+`', quantilesTDigestMerge(`+quantileLevels+`)(`+kind+`)
+		FROM `+s.spanWhere(kind, " AND has({levels:Array(String)}, level)")+` GROUP BY level, `+key, p)
+	if err != nil {
+		return nil, fmt.Errorf("%s quantiles: %w", kind, err)
+	}
+	for _, row := range rows {
+		out[groupKey(row)] = quantiles(row[2])
+	}
+	return out, nil
 }
 
 // aggRange is the WHERE clause of a minute table for a Range.
@@ -153,7 +200,7 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string, withT
 	p := r.params()
 	sel, group := grouped(key, withTotal)
 	rows, err := s.b.query(ctx, `
-		SELECT `+sel+`, sum(finished), sum(successful), sum(failed), quantilesTDigestMerge(`+quantileLevels+`)(time_to_success),
+		SELECT `+sel+`, sum(finished), sum(successful), sum(failed),
 		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
 		FROM `+s.span("executions")+group, p)
 	if err != nil {
@@ -168,13 +215,20 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string, withT
 	}
 	for _, row := range rows {
 		f := get(groupKey(row))
-		f.finished, f.successful, f.failed, f.tts = asInt(row[2]), asInt(row[3]), asInt(row[4]), quantiles(row[5])
-		if t := msTime(asInt(row[6])); !t.IsZero() {
+		f.finished, f.successful, f.failed = asInt(row[2]), asInt(row[3]), asInt(row[4])
+		if t := msTime(asInt(row[5])); !t.IsZero() {
 			f.last = t
 		}
 		// Executions whose latest state is "retrying": those that went
 		// into retry less those that have since ended.
-		f.inRetry = max(0, asInt(row[7])-asInt(row[8]))
+		f.inRetry = max(0, asInt(row[6])-asInt(row[7]))
+	}
+	qs, err := s.quantileFigures(ctx, r, "time_to_success", key, withTotal)
+	if err != nil {
+		return nil, err
+	}
+	for k, q := range qs {
+		get(k).tts = q
 	}
 	return out, nil
 }
@@ -213,15 +267,24 @@ func (s *Store) attemptFigures(ctx context.Context, r Range, key string, withTot
 	sel, group := grouped(key, withTotal)
 	rows, err := s.b.query(ctx, `
 		SELECT `+sel+`, sum(attempts), sum(step_runs), sum(successful),
-		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n)))),
-		       quantilesTDigestMerge(`+quantileLevels+`)(latency)
+		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n))))
 		FROM `+s.span("attempts")+group, r.params())
 	if err != nil {
 		return nil, fmt.Errorf("attempt stats: %w", err)
 	}
 	out := map[string]*latFigures{}
 	for _, row := range rows {
-		out[groupKey(row)] = &latFigures{attempts: asInt(row[2]), stepRuns: asInt(row[3]), successful: asInt(row[4]), avg: asInt(row[5]), lat: quantiles(row[6])}
+		out[groupKey(row)] = &latFigures{attempts: asInt(row[2]), stepRuns: asInt(row[3]), successful: asInt(row[4]), avg: asInt(row[5])}
+	}
+	qs, err := s.quantileFigures(ctx, r, "latency", key, withTotal)
+	if err != nil {
+		return nil, err
+	}
+	for k, q := range qs {
+		if out[k] == nil {
+			out[k] = &latFigures{}
+		}
+		out[k].lat = q
 	}
 	return out, nil
 }
@@ -458,15 +521,33 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		}
 	}
 	rows, err = s.b.query(ctx, `
-		SELECT `+bucket(tcol)+` AS b, sum(retries), quantilesTDigestMerge(`+quantileLevels+`)(latency)
-		FROM `+from("attempts")+` GROUP BY b`, p)
+		SELECT `+bucket(tcol)+` AS b, sum(retries) FROM `+from("attempts")+` GROUP BY b`, p)
 	if err != nil {
 		return nil, fmt.Errorf("time series attempts: %w", err)
 	}
 	for _, row := range rows {
 		if b := at(asInt(row[0])); b != nil {
-			q := quantiles(row[2])
-			b.Retried, b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = asInt(row[1]), q.P50, q.P95, q.P99
+			b.Retried = asInt(row[1])
+		}
+	}
+	// Latency from the quantile states of every pipeline, or of the one.
+	p["level"] = levelAll
+	if r.PipelineID != "" {
+		p["level"] = levelPipeline
+	}
+	latFrom := s.t("latency_1m") + ` WHERE ` + aggRange + ` AND level = {level:String}`
+	if step%time.Hour == 0 {
+		latFrom = s.spanWhere("latency", " AND level = {level:String}")
+	}
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, quantilesTDigestMerge(`+quantileLevels+`)(latency) FROM `+latFrom+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series latency: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			q := quantiles(row[1])
+			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = q.P50, q.P95, q.P99
 		}
 	}
 	rows, err = s.b.query(ctx, `

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -271,35 +272,80 @@ type ExecutionFilter struct {
 	Offset      int
 }
 
-// RecentExecutions returns executions newest first, each with its steps.
+// RecentExecutions returns executions newest first, each with its steps,
+// and the number of executions matching.
+//
+// It reads executions_by_time (ordered by start) from the hour where the
+// executions counted per hour and status (executions_status_1h) make the
+// page complete, so it merges (FINAL) only the newest rows; a page that the
+// counts promised but that comes out short (rows not fed to the counts) is
+// read again without a bound. The total is those counts, or exact when the
+// page shows the end of the list.
 func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]ExecutionLog, int64, error) {
 	if f.Limit <= 0 {
 		f.Limit = 50
 	}
-	where := `({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
-		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
-		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))`
 	p := Params{"pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "statuses": append([]string{}, f.Statuses...), "limit": f.Limit, "offset": f.Offset}
-	rows, err := s.b.query(ctx, `
-		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status,
-		       toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(completed_at)
-		FROM `+s.t("executions")+` FINAL
-		WHERE `+where+`
-		ORDER BY started_at DESC, execution_id
-		LIMIT {limit:Int64} OFFSET {offset:Int64}`, p)
-	if err != nil {
-		return nil, 0, fmt.Errorf("recent executions: %w", err)
-	}
-	totalRows, err := s.b.query(ctx, `SELECT count() FROM `+s.t("executions")+` FINAL WHERE `+where, p)
+	hours, err := s.b.query(ctx, `
+		SELECT toUnixTimestamp(hour) AS h, sum(executions) FROM `+s.t("executions_status_1h")+`
+		WHERE ({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
+		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
+		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))
+		GROUP BY h ORDER BY h DESC`, p)
 	if err != nil {
 		return nil, 0, fmt.Errorf("count executions: %w", err)
 	}
-	var total int64
-	if len(totalRows) == 1 {
-		total = asInt(totalRows[0][0])
+	var total, from int64 // from: the first hour to read, 0 for all
+	for _, h := range hours {
+		n := asInt(h[1])
+		total += n
+		if from == 0 && total >= int64(f.Offset+f.Limit) {
+			from = asInt(h[0])
+		}
+	}
+	starts := []int64{0}
+	if from != 0 {
+		starts = append(starts, from)
+		if m, err := s.newestMinutes(ctx, p, from, int64(f.Offset+f.Limit)); err != nil {
+			return nil, 0, err
+		} else if m > from {
+			starts = append(starts, m)
+		}
+	}
+	where := `({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
+		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
+		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))
+		  AND started_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')`
+	var rows [][]any
+	for {
+		from, starts = starts[len(starts)-1], starts[:len(starts)-1]
+		p["from"] = from * 1000
+		rows, err = s.b.query(ctx, `
+		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status,
+		       toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(completed_at)
+		FROM `+s.t("executions_by_time")+` FINAL
+		WHERE `+where+`
+		ORDER BY started_at DESC, execution_id
+		LIMIT {limit:Int64} OFFSET {offset:Int64}`, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("recent executions: %w", err)
+		}
+		if len(rows) == f.Limit || len(starts) == 0 {
+			break
+		}
+	}
+	switch {
+	case len(rows) > 0 && len(rows) < f.Limit, len(rows) == 0 && f.Offset == 0:
+		total = int64(f.Offset + len(rows)) // the end of the list: exact
+	case len(rows) == 0:
+		total = min(total, int64(f.Offset)) // past the end
+	default:
+		total = max(total, int64(f.Offset+len(rows)))
 	}
 	logs := make([]ExecutionLog, 0, len(rows))
 	ids := make([]string, 0, len(rows))
+	var pids []string
+	var since time.Time
 	for _, r := range rows {
 		l := ExecutionLog{ID: asString(r[0]), DeliveryID: asString(r[1]), PipelineID: asString(r[2]), PipelineName: asString(r[3]),
 			TriggerType: asString(r[4]), TriggerID: asString(r[5]), EventID: asString(r[6]), Status: asString(r[7]),
@@ -310,15 +356,27 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 		}
 		logs = append(logs, l)
 		ids = append(ids, l.ID)
+		if !slices.Contains(pids, l.PipelineID) {
+			pids = append(pids, l.PipelineID)
+		}
+		if since.IsZero() || l.StartedAt.Before(since) {
+			since = l.StartedAt
+		}
 	}
 	if len(ids) == 0 {
 		return logs, total, nil
 	}
+	// Attempts are ordered by pipeline and start, and none starts before
+	// its execution (a minute of leeway for replicas' clocks). A replayed
+	// row is dropped as FINAL would (the last inserted of a sorting key
+	// wins), among these few rows only.
 	steps, err := s.b.query(ctx, `
 		SELECT execution_id, step_id, step_name, step_order, status, http_status, latency_ms, error, response_body, attempt, failover
-		FROM `+s.t("attempts")+` FINAL
-		WHERE execution_id IN {ids:Array(String)}
-		ORDER BY execution_id, step_order, started_at, attempt`, Params{"ids": ids})
+		FROM `+s.t("attempts")+`
+		WHERE pipeline_id IN {pids:Array(String)} AND started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+		  AND execution_id IN {ids:Array(String)}
+		ORDER BY execution_id, step_order, started_at, attempt, inserted_at DESC
+		LIMIT 1 BY pipeline_id, started_at, attempt_id`, Params{"ids": ids, "pids": pids, "since": since.Add(-time.Minute).UnixMilli()})
 	if err != nil {
 		return nil, 0, fmt.Errorf("execution steps: %w", err)
 	}
@@ -432,6 +490,43 @@ func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []Atte
 		l.Steps = append(l.Steps, *steps[o])
 	}
 	return l, atts, nil
+}
+
+// newestMinutes narrows the first hour to read (from, Unix seconds) to the
+// minute from which the per-minute execution aggregates count need
+// executions matching p; from itself when they cannot tell (a status
+// filter that separates failed from partial, which they count together).
+func (s *Store) newestMinutes(ctx context.Context, p Params, from, need int64) (int64, error) {
+	st := p["statuses"].([]string)
+	if slices.Contains(st, delivery.ExecFailed) != slices.Contains(st, delivery.ExecPartial) {
+		return from, nil
+	}
+	q := Params{"from": from * 1000}
+	for k, v := range p {
+		if k != "from" {
+			q[k] = v
+		}
+	}
+	rows, err := s.b.query(ctx, `
+		SELECT toUnixTimestamp(minute) AS m,
+		       sum(if(any_status OR has(st, 'completed'), toInt64(successful), 0) + if(any_status OR has(st, 'cancelled'), toInt64(cancelled), 0)
+		         + if(any_status OR has(st, 'failed'), toInt64(failed), 0)
+		         + if(any_status OR has(st, 'retrying'), toInt64(retries_opened) - toInt64(retried_closed), 0)) AS n
+		FROM (SELECT minute, successful, cancelled, failed, retries_opened, retried_closed, {statuses:Array(String)} AS st, length(st) = 0 AS any_status FROM `+s.t("executions_1m")+`
+		      WHERE minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC')
+		        AND ({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
+		        AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String}))
+		GROUP BY m ORDER BY m DESC`, q)
+	if err != nil {
+		return 0, fmt.Errorf("recent minutes: %w", err)
+	}
+	var n int64
+	for _, r := range rows {
+		if n += asInt(r[1]); n >= need {
+			return asInt(r[0]), nil
+		}
+	}
+	return from, nil
 }
 
 func asBool(v any) bool {

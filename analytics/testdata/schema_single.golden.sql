@@ -314,6 +314,166 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.sink_offsets_dlq_mv TO webhookd.
 
 ALTER TABLE webhookd.dlq_items ADD COLUMN IF NOT EXISTS payload_truncated Bool DEFAULT false AFTER task;
 
+-- migration 3: executions in time order and counts by status, for the log endpoints (checksum f35d944cc04b32ca)
+
+CREATE TABLE IF NOT EXISTS webhookd.executions_by_time (
+			execution_id  String,
+			delivery_id   String,
+			pipeline_id   String,
+			pipeline_name String,
+			trigger_type  LowCardinality(String),
+			trigger_id    String,
+			event_id      String,
+			status        LowCardinality(String),
+			started_at    DateTime64(3, 'UTC'),
+			completed_at  DateTime64(3, 'UTC'),
+			seq           Int64
+		) ENGINE = ReplacingMergeTree(seq)
+		PARTITION BY toYYYYMMDD(started_at)
+		ORDER BY (started_at, execution_id)
+		TTL toDateTime(started_at) + INTERVAL 30 DAY;
+
+INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions
+		WHERE (SELECT count() FROM webhookd.executions_by_time) = 0;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.executions_by_time_mv TO webhookd.executions_by_time AS
+		SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
+
+CREATE TABLE IF NOT EXISTS webhookd.executions_status_1h (
+			hour          DateTime('UTC'),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			status        LowCardinality(String),
+			executions    SimpleAggregateFunction(sum, Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (hour, pipeline_id, trigger_type, status)
+		TTL toDateTime(hour) + INTERVAL 30 DAY;
+
+INSERT INTO webhookd.executions_status_1h
+		SELECT toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, status, toInt64(count()) FROM webhookd.executions FINAL
+		WHERE (SELECT count() FROM webhookd.executions_status_1h) = 0
+		GROUP BY hour, pipeline_id, trigger_type, status;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.executions_status_1h_mv TO webhookd.executions_status_1h AS
+		SELECT toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, d.1 AS status, sum(d.2) AS executions
+		FROM (SELECT started_at, pipeline_id, trigger_type,
+		             arrayJoin([(status, toInt64(status != 'retrying' OR first_retry)),
+		                        ('retrying', -toInt64(status != 'retrying' AND retried))]) AS d
+		      FROM webhookd.executions_feed)
+		WHERE d.2 != 0
+		GROUP BY hour, pipeline_id, trigger_type, status;
+
+-- migration 4: latency and time-to-success quantile states by level (checksum a58117875916a3af)
+
+CREATE TABLE IF NOT EXISTS webhookd.latency_1m (
+			minute        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			latency    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, minute)
+		TTL toDateTime(minute) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 256;
+
+INSERT INTO webhookd.latency_1m
+		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(0.5, 0.95, 0.99)(latency)
+		FROM (SELECT minute, latency, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), ''), ('step', pipeline_id, '', step_id)]) AS k FROM webhookd.attempts_1m
+		      WHERE (SELECT count() FROM webhookd.latency_1m) = 0)
+		GROUP BY minute, level, pipeline_id, trigger_type, step_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.latency_1m_mv TO webhookd.latency_1m AS
+		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(0.5, 0.95, 0.99)(latency_ms, http_status > 0) AS latency
+		FROM (SELECT toStartOfMinute(started_at) AS minute, *, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), ''), ('step', pipeline_id, '', step_id)]) AS k FROM webhookd.attempts_feed)
+		GROUP BY minute, level, pipeline_id, trigger_type, step_id;
+
+CREATE TABLE IF NOT EXISTS webhookd.time_to_success_1m (
+			minute        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			time_to_success    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, minute)
+		TTL toDateTime(minute) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 256;
+
+INSERT INTO webhookd.time_to_success_1m
+		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(0.5, 0.95, 0.99)(time_to_success)
+		FROM (SELECT minute, time_to_success, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k FROM webhookd.executions_1m
+		      WHERE (SELECT count() FROM webhookd.time_to_success_1m) = 0)
+		GROUP BY minute, level, pipeline_id, trigger_type, step_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1m_mv TO webhookd.time_to_success_1m AS
+		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(0.5, 0.95, 0.99)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
+		FROM (SELECT toStartOfMinute(started_at) AS minute, *, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k FROM webhookd.executions_feed)
+		GROUP BY minute, level, pipeline_id, trigger_type, step_id;
+
+CREATE TABLE IF NOT EXISTS webhookd.latency_1h (
+			hour        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			latency    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, hour)
+		TTL toDateTime(hour) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 256;
+
+INSERT INTO webhookd.latency_1h
+		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(0.5, 0.95, 0.99)(latency)
+		FROM (SELECT hour, latency, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), ''), ('step', pipeline_id, '', step_id)]) AS k FROM webhookd.attempts_1h
+		      WHERE (SELECT count() FROM webhookd.latency_1h) = 0)
+		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.latency_1h_mv TO webhookd.latency_1h AS
+		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(0.5, 0.95, 0.99)(latency_ms, http_status > 0) AS latency
+		FROM (SELECT toStartOfHour(started_at) AS hour, *, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), ''), ('step', pipeline_id, '', step_id)]) AS k FROM webhookd.attempts_feed)
+		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
+
+CREATE TABLE IF NOT EXISTS webhookd.time_to_success_1h (
+			hour        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			time_to_success    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, hour)
+		TTL toDateTime(hour) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 256;
+
+INSERT INTO webhookd.time_to_success_1h
+		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id, quantilesTDigestMergeState(0.5, 0.95, 0.99)(time_to_success)
+		FROM (SELECT hour, time_to_success, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k FROM webhookd.executions_1h
+		      WHERE (SELECT count() FROM webhookd.time_to_success_1h) = 0)
+		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv TO webhookd.time_to_success_1h AS
+		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
+		       quantilesTDigestStateIf(0.5, 0.95, 0.99)(toInt64(dateDiff('millisecond', started_at, completed_at)), status = 'completed') AS time_to_success
+		FROM (SELECT toStartOfHour(started_at) AS hour, *, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
+		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k FROM webhookd.executions_feed)
+		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
+
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
@@ -333,4 +493,16 @@ ALTER TABLE webhookd.executions MODIFY TTL toDateTime(started_at) + INTERVAL 30 
 ALTER TABLE webhookd.executions_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.executions_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.executions_by_time MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.executions_status_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.latency_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.latency_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.time_to_success_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.time_to_success_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
 
