@@ -301,6 +301,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(s.o.ExecutionsTopic, s.o.DLQTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
+		// Execution records and DLQ items are written inside the
+		// consumers' transactions: an aborted one was never decided.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.ready.Store(true) }),
 	}, s.o.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
