@@ -106,6 +106,7 @@ type Consumer struct {
 	ready    atomic.Bool
 
 	txnMu    sync.Mutex          // one transaction at a time (txn.go)
+	txnOpen  bool                // a transaction began and did not end (txnMu)
 	topicIDs map[string][16]byte // for TxnOffsetCommit v6+
 
 	fatalOnce sync.Once
@@ -155,10 +156,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(c.o.Topics...),
 		// A new group starts at the oldest record: never skip work.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
-		// Marks are committed often: after a crash, everything finished
-		// since the last commit is delivered again.
-		kgo.AutoCommitInterval(100 * time.Millisecond),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
@@ -174,6 +171,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}, c.o.ClientOpts...)
 	if c.o.Transactions {
 		opts = append(opts, c.txnOpts()...)
+	} else {
+		opts = append(opts, kgo.AutoCommitMarks(),
+			// Marks are committed often: after a crash, everything
+			// finished since the last commit is delivered again.
+			kgo.AutoCommitInterval(100*time.Millisecond))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

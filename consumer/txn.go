@@ -259,7 +259,7 @@ func (c *Consumer) transact(ctx context.Context, cl *kgo.Client, bs []batch) err
 	}
 	for {
 		replaced, err := c.transactOnce(ctx, cl, bs, offsets)
-		if err != nil || !replaced {
+		if !replaced {
 			return err
 		}
 		// Refused records were replaced: the transaction runs again
@@ -269,15 +269,28 @@ func (c *Consumer) transact(ctx context.Context, cl *kgo.Client, bs []batch) err
 }
 
 func (c *Consumer) transactOnce(ctx context.Context, cl *kgo.Client, bs []batch, offsets map[string]map[int32]kgo.EpochOffset) (replaced bool, err error) {
+	abort := func(cause error) error {
+		// An abort whose outcome is unknown is tried again: kgo then
+		// reloads the producer id, which aborts whatever is still open.
+		var err error
+		for range 3 {
+			if err = cl.EndTransaction(ctx, kgo.TryAbort); err == nil {
+				c.txnOpen = false
+				return cause
+			}
+		}
+		return errors.Join(cause, fmt.Errorf("abort transaction: %w", err))
+	}
+	if c.txnOpen {
+		// A previous abort did not go through: end it first.
+		if err := abort(nil); err != nil {
+			return false, err
+		}
+	}
 	if err := cl.BeginTransaction(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
-	abort := func(cause error) error {
-		if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
-			return errors.Join(cause, fmt.Errorf("abort transaction: %w", err))
-		}
-		return cause
-	}
+	c.txnOpen = true
 	type sent struct {
 		e   *entry
 		i   int
@@ -350,6 +363,7 @@ func (c *Consumer) transactOnce(ctx context.Context, cl *kgo.Client, bs []batch,
 		// and the batch is done again.
 		return false, abort(fmt.Errorf("commit transaction: %w", err))
 	}
+	c.txnOpen = false
 	return false, nil
 }
 
