@@ -32,12 +32,11 @@ type bufferKey struct{}
 // WithBuffer returns ctx whose produces (Produce, ProduceAll, and the engine's
 // sends) go to b instead of Kafka: the records become durable when the
 // transaction holding them commits, together with their source offset.
+// WithBuffer(ctx, nil) produces to Kafka at once again.
 func WithBuffer(ctx context.Context, b Buffer) context.Context {
 	return context.WithValue(ctx, bufferKey{}, b)
 }
 
-// WithBuffer(ctx, nil) produces to Kafka at once again.
-//
 // BufferOf is ctx's Buffer, or nil when produces go to Kafka at once.
 func BufferOf(ctx context.Context) Buffer {
 	b, _ := ctx.Value(bufferKey{}).(Buffer)

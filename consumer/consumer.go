@@ -10,7 +10,9 @@
 // as the contiguous finished prefix of each partition. Backpressure pauses
 // fetching, never the poll loop. Shutdown and revocation give in-flight jobs
 // the grace period, then cancel them and commit what is finished, all within
-// the grace period.
+// the grace period. With Options.Transactions, jobs hand their records on
+// inside a transaction instead (txn.go): they are produced with the finished
+// prefix's offsets in one.
 package consumer
 
 import (
