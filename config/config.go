@@ -110,7 +110,6 @@ func Defaults(mode Mode) Config {
 		TopicReplication:       -1,
 		ConsumerGroup:          "webhookd-dispatcher",
 		KafkaSessionTimeout:    10 * time.Second,
-		KafkaTransactions:      true,
 		RetryTiers:             "1s,5s,10s,30s,1m,5m,15m,1h",
 		RetryDelayScale:        1,
 		MaxInFlight:            1024,
