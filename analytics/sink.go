@@ -301,6 +301,12 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(s.o.ExecutionsTopic, s.o.DLQTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
+		// Execution records and DLQ items are written inside the
+		// consumers' transactions: an aborted one was never decided.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Their markers come through too, so the commit passes them (no
+		// lag left once everything is stored).
+		kgo.KeepControlRecords(),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.ready.Store(true) }),
 	}, s.o.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
@@ -368,6 +374,9 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		b.first = time.Now()
 	}
 	b.recs = append(b.recs, r)
+	if r.Attrs.IsControl() {
+		return // a transaction marker: committed past, nothing to store
+	}
 	switch r.Topic {
 	case s.o.DLQTopic:
 		var d dlq.Record

@@ -219,7 +219,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option
 	opts := func(name, groupName string, topics ...string) consumer.Options {
 		return consumer.Options{Name: name, ClientOpts: group, Group: groupName, Topics: topics,
 			MaxInFlight: cfg.MaxInFlight, PartitionMaxInFlight: cfg.PartitionMaxInFlight, Grace: cfg.ShutdownGrace, Log: log.With("worker", name),
-			OnOwned: func(n int) { owned.Set(name, n) }}
+			OnOwned:      func(n int) { owned.Set(name, n) },
+			Transactions: cfg.KafkaTransactions, TransactionalID: transactionalID(&cfg, a.dirLock != nil, groupName)}
 	}
 	if cfg.HasRole(config.RoleRetry) {
 		for _, tier := range a.Topics.Tiers {
@@ -411,6 +412,27 @@ func (a *App) queueMetrics(cl *kgo.Client) *lagwatch.Watcher {
 		}
 	}
 	return w
+}
+
+// transactionalID names the transactional producer of a consumer of group
+// (WEBHOOKD_KAFKA_TRANSACTIONS): unique to this process, as the group
+// generation in each offset commit fences a member that lost its partitions.
+// A process that holds its data directory (one at a time) is named by it, so
+// after a crash its restart fences and aborts the transaction it left open
+// at once; any other is named by host and pid (a container restarted in the
+// same pod keeps both), and a transaction it left open ends at the brokers'
+// transaction timeout (consumer.TxnTimeout).
+func transactionalID(cfg *config.Config, ownsDataDir bool, group string) string {
+	host, _ := os.Hostname()
+	who := fmt.Sprintf("%s:%d", host, os.Getpid())
+	if ownsDataDir {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			dir = cfg.DataDir
+		}
+		who = host + ":" + dir
+	}
+	return "webhookd:" + group + ":" + who
 }
 
 // registryGated starts a worker only once the registry has loaded, so no

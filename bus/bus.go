@@ -294,8 +294,18 @@ const ProduceTimeout = 30 * time.Second
 // Produce produces recs and waits until each is acknowledged or failed. It
 // returns one error per record, in order (nil: acknowledged). Records take
 // ctx: when it ends, records not yet sent fail with its error.
+//
+// Inside a transaction (ctx from WithBuffer) the records are buffered
+// instead, and every error is nil: they are produced with their source
+// offset's commit, and a refusal then is fatal to the consumer.
 func Produce(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) []error {
 	errs := make([]error, len(recs))
+	if b := BufferOf(ctx); b != nil {
+		for _, r := range recs {
+			b.Add(Deferred{Rec: r})
+		}
+		return errs
+	}
 	var wg sync.WaitGroup
 	wg.Add(len(recs))
 	for i, r := range recs {

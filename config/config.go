@@ -51,6 +51,7 @@ type Config struct {
 	KafkaTLSKeyFile     string        `env:"WEBHOOKD_KAFKA_TLS_KEY_FILE" help:"PEM private key of WEBHOOKD_KAFKA_TLS_CERT_FILE."`
 	DevKafkaAddr        string        `env:"WEBHOOKD_DEV_KAFKA_ADDR" help:"Dev mode without WEBHOOKD_KAFKA_BROKERS: where the in-process Kafka listens (port 0 picks a free port)."`
 	KafkaSessionTimeout time.Duration `env:"WEBHOOKD_KAFKA_SESSION_TIMEOUT" help:"Consumer-group session timeout: how long a crashed replica's partitions wait before another replica takes them. 6s to 30m (the brokers' default limits)."`
+	KafkaTransactions   bool          `env:"WEBHOOKD_KAFKA_TRANSACTIONS" help:"Hand work between topics in Kafka transactions: the records a delivery produces (retry and failover tasks, DLQ items, execution log) and its source offset commit in one, so after a crash a delivery is not redone both by its re-read event and by the task it left. Needs brokers with transactions (Kafka 2.5+, KIP-447); off: produce acknowledged, then offsets committed every 100 ms."`
 
 	TopicPrefix       string  `env:"WEBHOOKD_TOPIC_PREFIX" help:"Prefix for webhookd's internal topics (webhooks.*)."`
 	EventTopics       string  `env:"WEBHOOKD_EVENT_TOPICS" help:"Comma-separated event topics to consume."`

@@ -10,7 +10,9 @@
 // as the contiguous finished prefix of each partition. Backpressure pauses
 // fetching, never the poll loop. Shutdown and revocation give in-flight jobs
 // the grace period, then cancel them and commit what is finished, all within
-// the grace period.
+// the grace period. With Options.Transactions, jobs hand their records on
+// inside a transaction instead (txn.go): they are produced with the finished
+// prefix's offsets in one.
 package consumer
 
 import (
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/afftok/webhookd/bus"
 )
 
 // Job is one unit of a record's work (one delivery). It returns nil only when
@@ -67,6 +71,15 @@ type Options struct {
 	// OnOwned, if set, is told how many partitions the consumer owns after
 	// every assignment, revoke or loss (rate limit shares follow it).
 	OnOwned func(partitions int)
+
+	// Transactions hands work on in Kafka transactions (txn.go): the
+	// records a record's jobs produce are buffered and produced with the
+	// record's offset commit in one transaction, so after a crash a
+	// delivery is not redone by both its re-read source and the task it
+	// left. TransactionalID names this member's producer (unique per
+	// process; the group generation fences zombies).
+	Transactions    bool
+	TransactionalID string
 }
 
 // PartitionHooks hear of the partitions a consumer processes.
@@ -94,6 +107,10 @@ type Consumer struct {
 	stopping map[tp]*partWorker
 	ready    atomic.Bool
 
+	txnMu    sync.Mutex          // one transaction at a time (txn.go)
+	txnOpen  bool                // a transaction began and did not end (txnMu)
+	topicIDs map[string][16]byte // for TxnOffsetCommit v6+
+
 	fatalOnce sync.Once
 	fatal     error
 	stop      context.CancelFunc // ends Run's poll loop on a fatal job error
@@ -118,7 +135,7 @@ func New(o Options, h Handler) *Consumer {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}, topicIDs: map[string][16]byte{}}
 }
 
 // Name implements the worker interface.
@@ -141,22 +158,34 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(c.o.Topics...),
 		// A new group starts at the oldest record: never skip work.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
-		// Marks are committed often: after a crash, everything finished
-		// since the last commit is delivered again.
-		kgo.AutoCommitInterval(100 * time.Millisecond),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come through as records without work, so
+		// the committed offset passes them: a topic written in
+		// transactions shows no lag once everything is done.
+		kgo.KeepControlRecords(),
 		// Backpressure pauses partitions; a fetch issued while they were
 		// paused long-polls for its full max wait before resumed partitions
 		// are fetched again. A short wait bounds that stall.
 		kgo.FetchMaxWait(250 * time.Millisecond),
 	}, c.o.ClientOpts...)
+	if c.o.Transactions {
+		opts = append(opts, c.txnOpts()...)
+	} else {
+		opts = append(opts, kgo.AutoCommitMarks(),
+			// Marks are committed often: after a crash, everything
+			// finished since the last commit is delivered again.
+			kgo.AutoCommitInterval(100*time.Millisecond))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
+	}
+	stopTxn := func() {}
+	if c.o.Transactions {
+		stopTxn = c.startTxnLoop(cl)
 	}
 	for {
 		fetches := cl.PollRecords(ctx, 512)
@@ -168,6 +197,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 				c.o.Log.Error("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		if c.o.Transactions {
+			c.noteTopicIDs(fetches)
+		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) > 0 {
 				c.enqueue(p.Topic, p.Partition, p.Records)
@@ -180,10 +212,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	reserve := reserveOf(c.o.Grace)
 	ws := c.takeAll()
 	c.stopWorkers(ws, true, deadline.Add(-reserve/2))
+	stopTxn()
 	c.mu.Lock()
 	clear(c.stopping)
 	c.mu.Unlock()
-	c.commit(cl, deadline.Add(-reserve/4))
+	c.commit(cl, ws, deadline.Add(-reserve/4))
 	// Close leaves the group; the revoke it triggers finds no workers left.
 	closed := make(chan struct{})
 	go func() { cl.Close(); close(closed) }()
@@ -201,10 +234,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 // committing: a quarter, at most 3 s.
 func reserveOf(grace time.Duration) time.Duration { return min(grace/4, 3*time.Second) }
 
-// commit commits marked offsets, bounded by the deadline (at least a moment).
-func (c *Consumer) commit(cl *kgo.Client, deadline time.Time) {
+// commit commits marked offsets (with transactions: ws's finished work),
+// bounded by the deadline (at least a moment).
+func (c *Consumer) commit(cl *kgo.Client, ws []*partWorker, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), maxTime(deadline, time.Now().Add(100*time.Millisecond)))
 	defer cancel()
+	if c.o.Transactions {
+		c.txnMu.Lock()
+		defer c.txnMu.Unlock()
+		if err := c.flush(ctx, cl, ws); err != nil {
+			c.o.Log.Error("transaction failed; the uncommitted records will be processed again", "group", c.o.Group, "err", err)
+		}
+		return
+	}
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		c.o.Log.Error("commit failed; the uncommitted records will be processed again", "group", c.o.Group, "err", err)
 	}
@@ -259,8 +301,9 @@ func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	c.o.Log.Info("partitions revoked", "group", c.o.Group, "partitions", revoked)
 	c.fenceStopping(revoked)
 	deadline := time.Now().Add(c.o.Grace)
-	c.stopWorkers(c.take(revoked), true, deadline.Add(-reserveOf(c.o.Grace)/2))
-	c.commit(cl, deadline)
+	ws := c.take(revoked)
+	c.stopWorkers(ws, true, deadline.Add(-reserveOf(c.o.Grace)/2))
+	c.commit(cl, ws, deadline)
 }
 
 // fenceStopping fences workers shutdown is still stopping whose partitions
@@ -362,6 +405,11 @@ type partWorker struct {
 	window []*entry // started records in offset order, not yet marked
 	fenced bool     // stopped or lost: never mark again
 	closed bool
+	// With transactions: the finished prefix not yet committed, in
+	// offset order (txn.go), and whether it is dropped for good (the
+	// partition may belong to another member).
+	ready   []*entry
+	dropped bool
 
 	ctx      context.Context // jobs; cancelled when the grace period ends
 	cancel   context.CancelFunc
@@ -373,7 +421,8 @@ type partWorker struct {
 type entry struct {
 	offset  int64
 	epoch   int32
-	pending int // jobs not finished
+	pending int            // jobs not finished
+	recs    []bus.Deferred // with transactions: what its jobs produce
 }
 
 func newPartWorker(c *Consumer, cl *kgo.Client, topic string, partition int32) *partWorker {
@@ -398,8 +447,9 @@ func (w *partWorker) push(recs []*kgo.Record) {
 // flowLocked pauses fetching while the queue or the window is full and
 // resumes it once both are below half.
 func (w *partWorker) flowLocked() {
-	full := len(w.queue) >= cap(w.slots) || len(w.window) >= w.c.windowLimit()
-	low := len(w.queue) < cap(w.slots)/2 && len(w.window) < w.c.windowLimit()/2
+	window := len(w.window) + len(w.ready)
+	full := len(w.queue) >= cap(w.slots) || window >= w.c.windowLimit()
+	low := len(w.queue) < cap(w.slots)/2 && window < w.c.windowLimit()/2
 	switch {
 	case full && !w.paused && !w.closed:
 		w.paused = true
@@ -457,7 +507,10 @@ func (w *partWorker) run() {
 		if rec == nil {
 			return
 		}
-		work := w.c.h.Prepare(rec)
+		var work Work
+		if !rec.Attrs.IsControl() {
+			work = w.c.h.Prepare(rec)
+		}
 		// Hold the partition until the record is due: nothing behind it
 		// starts. Not a sleep in a handler: the wait is the partition's, and
 		// a stop ends it at once (the record is read again later).
@@ -488,9 +541,13 @@ func (w *partWorker) run() {
 				return
 			}
 			w.inflight.Add(1)
+			ctx := w.ctx
+			if w.c.o.Transactions {
+				ctx = bus.WithBuffer(ctx, entryBuffer{w, e})
+			}
 			go func() {
 				defer w.inflight.Done()
-				err := job(w.ctx, w.cl)
+				err := job(ctx, w.cl)
 				<-w.c.global
 				<-w.slots
 				switch {
@@ -516,10 +573,13 @@ func (w *partWorker) finish(e *entry) {
 	var last *entry
 	for len(w.window) > 0 && w.window[0].pending <= 0 {
 		last = w.window[0]
+		if w.c.o.Transactions && !w.dropped && !w.fenced {
+			w.ready = append(w.ready, last)
+		}
 		w.window[0] = nil
 		w.window = w.window[1:]
 	}
-	if last != nil && !w.fenced {
+	if last != nil && !w.fenced && !w.c.o.Transactions {
 		w.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{w.topic: {w.partition: {Epoch: last.epoch, Offset: last.offset + 1}}})
 	}
 	w.flowLocked()
@@ -529,6 +589,7 @@ func (w *partWorker) finish(e *entry) {
 func (w *partWorker) fence() {
 	w.mu.Lock()
 	w.fenced = true
+	w.dropLocked()
 	w.mu.Unlock()
 }
 
@@ -542,6 +603,7 @@ func (w *partWorker) stop(graceful bool, deadline time.Time) {
 	w.closed = true
 	if !graceful {
 		w.fenced = true
+		w.dropLocked()
 	}
 	w.mu.Unlock()
 	close(w.quit)

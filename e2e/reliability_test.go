@@ -32,22 +32,26 @@ type pairReceiver struct {
 	got       map[string]int // "/a:123" → 2xx answers
 	total     int
 	failFirst map[string]bool // paths whose first attempt gets a 500
+	firsts    map[string]int  // "/b:123" → first attempts (each a 500)
 	changed   chan struct{}
 }
 
 func newPairReceiver(t *testing.T, failFirst ...string) *pairReceiver {
-	r := &pairReceiver{got: map[string]int{}, failFirst: map[string]bool{}, changed: make(chan struct{}, 1)}
+	r := &pairReceiver{got: map[string]int{}, failFirst: map[string]bool{}, firsts: map[string]int{}, changed: make(chan struct{}, 1)}
 	for _, p := range failFirst {
 		r.failFirst[p] = true
 	}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		var b struct{ Seq json.Number }
+		_ = json.Unmarshal(body, &b)
 		if r.failFirst[req.URL.Path] && req.Header.Get("X-Afftok-Retry-Count") == "0" {
+			r.mu.Lock()
+			r.firsts[req.URL.Path+":"+b.Seq.String()]++
+			r.mu.Unlock()
 			w.WriteHeader(500)
 			return
 		}
-		var b struct{ Seq json.Number }
-		_ = json.Unmarshal(body, &b)
 		r.mu.Lock()
 		r.got[req.URL.Path+":"+b.Seq.String()]++
 		r.total++
@@ -66,6 +70,22 @@ func (r *pairReceiver) counts() (pairs, dups int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.got), r.total - len(r.got)
+}
+
+// twoWays counts the pairs of a failing-first path delivered more than once
+// after their event was read again (a second first attempt): redone both by
+// the retry task the first reading left and by the re-read event — what
+// transactions (WEBHOOKD_KAFKA_TRANSACTIONS) rule out.
+func (r *pairReceiver) twoWays() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for k, f := range r.firsts {
+		if f >= 2 && r.got[k] >= 2 {
+			n++
+		}
+	}
+	return n
 }
 
 // waitPairs waits until n pairs are delivered.
@@ -137,7 +157,8 @@ func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
 	if code, out := in.API(t, "GET", "/api/admin/webhooks/logs/dlq?limit=1", nil); code != 200 || out["data"].(map[string]any)["pagination"].(map[string]any)["total"] != 0.0 {
 		t.Errorf("DLQ: %d %v", code, out)
 	}
-	t.Logf("%d events × 2 pipelines, 3 SIGKILLs: %d pairs delivered, none lost; %d duplicates in all, per crash %v", events, pairs, dups, perCrash)
+	t.Logf("%d events × 2 pipelines, 3 SIGKILLs: %d pairs delivered, none lost; %d duplicates in all, per crash %v; %d pairs redone both by a retry task and by their re-read event",
+		events, pairs, dups, perCrash, rcv.twoWays())
 	// A crash can leave undone what was in flight and what finished since
 	// the last commit: per consumer group at most its in-flight limit
 	// (event dispatcher, retry tiers, failover: five groups here).
@@ -145,6 +166,47 @@ func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
 		if d > 5*maxInFlight {
 			t.Errorf("crash %d caused %d duplicates, more than the in-flight limits allow (%d)", i+1, d, 5*maxInFlight)
 		}
+	}
+}
+
+// With transactions (WEBHOOKD_KAFKA_TRANSACTIONS) a SIGKILL while a pipeline
+// fails every first attempt (retry tasks in flight) leaves no delivery to be
+// redone two ways — by the retry task already handed on and by the event
+// read again — and loses nothing. Without them, the same crashes are counted
+// for comparison.
+func TestReliabilityTransactionsRedoNoDeliveryTwoWays(t *testing.T) {
+	for _, txn := range []string{"false", "true"} {
+		t.Run("transactions="+txn, func(t *testing.T) {
+			prefix, events := "tw"+txn+".", 10000
+			in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+				"WEBHOOKD_TOPIC_PARTITIONS": "3", "WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1",
+				"WEBHOOKD_KAFKA_SESSION_TIMEOUT": "6s", "WEBHOOKD_MAX_IN_FLIGHT": "256", "WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "64",
+				"WEBHOOKD_BREAKER_FAILURES": "0", "WEBHOOKD_LOG_LEVEL": "info", "WEBHOOKD_KAFKA_TRANSACTIONS": txn,
+			}))
+			rcv := newPairReceiver(t, "/b")
+			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
+			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
+			produceSeq(t, prefix+"events", 0, events)
+			var perCrash []int
+			for _, at := range []int{events / 2, events} {
+				rcv.waitPairs(t, at, 5*time.Minute)
+				_, before := rcv.counts()
+				in.Kill()
+				in.Start(t)
+				rcv.waitPairs(t, min(at+events/2, 2*events), 5*time.Minute)
+				_, after := rcv.counts()
+				perCrash = append(perCrash, after-before)
+			}
+			rcv.waitPairs(t, 2*events, 5*time.Minute)
+			in.WaitCaughtUp(t)
+			pairs, dups := rcv.counts()
+			two := rcv.twoWays()
+			t.Logf("transactions=%s: %d events × 2 pipelines, 2 SIGKILLs: %d pairs delivered, none lost; %d duplicates, per crash %v; %d pairs redone two ways",
+				txn, events, pairs, dups, perCrash, two)
+			if txn == "true" && two > 0 {
+				t.Errorf("%d pairs were delivered both by their retry task and after their event was read again", two)
+			}
+		})
 	}
 }
 

@@ -286,6 +286,12 @@ func transient(err error) bool {
 // item → fatal, and a transient one is tried again at most
 // len(transientBackoff) times, so it ends.
 func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
+	if b := bus.BufferOf(ctx); b != nil {
+		// Inside a transaction: the records go with the source offset's
+		// commit (consumer package), and a refusal is dealt with then.
+		b.Add(e.deferred(outs)...)
+		return nil
+	}
 	for len(outs) > 0 {
 		recs := make([]*kgo.Record, len(outs))
 		for i, o := range outs {
@@ -354,6 +360,37 @@ func (e *Engine) send(ctx context.Context, cl *kgo.Client, outs []out) error {
 		outs = again
 	}
 	return nil
+}
+
+// deferred is outs for a transaction: each with what takes its place if Kafka
+// refuses it for good, decided as send decides (a transient refusal aborts
+// the transaction, which is tried again).
+func (e *Engine) deferred(outs []out) []bus.Deferred {
+	ds := make([]bus.Deferred, len(outs))
+	for i, o := range outs {
+		ds[i] = bus.Deferred{Rec: o.rec, Committed: o.count, Refused: func(err error) ([]bus.Deferred, error) {
+			cause := "other"
+			if bus.TooLarge(err) {
+				cause = "too_large"
+			}
+			metrics.ProduceFailures.WithLabelValues(o.role.String(), cause).Inc()
+			switch o.role {
+			case roleLog:
+				e.Log.Error("Kafka refused an execution log record; the delivery goes on without it", "topic", o.rec.Topic, "err", err)
+				return nil, nil
+			case roleTask:
+				return e.deferred(e.refusedTask(o.task, o.rec.Topic, err)), nil
+			case roleDLQ:
+				if bus.TooLarge(err) && !o.dl.PayloadTruncated {
+					return e.deferred([]out{e.deadLetter(o.dl.Reduce())}), nil
+				}
+				return nil, &FatalError{Err: fmt.Errorf("DLQ item %s (%s): %w", o.dl.ID, o.dl.Reason, err)}
+			default:
+				return nil, &FatalError{Err: fmt.Errorf("Kafka refused the release of a key lock: %w", err)}
+			}
+		}}
+	}
+	return ds
 }
 
 // refusedTask is the DLQ item (and execution) of a task Kafka refused for

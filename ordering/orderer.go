@@ -96,7 +96,8 @@ type keyState struct {
 // ConsumeOpts are the options the orderer's client needs: it reads the
 // whole order topic.
 func ConsumeOpts(orderTopic string) []kgo.Opt {
-	return []kgo.Opt{kgo.ConsumeTopics(orderTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	// Releases are written inside the retry consumers' transactions.
+	return []kgo.Opt{kgo.ConsumeTopics(orderTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted())}
 }
 
 // New returns an orderer over cl, a client made with ConsumeOpts and
@@ -332,6 +333,13 @@ func (o *Orderer) Job(rec *kgo.Record, t *delivery.Task) consumer.Job {
 	chain[t.Order] = mine
 	o.mu.Unlock()
 	return func(ctx context.Context, cl *kgo.Client) (err error) {
+		if bus.BufferOf(ctx) != nil {
+			// Inside a consumer transaction: a key's lock and park
+			// offsets must follow what is acknowledged, so ordered
+			// deliveries produce at once with the orderer's own client
+			// (after a crash, the lock makes an event read again a no-op).
+			ctx, cl = bus.WithBuffer(ctx, nil), o.cl
+		}
 		defer func() {
 			mine.err = err // read only after done is closed
 			close(mine.done)

@@ -129,6 +129,7 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 - {name: WEBHOOKD_TOPIC_REPLICATION, value: {{ .Values.kafka.topicReplication | quote }}}
 - {name: WEBHOOKD_CONSUMER_GROUP, value: {{ .Values.kafka.consumerGroup | quote }}}
 - {name: WEBHOOKD_KAFKA_SESSION_TIMEOUT, value: {{ .Values.kafka.sessionTimeout | quote }}}
+- {name: WEBHOOKD_KAFKA_TRANSACTIONS, value: {{ .Values.kafka.transactions | quote }}}
 - {name: WEBHOOKD_RETRY_TIERS, value: {{ .Values.kafka.retryTiers | quote }}}
 {{- with .Values.clickhouse }}
 {{- if .addrKey }}
