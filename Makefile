@@ -67,6 +67,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./template -run '^$$' -fuzz FuzzParseBody -fuzztime $(FUZZTIME)
 	$(GO) test ./template -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./template -run '^$$' -fuzz FuzzQuoteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz FuzzDecodePipeline -fuzztime $(FUZZTIME)
 	$(GO) test ./filter -run '^$$' -fuzz FuzzParseFilter -fuzztime $(FUZZTIME)
@@ -82,6 +83,7 @@ fuzz:
 	$(GO) test ./opevents -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./config -run '^$$' -fuzz FuzzParseYAML -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzWithOrigin -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzFeedRow -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzRangeParams -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
