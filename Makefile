@@ -73,6 +73,7 @@ fuzz:
 	$(GO) test ./filter -run '^$$' -fuzz FuzzParseFilter -fuzztime $(FUZZTIME)
 	$(GO) test ./strictjson -run '^$$' -fuzz FuzzStrictDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./delivery -run '^$$' -fuzz FuzzDecodeTask -fuzztime $(FUZZTIME)
+	$(GO) test ./delivery -run '^$$' -fuzz FuzzRecordJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./jobs -run '^$$' -fuzz FuzzDecodeJob -fuzztime $(FUZZTIME)
 	$(GO) test ./ordering -run '^$$' -fuzz FuzzDecodeEntry -fuzztime $(FUZZTIME)
 	$(GO) test ./dispatcher -run '^$$' -fuzz FuzzRedact -fuzztime $(FUZZTIME)

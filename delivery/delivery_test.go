@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +76,37 @@ func TestTaskRecordKeys(t *testing.T) {
 	if k := string(tk.Resumable("x").Record("t").Key); k != "wh_del_1" {
 		t.Fatalf("a resumable task keeps its ticket: key %q", k)
 	}
+}
+
+// The hand-written encoders of the executions topic's records write what
+// encoding/json writes.
+func FuzzRecordJSON(f *testing.F) {
+	f.Add("attempt", "at-1", "p1", "<a&b>", "é\u2028\x00\xff", int64(1732708800123456789), int64(-1), 3, true)
+	f.Add("", "", "", "", "", int64(0), int64(0), 0, false)
+	f.Fuzz(func(t *testing.T, kind, id, name, body, errText string, ns, seq int64, n int, flag bool) {
+		at := time.Unix(0, ns).In(time.FixedZone("x", n%50000))
+		a := Attempt{V: n, Kind: kind, AttemptID: id, ExecutionID: id, DeliveryID: name, PipelineID: id, PipelineName: name, TriggerType: kind,
+			TriggerID: id, EventID: body, StepID: id, StepName: name, StepOrder: n, Attempt: -n, Failover: flag, Tier: kind, Status: kind,
+			HTTPStatus: n, LatencyMS: seq, Error: errText, RequestURL: name, RequestBody: body, ResponseBody: errText, StartedAt: at}
+		x := Execution{V: n, Kind: kind, ExecutionID: id, DeliveryID: name, PipelineID: id, PipelineName: name, TriggerType: kind, TriggerID: id,
+			EventID: body, Status: errText, StartedAt: at, Seq: seq, FirstRetry: flag, Retried: !flag}
+		if n%3 == 0 {
+			x.CompletedAt = at.Add(time.Duration(seq))
+		}
+		for _, v := range []interface {
+			AppendJSON([]byte) ([]byte, bool)
+		}{&a, &x} {
+			want, err := json.Marshal(v)
+			got, ok := v.AppendJSON(nil)
+			if !ok {
+				if err == nil {
+					t.Fatalf("%T: refused what encoding/json writes: %s", v, want)
+				}
+				continue
+			}
+			if err != nil || string(got) != string(want) {
+				t.Fatalf("%T:\n got %s\nwant %s (%v)", v, got, want, err)
+			}
+		}
+	})
 }
