@@ -69,13 +69,11 @@ func FindChDB() string {
 }
 
 // jemallocConf is chDB's allocator setting unless JE_MALLOC_CONF is set:
-// memory it frees goes back to the system after a second instead of
-// jemalloc's default ten. Measured: 1 M rows inserted alone peak 60–90 MB
-// lower than with the default; in make bench the 1 M backlog's peak RSS went
-// from 491 MB to 466–475 MB with an immediate return (dirty_decay_ms:0),
-// which cost the sink's inserts a fifth more CPU (page faults of memory
-// freed and taken again each batch, BenchmarkSinkWrite) than this.
-const jemallocConf = "dirty_decay_ms:1000,muzzy_decay_ms:0"
+// memory it frees goes back to the system at once instead of after seconds
+// (jemalloc's default decay). Measured: 1 M rows inserted alone peak
+// 60–90 MB lower, for about a third more CPU in the insert itself; in make
+// bench the 1 M backlog's peak RSS went from 491 MB to 466–475 MB.
+const jemallocConf = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
 func loadChDB(path string) error {
 	l := &chdbLib

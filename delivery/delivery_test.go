@@ -110,3 +110,25 @@ func FuzzRecordJSON(f *testing.F) {
 		}
 	})
 }
+
+// A record without escapes fits the size hint: its slice is not grown.
+func TestRecordJSONFitsItsSizeHint(t *testing.T) {
+	at := time.Date(2026, 11, 27, 18, 16, 12, 123456789, time.UTC)
+	a := &Attempt{V: Version, Kind: KindAttempt, AttemptID: "wh_att_0123456789abcdef01234567", ExecutionID: "wh_exec_0123456789abcdef01234567",
+		DeliveryID: "wh_del_0123456789abcdef01234567", PipelineID: "wh_pipe_0123456789abcdef", PipelineName: "bench-0", TriggerType: "click",
+		TriggerID: "c123456", EventID: "b-123456", StepID: "wh_step_0123456789abcdef", StepName: "step 1", StepOrder: 1, Attempt: 12, Tier: "primary",
+		Status: AttemptFailed, HTTPStatus: 503, LatencyMS: 30000, Error: "HTTP 503", RequestURL: "http://127.0.0.1:40000/r/0",
+		RequestBody: `{"seq":123456,"event":"click"}`, ResponseBody: `{"received":true}`, StartedAt: at}
+	x := &Execution{V: Version, Kind: KindExecution, ExecutionID: a.ExecutionID, DeliveryID: a.DeliveryID, PipelineID: a.PipelineID,
+		PipelineName: a.PipelineName, TriggerType: "click", TriggerID: "c123456", EventID: "b-123456", Status: ExecRetrying,
+		StartedAt: at, CompletedAt: at, Seq: at.UnixNano(), FirstRetry: true, Retried: true}
+	for _, v := range []interface {
+		AppendJSON([]byte) ([]byte, bool)
+		JSONSizeHint() int
+	}{a, x} {
+		b, _ := v.AppendJSON(make([]byte, 0, v.JSONSizeHint()))
+		if cap(b) != v.JSONSizeHint() || len(b) < v.JSONSizeHint()*3/4 {
+			t.Errorf("%T: %d bytes, hint %d, grown to %d", v, len(b), v.JSONSizeHint(), cap(b))
+		}
+	}
+}

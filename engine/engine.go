@@ -220,9 +220,9 @@ func (e *Engine) log(key string, v any) out {
 	ok := false
 	switch x := v.(type) { // the records of every delivery, without reflection
 	case *delivery.Attempt:
-		b, ok = x.AppendJSON(make([]byte, 0, 512))
+		b, ok = x.AppendJSON(make([]byte, 0, x.JSONSizeHint()))
 	case *delivery.Execution:
-		b, ok = x.AppendJSON(make([]byte, 0, 320))
+		b, ok = x.AppendJSON(make([]byte, 0, x.JSONSizeHint()))
 	}
 	var err error
 	if !ok {
