@@ -78,6 +78,12 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 	return s.Feed(ctx, b)
 }
 
+// The fields of a record the feeds read (their columns less the origin's).
+var (
+	attemptFeedFields   = attemptFeedCols[:len(attemptFeedCols)-3]
+	executionFeedFields = executionFeedCols[:len(executionFeedCols)-3]
+)
+
 var (
 	attemptFeedCols   = []string{"pipeline_id", "trigger_type", "step_id", "attempt", "failover", "tier", "status", "http_status", "latency_ms", "error", "started_at", "src_topic", "src_partition", "src_offset"}
 	executionFeedCols = []string{"pipeline_id", "trigger_type", "status", "started_at", "completed_at", "first_retry", "retried", "src_topic", "src_partition", "src_offset"}
@@ -157,7 +163,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		if err := s.b.insert(ctx, s.t("attempts_feed"), attemptFeedCols, rows); err != nil {
 			return fmt.Errorf("attempts feed: %w", err)
 		}
-		if err := s.feedRecords(ctx, "attempts_feed", m, b.AttemptRecs, b.AttemptRecOrigins); err != nil {
+		if err := s.feedRecords(ctx, "attempts_feed", attemptFeedFields, m, b.AttemptRecs, b.AttemptRecOrigins); err != nil {
 			return fmt.Errorf("attempts feed: %w", err)
 		}
 	}
@@ -175,7 +181,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		if err := s.b.insert(ctx, s.t("executions_feed"), executionFeedCols, rows); err != nil {
 			return fmt.Errorf("executions feed: %w", err)
 		}
-		if err := s.feedRecords(ctx, "executions_feed", m, b.ExecutionRecs, b.ExecutionRecOrigins); err != nil {
+		if err := s.feedRecords(ctx, "executions_feed", executionFeedFields, m, b.ExecutionRecs, b.ExecutionRecOrigins); err != nil {
 			return fmt.Errorf("executions feed: %w", err)
 		}
 	}
@@ -197,9 +203,11 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-// feedRecords feeds JSON records as they are, each with its origin's
-// fields put in front.
-func (s *Store) feedRecords(ctx context.Context, table string, m map[partKey]int64, recs [][]byte, origins []Origin) error {
+// feedRecords feeds JSON records, each with its origin's fields put in
+// front and only the fields the feed has (fields names the feed's columns
+// a record can carry): ClickHouse's cost of reading a record grows with its
+// size, and most of an attempt record (URLs, bodies, names) is not fed.
+func (s *Store) feedRecords(ctx context.Context, table string, fields []string, m map[partKey]int64, recs [][]byte, origins []Origin) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -209,8 +217,10 @@ func (s *Store) feedRecords(ctx context.Context, table string, m map[partKey]int
 		if !fresh(m, o) {
 			continue
 		}
-		if rec, ok := withOrigin(r, o); ok {
+		if rec, ok := feedRow(r, o, fields); ok {
 			out = append(out, rec)
+		} else if rec, ok := withOrigin(r, o); ok {
+			out = append(out, rec) // a record feedRow does not read: as it is
 		}
 	}
 	if len(out) == 0 {
@@ -244,4 +254,146 @@ func withOrigin(rec []byte, o Origin) ([]byte, bool) {
 	}
 	bb.Write(rec[1:])
 	return bb.Bytes(), true
+}
+
+// feedRow is withOrigin keeping only the record's top-level fields named in
+// fields (in the record's order, values as they are). It reads plain JSON
+// objects as webhookd writes them; false for anything it does not (a key
+// with an escape, a malformed record), which is then fed whole.
+func feedRow(rec []byte, o Origin, fields []string) ([]byte, bool) {
+	i := skipSpace(rec, 0)
+	if i >= len(rec) || rec[i] != '{' {
+		return nil, false
+	}
+	topic, err := json.Marshal(o.Topic)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]byte, 0, 256)
+	out = append(out, `{"src_topic":`...)
+	out = append(out, topic...)
+	out = append(out, `,"src_partition":`...)
+	out = strconv.AppendInt(out, int64(o.Partition), 10)
+	out = append(out, `,"src_offset":`...)
+	out = strconv.AppendInt(out, o.Offset, 10)
+	i = skipSpace(rec, i+1)
+	if i < len(rec) && rec[i] == '}' {
+		return append(out, '}'), skipSpace(rec, i+1) == len(rec)
+	}
+	for {
+		// "key"
+		if i >= len(rec) || rec[i] != '"' {
+			return nil, false
+		}
+		end := bytes.IndexByte(rec[i+1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		key := rec[i+1 : i+1+end]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			return nil, false
+		}
+		i = skipSpace(rec, i+end+2)
+		if i >= len(rec) || rec[i] != ':' {
+			return nil, false
+		}
+		vs := skipSpace(rec, i+1)
+		ve, ok := skipValue(rec, vs)
+		if !ok {
+			return nil, false
+		}
+		for _, f := range fields {
+			if string(key) == f {
+				out = append(out, ',', '"')
+				out = append(out, key...)
+				out = append(out, '"', ':')
+				out = append(out, rec[vs:ve]...)
+				break
+			}
+		}
+		i = skipSpace(rec, ve)
+		if i >= len(rec) {
+			return nil, false
+		}
+		switch rec[i] {
+		case ',':
+			i = skipSpace(rec, i+1)
+		case '}':
+			if skipSpace(rec, i+1) != len(rec) {
+				return nil, false
+			}
+			return append(out, '}'), true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at b[i]; it checks
+// the value's shape only as far as finding its end needs (ClickHouse reads
+// the values that are kept, and refuses a bad one).
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				e, ok := skipString(b, i)
+				if !ok {
+					return 0, false
+				}
+				i = e
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return 0, false
+	default: // number, true, false, null
+		s := i
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			i++
+		}
+		return i, i > s
+	}
+}
+
+// skipString returns the end of the JSON string starting at b[i] (a quote).
+func skipString(b []byte, i int) (int, bool) {
+	i++
+	for {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return 0, false
+		}
+		i += j
+		// The quote is escaped if an odd number of backslashes precede it.
+		n := 0
+		for k := i - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		i++
+		if n%2 == 0 {
+			return i, true
+		}
+	}
 }

@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,6 +74,46 @@ func FuzzRangeParams(f *testing.F) {
 			if first+hour <= to {
 				t.Fatalf("a whole hour fits but none is used: %v", p)
 			}
+		}
+	})
+}
+
+// feedRow keeps exactly the feed's fields of a JSON object record, values
+// unchanged, with the origin's in front; it reads every object whose keys
+// have no escapes.
+func FuzzFeedRow(f *testing.F) {
+	for _, s := range []string{`{"v":1,"kind":"attempt","pipeline_id":"p1","latency_ms":5,"request_body":"{\"a\":[1,\"}\"]}","status":"success"}`,
+		`{}`, ` { } `, `{"src_offset":1,"error":"a\\\"b"}`, `[1]`, `"x"`, `{`, ``, `{"a":{"b":[{}]},"tier":null,"failover":true}`,
+		"{\"error\":\"\u2028\"}\n", `{"a\"b":1}`, `{"status":1 , "attempt" : -2e3}`} {
+		f.Add([]byte(s), "webhooks.executions", int32(3), int64(42))
+	}
+	f.Fuzz(func(t *testing.T, rec []byte, topic string, partition int32, offset int64) {
+		var in map[string]any
+		isObject := json.Unmarshal(rec, &in) == nil && in != nil
+		out, ok := feedRow(rec, Origin{Topic: topic, Partition: partition, Offset: offset}, attemptFeedFields)
+		if !ok {
+			if isObject && !strings.Contains(string(rec), `\`) {
+				t.Fatalf("refused an object: %q", rec)
+			}
+			return
+		}
+		if !isObject {
+			return // not JSON in: the insert refuses what comes out
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%q → invalid JSON %q: %v", rec, out, err)
+		}
+		want := map[string]any{"src_topic": topic, "src_partition": float64(partition), "src_offset": float64(offset)}
+		for _, k := range attemptFeedFields {
+			if v, ok := in[k]; ok {
+				want[k] = v
+			}
+		}
+		var wantRT map[string]any // as JSON reads it (a topic that is not UTF-8)
+		_ = json.Unmarshal(mustJSON(want), &wantRT)
+		if string(mustJSON(got)) != string(mustJSON(wantRT)) {
+			t.Fatalf("%q → %s, want %s", rec, mustJSON(got), mustJSON(want))
 		}
 	})
 }

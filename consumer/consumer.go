@@ -97,6 +97,7 @@ type Consumer struct {
 	o      Options
 	h      Handler
 	global chan struct{} // in-flight slots across partitions
+	jobs   runners       // the goroutines jobs run on
 
 	mu      sync.Mutex
 	workers map[tp]*partWorker
@@ -135,7 +136,7 @@ func New(o Options, h Handler) *Consumer {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}, topicIDs: map[string][16]byte{}}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), jobs: runners{work: make(chan func())}, workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}, topicIDs: map[string][16]byte{}}
 }
 
 // Name implements the worker interface.
@@ -545,7 +546,7 @@ func (w *partWorker) run() {
 			if w.c.o.Transactions {
 				ctx = bus.WithBuffer(ctx, entryBuffer{w, e})
 			}
-			go func() {
+			w.c.jobs.run(func() {
 				defer w.inflight.Done()
 				err := job(ctx, w.cl)
 				<-w.c.global
@@ -560,7 +561,41 @@ func (w *partWorker) run() {
 				default:
 					w.c.fail(fmt.Errorf("%s partition %d offset %d: %w", w.topic, w.partition, e.offset, err))
 				}
-			}()
+			})
+		}
+	}
+}
+
+// runners run jobs on goroutines that stay for the next job a while: a
+// delivery's call chain (render, HTTP, records) grows a fresh goroutine's
+// stack several times over, and a goroutine per job paid that copying on
+// every delivery (about 4 % of the CPU at the benchmark's peak).
+type runners struct {
+	work chan func() // unbuffered: a send succeeds only to an idle runner
+}
+
+// runnerIdle is how long a runner waits for another job before it ends.
+const runnerIdle = 2 * time.Second
+
+func (r *runners) run(job func()) {
+	select {
+	case r.work <- job:
+	default:
+		go r.loop(job)
+	}
+}
+
+func (r *runners) loop(job func()) {
+	t := time.NewTimer(runnerIdle)
+	defer t.Stop()
+	for {
+		job()
+		job = nil // nothing of the last job stays reachable while idle
+		t.Reset(runnerIdle)
+		select {
+		case job = <-r.work:
+		case <-t.C:
+			return
 		}
 	}
 }

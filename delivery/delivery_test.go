@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,60 @@ func TestTaskRecordKeys(t *testing.T) {
 	}
 	if k := string(tk.Resumable("x").Record("t").Key); k != "wh_del_1" {
 		t.Fatalf("a resumable task keeps its ticket: key %q", k)
+	}
+}
+
+// The hand-written encoders of the executions topic's records write what
+// encoding/json writes.
+func FuzzRecordJSON(f *testing.F) {
+	f.Add("attempt", "at-1", "p1", "<a&b>", "é\u2028\x00\xff", int64(1732708800123456789), int64(-1), 3, true)
+	f.Add("", "", "", "", "", int64(0), int64(0), 0, false)
+	f.Fuzz(func(t *testing.T, kind, id, name, body, errText string, ns, seq int64, n int, flag bool) {
+		at := time.Unix(0, ns).In(time.FixedZone("x", n%50000))
+		a := Attempt{V: n, Kind: kind, AttemptID: id, ExecutionID: id, DeliveryID: name, PipelineID: id, PipelineName: name, TriggerType: kind,
+			TriggerID: id, EventID: body, StepID: id, StepName: name, StepOrder: n, Attempt: -n, Failover: flag, Tier: kind, Status: kind,
+			HTTPStatus: n, LatencyMS: seq, Error: errText, RequestURL: name, RequestBody: body, ResponseBody: errText, StartedAt: at}
+		x := Execution{V: n, Kind: kind, ExecutionID: id, DeliveryID: name, PipelineID: id, PipelineName: name, TriggerType: kind, TriggerID: id,
+			EventID: body, Status: errText, StartedAt: at, Seq: seq, FirstRetry: flag, Retried: !flag}
+		if n%3 == 0 {
+			x.CompletedAt = at.Add(time.Duration(seq))
+		}
+		for _, v := range []interface {
+			AppendJSON([]byte) ([]byte, bool)
+		}{&a, &x} {
+			want, err := json.Marshal(v)
+			got, ok := v.AppendJSON(nil)
+			if !ok {
+				if err == nil {
+					t.Fatalf("%T: refused what encoding/json writes: %s", v, want)
+				}
+				continue
+			}
+			if err != nil || string(got) != string(want) {
+				t.Fatalf("%T:\n got %s\nwant %s (%v)", v, got, want, err)
+			}
+		}
+	})
+}
+
+// A record without escapes fits the size hint: its slice is not grown.
+func TestRecordJSONFitsItsSizeHint(t *testing.T) {
+	at := time.Date(2026, 11, 27, 18, 16, 12, 123456789, time.UTC)
+	a := &Attempt{V: Version, Kind: KindAttempt, AttemptID: "wh_att_0123456789abcdef01234567", ExecutionID: "wh_exec_0123456789abcdef01234567",
+		DeliveryID: "wh_del_0123456789abcdef01234567", PipelineID: "wh_pipe_0123456789abcdef", PipelineName: "bench-0", TriggerType: "click",
+		TriggerID: "c123456", EventID: "b-123456", StepID: "wh_step_0123456789abcdef", StepName: "step 1", StepOrder: 1, Attempt: 12, Tier: "primary",
+		Status: AttemptFailed, HTTPStatus: 503, LatencyMS: 30000, Error: "HTTP 503", RequestURL: "http://127.0.0.1:40000/r/0",
+		RequestBody: `{"seq":123456,"event":"click"}`, ResponseBody: `{"received":true}`, StartedAt: at}
+	x := &Execution{V: Version, Kind: KindExecution, ExecutionID: a.ExecutionID, DeliveryID: a.DeliveryID, PipelineID: a.PipelineID,
+		PipelineName: a.PipelineName, TriggerType: "click", TriggerID: "c123456", EventID: "b-123456", Status: ExecRetrying,
+		StartedAt: at, CompletedAt: at, Seq: at.UnixNano(), FirstRetry: true, Retried: true}
+	for _, v := range []interface {
+		AppendJSON([]byte) ([]byte, bool)
+		JSONSizeHint() int
+	}{a, x} {
+		b, _ := v.AppendJSON(make([]byte, 0, v.JSONSizeHint()))
+		if cap(b) != v.JSONSizeHint() || len(b) < v.JSONSizeHint()*3/4 {
+			t.Errorf("%T: %d bytes, hint %d, grown to %d", v, len(b), v.JSONSizeHint(), cap(b))
+		}
 	}
 }

@@ -216,7 +216,18 @@ func (e *Engine) deadLetter(dl *dlq.Record) out {
 }
 
 func (e *Engine) log(key string, v any) out {
-	b, err := json.Marshal(v)
+	var b []byte
+	ok := false
+	switch x := v.(type) { // the records of every delivery, without reflection
+	case *delivery.Attempt:
+		b, ok = x.AppendJSON(make([]byte, 0, x.JSONSizeHint()))
+	case *delivery.Execution:
+		b, ok = x.AppendJSON(make([]byte, 0, x.JSONSizeHint()))
+	}
+	var err error
+	if !ok {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		panic(fmt.Sprintf("encode %T: %v", v, err)) // plain data; a failure is a bug
 	}

@@ -197,6 +197,8 @@ func Stringify(val any) string {
 // JSONLiteral is the JSON encoding of a value (nil is null).
 func JSONLiteral(val any) []byte {
 	switch x := val.(type) {
+	case string:
+		return quoteJSON(x)
 	case nil:
 		return []byte("null")
 	case json.Number:
@@ -224,8 +226,18 @@ func marshalJSON(v any) ([]byte, error) {
 }
 
 func quoteJSON(s string) []byte {
-	b, _ := marshalJSON(s)
-	return b
+	// The common case without an encoder: printable ASCII with nothing to
+	// escape is the string in quotes, as marshalJSON writes it.
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b, _ := marshalJSON(s)
+			return b
+		}
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // escapeInJSONString returns s escaped for use inside a JSON string literal

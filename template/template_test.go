@@ -241,3 +241,19 @@ func BenchmarkRenderObjectBody(b *testing.B) {
 		body.Render(s)
 	}
 }
+
+// quoteJSON's shortcut writes what the encoder writes, for any string.
+func FuzzQuoteJSON(f *testing.F) {
+	for _, s := range []string{"", "US", `a"b`, `a\b`, "<&>", "\x00\x1f\x7f", "é", "\u2028", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := marshalJSON(s)
+		if got := quoteJSON(s); string(got) != string(want) {
+			t.Fatalf("quoteJSON(%q) = %s, want %s", s, got, want)
+		}
+		if got := JSONLiteral(s); string(got) != string(want) {
+			t.Fatalf("JSONLiteral(%q) = %s, want %s", s, got, want)
+		}
+	})
+}

@@ -1,0 +1,82 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+)
+
+// BenchmarkSinkWrite is the embedded ClickHouse's cost per delivery as the
+// sink pays it: each delivery's attempt and final execution record (as
+// webhookd produces them) inserted into the base tables and fed to the
+// aggregates, in batches of the default size. cpu-ms/1000 is the process's
+// CPU (chDB's own threads, merges included) per 1000 deliveries.
+func BenchmarkSinkWrite(b *testing.B) {
+	s, err := OpenChDB(FindChDB(), filepath.Join(b.TempDir(), "ch"), Options{Database: "sinkbench"})
+	if err != nil {
+		b.Skip(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const perBatch = 5000 // deliveries: 10,000 records, the default batch
+	var offset int64
+	batch := func() (atts, execs [][]byte, ao, eo []Origin) {
+		now := time.Now().UTC()
+		for i := range perBatch {
+			offset++
+			id := fmt.Sprintf("%016x", offset)
+			a, _ := json.Marshal(delivery.Attempt{V: delivery.Version, Kind: delivery.KindAttempt, AttemptID: "at-" + id, ExecutionID: "ex-" + id,
+				DeliveryID: "dl-" + id, PipelineID: "p-0123456789", PipelineName: "bench-0", TriggerType: "click", TriggerID: "c" + id, EventID: "b-" + id,
+				StepID: "s-0123456789", StepName: "step 1", StepOrder: 1, Tier: "primary", Status: "success", HTTPStatus: 200, LatencyMS: int64(i % 7),
+				RequestURL: "http://127.0.0.1:40000/r/0", RequestBody: `{"seq":123456,"sent":1732708800000000000,"event":"click","country":"US","device":"mobile"}`,
+				ResponseBody: `{"received":true}`, StartedAt: now})
+			e, _ := json.Marshal(delivery.Execution{V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: "ex-" + id, DeliveryID: "dl-" + id,
+				PipelineID: "p-0123456789", PipelineName: "bench-0", TriggerType: "click", TriggerID: "c" + id, EventID: "b-" + id, Status: "completed",
+				StartedAt: now, CompletedAt: now.Add(3 * time.Millisecond), Seq: now.UnixNano()})
+			atts, execs = append(atts, a), append(execs, e)
+			ao = append(ao, Origin{Topic: "webhookd.executions", Partition: int32(i % 4), Offset: offset})
+			eo = append(eo, Origin{Topic: "webhookd.executions", Partition: int32(i % 4), Offset: offset})
+		}
+		return
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var made time.Duration
+	b.ResetTimer()
+	c0 := cpu()
+	for range b.N {
+		b.StopTimer()
+		m0 := cpu()
+		atts, execs, ao, eo := batch()
+		made += cpu() - m0
+		b.StartTimer()
+		if err := s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("a%d", offset)), "attempts", atts); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Feed(ctx, &Batch{AttemptRecs: atts, AttemptRecOrigins: ao}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("e%d", offset)), "executions", execs); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Feed(ctx, &Batch{ExecutionRecs: execs, ExecutionRecOrigins: eo}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	time.Sleep(2 * time.Second) // background merges of what was written
+	used := cpu() - c0 - made
+	b.ReportMetric(used.Seconds()*1000/float64(b.N*perBatch)*1000, "cpu-ms/1000")
+}
