@@ -464,12 +464,16 @@ func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []Atte
 		l.CompletedAt = &c
 		l.DurationMS = c.Sub(l.StartedAt).Milliseconds()
 	}
+	// Attempts are ordered by pipeline and start: read by the execution's
+	// pipeline and from its start (a minute of leeway for replicas'
+	// clocks, as the lists), not by a scan of every attempt.
 	arows, err := s.b.query(ctx, `
 		SELECT step_id, step_name, step_order, attempt, failover, tier, status, http_status, latency_ms, error,
 		       request_url, request_body, response_body, toUnixTimestamp64Milli(started_at)
 		FROM `+s.t("attempts")+` FINAL
-		WHERE execution_id = {id:String}
-		ORDER BY started_at, step_order, attempt, failover`, p)
+		WHERE pipeline_id = {pipeline_id:String} AND started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+		  AND execution_id = {id:String}
+		ORDER BY started_at, step_order, attempt, failover`, Params{"id": id, "pipeline_id": l.PipelineID, "since": l.StartedAt.Add(-time.Minute).UnixMilli()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("execution attempts: %w", err)
 	}
