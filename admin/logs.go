@@ -1,6 +1,10 @@
 package admin
 
 import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/afftok/webhookd/analytics"
@@ -54,6 +58,11 @@ func (s *Server) getExecution(c *fiber.Ctx) error {
 		return apiError(fiber.StatusServiceUnavailable, "unavailable", "execution logs are not available on this replica")
 	}
 	id := c.Params("id")
+	if !validExecutionID(id) {
+		// No execution has such an id (they are "exec_" and a hash):
+		// not looked up, and not echoed back.
+		return apiError(fiber.StatusNotFound, "not_found", "no execution has that id")
+	}
 	ex, attempts, err := s.o.Logs.Execution(c.UserContext(), id)
 	if err != nil {
 		s.o.Log.Error("execution log query failed", "err", err)
@@ -63,4 +72,11 @@ func (s *Server) getExecution(c *fiber.Ctx) error {
 		return apiError(fiber.StatusNotFound, "not_found", "execution "+id+" not found")
 	}
 	return ok(c, fiber.StatusOK, executionView{ExecutionLog: *ex, Attempts: attempts})
+}
+
+// validExecutionID: at most 200 bytes, printable (execution ids are
+// "exec_" and a hash, with a replay's id between for a replay's).
+func validExecutionID(id string) bool {
+	return id != "" && len(id) <= 200 && utf8.ValidString(id) &&
+		!strings.ContainsFunc(id, func(r rune) bool { return !unicode.IsPrint(r) })
 }

@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -148,5 +149,40 @@ func TestLogAndQuantileTablesAreFilledFromExistingData(t *testing.T) {
 	logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{Limit: 2})
 	if err != nil || total != 5 || len(logs) != 2 {
 		t.Fatalf("logs: %d of %d, %v", len(logs), total, err)
+	}
+}
+
+// With the aggregates kept longer than the logs (say a year against 30
+// days), executions_status_1h still counts executions whose rows have
+// expired: the log endpoints' pagination.total must not count them.
+func TestRecentExecutionsTotalLeavesOutExpiredLogs(t *testing.T) {
+	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "kept", Retention: Retention{Logs: 2, Aggregates: 365}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var es []delivery.Execution
+	for i := range 3 {
+		start := now.Add(-time.Duration(i+1) * time.Minute)
+		es = append(es, delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: fmt.Sprintf("e%d", i), PipelineID: "p1",
+			TriggerType: "click", Status: delivery.ExecCompleted, StartedAt: start, CompletedAt: start.Add(time.Second), Seq: 1})
+	}
+	if err := s.Write(ctx, &Batch{Executions: es, ExecutionOrigins: origins(wlExecTopic, 0, 0, len(es))}); err != nil {
+		t.Fatal(err)
+	}
+	// Ten days ago: 500 executions counted, their rows expired (TTL).
+	mustExec(t, s, fmt.Sprintf(`INSERT INTO kept.executions_status_1h VALUES (toStartOfHour(toDateTime(%d, 'UTC')), 'p1', 'click', 'completed', 500)`,
+		now.Add(-10*24*time.Hour).Unix()))
+	logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 2 || total != 3 {
+		t.Errorf("page of %d, total %d; want 2 of 3", len(logs), total)
 	}
 }

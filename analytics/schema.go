@@ -46,6 +46,7 @@ var migrations = []Migration{
 	}},
 	{Version: 3, Name: "executions in time order and counts by status, for the log endpoints", Statements: logSchema},
 	{Version: 4, Name: "latency and time-to-success quantile states by level", Statements: quantileSchema},
+	{Version: 5, Name: "executions_by_time: the executions written while migration 3 ran", Statements: refillExecutionsByTime},
 }
 
 // Migrations returns the schema's migrations, oldest first.
@@ -320,6 +321,23 @@ func quantileSchema(t Target) []string {
 	return stmts
 }
 
+// executionsByTimeColumns are executions_by_time's columns by name:
+// executions may gain columns this table has not.
+const executionsByTimeColumns = "execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq"
+
+// refillExecutionsByTime is migration 5. Migration 3 fills executions_by_time
+// from executions before it creates the view that copies each insert: the
+// rows another replica's sink inserted meanwhile (a rolling upgrade keeps
+// the old replicas' sinks running; the copy of a large table takes minutes)
+// reached neither, and the log endpoints, which read only this table, never
+// showed those executions or their latest state. With the view in place,
+// this copies executions again: a row already there is the same row under
+// the same key (ReplacingMergeTree, read with FINAL), so copying twice is
+// harmless and nothing inserted during the copy is missed.
+func refillExecutionsByTime(t Target) []string {
+	return []string{`INSERT INTO ` + t.Table("executions_by_time") + ` (` + executionsByTimeColumns + `) SELECT ` + executionsByTimeColumns + ` FROM ` + t.Table("executions")}
+}
+
 // logSchema is what makes the log endpoints fast (issue 10): executions in
 // time order, for "newest first", and execution counts by status, for
 // their totals. Each statement is idempotent.
@@ -336,7 +354,8 @@ func quantileSchema(t Target) []string {
 //
 // Each table is filled once from executions when it is created empty on a
 // database that has executions (the view is created after, so rows
-// inserted in between are missed: run migrations before the sink starts).
+// inserted in between are missed; migration 5 copies executions_by_time's
+// again once its view exists).
 func logSchema(t Target) []string {
 	db, on := t.Database, t.On()
 	cols := `execution_id  String,
@@ -350,8 +369,7 @@ func logSchema(t Target) []string {
 			started_at    DateTime64(3, 'UTC'),
 			completed_at  DateTime64(3, 'UTC'),
 			seq           Int64`
-	// The columns by name: executions may gain columns this table has not.
-	names := "execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq"
+	names := executionsByTimeColumns
 	statusFromState := `toStartOfHour(started_at) AS hour, pipeline_id, trigger_type, status`
 	return []string{
 		// executions in time order for the log endpoints

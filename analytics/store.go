@@ -286,12 +286,19 @@ func (s *Store) RecentExecutions(ctx context.Context, f ExecutionFilter) ([]Exec
 		f.Limit = 50
 	}
 	p := Params{"pipeline_id": f.PipelineID, "trigger_type": f.TriggerType, "statuses": append([]string{}, f.Statuses...), "limit": f.Limit, "offset": f.Offset}
+	// The counts are kept as long as the aggregates, the rows they count
+	// as long as the logs: the hours whose rows have expired count none.
+	hp := Params{"kept_from": s.logsKeptFrom(time.Now())}
+	for k, v := range p {
+		hp[k] = v
+	}
 	hours, err := s.b.query(ctx, `
 		SELECT toUnixTimestamp(hour) AS h, sum(executions) FROM `+s.t("executions_status_1h")+`
 		WHERE ({pipeline_id:String} = '' OR pipeline_id = {pipeline_id:String})
 		  AND ({trigger_type:String} = '' OR trigger_type = {trigger_type:String})
 		  AND (length({statuses:Array(String)}) = 0 OR has({statuses:Array(String)}, status))
-		GROUP BY h ORDER BY h DESC`, p)
+		  AND hour >= toDateTime({kept_from:Int64}, 'UTC')
+		GROUP BY h ORDER BY h DESC`, hp)
 	if err != nil {
 		return nil, 0, fmt.Errorf("count executions: %w", err)
 	}
@@ -457,12 +464,16 @@ func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []Atte
 		l.CompletedAt = &c
 		l.DurationMS = c.Sub(l.StartedAt).Milliseconds()
 	}
+	// Attempts are ordered by pipeline and start: read by the execution's
+	// pipeline and from its start (a minute of leeway for replicas'
+	// clocks, as the lists), not by a scan of every attempt.
 	arows, err := s.b.query(ctx, `
 		SELECT step_id, step_name, step_order, attempt, failover, tier, status, http_status, latency_ms, error,
 		       request_url, request_body, response_body, toUnixTimestamp64Milli(started_at)
 		FROM `+s.t("attempts")+` FINAL
-		WHERE execution_id = {id:String}
-		ORDER BY started_at, step_order, attempt, failover`, p)
+		WHERE pipeline_id = {pipeline_id:String} AND started_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')
+		  AND execution_id = {id:String}
+		ORDER BY started_at, step_order, attempt, failover`, Params{"id": id, "pipeline_id": l.PipelineID, "since": l.StartedAt.Add(-time.Minute).UnixMilli()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("execution attempts: %w", err)
 	}
@@ -490,6 +501,16 @@ func (s *Store) Execution(ctx context.Context, id string) (*ExecutionLog, []Atte
 		l.Steps = append(l.Steps, *steps[o])
 	}
 	return l, atts, nil
+}
+
+// logsKeptFrom is the start (Unix seconds, an hour) of the execution rows
+// the logs' retention keeps at now, when the aggregates are kept longer (0:
+// every hour of the counts has its rows).
+func (s *Store) logsKeptFrom(now time.Time) int64 {
+	if s.retention.Aggregates <= s.retention.Logs || s.retention.Logs <= 0 {
+		return 0
+	}
+	return now.Add(-time.Duration(s.retention.Logs) * 24 * time.Hour).Truncate(time.Hour).Unix()
 }
 
 // newestMinutes narrows the first hour to read (from, Unix seconds) to the

@@ -85,15 +85,17 @@ func load() map[string]*asset {
 // load the app, which routes on the client; an unknown file is a 404.
 // Answers are revalidated (Cache-Control: no-cache) against their ETag.
 func Handler(c *fiber.Ctx) error {
-	if c.Method() != fiber.MethodGet && c.Method() != fiber.MethodHead {
-		return c.Next()
-	}
 	p := c.Path()
 	lower := strings.ToLower(p)
 	if p != "/" && lower != Prefix && !strings.HasPrefix(lower, Prefix+"/") {
 		return c.Next()
 	}
+	// Every answer under /ui carries the headers, the API's error answers
+	// to other methods (401, 405) too.
 	setSecurityHeaders(c)
+	if c.Method() != fiber.MethodGet && c.Method() != fiber.MethodHead {
+		return c.Next()
+	}
 	if p == "/" {
 		return c.Redirect(Prefix+"/", fiber.StatusFound)
 	}

@@ -121,3 +121,34 @@ func TestStaticFilesKeepTheRules(t *testing.T) {
 		t.Fatalf("walked %d files: %v", n, err)
 	}
 }
+
+// Every answer under /ui carries the CSP, also those the API gives to the
+// methods passed on; no path reaches outside the embedded files, however it
+// climbs (dot segments, encoded dots, backslashes).
+func TestHandlerHeadersAndTraversal(t *testing.T) {
+	a := app()
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		if status, h, _ := do(t, a, m, "/ui/js/app.js"); status != 418 || h["Content-Security-Policy"] != CSP || h["X-Frame-Options"] != "DENY" {
+			t.Errorf("%s /ui/js/app.js passed on without the headers: %d %v", m, status, h)
+		}
+	}
+	if _, h, _ := do(t, a, "GET", "/uix"); h["Content-Security-Policy"] != "" {
+		t.Errorf("/uix is not the UI's, yet got its CSP")
+	}
+	for _, target := range []string{
+		"/ui/../ui.go", "/ui/%2e%2e/ui.go", "/ui/%2E%2E/%2e%2e/etc/passwd", "/ui/..%2fui.go", "/ui/..%5cui.go",
+		"/ui/..\\ui.go", "/ui/static/index.html", "/ui/js/../../ui.go", "/ui/./js/%2e%2e/%2e%2e/ui_test.go",
+		"/ui/%00.js", "/ui/js/app.js%00.png", "/ui/....//ui.go",
+	} {
+		status, h, body := do(t, a, "GET", target)
+		if strings.Contains(body, "package ui") || strings.Contains(body, "root:") {
+			t.Errorf("GET %s served a file outside the UI: %d %.80q", target, status, body)
+		}
+		if status != 418 && h["Content-Security-Policy"] != CSP {
+			t.Errorf("GET %s: %d without the CSP", target, status)
+		}
+		if status == 200 && !strings.Contains(body, `<div id="app">`) {
+			t.Errorf("GET %s: 200 with %.80q", target, body)
+		}
+	}
+}

@@ -474,6 +474,10 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv ON CLUSTER
 		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k FROM webhookd.executions_feed)
 		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
 
+-- migration 5: executions_by_time: the executions written while migration 3 ran (checksum 60185d031b1c6119)
+
+INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
+
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
