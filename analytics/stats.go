@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -570,9 +569,8 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		index[t.Unix()] = len(out)
 		out = append(out, Bucket{Start: t})
 	}
-	at := func(sec string) *Bucket {
-		n, err := strconv.ParseInt(sec, 10, 64)
-		if i, ok := index[n]; ok && err == nil {
+	at := func(sec int64) *Bucket {
+		if i, ok := index[sec]; ok {
 			return &out[i]
 		}
 		return nil
@@ -584,46 +582,55 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		from = func(kind string) string { return s.span(kind) }
 		tcol = "t"
 	}
-	// Latency from the quantile states of every pipeline, or of the one.
-	level := levelAll
-	if r.PipelineID != "" {
-		level = levelPipeline
-	}
-	latFrom := s.t("latency_1m") + ` WHERE ` + aggRange + ` AND level = '` + level + `'`
-	if step%time.Hour == 0 {
-		latFrom = s.spanWhere("latency", " AND level = '"+level+"'")
-	}
-	// One query (figures): each part's rows keyed by bucket start.
-	key := `toString(` + bucket(tcol) + `) AS b, toUInt8(0)`
-	res, err := s.figures(ctx, p,
-		figPart{"ex", `SELECT ` + key + `, [toInt64(sum(finished)), toInt64(sum(successful)), toInt64(sum(failed)), toInt64(sum(retries_opened)), toInt64(sum(retried_closed))], ` + noQuantiles + `
-			FROM ` + from("executions") + ` GROUP BY b`},
-		figPart{"at", `SELECT ` + key + `, [toInt64(sum(retries))], ` + noQuantiles + ` FROM ` + from("attempts") + ` GROUP BY b`},
-		figPart{"lat", `SELECT ` + key + `, ` + noNums + `, arrayMap(x -> toFloat64(x), quantilesTDigestMerge(` + quantileLevels + `)(latency))
-			FROM ` + latFrom + ` GROUP BY b`},
-		figPart{"dlq", `SELECT toString(` + bucket("minute") + `) AS b, toUInt8(0), [toInt64(sum(dead))], ` + noQuantiles + `
-			FROM ` + s.t("dlq_1m") + ` WHERE ` + aggRange + ` GROUP BY b`})
+	rows, err := s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed), sum(retries_opened), sum(retried_closed)
+		FROM `+from("executions")+` GROUP BY b`, p)
 	if err != nil {
-		return nil, fmt.Errorf("time series: %w", err)
+		return nil, fmt.Errorf("time series executions: %w", err)
 	}
-	for _, row := range res["ex"] {
-		if b := at(row.key); b != nil {
-			b.Executions, b.Successful, b.Failed = row.num(0)+max(0, row.num(3)-row.num(4)), row.num(1), row.num(2)
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.Executions, b.Successful, b.Failed = asInt(row[1])+max(0, asInt(row[4])-asInt(row[5])), asInt(row[2]), asInt(row[3])
 		}
 	}
-	for _, row := range res["at"] {
-		if b := at(row.key); b != nil {
-			b.Retried = row.num(0)
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, sum(retries) FROM `+from("attempts")+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series attempts: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.Retried = asInt(row[1])
 		}
 	}
-	for _, row := range res["lat"] {
-		if b := at(row.key); b != nil {
-			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = row.q.P50, row.q.P95, row.q.P99
+	// Latency from the quantile states of every pipeline, or of the one.
+	p["level"] = levelAll
+	if r.PipelineID != "" {
+		p["level"] = levelPipeline
+	}
+	latFrom := s.t("latency_1m") + ` WHERE ` + aggRange + ` AND level = {level:String}`
+	if step%time.Hour == 0 {
+		latFrom = s.spanWhere("latency", " AND level = {level:String}")
+	}
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket(tcol)+` AS b, quantilesTDigestMerge(`+quantileLevels+`)(latency) FROM `+latFrom+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series latency: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			q := quantiles(row[1])
+			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = q.P50, q.P95, q.P99
 		}
 	}
-	for _, row := range res["dlq"] {
-		if b := at(row.key); b != nil {
-			b.DLQ = row.num(0)
+	rows, err = s.b.query(ctx, `
+		SELECT `+bucket("minute")+` AS b, sum(dead) FROM `+s.t("dlq_1m")+` WHERE `+aggRange+` GROUP BY b`, p)
+	if err != nil {
+		return nil, fmt.Errorf("time series dlq: %w", err)
+	}
+	for _, row := range rows {
+		if b := at(asInt(row[0])); b != nil {
+			b.DLQ = asInt(row[1])
 		}
 	}
 	return out, nil
