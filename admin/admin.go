@@ -54,7 +54,9 @@ type Logs interface {
 	RecentExecutions(ctx context.Context, f analytics.ExecutionFilter) ([]analytics.ExecutionLog, int64, error)
 	Execution(ctx context.Context, id string) (*analytics.ExecutionLog, []analytics.AttemptLog, error)
 	PipelineStats(ctx context.Context, ids []string, r analytics.Range) (map[string]*analytics.PipelineStats, error)
-	StepStats(ctx context.Context, pipelineID string, r analytics.Range) (map[string]*analytics.StepStats, error)
+	// PipelineDetailStats is PipelineStats of one pipeline and its
+	// StepStats in one query.
+	PipelineDetailStats(ctx context.Context, pipelineID string, r analytics.Range) (*analytics.PipelineStats, map[string]*analytics.StepStats, error)
 }
 
 // Check is one readiness condition.

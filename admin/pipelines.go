@@ -541,17 +541,11 @@ func (s *Server) detailOver(c *fiber.Ctx, p *pipeline.Pipeline, withStats bool, 
 	d.RateLimitPerSecond = r.RateLimitPerSecond
 	var steps map[string]*analytics.StepStats
 	if withStats && s.o.Logs != nil {
-		if st, err := s.o.Logs.PipelineStats(c.UserContext(), []string{p.ID}, rng); err == nil {
-			d.Stats = st[p.ID]
-			if d.Stats == nil {
-				d.Stats = &analytics.PipelineStats{}
-			}
+		if st, ss, err := s.o.Logs.PipelineDetailStats(c.UserContext(), p.ID, rng); err == nil {
+			d.Stats, steps = st, ss
 			d.LastTriggered = d.Stats.LastTriggered
 		} else {
 			s.o.Log.Warn("pipeline stats unavailable", "err", err)
-		}
-		if ss, err := s.o.Logs.StepStats(c.UserContext(), p.ID, rng); err == nil {
-			steps = ss
 		}
 	}
 	now := s.o.Now()

@@ -166,6 +166,27 @@ func checkWorkload(t *testing.T, s *Store) {
 		b.AvgLatencyMS != 90 || a.TimeToSuccessMS.P50 != 500 {
 		t.Errorf("p2 steps = %+v %+v", a, b)
 	}
+	// The pipeline detail's one query answers what both answer.
+	for _, id := range []string{"p1", "p2", "nope"} {
+		st, steps, err := s.PipelineDetailStats(ctx, id, hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ps[id]
+		if want == nil {
+			want = &PipelineStats{}
+		}
+		if !reflect.DeepEqual(st, want) {
+			t.Errorf("%s detail stats = %+v, want %+v", id, st, want)
+		}
+		wantSteps, err := s.StepStats(ctx, id, hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(steps, wantSteps) {
+			t.Errorf("%s detail steps = %v, want %v", id, steps, wantSteps)
+		}
+	}
 
 	ts, err := s.TimeSeries(ctx, Range{From: wlT0, To: wlT0.Add(3 * time.Minute)}, time.Minute)
 	if err != nil {

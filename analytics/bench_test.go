@@ -100,10 +100,7 @@ func BenchmarkStatsQueries(b *testing.B) {
 		}},
 		{"pipeline_list_20_with_stats", func() error { _, err := s.PipelineStats(ctx, pipes, day); return err }},
 		{"pipeline_detail", func() error {
-			if _, err := s.PipelineStats(ctx, []string{"pipe_3"}, day); err != nil {
-				return err
-			}
-			_, err := s.StepStats(ctx, "pipe_3", day)
+			_, _, err := s.PipelineDetailStats(ctx, "pipe_3", day)
 			return err
 		}},
 		{"logs_recent", func() error { _, _, err := s.RecentExecutions(ctx, ExecutionFilter{Limit: 20}); return err }},

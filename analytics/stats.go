@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -51,48 +53,87 @@ func (s *Store) spanWhere(kind, cond string) string {
 		  AND ({pid:String} = '' OR pipeline_id = {pid:String})` + cond + `)`
 }
 
-// quantileFigures merges the quantile states of kind ("latency" or
-// "time_to_success") over r grouped by key like the figures queries, from
-// the one level of the quantile tables that answers it.
-func (s *Store) quantileFigures(ctx context.Context, r Range, kind, key string, withTotal bool) (map[string]Quantiles, error) {
-	out := map[string]Quantiles{}
-	run := func(level, key string, withTotal bool) error {
+// A stats answer is one query (issue 10: chDB runs one query at a time,
+// and each costs its parsing, planning and table opening): the figures it
+// needs are parts of a UNION ALL, each part's rows tagged with its name and
+// shaped alike — a group key, whether the row is the total, numbers and
+// quantiles.
+type figPart struct{ tag, sql string }
+
+// figRow is one row of a part.
+type figRow struct {
+	key  string
+	nums []int64
+	q    Quantiles
+}
+
+// noNums and noQuantiles fill the columns a part has not.
+const (
+	noNums      = "CAST([] AS Array(Int64))"
+	noQuantiles = "CAST([] AS Array(Float64))"
+)
+
+// figures runs parts as one query and returns each part's rows by tag.
+func (s *Store) figures(ctx context.Context, p Params, parts ...figPart) (map[string][]figRow, error) {
+	var sb strings.Builder
+	for i, pt := range parts {
+		if i > 0 {
+			sb.WriteString("\n\t\tUNION ALL\n\t\t")
+		}
+		sb.WriteString("SELECT '" + pt.tag + "' AS tag, * FROM (" + pt.sql + ")")
+	}
+	rows, err := s.b.query(ctx, sb.String(), p)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]figRow{}
+	for _, row := range rows {
+		if len(row) < 5 {
+			return nil, fmt.Errorf("stats: a row of %d columns", len(row))
+		}
+		var nums []int64
+		if a, ok := row[3].([]any); ok {
+			for _, v := range a {
+				nums = append(nums, asInt(v))
+			}
+		}
+		out[asString(row[0])] = append(out[asString(row[0])], figRow{key: groupKey(row[1:]), nums: nums, q: quantiles(row[4])})
+	}
+	return out, nil
+}
+
+// num is a row's i-th number (0 when absent).
+func (f figRow) num(i int) int64 {
+	if i < len(f.nums) {
+		return f.nums[i]
+	}
+	return 0
+}
+
+// quantileSQL is the part that merges the quantile states of kind
+// ("latency" or "time_to_success") over the range grouped by key like the
+// figures parts, from the one level of the quantile tables that answers it.
+func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
+	merge := "arrayMap(x -> toFloat64(x), quantilesTDigestMerge(" + quantileLevels + ")(" + kind + "))"
+	run := func(level, key string, withTotal bool) string {
 		sel, group := grouped(key, withTotal)
-		p := r.params()
-		p["level"] = level
-		rows, err := s.b.query(ctx, `SELECT `+sel+`, quantilesTDigestMerge(`+quantileLevels+`)(`+kind+`)
-			FROM `+s.spanWhere(kind, " AND level = {level:String}")+group, p)
-		if err != nil {
-			return fmt.Errorf("%s quantiles: %w", kind, err)
-		}
-		for _, row := range rows {
-			out[groupKey(row)] = quantiles(row[2])
-		}
-		return nil
+		return `SELECT ` + sel + `, ` + noNums + `, ` + merge + `
+			FROM ` + s.spanWhere(kind, " AND level = '"+level+"'") + group
 	}
 	switch {
 	case key == "step_id":
-		return out, run(levelStep, key, withTotal)
+		return run(levelStep, key, withTotal)
 	case r.PipelineID != "" || key == "pipeline_id":
-		return out, run(levelPipeline, key, withTotal)
+		return run(levelPipeline, key, withTotal)
 	case key == "":
-		return out, run(levelAll, "", true)
+		return run(levelAll, "", true)
 	}
 	if !withTotal {
-		return out, run(levelTrigger, key, false)
+		return run(levelTrigger, key, false)
 	}
 	// Every trigger type's and the total: both levels in one read.
-	p := r.params()
-	p["levels"] = []string{levelAll, levelTrigger}
-	rows, err := s.b.query(ctx, `SELECT `+key+`, level = '`+levelAll+`', quantilesTDigestMerge(`+quantileLevels+`)(`+kind+`)
-		FROM `+s.spanWhere(kind, " AND has({levels:Array(String)}, level)")+` GROUP BY level, `+key, p)
-	if err != nil {
-		return nil, fmt.Errorf("%s quantiles: %w", kind, err)
-	}
-	for _, row := range rows {
-		out[groupKey(row)] = quantiles(row[2])
-	}
-	return out, nil
+	return `SELECT toString(` + key + `), toUInt8(level = '` + levelAll + `'), ` + noNums + `, ` + merge + `
+		FROM ` + s.spanWhere(kind, " AND level IN ('"+levelAll+"', '"+levelTrigger+"')") + ` GROUP BY level, ` + key
 }
 
 // aggRange is the WHERE clause of a minute table for a Range.
@@ -194,18 +235,19 @@ type execFigures struct {
 
 func (f execFigures) total() int64 { return f.finished + f.inRetry }
 
-// executionFigures reads the execution aggregates over r grouped by key (a
-// column; "" for one total row).
-func (s *Store) executionFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*execFigures, error) {
-	p := r.params()
+// executionSQL is the part of the execution aggregates over a range
+// grouped by key (a column; "" for one total row): finished, successful,
+// failed, the latest start (ms), retries opened and closed.
+func (s *Store) executionSQL(key string, withTotal bool) string {
 	sel, group := grouped(key, withTotal)
-	rows, err := s.b.query(ctx, `
-		SELECT `+sel+`, sum(finished), sum(successful), sum(failed),
-		       toUnixTimestamp64Milli(max(last_started)), sum(retries_opened), sum(retried_closed)
-		FROM `+s.span("executions")+group, p)
-	if err != nil {
-		return nil, fmt.Errorf("execution stats: %w", err)
-	}
+	return `SELECT ` + sel + `, [toInt64(sum(finished)), toInt64(sum(successful)), toInt64(sum(failed)),
+		       toInt64(toUnixTimestamp64Milli(max(last_started))), toInt64(sum(retries_opened)), toInt64(sum(retried_closed))], ` + noQuantiles + `
+		FROM ` + s.span("executions") + group
+}
+
+// executionFigures reads the rows of an executionSQL part and a
+// time-to-success quantileSQL part by group key.
+func executionFigures(ex, tts []figRow) map[string]*execFigures {
 	out := map[string]*execFigures{}
 	get := func(k string) *execFigures {
 		if out[k] == nil {
@@ -213,24 +255,20 @@ func (s *Store) executionFigures(ctx context.Context, r Range, key string, withT
 		}
 		return out[k]
 	}
-	for _, row := range rows {
-		f := get(groupKey(row))
-		f.finished, f.successful, f.failed = asInt(row[2]), asInt(row[3]), asInt(row[4])
-		if t := msTime(asInt(row[5])); !t.IsZero() {
+	for _, row := range ex {
+		f := get(row.key)
+		f.finished, f.successful, f.failed = row.num(0), row.num(1), row.num(2)
+		if t := msTime(row.num(3)); !t.IsZero() {
 			f.last = t
 		}
 		// Executions whose latest state is "retrying": those that went
 		// into retry less those that have since ended.
-		f.inRetry = max(0, asInt(row[6])-asInt(row[7]))
+		f.inRetry = max(0, row.num(4)-row.num(5))
 	}
-	qs, err := s.quantileFigures(ctx, r, "time_to_success", key, withTotal)
-	if err != nil {
-		return nil, err
+	for _, row := range tts {
+		get(row.key).tts = row.q
 	}
-	for k, q := range qs {
-		get(k).tts = q
-	}
-	return out, nil
+	return out
 }
 
 // totalKey is the key of the total row in a figures map.
@@ -243,11 +281,11 @@ const totalKey = "\x00total"
 func grouped(key string, withTotal bool) (sel, group string) {
 	switch {
 	case key == "":
-		return "'', 1", ""
+		return "'', toUInt8(1)", ""
 	case withTotal:
-		return key + ", grouping(" + key + ")", " GROUP BY GROUPING SETS ((" + key + "), ())"
+		return "toString(" + key + "), toUInt8(grouping(" + key + "))", " GROUP BY GROUPING SETS ((" + key + "), ())"
 	}
-	return key + ", 0", " GROUP BY " + key
+	return "toString(" + key + "), toUInt8(0)", " GROUP BY " + key
 }
 
 func groupKey(row []any) string {
@@ -263,47 +301,38 @@ type latFigures struct {
 	lat                                 Quantiles
 }
 
-func (s *Store) attemptFigures(ctx context.Context, r Range, key string, withTotal bool) (map[string]*latFigures, error) {
+// attemptSQL is the part of the attempt aggregates over a range grouped by
+// key: attempts, step runs, successful attempts, mean latency.
+func (s *Store) attemptSQL(key string, withTotal bool) string {
 	sel, group := grouped(key, withTotal)
-	rows, err := s.b.query(ctx, `
-		SELECT `+sel+`, sum(attempts), sum(step_runs), sum(successful),
-		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n))))
-		FROM `+s.span("attempts")+group, r.params())
-	if err != nil {
-		return nil, fmt.Errorf("attempt stats: %w", err)
-	}
-	out := map[string]*latFigures{}
-	for _, row := range rows {
-		out[groupKey(row)] = &latFigures{attempts: asInt(row[2]), stepRuns: asInt(row[3]), successful: asInt(row[4]), avg: asInt(row[5])}
-	}
-	qs, err := s.quantileFigures(ctx, r, "latency", key, withTotal)
-	if err != nil {
-		return nil, err
-	}
-	for k, q := range qs {
-		if out[k] == nil {
-			out[k] = &latFigures{}
-		}
-		out[k].lat = q
-	}
-	return out, nil
+	return `SELECT ` + sel + `, [toInt64(sum(attempts)), toInt64(sum(step_runs)), toInt64(sum(successful)),
+		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n))))], ` + noQuantiles + `
+		FROM ` + s.span("attempts") + group
 }
 
-// deadByPipeline counts the DLQ items now dead (their current state, from
-// the base table: a redrive changes it).
-func (s *Store) deadByPipeline(ctx context.Context, ids []string) (map[string]int64, error) {
-	rows, err := s.b.query(ctx, `
-		SELECT pipeline_id, count() FROM `+s.t("dlq_items")+` FINAL
+// attemptFigures reads the rows of an attemptSQL part and a latency
+// quantileSQL part by group key.
+func attemptFigures(at, lat []figRow) map[string]*latFigures {
+	out := map[string]*latFigures{}
+	for _, row := range at {
+		out[row.key] = &latFigures{attempts: row.num(0), stepRuns: row.num(1), successful: row.num(2), avg: row.num(3)}
+	}
+	for _, row := range lat {
+		if out[row.key] == nil {
+			out[row.key] = &latFigures{}
+		}
+		out[row.key].lat = row.q
+	}
+	return out
+}
+
+// deadSQL is the part counting the DLQ items now dead by pipeline (their
+// current state, from the base table: a redrive changes it), of the
+// pipelines {ids} (all when empty).
+func (s *Store) deadSQL() string {
+	return `SELECT pipeline_id, toUInt8(0), [toInt64(count())], ` + noQuantiles + ` FROM ` + s.t("dlq_items") + ` FINAL
 		WHERE state = 'dead' AND (length({ids:Array(String)}) = 0 OR has({ids:Array(String)}, pipeline_id))
-		GROUP BY pipeline_id`, Params{"ids": append([]string{}, ids...)})
-	if err != nil {
-		return nil, fmt.Errorf("dlq stats: %w", err)
-	}
-	out := map[string]int64{}
-	for _, r := range rows {
-		out[asString(r[0])] = asInt(r[1])
-	}
-	return out, nil
+		GROUP BY pipeline_id`
 }
 
 // PipelineStats returns stats over r for the given pipelines (all when ids
@@ -323,18 +352,17 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 		}
 		return false
 	}
-	ex, err := s.executionFigures(ctx, r, "pipeline_id", false)
+	p := r.params()
+	p["ids"] = append([]string{}, ids...)
+	res, err := s.figures(ctx, p,
+		figPart{"ex", s.executionSQL("pipeline_id", false)},
+		figPart{"tts", s.quantileSQL(r, "time_to_success", "pipeline_id", false)},
+		figPart{"lat", s.quantileSQL(r, "latency", "pipeline_id", false)},
+		figPart{"dead", s.deadSQL()})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pipeline stats: %w", err)
 	}
-	at, err := s.attemptFigures(ctx, r, "pipeline_id", false)
-	if err != nil {
-		return nil, err
-	}
-	dead, err := s.deadByPipeline(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
+	ex := executionFigures(res["ex"], res["tts"])
 	out := map[string]*PipelineStats{}
 	get := func(id string) *PipelineStats {
 		if out[id] == nil {
@@ -356,17 +384,60 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 			st.LastTriggered = &t
 		}
 	}
-	for id, f := range at {
-		if want(id) {
-			get(id).LatencyMS = f.lat
+	for _, row := range res["lat"] {
+		if want(row.key) {
+			get(row.key).LatencyMS = row.q
 		}
 	}
-	for id, n := range dead {
-		if id != "" && want(id) && (r.PipelineID == "" || id == r.PipelineID) {
-			get(id).InDLQ = n
+	for _, row := range res["dead"] {
+		if id := row.key; id != "" && want(id) && (r.PipelineID == "" || id == r.PipelineID) {
+			get(id).InDLQ = row.num(0)
 		}
 	}
 	return out, nil
+}
+
+// PipelineDetailStats returns one pipeline's stats over r and its steps'
+// (keyed by step id) as PipelineStats and StepStats do, in one query: the
+// figures of the pipeline detail.
+func (s *Store) PipelineDetailStats(ctx context.Context, pipelineID string, r Range) (*PipelineStats, map[string]*StepStats, error) {
+	r.PipelineID = pipelineID
+	p := r.params()
+	p["ids"] = []string{pipelineID}
+	res, err := s.figures(ctx, p,
+		figPart{"ex", s.executionSQL("", true)},
+		figPart{"tts", s.quantileSQL(r, "time_to_success", "", true)},
+		figPart{"lat", s.quantileSQL(r, "latency", "", true)},
+		figPart{"dead", s.deadSQL()},
+		figPart{"at", s.attemptSQL("step_id", false)},
+		figPart{"steplat", s.quantileSQL(r, "latency", "step_id", false)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("pipeline detail stats: %w", err)
+	}
+	st := &PipelineStats{}
+	if f := executionFigures(res["ex"], res["tts"])[totalKey]; f != nil {
+		st.TotalExecutions, st.Successful, st.Failed, st.InRetry, st.TimeToSuccessMS = f.total(), f.successful, f.failed, f.inRetry, f.tts
+		if st.TotalExecutions > 0 {
+			st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
+		}
+		if !f.last.IsZero() {
+			t := f.last
+			st.LastTriggered = &t
+		}
+	}
+	for _, row := range res["lat"] {
+		st.LatencyMS = row.q
+	}
+	for _, row := range res["dead"] {
+		if row.key == pipelineID {
+			st.InDLQ = row.num(0)
+		}
+	}
+	steps := map[string]*StepStats{}
+	for id, f := range attemptFigures(res["at"], res["steplat"]) {
+		steps[id] = &StepStats{Executions: f.stepRuns, Successful: f.successful, AvgLatencyMS: f.avg, LatencyMS: f.lat, TimeToSuccessMS: st.TimeToSuccessMS}
+	}
+	return st, steps, nil
 }
 
 // StepStats returns per-step stats of one pipeline over r, keyed by step id.
@@ -375,20 +446,19 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 // whole).
 func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[string]*StepStats, error) {
 	r.PipelineID = pipelineID
-	at, err := s.attemptFigures(ctx, r, "step_id", false)
+	res, err := s.figures(ctx, r.params(),
+		figPart{"at", s.attemptSQL("step_id", false)},
+		figPart{"lat", s.quantileSQL(r, "latency", "step_id", false)},
+		figPart{"tts", s.quantileSQL(r, "time_to_success", "", true)})
 	if err != nil {
-		return nil, err
-	}
-	ex, err := s.executionFigures(ctx, r, "", true)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("step stats: %w", err)
 	}
 	var tts Quantiles
-	if f := ex[totalKey]; f != nil {
-		tts = f.tts
+	for _, row := range res["tts"] {
+		tts = row.q
 	}
 	out := map[string]*StepStats{}
-	for id, f := range at {
+	for id, f := range attemptFigures(res["at"], res["lat"]) {
 		out[id] = &StepStats{Executions: f.stepRuns, Successful: f.successful, AvgLatencyMS: f.avg, LatencyMS: f.lat, TimeToSuccessMS: tts}
 	}
 	return out, nil
@@ -398,14 +468,26 @@ func (s *Store) StepStats(ctx context.Context, pipelineID string, r Range) (map[
 // latency, time to success, the most frequent errors and the DLQ.
 func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 	st := &Stats{ByTrigger: map[string]TriggerStats{}, TopErrors: []ErrorCount{}}
-	ex, err := s.executionFigures(ctx, r, "trigger_type", true)
-	if err != nil {
-		return nil, err
+	var ids []string
+	if r.PipelineID != "" {
+		ids = []string{r.PipelineID}
 	}
-	at, err := s.attemptFigures(ctx, r, "trigger_type", true)
+	p := r.params()
+	p["ids"] = append([]string{}, ids...)
+	res, err := s.figures(ctx, p,
+		figPart{"ex", s.executionSQL("trigger_type", true)},
+		figPart{"tts", s.quantileSQL(r, "time_to_success", "trigger_type", true)},
+		figPart{"at", s.attemptSQL("trigger_type", true)},
+		figPart{"lat", s.quantileSQL(r, "latency", "trigger_type", true)},
+		figPart{"err", `SELECT error, toUInt8(0), [toInt64(c)], ` + noQuantiles + ` FROM (
+			SELECT error, sum(count) AS c FROM ` + s.t("errors_1m") + ` WHERE ` + aggRange + `
+			GROUP BY error ORDER BY c DESC, error LIMIT 5)`},
+		figPart{"dead", s.deadSQL()})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stats: %w", err)
 	}
+	ex := executionFigures(res["ex"], res["tts"])
+	at := attemptFigures(res["at"], res["lat"])
 	// The summary's quantiles merge every group's states (percentiles do
 	// not add up): the total row of each query.
 	if f := ex[totalKey]; f != nil {
@@ -436,25 +518,16 @@ func (s *Store) Stats(ctx context.Context, r Range) (*Stats, error) {
 			st.ByTrigger[tt] = TriggerStats{LatencyMS: a.lat}
 		}
 	}
-	errs, err := s.b.query(ctx, `
-		SELECT error, sum(count) AS c FROM `+s.t("errors_1m")+` WHERE `+aggRange+`
-		GROUP BY error ORDER BY c DESC, error LIMIT 5`, r.params())
-	if err != nil {
-		return nil, fmt.Errorf("stats errors: %w", err)
+	for _, row := range res["err"] {
+		st.TopErrors = append(st.TopErrors, ErrorCount{Error: row.key, Count: row.num(0)})
 	}
-	for _, row := range errs {
-		st.TopErrors = append(st.TopErrors, ErrorCount{Error: asString(row[0]), Count: asInt(row[1])})
-	}
-	var ids []string
-	if r.PipelineID != "" {
-		ids = []string{r.PipelineID}
-	}
-	dead, err := s.deadByPipeline(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range dead {
-		st.DLQDead += n
+	// UNION ALL keeps no order: most frequent first again.
+	sort.Slice(st.TopErrors, func(i, j int) bool {
+		a, b := st.TopErrors[i], st.TopErrors[j]
+		return a.Count > b.Count || a.Count == b.Count && a.Error < b.Error
+	})
+	for _, row := range res["dead"] {
+		st.DLQDead += row.num(0)
 	}
 	return st, nil
 }
