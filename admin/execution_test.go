@@ -27,8 +27,8 @@ func (oneExecution) PipelineStats(context.Context, []string, analytics.Range) (m
 	return nil, nil
 }
 
-func (oneExecution) StepStats(context.Context, string, analytics.Range) (map[string]*analytics.StepStats, error) {
-	return nil, nil
+func (oneExecution) PipelineDetailStats(context.Context, string, analytics.Range) (*analytics.PipelineStats, map[string]*analytics.StepStats, error) {
+	return nil, nil, nil
 }
 
 // GET /logs/executions/:id looks up only ids an execution can have, and
