@@ -246,6 +246,18 @@ func (s *Store) executionSQL(key string, withTotal bool) string {
 }
 
 // executionFigures reads the rows of an executionSQL part and a
+// setExecutions fills a pipeline's execution figures.
+func (st *PipelineStats) setExecutions(f *execFigures) {
+	st.TotalExecutions, st.Successful, st.Failed, st.InRetry, st.TimeToSuccessMS = f.total(), f.successful, f.failed, f.inRetry, f.tts
+	if st.TotalExecutions > 0 {
+		st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
+	}
+	if !f.last.IsZero() {
+		t := f.last
+		st.LastTriggered = &t
+	}
+}
+
 // time-to-success quantileSQL part by group key.
 func executionFigures(ex, tts []figRow) map[string]*execFigures {
 	out := map[string]*execFigures{}
@@ -374,15 +386,7 @@ func (s *Store) PipelineStats(ctx context.Context, ids []string, r Range) (map[s
 		if !want(id) {
 			continue
 		}
-		st := get(id)
-		st.TotalExecutions, st.Successful, st.Failed, st.InRetry, st.TimeToSuccessMS = f.total(), f.successful, f.failed, f.inRetry, f.tts
-		if st.TotalExecutions > 0 {
-			st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
-		}
-		if !f.last.IsZero() {
-			t := f.last
-			st.LastTriggered = &t
-		}
+		get(id).setExecutions(f)
 	}
 	for _, row := range res["lat"] {
 		if want(row.key) {
@@ -416,14 +420,7 @@ func (s *Store) PipelineDetailStats(ctx context.Context, pipelineID string, r Ra
 	}
 	st := &PipelineStats{}
 	if f := executionFigures(res["ex"], res["tts"])[totalKey]; f != nil {
-		st.TotalExecutions, st.Successful, st.Failed, st.InRetry, st.TimeToSuccessMS = f.total(), f.successful, f.failed, f.inRetry, f.tts
-		if st.TotalExecutions > 0 {
-			st.SuccessRate = roundRate(st.Successful, st.TotalExecutions)
-		}
-		if !f.last.IsZero() {
-			t := f.last
-			st.LastTriggered = &t
-		}
+		st.setExecutions(f)
 	}
 	for _, row := range res["lat"] {
 		st.LatencyMS = row.q

@@ -86,3 +86,23 @@ export function progressBar(value, max, id) {
     h('progress', { class: 'progress', id, max: m || 1, value: m ? v : 0 }),
     h('span', { class: 'job-progress-text' }, m ? `${v} of ${m} (${Math.floor((100 * v) / m)}%)` : 'nothing to do'));
 }
+
+// setFieldErrors shows errors (field path → message) at the fields of form
+// (their .field[data-field]); the first bad field gets the focus.
+export function setFieldErrors(form, errs) {
+  let first = null;
+  for (const f of form.querySelectorAll('.field[data-field]')) {
+    const msg = errs[f.dataset.field];
+    f.classList.toggle('field-invalid', !!msg);
+    f.querySelectorAll('.field-error').forEach((e) => e.remove());
+    const control = f.querySelector('input, select, textarea');
+    if (msg) {
+      f.append(h('div', { class: 'field-error', role: 'alert', id: control.id + '-error' }, msg));
+      control.setAttribute('aria-invalid', 'true');
+      first = first || control;
+    } else {
+      control.removeAttribute('aria-invalid');
+    }
+  }
+  if (first) first.focus();
+}

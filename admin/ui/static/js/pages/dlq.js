@@ -5,7 +5,7 @@
 import { ApiError, canWrite, del, get, post } from '../api.js';
 import { setQuery } from '../app.js';
 import { ago, badge, button, card, confirmDialog, field, fmtNum, fmtTime, h, kv, link, loading, mount, pagination, pre, select, toast, truncate } from '../dom.js';
-import { apiErrorBox, fromInput, JOB_FINAL, pipelinesDatalist, poll, progressBar, TRIGGER_TYPES } from '../ops.js';
+import { apiErrorBox, fromInput, JOB_FINAL, pipelinesDatalist, poll, progressBar, setFieldErrors, TRIGGER_TYPES } from '../ops.js';
 
 const STATES = ['dead', 'retried', 'deleted'];
 const LIMITS = ['20', '50', '100', '200'];
@@ -33,26 +33,6 @@ function filtersOf(query) {
     limit: query.get('limit') || '',
     redrive: query.get('redrive') || '',
   };
-}
-
-// setErrors shows errors (field path → message) at the fields of form
-// (their .field[data-field]); the first bad field gets the focus.
-function setErrors(form, errs) {
-  let first = null;
-  for (const f of form.querySelectorAll('.field[data-field]')) {
-    const msg = errs[f.dataset.field];
-    f.classList.toggle('field-invalid', !!msg);
-    f.querySelectorAll('.field-error').forEach((e) => e.remove());
-    const control = f.querySelector('input, select, textarea');
-    if (msg) {
-      f.append(h('div', { class: 'field-error', role: 'alert', id: control.id + '-error' }, msg));
-      control.setAttribute('aria-invalid', 'true');
-      first = first || control;
-    } else {
-      control.removeAttribute('aria-invalid');
-    }
-  }
-  if (first) first.focus();
 }
 
 // ---- one item ----
@@ -194,7 +174,7 @@ function redriveForm(f) {
     const limit = Number(inputs.limit.value);
     if (!Number.isInteger(limit)) errs.limit = 'enter a whole number';
     else body.limit = limit;
-    setErrors(form, errs);
+    setFieldErrors(form, errs);
     if (Object.keys(errs).length) return;
     const what = [body.pipeline_id && 'of pipeline ' + body.pipeline_id, body.trigger_type && body.trigger_type + ' events', body.error && `with "${body.error}" in the error`].filter(Boolean).join(', ');
     if (!await confirmDialog(`Retry up to ${fmtNum(body.limit)} dead items${what ? ' ' + what : ''}, ${body.rate_per_second} per second?`, { confirm: 'Redrive', kind: 'primary' })) return;
@@ -205,7 +185,7 @@ function redriveForm(f) {
       setQuery({ ...f, page: '', redrive: r.job_id }, { replace: false });
     } catch (ex) {
       submit.disabled = false;
-      if (ex instanceof ApiError && ex.code === 'validation_failed') setErrors(form, ex.fieldErrors());
+      if (ex instanceof ApiError && ex.code === 'validation_failed') setFieldErrors(form, ex.fieldErrors());
       formError.replaceChildren(apiErrorBox(ex));
     }
   });

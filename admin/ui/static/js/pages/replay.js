@@ -5,7 +5,7 @@
 import { ApiError, del, get, post } from '../api.js';
 import { navigate } from '../app.js';
 import { ago, badge, button, card, confirmDialog, field, fmtNum, fmtTime, h, link, mount, select, table, toast } from '../dom.js';
-import { apiErrorBox, fromInput, JOB_FINAL, pipelinesDatalist, poll, progressBar, toInput, TRIGGER_TYPES } from '../ops.js';
+import { apiErrorBox, fromInput, JOB_FINAL, pipelinesDatalist, poll, progressBar, setFieldErrors, toInput, TRIGGER_TYPES } from '../ops.js';
 
 const RECENT = 'webhookd.replays';
 
@@ -31,21 +31,7 @@ function setErrors(form, errs) {
     const text = m ? `${form.querySelector('#replay-pipelines').value.split(/[\s,]+/).filter(Boolean)[Number(m[1])] || 'pipeline ' + (Number(m[1]) + 1)}: ${v}` : v;
     byField[name] = byField[name] ? byField[name] + '; ' + text : text;
   }
-  let first = null;
-  for (const f of form.querySelectorAll('.field[data-field]')) {
-    const msg = byField[f.dataset.field];
-    f.classList.toggle('field-invalid', !!msg);
-    f.querySelectorAll('.field-error').forEach((e) => e.remove());
-    const control = f.querySelector('input, select, textarea');
-    if (msg) {
-      f.append(h('div', { class: 'field-error', role: 'alert', id: control.id + '-error' }, msg));
-      control.setAttribute('aria-invalid', 'true');
-      first = first || control;
-    } else {
-      control.removeAttribute('aria-invalid');
-    }
-  }
-  if (first) first.focus();
+  setFieldErrors(form, byField);
 }
 
 function replayForm(params) {
