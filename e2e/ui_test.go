@@ -86,6 +86,11 @@ func TestUISignIn(t *testing.T) {
 	// A token that stops being valid (rotated away): the next API call's
 	// 401 brings the sign-in form back, saying why.
 	b.SignIn(testToken)
+	// The token is swapped on a page that runs no script (a static file of
+	// the same origin shares the tab's sessionStorage): a request the
+	// signed-in page still had in flight would otherwise meet the 401 first
+	// and sign out before the page under test loads.
+	b.Go("/ui/favicon.svg")
 	Eval[chromedp.Void](b, `sessionStorage.setItem('webhookd.token', 'rotated-away-0123456789')`)
 	b.Go("/ui/pipelines")
 	b.WaitVisible("#signin-form")
