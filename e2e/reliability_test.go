@@ -119,6 +119,26 @@ func produceSeq(t *testing.T, topic string, from, to int) {
 	}
 }
 
+// crashAt SIGKILLs and restarts in when rcv has each of the given numbers
+// of pairs, then waits for all 2×events pairs. It returns the duplicates
+// each crash caused: counted once the work it left undone is redone (the
+// next quarter of the pairs is delivered).
+func crashAt(t *testing.T, in *instance, rcv *pairReceiver, events int, ats ...int) []int {
+	t.Helper()
+	var perCrash []int
+	for _, at := range ats {
+		rcv.waitPairs(t, at, 5*time.Minute)
+		_, before := rcv.counts()
+		in.Kill()
+		in.Start(t)
+		rcv.waitPairs(t, min(at+events/2, 2*events), 5*time.Minute)
+		_, after := rcv.counts()
+		perCrash = append(perCrash, after-before)
+	}
+	rcv.waitPairs(t, 2*events, 5*time.Minute)
+	return perCrash
+}
+
 const relPipelines = `{"name":"rel-%s","trigger_type":"click","steps":[{"order":1,"url":"%s/%s","body_template":{"seq":"{{click.seq}}"},
   "retry_policy":{"max_attempts":5,"backoff_type":"fixed","initial_delay_seconds":5}}]}`
 
@@ -145,19 +165,7 @@ func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
 	in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
 	produceSeq(t, prefix+"events", 0, events)
 
-	var perCrash []int
-	for _, at := range []int{events / 2, events, events * 3 / 2} { // 25 %, 50 %, 75 % of the pairs
-		rcv.waitPairs(t, at, 5*time.Minute)
-		_, before := rcv.counts()
-		in.Kill()
-		in.Start(t)
-		// What this crash caused: the duplicates once the work it left
-		// undone is redone (the next quarter is delivered).
-		rcv.waitPairs(t, min(at+events/2, 2*events), 5*time.Minute)
-		_, after := rcv.counts()
-		perCrash = append(perCrash, after-before)
-	}
-	rcv.waitPairs(t, 2*events, 5*time.Minute)
+	perCrash := crashAt(t, in, rcv, events, events/2, events, events*3/2) // 25 %, 50 %, 75 % of the pairs
 	in.WaitCaughtUp(t)
 	pairs, dups := rcv.counts()
 	if code, out := in.API(t, "GET", "/api/admin/webhooks/logs/dlq?limit=1", nil); code != 200 || out["data"].(map[string]any)["pagination"].(map[string]any)["total"] != 0.0 {
@@ -193,17 +201,7 @@ func TestReliabilityTransactionsRedoNoDeliveryTwoWays(t *testing.T) {
 			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
 			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
 			produceSeq(t, prefix+"events", 0, events)
-			var perCrash []int
-			for _, at := range []int{events / 2, events} {
-				rcv.waitPairs(t, at, 5*time.Minute)
-				_, before := rcv.counts()
-				in.Kill()
-				in.Start(t)
-				rcv.waitPairs(t, min(at+events/2, 2*events), 5*time.Minute)
-				_, after := rcv.counts()
-				perCrash = append(perCrash, after-before)
-			}
-			rcv.waitPairs(t, 2*events, 5*time.Minute)
+			perCrash := crashAt(t, in, rcv, events, events/2, events)
 			in.WaitCaughtUp(t)
 			pairs, dups := rcv.counts()
 			two := rcv.twoWays()
