@@ -103,7 +103,14 @@ func (s *Supervisor) Running() bool {
 func (s *Supervisor) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stopWatch := context.AfterFunc(ctx, func() { s.stopping.Store(true) })
+	// The workers see their context end only after Stopping reports true:
+	// a drain that has begun is always reported (readiness fails first).
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	stopWatch := context.AfterFunc(ctx, func() {
+		s.stopping.Store(true)
+		stopWork()
+	})
 	defer stopWatch()
 	last := 0
 	for _, sw := range s.workers {
@@ -115,7 +122,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	running := make([]sync.WaitGroup, last+1)
 	for i := range ctxs {
 		if i == 0 {
-			ctxs[i], stops[i] = ctx, cancel
+			ctxs[i], stops[i] = work, stopWork
 			continue
 		}
 		ctxs[i], stops[i] = context.WithCancel(context.WithoutCancel(ctx))
@@ -125,7 +132,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		running[sw.stage].Add(1)
 	}
 	go func() {
-		<-ctx.Done()
+		<-work.Done()
 		for i := 1; i <= last; i++ {
 			running[i-1].Wait()
 			stops[i]()
