@@ -17,8 +17,10 @@ import (
 // State is per replica: a load-shedding hint, not data anything depends on.
 //
 // A full host: a request waits in place only while it can expect a place
-// within QueueWait (the host's pace — its requests' latency over the limit —
-// times the queue ahead of it); otherwise it is deferred to when a place can
+// within its wait bound (the host's pace — its requests' latency over the
+// limit — times the queue ahead of it): QueueWait, or four of the host's
+// requests' latency if longer, at most eight QueueWaits (waitBoundLocked,
+// which also says why); otherwise it is deferred to when a place can
 // be expected, each deferral booked one pace after the previous one, so
 // deferred work comes back at the rate the host takes it, not all at once
 // and not in a fixed loop. A host that finished nothing for QueueWait while
@@ -37,8 +39,9 @@ type Hosts struct {
 	// Failures opens a circuit (0: no breaker); Cooldown keeps it open.
 	Failures int
 	Cooldown time.Duration
-	// QueueWait bounds a wait in place for a place at a full host (default
-	// 250 ms); it is also the shortest deferral.
+	// QueueWait is the shortest bound of a wait in place for a place at a
+	// full host (default 250 ms; waitBoundLocked); it is also the shortest
+	// deferral.
 	QueueWait time.Duration
 	Now       func() time.Time
 
@@ -139,23 +142,42 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	if hs.fullSince.IsZero() {
 		hs.fullSince = now
 	}
-	if h.stalledLocked(hs, now) || time.Duration(len(hs.waiters)+1)*h.paceLocked(hs, now) > h.queueWait() {
+	if h.stalledLocked(hs, now) || time.Duration(len(hs.waiters)+1)*h.paceLocked(hs, now) > h.waitBoundLocked(hs, now) {
 		d := h.deferLocked(hs, now)
 		h.mu.Unlock()
 		return nil, d, nil
 	}
 	w := &waiter{ready: make(chan struct{}, 1)}
 	hs.waiters = append(hs.waiters, w)
+	since, bound := now, h.waitBoundLocked(hs, now)
 	h.mu.Unlock()
 
-	timer := time.NewTimer(h.queueWait())
+	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	var ctxErr error
-	select {
-	case <-w.ready:
-	case <-timer.C:
-	case <-ctx.Done():
-		ctxErr = ctx.Err()
+	for waiting := true; waiting; {
+		select {
+		case <-w.ready:
+			waiting = false
+		case <-ctx.Done():
+			ctxErr, waiting = ctx.Err(), false
+		case <-timer.C:
+			// The bound follows the host's latency as it is learnt (the
+			// first requests to a host set it): a host that keeps
+			// answering keeps its queue, up to the longest bound.
+			h.mu.Lock()
+			now = h.now()
+			hs = h.state(host)
+			if w.granted == nil && !h.open(hs) && !h.stalledLocked(hs, now) {
+				if more := since.Add(h.waitBoundLocked(hs, now)).Sub(now); more > 0 {
+					timer.Reset(more)
+					h.mu.Unlock()
+					continue
+				}
+			}
+			h.mu.Unlock()
+			waiting = false
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -225,11 +247,41 @@ func (h *Hosts) grantLocked(hs *hostState, host string, now time.Time, timeout t
 // requests' latency (at least the age of the oldest one in flight) over the
 // limit.
 func (h *Hosts) paceLocked(hs *hostState, now time.Time) time.Duration {
+	return h.latencyLocked(hs, now) / time.Duration(max(h.Limit, 1))
+}
+
+// latencyLocked is the host's request latency: the moving average, at least
+// the age of the oldest request in flight.
+func (h *Hosts) latencyLocked(hs *hostState, now time.Time) time.Duration {
 	lat := hs.latency
 	for p := range hs.inflight {
 		lat = max(lat, now.Sub(p.started))
 	}
-	return lat / time.Duration(max(h.Limit, 1))
+	return lat
+}
+
+// waitRounds: a request to a full host that is answering may wait in place
+// for as long as this many of the host's requests take (at least QueueWait,
+// at most maxWaitQueueWaits QueueWaits).
+const waitRounds, maxWaitQueueWaits = 4, 8
+
+// waitBoundLocked is how long a request may wait in place at a full host:
+// waitRounds of its requests' latency, between QueueWait and
+// maxWaitQueueWaits QueueWaits (250 ms to 2 s by default). Held that long, a
+// delivery slot costs no more than a few of the host's own requests, so a
+// host that keeps answering takes a queue of the replica's own deliveries
+// (up to waitRounds times its limit) in place, at the rate it answers.
+// Deferring them instead gives the host no fewer requests: it sends them
+// round the retry tiers (a produce, a fetch and the tier's delay each time),
+// where they come back to meet the next deliveries' queue; and a consumer
+// whose deferrals cost it nothing (with transactions they are buffered, not
+// acknowledged) turns its backlog into deferrals faster than the host
+// answers. A stalled host (nothing finished for QueueWait) gets no wait at
+// all, and a slow one's deliveries hold their slots at most 2 s longer than
+// its requests do.
+func (h *Hosts) waitBoundLocked(hs *hostState, now time.Time) time.Duration {
+	w := h.queueWait()
+	return min(max(w, waitRounds*h.latencyLocked(hs, now)), maxWaitQueueWaits*w)
 }
 
 // stalledLocked: full for QueueWait with nothing finishing meanwhile.

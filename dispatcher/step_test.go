@@ -498,6 +498,43 @@ func TestBusyHostThatAnswersMakesADeliveryWaitNotDefer(t *testing.T) {
 	})
 }
 
+// A queue of several rounds of the limit at a host that keeps answering, its
+// latency (longer than QueueWait) not yet known when the queue formed, waits
+// for the host in place: none of it is deferred to the retry path.
+func TestBusyHostQueueOfSeveralRoundsWaitsAsItsLatencyIsLearnt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hosts := &Hosts{Limit: 2}
+		var inflight, most atomic.Int32
+		rt := roundTrip(func(r *http.Request) (*http.Response, error) {
+			n := inflight.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(200 * time.Millisecond)
+			inflight.Add(-1)
+			return answer(200, "")(r)
+		})
+		d := newDispatcher(rt, hosts)
+		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a"}]}`)
+		start := time.Now()
+		results := make(chan delivery.Verdict, 8)
+		for range 8 { // two go, six queue: the last gets a place after 600 ms
+			go func() { results <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
+		}
+		var got []delivery.Verdict
+		for range 8 {
+			got = append(got, <-results)
+		}
+		for _, v := range got {
+			if v != delivery.Done {
+				t.Fatalf("verdicts %v", got)
+			}
+		}
+		if most.Load() != 2 || time.Since(start) != 800*time.Millisecond {
+			t.Fatalf("%d requests in flight at once (limit 2), all done after %v", most.Load(), time.Since(start))
+		}
+	})
+}
+
 // Secrets never leave a delivery: an env value in the URL's host name shows
 // as [redacted] in the error, the logged URL and the body.
 func TestSecretsAreRedactedAtTheSource(t *testing.T) {
