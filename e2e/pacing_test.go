@@ -1,0 +1,41 @@
+//go:build reliability
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// With the default per-host cap, deliveries to one busy but healthy host
+// wait for it in place whether or not work is handed on in transactions:
+// neither mode sends them to the retry tiers, and both drain in comparable
+// time.
+func TestReliabilityOneHostPacingTransactionsOnAndOff(t *testing.T) {
+	const events = 10000
+	took := map[string]time.Duration{}
+	for _, txn := range []string{"false", "true"} {
+		t.Run("transactions="+txn, func(t *testing.T) {
+			prefix := "pace" + txn + "."
+			in := startInstance(t, "dev", merge(ownTopics(prefix), map[string]string{
+				"WEBHOOKD_TOPIC_PARTITIONS": "3", "WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1",
+				"WEBHOOKD_MAX_IN_FLIGHT": "256", "WEBHOOKD_PARTITION_MAX_IN_FLIGHT": "64",
+				"WEBHOOKD_BREAKER_FAILURES": "0", "WEBHOOKD_LOG_LEVEL": "info", "WEBHOOKD_KAFKA_TRANSACTIONS": txn,
+			}))
+			rcv := newPairReceiver(t)
+			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
+			in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
+			start := time.Now()
+			produceSeq(t, prefix+"events", 0, events)
+			rcv.waitPairs(t, 2*events, 10*time.Minute)
+			took[txn] = time.Since(start)
+			m := scrape(t, in)
+			pairs, dups := rcv.counts()
+			t.Logf("transactions=%s: %d pairs in %v (%.0f/s), %d duplicates; deferred host_saturated %v",
+				txn, pairs, took[txn].Round(time.Millisecond), float64(pairs)/took[txn].Seconds(), dups,
+				m[`webhookd_deferred_total{reason="host_saturated"}`])
+		})
+	}
+	t.Logf("on/off: %v / %v", took["true"], took["false"])
+}
