@@ -151,7 +151,7 @@ func TestNoisyNeighbourDoesNotStallAHealthyPipeline(t *testing.T) {
 	in.CreatePipeline(t, `{"name":"healthy","trigger_type":"conversion_approved","steps":[{"order":1,"url":"`+healthy.URL+`/ok",
 	  "body_template":{"id":"{{conversion.id}}","sent":"{{conversion.sent}}"}}]}`)
 	const n, burst, maxRate = 600, 3000, 200.0
-	healthy.phase(t, "noisy.events", "warm-up", 300, 1e9) // connections, first inserts: not capacity
+	healthy.phase(t, "noisy.events", "warm-up", 300, 1e9)                           // connections, first inserts: not capacity
 	aloneBurst, _, _ := healthy.phase(t, "noisy.events", "alone-burst", burst, 1e9) // as fast as the producer goes: capacity
 	// The offered rate must be one this machine can carry beside the
 	// neighbour, or the backlog, not the neighbour, makes the latency: each
