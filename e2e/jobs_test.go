@@ -97,6 +97,35 @@ func (r *tally) waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitForCount waits until count() reaches want. Its deadline follows
+// progress: it fails only when count() has not grown for arriveWithin, so
+// a volume that a loaded machine delivers slowly but steadily is waited
+// for, and a stall is not. The loop ends: count() can grow only so many
+// times before it reaches want.
+func (r *tally) waitForCount(t testing.TB, what string, count func() int, want int) {
+	t.Helper()
+	last, stalled := count(), time.Now().Add(arriveWithin)
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		r.mu.Unlock()
+		n := count()
+		if n >= want {
+			return
+		}
+		if n > last {
+			last, stalled = n, time.Now().Add(arriveWithin)
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Until(stalled)):
+			if count() <= last {
+				t.Fatalf("receiver: %s: %d of %d, none more for %v", what, last, want, arriveWithin)
+			}
+		}
+	}
+}
+
 // conversion is an event of the flat-or-nested envelope, with a producer
 // timestamp of our choosing (what offsets-by-time reads).
 func produceAt(t testing.TB, topic, id string, at time.Time) {
@@ -468,7 +497,9 @@ func TestReplayThroughput(t *testing.T) {
 	id := out["data"].(map[string]any)["id"].(string)
 	waitJob(t, in, "/api/admin/webhooks/replay/"+id, "done")
 	queued := time.Since(begin)
-	rcv.waitFor(t, "every replayed delivery", func() bool { return rcv.count("/r", id) >= n })
+	// 20,000 deliveries: a loaded machine takes longer than arriveWithin
+	// for them all, so the wait lasts while they keep arriving.
+	rcv.waitForCount(t, "every replayed delivery", func() int { return rcv.count("/r", id) }, n)
 	delivered := time.Since(begin)
 	t.Logf("replay of %d events: read and queued in %v (%.0f events/s); all delivered in %v (%.0f deliveries/s)",
 		n, queued.Round(time.Millisecond), n/queued.Seconds(), delivered.Round(time.Millisecond), n/delivered.Seconds())

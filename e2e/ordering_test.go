@@ -49,21 +49,32 @@ func status(c captured) string {
 
 func TestOrderedPipelineHoldsAKeyBehindItsRetryWhileOtherKeysFlow(t *testing.T) {
 	rcv := newOrderedReceiver(t, map[string]int{"ordA1": 3})
+	// A1's retries 1 s apart (50 s scaled): B's five deliveries, one after
+	// the other on their key, must all fit before the first of them, which
+	// the default schedule's 100 ms does not leave a loaded machine.
 	p := createPipeline(t, `{"name":"ordered","trigger_type":"conversion","ordering":"key",
-	  "steps":[{"order":1,"url":"`+rcv.URL+`/o/{{conversion.id}}"}]}`)
+	  "steps":[{"order":1,"url":"`+rcv.URL+`/o/{{conversion.id}}",
+	  "retry_policy":{"max_attempts":5,"backoff_type":"fixed","initial_delay_seconds":50}}]}`)
 	if p["ordering"] != "key" {
 		t.Fatalf("create answered ordering %v", p["ordering"])
 	}
 	if code, out := api(t, "GET", "/api/admin/webhooks/pipelines/"+p["id"].(string), nil); code != 200 || out["data"].(map[string]any)["ordering"] != "key" {
 		t.Fatalf("GET: %d %v", code, out)
 	}
+	// All ten in one produce: B5 is there as soon as A1 (ten produces one
+	// after the other can take longer than A1's first retry).
+	var recs []*kgo.Record
 	for i := 1; i <= 5; i++ {
 		for _, k := range []string{"A", "B"} {
-			produce(t, "afftok.conversions", "ordkey-"+k, fmt.Sprintf(`{"id":"evt_ord%s%d","type":"conversion.created","data":{"id":"ord%s%d"}}`, k, i, k, i))
+			recs = append(recs, &kgo.Record{Topic: "afftok.conversions", Key: []byte("ordkey-" + k),
+				Value: []byte(fmt.Sprintf(`{"id":"evt_ord%s%d","type":"conversion.created","data":{"id":"ord%s%d"}}`, k, i, k, i))})
 		}
 	}
-	// A1 fails three times (retries at 100, 200, 600 ms, scaled), then
-	// succeeds; A2…A5 come after it, in order; B's five come at once.
+	if err := producer.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// A1 fails three times (retries 1 s apart, scaled), then succeeds;
+	// A2…A5 come after it, in order; B's five come at once.
 	var got []captured
 	for range 5 + 4 + 4 {
 		got = append(got, rcv.next(t))

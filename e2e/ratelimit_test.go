@@ -167,14 +167,17 @@ func countAttempts(t *testing.T, topic, pipelineID string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), arriveWithin)
 	defer cancel()
 	n := 0
+	var started []arrival
 	for len(left) > 0 && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			var rec struct {
-				Kind       string `json:"kind"`
-				PipelineID string `json:"pipeline_id"`
+				Kind       string    `json:"kind"`
+				PipelineID string    `json:"pipeline_id"`
+				StartedAt  time.Time `json:"started_at"`
 			}
 			if json.Unmarshal(r.Value, &rec) == nil && rec.Kind == "attempt" && rec.PipelineID == pipelineID {
 				n++
+				started = append(started, arrival{at: rec.StartedAt})
 			}
 			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
 				delete(left, r.Partition)
@@ -183,6 +186,12 @@ func countAttempts(t *testing.T, topic, pipelineID string) int {
 	}
 	if len(left) > 0 {
 		t.Fatalf("reading %s: partitions %v not read to their end within %v", topic, left, arriveWithin)
+	}
+	if len(started) > 1 {
+		// When webhookd started each attempt, by its own clock: tells a
+		// burst webhookd made from arrivals bunched on their way.
+		f := observe(started)
+		t.Logf("attempt records: %d, started at %.2f/s; busiest second %d, quietest %d", n, f.overall, f.maxPerS, f.minPerS)
 	}
 	return n
 }

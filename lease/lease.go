@@ -174,6 +174,9 @@ func (l *Lease) Acquire(ctx context.Context) (held context.Context, release func
 		// Someone else holds it: wait for its release, or for it to go
 		// silent for TTL, then claim again (superseding it in the latter).
 		claim.Supersedes, claim.After = "", 0
+		if st.holder != "" {
+			l.o.Log.Info("waiting for the lease", "lease", l.o.Name, "holder", st.owner)
+		}
 		for st.holder != "" {
 			deadline := st.seen.Add(l.o.TTL)
 			if !time.Now().Before(deadline) {

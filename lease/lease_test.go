@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -183,14 +184,61 @@ func TestAcquireGivesUpNamingTheHolder(t *testing.T) {
 	opts, cl := broker(t)
 	const name = "schema/webhookd"
 	appendRecord(t, cl, name, record{Op: opClaim, Token: "busy", Owner: "migrating-replica"})
-	l := New(Options{ClientOpts: opts, Topic: topic, Name: name, Owner: "waiter", TTL: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
+	// The deadline passes once the waiter is waiting for the holder (its
+	// log says so), not after a guessed time: on a loaded machine its
+	// claim and read could take longer than any guess.
+	waiting := make(chan struct{})
+	var once sync.Once
+	log := slog.New(onMessage{"waiting for the lease", func() { once.Do(func() { close(waiting) }) }})
+	l := New(Options{ClientOpts: opts, Topic: topic, Name: name, Owner: "waiter", TTL: time.Minute, Log: log})
+	ctx := &expiring{Context: context.Background(), done: make(chan struct{})}
+	go func() {
+		select {
+		case <-waiting:
+		case <-time.After(time.Minute): // bounded: the assertion below then fails
+		}
+		close(ctx.done)
+	}()
 	_, _, err := l.Acquire(ctx)
 	if err == nil || !strings.Contains(err.Error(), "migrating-replica") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// expiring is a context whose deadline passes when done is closed.
+type expiring struct {
+	context.Context
+	done chan struct{}
+}
+
+func (e *expiring) Done() <-chan struct{} { return e.done }
+
+func (e *expiring) Err() error {
+	select {
+	case <-e.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// onMessage is a slog handler that calls f for each record with message msg.
+type onMessage struct {
+	msg string
+	f   func()
+}
+
+func (h onMessage) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.f()
+	}
+	return nil
+}
+
+func (h onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onMessage) WithGroup(string) slog.Handler      { return h }
 
 // readState reads the whole lease topic as a replica would.
 func readState(t *testing.T, opts []kgo.Opt, name string) *state {
