@@ -25,7 +25,8 @@ func (f *fetchCount) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m
 // backpressure pauses partitions. fetched/rec is how many times each record
 // was fetched and decoded (1 is no waste: a paused partition's buffered
 // records are dropped by the client and fetched again); B/rec is the bytes
-// allocated per record, the consumer's and the client's.
+// allocated per record, the consumer's and the client's (webhookd's fetch size,
+// bus.ClientOpts).
 func BenchmarkBacklogDrain(b *testing.B) {
 	const parts, n = 3, 30000
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "ev"))
@@ -64,7 +65,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 			}}}
 		})
 		cons := New(Options{Group: fmt.Sprintf("g%d", i), Topics: []string{"ev"}, Grace: 2 * time.Second, Log: testLog(b),
-			ClientOpts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.WithHooks(fc), kgo.FetchMaxBytes(2 << 20)}}, h)
+			ClientOpts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.WithHooks(fc), kgo.FetchMaxBytes(8 << 20)}}, h)
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		t0 := time.Now()
