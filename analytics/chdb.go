@@ -105,6 +105,7 @@ type chdbBackend struct {
 	mu   sync.Mutex
 	conn **chdbConn
 	path string
+	lib  string
 }
 
 var chdbOpen struct {
@@ -134,7 +135,7 @@ func openChDB(lib, dataPath string) (*chdbBackend, error) {
 		return nil, fmt.Errorf("chDB: cannot open a session at %s (is another process using it?)", abs)
 	}
 	chdbOpen.path = abs
-	b := &chdbBackend{conn: c, path: abs}
+	b := &chdbBackend{conn: c, path: abs, lib: lib}
 	if _, err := b.run("SET output_format_json_quote_64bit_integers = 0"); err != nil {
 		b.close()
 		return nil, err
@@ -244,6 +245,11 @@ func (b *chdbBackend) insertJSON(ctx context.Context, table string, rows [][]byt
 	_, err := b.run(sb.String())
 	return err
 }
+
+// releaseStartupPages unmaps the library's pages that only starting chDB
+// used (see releaseLibraryPages); Migrate calls it once the schema is in
+// place. It returns the bytes released.
+func (b *chdbBackend) releaseStartupPages() int64 { return releaseLibraryPages(b.lib) }
 
 func (b *chdbBackend) ping(context.Context) error {
 	_, err := b.run("SELECT 1")

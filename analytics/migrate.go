@@ -84,7 +84,17 @@ var ErrSchemaNewer = errors.New("the ClickHouse schema is newer than this webhoo
 // A database made before versions were recorded (tables, no
 // schema_migrations) is adopted: migrations 1 and 2 are idempotent, so they
 // run again harmlessly and are recorded.
-func (s *Store) Migrate(ctx context.Context) error { return s.migrate(ctx, migrations) }
+func (s *Store) Migrate(ctx context.Context) error {
+	err := s.migrate(ctx, migrations)
+	// The embedded engine's start (and the migration's DDL) touched far more
+	// of its library than inserts and queries use: let that go.
+	if r, ok := s.b.(interface{ releaseStartupPages() int64 }); ok {
+		if n := r.releaseStartupPages(); n > 0 && s.log != nil {
+			s.log.Debug("chDB: released library pages used only at start", "mb", n>>20)
+		}
+	}
+	return err
+}
 
 // Applied lists the migrations recorded in the database, oldest first.
 func (s *Store) Applied(ctx context.Context) ([]AppliedMigration, error) {

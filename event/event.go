@@ -108,7 +108,9 @@ type envelope struct {
 	TriggerType string          `json:"trigger_type"`
 	TriggerID   json.RawMessage `json:"trigger_id"`
 	Timestamp   json.RawMessage `json:"timestamp"`
-	Data        json.RawMessage `json:"data"`
+	// Data is decoded with the envelope, in the one pass over the record
+	// (numbers as json.Number); decodeData checks what it is.
+	Data any `json:"data"`
 }
 
 // Decode parses one Kafka record value.
@@ -176,31 +178,25 @@ func Decode(b []byte) (*Event, error) {
 // render every {{click.…}}/{{data…}} as null, so it goes to the DLQ as
 // invalid_event with the reason named, and the partition goes on. An empty
 // object is data: the producer said there is nothing more to tell.
-func decodeData(raw json.RawMessage) (map[string]any, error) {
-	d := bytes.TrimSpace(raw)
-	if len(d) == 0 || bytes.Equal(d, []byte("null")) {
+func decodeData(data any) (map[string]any, error) {
+	switch d := data.(type) {
+	case nil:
 		return nil, invalid(`event data is missing: "data" must be a JSON object`)
+	case map[string]any:
+		return d, nil
+	default:
+		return nil, invalid(`event data must be a JSON object, not %s`, jsonKind(d))
 	}
-	if d[0] != '{' {
-		return nil, invalid(`event data must be a JSON object, not %s`, jsonKind(d[0]))
-	}
-	dec := json.NewDecoder(bytes.NewReader(d))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, invalid("event data: %v", err)
-	}
-	return m, nil
 }
 
-// jsonKind names the kind of JSON value that starts with c.
-func jsonKind(c byte) string {
-	switch c {
-	case '"':
+// jsonKind names the kind of a decoded JSON value other than an object.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case string:
 		return "a string"
-	case '[':
+	case []any:
 		return "an array"
-	case 't', 'f':
+	case bool:
 		return "a boolean"
 	}
 	return "a number"

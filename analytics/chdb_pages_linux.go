@@ -1,0 +1,93 @@
+//go:build !nochdb
+
+package analytics
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// releaseLibraryPages unmaps the pages of the library named lib (its base
+// name) that are resident but hold nothing of their own: the read-only
+// mappings (code, constants) none of whose pages was ever written, so each
+// page is exactly the file's. Loading and starting chDB runs the static
+// initialisers spread over its 560 MB library and maps about 200 MB of it,
+// most never used again; the code inserts, merges and queries use is mapped
+// back on its next use (from the page cache: a minor fault). It returns the
+// bytes that were resident in the mappings it released. Measured: a chDB
+// process's file-backed RSS goes from 195 MB to 66 MB, and stays at about
+// 127 MB under a stream of inserts (TestReleaseLibraryPages).
+func releaseLibraryPages(lib string) (released int64) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	base := filepath.Base(lib)
+	type mapping struct {
+		start, end uint64
+		writable   bool
+		ours       bool
+		rss        int64
+		anon       int64 // bytes of pages no longer the file's (copied on write)
+	}
+	var cur *mapping
+	var candidates []mapping
+	flush := func() {
+		if cur != nil && cur.ours && !cur.writable && cur.anon == 0 && cur.rss > 0 {
+			candidates = append(candidates, *cur)
+		}
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		fields := strings.Fields(string(line))
+		if len(fields) == 0 {
+			continue
+		}
+		if key, ok := strings.CutSuffix(fields[0], ":"); ok {
+			// A "Key: value kB" line of the current mapping.
+			if cur == nil || len(fields) < 2 {
+				continue
+			}
+			v, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				continue
+			}
+			switch key {
+			case "Rss":
+				cur.rss = v << 10
+			case "Anonymous", "Private_Dirty", "Shared_Dirty", "Swap":
+				cur.anon += v << 10
+			}
+			continue
+		}
+		// A mapping's header: start-end perms offset dev inode [path].
+		flush()
+		cur = nil
+		lo, hi, ok := bytes.Cut([]byte(fields[0]), []byte("-"))
+		if !ok || len(fields) < 5 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(string(lo), 16, 64)
+		end, err2 := strconv.ParseUint(string(hi), 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		cur = &mapping{start: start, end: end, writable: strings.Contains(fields[1], "w"),
+			ours: len(fields) >= 6 && filepath.Base(fields[len(fields)-1]) == base}
+	}
+	flush()
+	for _, m := range candidates {
+		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), syscall.MADV_DONTNEED); errno == 0 {
+			released += m.rss
+		}
+	}
+	return released
+}
