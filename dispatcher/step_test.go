@@ -465,35 +465,44 @@ func TestStepDefersForASaturatedHost(t *testing.T) {
 	})
 }
 
+// busyHost sends n deliveries at once to a host taking 2 requests at a time,
+// each answered after 200 ms (in a synctest bubble), and fails the test
+// unless every one is delivered without a deferral. It returns how many
+// requests were in flight at once and when the last delivery finished.
+func busyHost(t *testing.T, n int) (most int32, took time.Duration) {
+	hosts := &Hosts{Limit: 2}
+	var inflight, peak atomic.Int32
+	rt := roundTrip(func(r *http.Request) (*http.Response, error) {
+		n := inflight.Add(1)
+		for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+		}
+		time.Sleep(200 * time.Millisecond)
+		inflight.Add(-1)
+		return answer(200, "")(r)
+	})
+	d := newDispatcher(rt, hosts)
+	p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a"}]}`)
+	start := time.Now()
+	results := make(chan delivery.Verdict, n)
+	for range n {
+		go func() { results <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
+	}
+	var got []delivery.Verdict
+	for range n {
+		got = append(got, <-results)
+	}
+	for _, v := range got {
+		if v != delivery.Done {
+			t.Fatalf("verdicts %v", got)
+		}
+	}
+	return peak.Load(), time.Since(start)
+}
+
 func TestBusyHostThatAnswersMakesADeliveryWaitNotDefer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hosts := &Hosts{Limit: 2}
-		var inflight, most atomic.Int32
-		rt := roundTrip(func(r *http.Request) (*http.Response, error) {
-			n := inflight.Add(1)
-			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-			}
-			time.Sleep(200 * time.Millisecond)
-			inflight.Add(-1)
-			return answer(200, "")(r)
-		})
-		d := newDispatcher(rt, hosts)
-		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a"}]}`)
-		results := make(chan delivery.Verdict, 4)
-		for range 4 { // two go, two queue (at most Limit wait)
-			go func() { results <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
-		}
-		var got []delivery.Verdict
-		for range 4 {
-			got = append(got, <-results)
-		}
-		for _, v := range got {
-			if v != delivery.Done {
-				t.Fatalf("verdicts %v", got)
-			}
-		}
-		if most.Load() != 2 {
-			t.Fatalf("%d requests in flight at once, limit 2", most.Load())
+		if most, _ := busyHost(t, 4); most != 2 { // two go, two queue (at most Limit wait)
+			t.Fatalf("%d requests in flight at once, limit 2", most)
 		}
 	})
 }
@@ -503,34 +512,9 @@ func TestBusyHostThatAnswersMakesADeliveryWaitNotDefer(t *testing.T) {
 // for the host in place: none of it is deferred to the retry path.
 func TestBusyHostQueueOfSeveralRoundsWaitsAsItsLatencyIsLearnt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		hosts := &Hosts{Limit: 2}
-		var inflight, most atomic.Int32
-		rt := roundTrip(func(r *http.Request) (*http.Response, error) {
-			n := inflight.Add(1)
-			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-			}
-			time.Sleep(200 * time.Millisecond)
-			inflight.Add(-1)
-			return answer(200, "")(r)
-		})
-		d := newDispatcher(rt, hosts)
-		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a"}]}`)
-		start := time.Now()
-		results := make(chan delivery.Verdict, 8)
-		for range 8 { // two go, six queue: the last gets a place after 600 ms
-			go func() { results <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
-		}
-		var got []delivery.Verdict
-		for range 8 {
-			got = append(got, <-results)
-		}
-		for _, v := range got {
-			if v != delivery.Done {
-				t.Fatalf("verdicts %v", got)
-			}
-		}
-		if most.Load() != 2 || time.Since(start) != 800*time.Millisecond {
-			t.Fatalf("%d requests in flight at once (limit 2), all done after %v", most.Load(), time.Since(start))
+		// Two go, six queue: the last gets a place after 600 ms.
+		if most, took := busyHost(t, 8); most != 2 || took != 800*time.Millisecond {
+			t.Fatalf("%d requests in flight at once (limit 2), all done after %v", most, took)
 		}
 	})
 }
