@@ -23,11 +23,17 @@ type RateLimiter interface {
 const RateQueueWait = 250 * time.Millisecond
 
 // RateTicketGrace is how late a booked place (a ticket) may be used. A
-// deferred task comes back at its place or a little after (the retry tiers
-// are late by at most their finest tier); one held up longer than this —
-// a stalled consumer, a rebalance — books a new place rather than going at
-// once with every other late one (a burst over the limit).
-const RateTicketGrace = 2 * time.Second
+// deferred task comes back rateComeBackEarly before its place and waits for
+// it in its slot; one held up longer than that and this grace — a stalled
+// consumer, a rebalance — books a new place rather than going at once with
+// every other late one: late places used together are a burst over the
+// limit (with this grace at most a tenth of a second's worth of places more
+// in any second).
+const RateTicketGrace = 100 * time.Millisecond
+
+// rateComeBackEarly is how long before its place a task deferred to it is
+// due back (less than RateQueueWait: it then waits for the place in its slot).
+const rateComeBackEarly = RateQueueWait / 2
 
 // rateMoveGain is how much sooner a place on the replica a deferred task
 // comes back to must be for the task to move there from its ticket's.
@@ -88,6 +94,11 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 		}
 		if wait := until.Sub(now); !ticket.IsZero() && wait > rateLookAgain {
 			until = now.Add(min(max(wait/2, rateLookAgain), d.o.RateRecheck))
+		} else if !ticket.IsZero() {
+			// Back a little before its place, to wait for it in its slot:
+			// a task due at its place would come back late by the tier's
+			// own delay, and late places used together are a burst.
+			until = until.Add(-rateComeBackEarly)
 		}
 		dec := d.deferral(p, idx, held, delivery.ReasonRateLimited, until, d.o.MaxHold, now)
 		return nil, &dec

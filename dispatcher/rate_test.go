@@ -76,9 +76,11 @@ func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 		if b := lim.Booked(p.ID); b != 400*time.Millisecond { // the next free place: the hop took none
 			t.Fatalf("the hop booked a place: %v ahead", b)
 		}
-		// It lands (here): booked however far ahead, deferred to its place.
+		// It lands (here): booked however far ahead, deferred to a little
+		// before its place (to wait for it in its slot, not come back late).
 		def := d.Step(context.Background(), p, hop.Task)
-		if def.Verdict != delivery.Defer || def.At.Sub(now) != 400*time.Millisecond || !def.Task.RateAt.Equal(def.At) || def.Task.RateLimit != 5 || def.Task.RateHop {
+		if def.Verdict != delivery.Defer || def.Task.RateAt.Sub(now) != 400*time.Millisecond || def.Task.RateAt.Sub(def.At) != rateComeBackEarly ||
+			def.Task.RateLimit != 5 || def.Task.RateHop {
 			t.Fatalf("deferred to +%v with ticket +%v/%v (hop %v)", def.At.Sub(now), def.Task.RateAt.Sub(now), def.Task.RateLimit, def.Task.RateHop)
 		}
 		if got := <-done; got.Verdict != delivery.Done {
@@ -91,16 +93,17 @@ func TestStepRateLimitWaitsInPlaceOrDefersToItsPlace(t *testing.T) {
 		if late := book(t, d, p); late.Verdict != delivery.Defer || late.Task.RateAt.Sub(now) != 600*time.Millisecond {
 			t.Fatalf("a later delivery jumped the queue: %v to +%v", late.Verdict, late.Task.RateAt.Sub(now))
 		}
-		// The deferred task comes back at its place: it goes at once, on
-		// its ticket, and books nothing more.
+		// The deferred task comes back before its place: it waits for it
+		// in its slot and goes at its place, on its ticket, booking
+		// nothing more.
 		time.Sleep(time.Until(def.At))
-		booked := lim.Booked(p.ID)
+		booked := time.Now().Add(lim.Booked(p.ID)) // booked until
 		dec := d.Step(context.Background(), p, def.Task)
-		if dec.Verdict != delivery.Done || dec.Attempt == nil || dec.Attempt.Attempt != 0 || time.Now() != def.At {
+		if dec.Verdict != delivery.Done || dec.Attempt == nil || dec.Attempt.Attempt != 0 || time.Now() != def.Task.RateAt {
 			t.Fatalf("back on its ticket: %v, attempt %+v, at +%v", dec.Verdict, dec.Attempt, time.Now().Sub(now))
 		}
-		if !dec.Task.RateAt.IsZero() || dec.Task.RateHop || lim.Booked(p.ID) != booked {
-			t.Fatalf("the ticket was not used up: %v; booked %v → %v", dec.Task.RateAt, booked, lim.Booked(p.ID))
+		if after := time.Now().Add(lim.Booked(p.ID)); !dec.Task.RateAt.IsZero() || dec.Task.RateHop || !after.Equal(booked) {
+			t.Fatalf("the ticket was not used up: %v; booked until +%v → +%v", dec.Task.RateAt, booked.Sub(now), after.Sub(now))
 		}
 	})
 }
@@ -170,7 +173,8 @@ func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
 			t.Fatalf("back early on an idle replica: %v", dec.Verdict)
 		}
 		// A place far ahead is looked at again after RateRecheck at most;
-		// one close by is gone to directly.
+		// one close by is come back to a little early, to be waited for
+		// in the slot.
 		slow := limited(t, "0.001")
 		slow.ID = "pipe_slow"
 		a.Step(context.Background(), slow, newTask(t, slow, testEvent))
@@ -181,7 +185,7 @@ func TestStepRateEarlyReturnAndRecheck(t *testing.T) {
 		fast := limited(t, "2")
 		fast.ID = "pipe_fast"
 		a.Step(context.Background(), fast, newTask(t, fast, testEvent))
-		if near := book(t, a, fast); near.At.Sub(time.Now()) != 500*time.Millisecond {
+		if near := book(t, a, fast); near.At.Sub(time.Now()) != 500*time.Millisecond-rateComeBackEarly {
 			t.Fatalf("a place 500 ms ahead is looked at after %v", near.At.Sub(time.Now()))
 		}
 	})
