@@ -142,7 +142,12 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	if hs.fullSince.IsZero() {
 		hs.fullSince = now
 	}
-	if h.stalledLocked(hs, now) || time.Duration(len(hs.waiters)+1)*h.paceLocked(hs, now) > h.waitBoundLocked(hs, now) {
+	// Admitted to wait only if its place can be expected within QueueWait:
+	// the queue a slow host may hold in delivery slots stays what the
+	// healthy pipelines sharing them can spare (QueueWait's worth of the
+	// host's pace). Once admitted, a waiter's wait follows the host's
+	// latency as it is learnt (below).
+	if h.stalledLocked(hs, now) || time.Duration(len(hs.waiters)+1)*h.paceLocked(hs, now) > h.queueWait() {
 		d := h.deferLocked(hs, now)
 		h.mu.Unlock()
 		return nil, d, nil
@@ -151,6 +156,8 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	hs.waiters = append(hs.waiters, w)
 	since, bound := now, h.waitBoundLocked(hs, now)
 	h.mu.Unlock()
+	// The longest wait, by the clock timers follow (h.now may be another).
+	giveUp := time.Now().Add(maxWaitQueueWaits * h.queueWait())
 
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -169,7 +176,7 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 			now = h.now()
 			hs = h.state(host)
 			if w.granted == nil && !h.open(hs) && !h.stalledLocked(hs, now) {
-				if more := since.Add(h.waitBoundLocked(hs, now)).Sub(now); more > 0 {
+				if more := since.Add(h.waitBoundLocked(hs, now)).Sub(now); more > 0 && time.Now().Before(giveUp) {
 					timer.Reset(more)
 					h.mu.Unlock()
 					continue
@@ -269,8 +276,9 @@ const waitRounds, maxWaitQueueWaits = 4, 8
 // waitRounds of its requests' latency, between QueueWait and
 // maxWaitQueueWaits QueueWaits (250 ms to 2 s by default). Held that long, a
 // delivery slot costs no more than a few of the host's own requests, so a
-// host that keeps answering takes a queue of the replica's own deliveries
-// (up to waitRounds times its limit) in place, at the rate it answers.
+// host that keeps answering serves the queue admitted in place (QueueWait's
+// worth of its pace, see Acquire) at the rate it answers, even when its
+// latency was not yet known when the queue formed.
 // Deferring them instead gives the host no fewer requests: it sends them
 // round the retry tiers (a produce, a fetch and the tier's delay each time),
 // where they come back to meet the next deliveries' queue; and a consumer

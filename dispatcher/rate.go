@@ -23,13 +23,13 @@ type RateLimiter interface {
 const RateQueueWait = 250 * time.Millisecond
 
 // RateTicketGrace is how late a booked place (a ticket) may be used. A
-// deferred task comes back rateComeBackEarly before its place and waits for
-// it in its slot; one held up longer than that and this grace — a stalled
-// consumer, a rebalance — books a new place rather than going at once with
-// every other late one: late places used together are a burst over the
-// limit (with this grace at most a tenth of a second's worth of places more
-// in any second).
-const RateTicketGrace = 100 * time.Millisecond
+// deferred task is due back rateComeBackEarly before its place and waits
+// for it in its slot, so it is late only when its tier is (a stalled
+// consumer, a tier partition's head held for a later due time — up to its
+// delay under load); one held up longer than this — a rebalance, a long
+// stall — books a new place rather than going at once with every other
+// late one (a burst over the limit).
+const RateTicketGrace = 2 * time.Second
 
 // rateComeBackEarly is how long before its place a task deferred to it is
 // due back (less than RateQueueWait: it then waits for the place in its slot).

@@ -733,3 +733,63 @@ func TestFilterReadsWhatTemplatesRender(t *testing.T) {
 		}
 	}
 }
+
+// A slow host that keeps answering gets only QueueWait's worth of its pace
+// waiting in place (here 1 s requests, 8 at a time: a place every 125 ms,
+// so two waiters); the rest is deferred at once and leaves the delivery
+// slots healthy pipelines share. The admitted waiters still get their place
+// as the host answers.
+func TestSlowHostQueueInPlaceIsBoundedByQueueWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &Hosts{Limit: 8}
+		ctx := context.Background()
+		fill := func() []*Permit {
+			var ps []*Permit
+			for range 8 {
+				p, def, err := h.Acquire(ctx, "slow.example", 30*time.Second)
+				if p == nil || def != nil || err != nil {
+					t.Fatalf("a free place: %v %v %v", p, def, err)
+				}
+				ps = append(ps, p)
+			}
+			return ps
+		}
+		first := fill()
+		time.Sleep(time.Second) // the host's requests take 1 s
+		for _, p := range first {
+			p.Done(Healthy)
+		}
+		inFlight := fill()
+		type result struct {
+			p   *Permit
+			def *Deferral
+		}
+		results := make(chan result, 10)
+		for range 10 {
+			go func() {
+				p, def, _ := h.Acquire(ctx, "slow.example", 30*time.Second)
+				results <- result{p, def}
+			}()
+		}
+		synctest.Wait()
+		deferred := 0
+		for len(results) > 0 {
+			if r := <-results; r.def != nil {
+				deferred++
+			} else {
+				t.Fatalf("granted while the host was full: %+v", r)
+			}
+		}
+		if deferred != 8 {
+			t.Fatalf("%d of 10 deferred at once, want 8 (two wait in place)", deferred)
+		}
+		time.Sleep(100 * time.Millisecond)
+		inFlight[0].Done(Healthy)
+		inFlight[1].Done(Healthy)
+		for range 2 {
+			if r := <-results; r.p == nil {
+				t.Fatalf("a waiter was not granted a freed place: %+v", r.def)
+			}
+		}
+	})
+}
