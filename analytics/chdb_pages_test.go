@@ -36,26 +36,30 @@ func rssFile(t *testing.T) int64 {
 	return 0
 }
 
-// TestReleaseLibraryPages: once the schema is in place, the pages of chDB's
-// library only its start used are no longer resident, and the engine goes
-// on working (inserts, the aggregates' feed, queries): the code they use is
-// mapped back, far less than was released.
+// TestReleaseLibraryPages: the pages of chDB's library that are resident
+// and hold nothing of their own can be let go, and the engine goes on
+// working after it (the schema, inserts, the aggregates' feed, queries): the
+// code they use is mapped back. The RSS figures are logged, not asserted:
+// how much is resident depends on what ran before in the process and on
+// the machine's memory pressure (run alone: 173 MB after opening, 22 after
+// Migrate, 118 in use).
 func TestReleaseLibraryPages(t *testing.T) {
 	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "pages"})
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	defer s.Close()
 	ctx := context.Background()
 	before := rssFile(t)
+	released := s.b.(*chdbBackend).releaseStartupPages()
+	if released <= 0 {
+		t.Fatalf("released %d bytes of the library's pages after opening, want some", released)
+	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	after := rssFile(t)
-	t.Logf("file-backed RSS: %d MB after opening, %d MB after Migrate", before>>20, after>>20)
-	if after > before-50<<20 {
-		t.Fatalf("file-backed RSS %d MB after Migrate, want at least 50 MB below the %d MB after opening", after>>20, before>>20)
-	}
+	t.Logf("file-backed RSS: %d MB after opening, %d MB released, %d MB after Migrate", before>>20, released>>20, after>>20)
 	now := time.Now().UTC()
 	var offset int64
 	for range 5 {
@@ -92,11 +96,5 @@ func TestReleaseLibraryPages(t *testing.T) {
 	if got := asInt(rows[0][0]); got != offset {
 		t.Fatalf("%d attempts stored, want %d", got, offset)
 	}
-	working := rssFile(t)
-	t.Logf("file-backed RSS after %d deliveries stored and counted: %d MB", offset, working>>20)
-	// Run alone: 173 MB after opening, 22 after Migrate, 118 in use. After
-	// other tests in the process the start's pages are partly gone already.
-	if working >= before {
-		t.Fatalf("file-backed RSS %d MB in use, want it below the %d MB after opening", working>>20, before>>20)
-	}
+	t.Logf("file-backed RSS after %d deliveries stored and counted: %d MB", offset, rssFile(t)>>20)
 }
