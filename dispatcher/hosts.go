@@ -154,10 +154,10 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	}
 	w := &waiter{ready: make(chan struct{}, 1)}
 	hs.waiters = append(hs.waiters, w)
-	since, bound := now, h.waitBoundLocked(hs, now)
+	// The wait is measured by the clock timers follow (h.now may be an
+	// injected one): it ends within the longest bound whatever h.now says.
+	start, bound := time.Now(), h.waitBoundLocked(hs, now)
 	h.mu.Unlock()
-	// The longest wait, by the clock timers follow (h.now may be another).
-	giveUp := time.Now().Add(maxWaitQueueWaits * h.queueWait())
 
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
@@ -176,7 +176,7 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 			now = h.now()
 			hs = h.state(host)
 			if w.granted == nil && !h.open(hs) && !h.stalledLocked(hs, now) {
-				if more := since.Add(h.waitBoundLocked(hs, now)).Sub(now); more > 0 && time.Now().Before(giveUp) {
+				if more := h.waitBoundLocked(hs, now) - time.Since(start); more > 0 {
 					timer.Reset(more)
 					h.mu.Unlock()
 					continue

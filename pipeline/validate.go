@@ -247,7 +247,7 @@ func (p *Pipeline) Validate(env EnvPolicy, limits RetryLimits, targets TargetPol
 				ve.add(hf, "is set by webhookd and cannot be templated")
 				continue
 			}
-			if hasControl(s.Headers[k]) {
+			if v := s.Headers[k]; template.SanitizeHeaderValue(v) != v {
 				// Rendering would turn them into spaces (no header can be
 				// split), but a value saved with a line break is a mistake
 				// worth saying at once.
@@ -414,16 +414,6 @@ func checkRetryPolicy(ve *ValidationError, f string, rp *RetryPolicy, lim RetryL
 			ve.add(f, "retries would wait %v in all, longer than the retry topics keep tasks (%v); lower max_attempts or the delays", h.Round(time.Second), lim.Horizon)
 		}
 	}
-}
-
-// hasControl reports an ASCII control character other than tab.
-func hasControl(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 func validHeaderName(k string) bool {
