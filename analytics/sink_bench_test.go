@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/afftok/webhookd/delivery"
 )
 
@@ -79,4 +81,49 @@ func BenchmarkSinkWrite(b *testing.B) {
 	time.Sleep(2 * time.Second) // background merges of what was written
 	used := cpu() - c0 - made
 	b.ReportMetric(used.Seconds()*1000/float64(b.N*perBatch)*1000, "cpu-ms/1000")
+}
+
+// recordsStore takes records as they are and stores nothing: the sink's
+// own Go work per record, without ClickHouse.
+type recordsStore struct{ SinkStore }
+
+func (recordsStore) TakesRecords() bool { return true }
+
+// BenchmarkSinkAdd is the sink's Go work to put a delivery's two records
+// (attempt and execution, as webhookd produces them) into a batch.
+func BenchmarkSinkAdd(b *testing.B) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	at, _ := json.Marshal(delivery.Attempt{V: delivery.Version, Kind: delivery.KindAttempt, AttemptID: "wh_att_0123456789abcdef01234567", ExecutionID: "wh_exec_0123456789abcdef01234567",
+		DeliveryID: "wh_dlv_0123456789abcdef01234567", PipelineID: "p-0123456789", PipelineName: "bench-0", TriggerType: "click", TriggerID: "c-0123456789", EventID: "b-0123456789",
+		StepID: "s-0123456789", StepName: "step 1", StepOrder: 1, Tier: "primary", Status: "success", HTTPStatus: 200, LatencyMS: 3,
+		RequestURL: "http://127.0.0.1:40000/r/0", RequestBody: `{"seq":123456,"sent":1732708800000000000,"event":"click","country":"US","device":"mobile"}`,
+		ResponseBody: `{"received":true}`, StartedAt: now})
+	ex, _ := json.Marshal(delivery.Execution{V: delivery.Version, Kind: delivery.KindExecution, ExecutionID: "wh_exec_0123456789abcdef01234567", DeliveryID: "wh_dlv_0123456789abcdef01234567",
+		PipelineID: "p-0123456789", PipelineName: "bench-0", TriggerType: "click", TriggerID: "c-0123456789", EventID: "b-0123456789", Status: "completed",
+		StartedAt: now, CompletedAt: now.Add(3 * time.Millisecond), Seq: now.UnixNano()})
+	s := NewSink(SinkOptions{ExecutionsTopic: "webhookd.executions", DLQTopic: "webhookd.dlq"}, recordsStore{})
+	const perBatch = 5000
+	recs := make([]*kgo.Record, 0, 2*perBatch)
+	for i := range perBatch {
+		recs = append(recs, &kgo.Record{Topic: "webhookd.executions", Partition: int32(i % 4), Offset: int64(2 * i), Value: at},
+			&kgo.Record{Topic: "webhookd.executions", Partition: int32(i % 4), Offset: int64(2*i + 1), Value: ex})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0 := processCPU()
+	for i := 0; i < b.N; i += perBatch {
+		bt := newBatch()
+		for _, r := range recs[:2*min(perBatch, b.N-i)] {
+			s.add(bt, r)
+		}
+	}
+	// CPU, not wall time: on a shared machine the two differ a lot.
+	b.ReportMetric(float64(processCPU()-c0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the process's user and system CPU so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
