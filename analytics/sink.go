@@ -170,12 +170,11 @@ func newBatch() *batch {
 }
 
 // part is the rows of a batch for one insert. Exactly one of the row
-// slices is used. src names each row's record (topic/partition/offset): the
-// insert's deduplication token is made of them; origins is the same, for
-// the aggregates' feed.
+// slices is used. origins names each row's record (topic, partition, offset):
+// the insert's deduplication token is made of them, and the aggregates' feed
+// uses them.
 type part struct {
 	table      string
-	src        []string
 	origins    []Origin
 	recs       [][]byte // as produced, for a store that takes them so
 	attempts   []delivery.Attempt
@@ -186,10 +185,9 @@ type part struct {
 	done, failed bool
 }
 
-func (p *part) len() int { return len(p.src) }
+func (p *part) len() int { return len(p.origins) }
 
 func (p *part) add(r *kgo.Record) {
-	p.src = append(p.src, r.Topic+"/"+strconv.Itoa(int(r.Partition))+"/"+strconv.FormatInt(r.Offset, 10))
 	p.origins = append(p.origins, Origin{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 }
 
@@ -197,9 +195,13 @@ func (p *part) add(r *kgo.Record) {
 func (p *part) token() string {
 	h := sha256.New()
 	h.Write([]byte(p.table))
-	for _, s := range p.src {
-		h.Write([]byte{'\n'})
-		h.Write([]byte(s))
+	var line []byte
+	for _, o := range p.origins {
+		// "\ntopic/partition/offset" per row
+		line = append(append(line[:0], '\n'), o.Topic...)
+		line = strconv.AppendInt(append(line, '/'), int64(o.Partition), 10)
+		line = strconv.AppendInt(append(line, '/'), o.Offset, 10)
+		h.Write(line)
 	}
 	return "webhookd-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
@@ -222,7 +224,7 @@ func (p *part) keys() (ids, keys []string) {
 			ExecutionID string `json:"execution_id"`
 			Seq         int64  `json:"seq"`
 		}
-		_ = json.Unmarshal(r, &k) // checked to be JSON when added
+		_ = json.Unmarshal(r, &k) // not JSON: taken out after the insert that failed (dropUnreadable)
 		if p.table == "attempts" {
 			add(k.AttemptID, k.AttemptID)
 		} else {
@@ -262,7 +264,6 @@ func (p *part) without(stored map[string]bool) part {
 				continue
 			}
 		}
-		q.src = append(q.src, p.src[i])
 		q.origins = append(q.origins, p.origins[i])
 		switch {
 		case len(p.attempts) > 0:
@@ -276,6 +277,26 @@ func (p *part) without(stored map[string]bool) part {
 		}
 	}
 	return q
+}
+
+// dropUnreadable takes the records that are not JSON out of a part of
+// records whose insert failed, logging each, and returns how many it took
+// out (none for a part of decoded rows).
+func (s *Sink) dropUnreadable(p *part) int {
+	n := 0
+	for i, r := range p.recs {
+		if json.Valid(r) {
+			p.recs[n], p.origins[n] = r, p.origins[i]
+			n++
+			continue
+		}
+		s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", "not JSON")
+	}
+	dropped := len(p.recs) - n
+	if dropped > 0 {
+		p.recs, p.origins = p.recs[:n], p.origins[:n]
+	}
+	return dropped
 }
 
 // recordKind is an executions-topic record's "kind", read from the first
@@ -389,9 +410,11 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		p.dead = append(p.dead, DeadLetterRow{Record: d, Version: r.Timestamp.UnixMicro()})
 	default:
 		// The hot path: a store that reads records as they are gets them
-		// without a decode in Go (they are checked to be JSON, so one bad
-		// record cannot fail a batch).
-		if s.store.TakesRecords() && json.Valid(r.Value) {
+		// without a decode in Go. They are not checked here (webhookd's
+		// writers encode them; checking took most of the sink's Go work):
+		// an insert the store refuses is checked then (dropUnreadable), so
+		// one bad record cannot hold a batch back.
+		if s.store.TakesRecords() {
 			var p *part
 			switch recordKind(r.Value) {
 			case delivery.KindAttempt:
@@ -557,6 +580,10 @@ func (s *Sink) insertPart(ctx context.Context, p *part) error {
 	metrics.AnalyticsInsertLatency.WithLabelValues(q.table).Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.failed = true
+		if s.dropUnreadable(p) > 0 {
+			// The refusal was (most likely) theirs: the rest at once.
+			return s.insertPart(ctx, p)
+		}
 		return fmt.Errorf("%s: %w", p.table, err)
 	}
 	p.done = true

@@ -225,3 +225,54 @@ func TestDedupTokenReachesTheInsert(t *testing.T) {
 		t.Fatalf("%d rows, want 4", len(rows))
 	}
 }
+
+// TestPartTokenIsStable: an insert's deduplication token is the same as
+// earlier versions made it (sha256 of the table and each row's
+// "topic/partition/offset"), so a batch a replica of another version
+// inserted before a crash is recognised when it is inserted again.
+func TestPartTokenIsStable(t *testing.T) {
+	p := part{table: "attempts", origins: []Origin{{"webhookd.executions", 0, 41}, {"webhookd.executions", 3, 1234567890123}, {"other", 12, 0}}}
+	if got, want := p.token(), "webhookd-855a5644bd8af1b125b1735c7c5d377c"; got != want {
+		t.Fatalf("token %s, want %s", got, want)
+	}
+}
+
+// TestSinkSkipsUnreadableRecord: a record of the executions topic that is
+// not JSON is left out (and logged) and the rest of its batch is stored
+// at once, without waiting for a backoff.
+func TestSinkSkipsUnreadableRecord(t *testing.T) {
+	st := openTestStore(t, "sinkbad")
+	var logs bytes.Buffer
+	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.NewTextHandler(&logs, nil))}, st)
+	b := newBatch()
+	recs := sinkRecords(t, 3)
+	bad := []*kgo.Record{
+		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_cut","execution_id":"x`)},
+		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"execution","execution_id":"x"}}`)},
+	}
+	for _, r := range append(recs[:3:3], append(bad, recs[3:]...)...) {
+		s.add(b, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.write(ctx, b); err != nil {
+		t.Fatalf("write: %v (waited for a backoff?)", err)
+	}
+	for table, want := range map[string]int{"attempts": 3, "executions": 3, "dlq_items": 1} {
+		rows, err := st.Rows(context.Background(), table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != want {
+			t.Errorf("%s: %d rows, want %d", table, len(rows), want)
+		}
+	}
+	if n := strings.Count(logs.String(), "skipping unreadable executions record"); n != 2 {
+		t.Fatalf("%d records logged as skipped, want 2:\n%s", n, logs.String())
+	}
+	for _, want := range []string{"offset=7", "offset=8"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log does not name %s:\n%s", want, logs.String())
+		}
+	}
+}
