@@ -36,22 +36,35 @@ func (r Range) params() Params {
 	return Params{"from": from.UnixMilli(), "to": to.UnixMilli(), "hfrom": hfrom.UnixMilli(), "hto": hto.UnixMilli(), "pid": r.PipelineID}
 }
 
-// span is the rows of the per-hour table kind_1h for a range's whole
-// hours and of kind_1m for the minutes at its edges, with the time column
-// named t.
-func (s *Store) span(kind string) string { return s.spanWhere(kind, "") }
+// span is the columns cols (a select list) of the rows of the per-hour
+// table kind_1h for a range's whole hours and of kind_1m for the minutes at
+// its edges, with the time column named t. The columns are named, not *:
+// through UNION ALL every column of * is read (the aggregates' quantile
+// states too), which measured twice the time of the named ones.
+func (s *Store) span(kind, cols string) string { return s.spanWhere(kind, cols, "") }
 
 // spanWhere is span with a further condition (SQL, starting with AND).
-func (s *Store) spanWhere(kind, cond string) string {
-	return `(SELECT hour AS t, * EXCEPT (hour) FROM ` + s.t(kind+"_1h") + `
+func (s *Store) spanWhere(kind, cols, cond string) string {
+	return `(SELECT hour AS t, ` + cols + ` FROM ` + s.t(kind+"_1h") + `
 		WHERE hour >= fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC') AND hour < fromUnixTimestamp64Milli({hto:Int64}, 'UTC')
 		  AND ({pid:String} = '' OR pipeline_id = {pid:String})` + cond + `
 		UNION ALL
-		SELECT minute AS t, * EXCEPT (minute) FROM ` + s.t(kind+"_1m") + `
+		SELECT minute AS t, ` + cols + ` FROM ` + s.t(kind+"_1m") + `
 		WHERE ((minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC'))
 		    OR (minute >= fromUnixTimestamp64Milli({hto:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')))
 		  AND ({pid:String} = '' OR pipeline_id = {pid:String})` + cond + `)`
 }
+
+// Columns of span parts: each table's group keys and the figures read.
+const (
+	keyCols       = "pipeline_id, trigger_type"
+	stepKeyCols   = keyCols + ", step_id"
+	executionSums = keyCols + ", finished, successful, failed, last_started, retries_opened, retried_closed"
+	attemptSums   = stepKeyCols + ", attempts, step_runs, successful, latency_sum, latency_n, retries"
+)
+
+// quantileCols are the columns of a quantile table of kind read by a span.
+func quantileCols(kind string) string { return stepKeyCols + ", level, " + kind }
 
 // A stats answer is one query (issue 10: chDB runs one query at a time,
 // and each costs its parsing, planning and table opening): the figures it
@@ -118,7 +131,7 @@ func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
 	run := func(level, key string, withTotal bool) string {
 		sel, group := grouped(key, withTotal)
 		return `SELECT ` + sel + `, ` + noNums + `, ` + merge + `
-			FROM ` + s.spanWhere(kind, " AND level = '"+level+"'") + group
+			FROM ` + s.spanWhere(kind, quantileCols(kind), " AND level = '"+level+"'") + group
 	}
 	switch {
 	case key == "step_id":
@@ -133,7 +146,7 @@ func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
 	}
 	// Every trigger type's and the total: both levels in one read.
 	return `SELECT toString(` + key + `), toUInt8(level = '` + levelAll + `'), ` + noNums + `, ` + merge + `
-		FROM ` + s.spanWhere(kind, " AND level IN ('"+levelAll+"', '"+levelTrigger+"')") + ` GROUP BY level, ` + key
+		FROM ` + s.spanWhere(kind, quantileCols(kind), " AND level IN ('"+levelAll+"', '"+levelTrigger+"')") + ` GROUP BY level, ` + key
 }
 
 // aggRange is the WHERE clause of a minute table for a Range.
@@ -242,7 +255,7 @@ func (s *Store) executionSQL(key string, withTotal bool) string {
 	sel, group := grouped(key, withTotal)
 	return `SELECT ` + sel + `, [toInt64(sum(finished)), toInt64(sum(successful)), toInt64(sum(failed)),
 		       toInt64(toUnixTimestamp64Milli(max(last_started))), toInt64(sum(retries_opened)), toInt64(sum(retried_closed))], ` + noQuantiles + `
-		FROM ` + s.span("executions") + group
+		FROM ` + s.span("executions", executionSums) + group
 }
 
 // executionFigures reads the rows of an executionSQL part and a
@@ -319,7 +332,7 @@ func (s *Store) attemptSQL(key string, withTotal bool) string {
 	sel, group := grouped(key, withTotal)
 	return `SELECT ` + sel + `, [toInt64(sum(attempts)), toInt64(sum(step_runs)), toInt64(sum(successful)),
 		       toInt64(if(sum(latency_n) = 0, 0, round(sum(latency_sum) / sum(latency_n))))], ` + noQuantiles + `
-		FROM ` + s.span("attempts") + group
+		FROM ` + s.span("attempts", attemptSums) + group
 }
 
 // attemptFigures reads the rows of an attemptSQL part and a latency
@@ -576,7 +589,9 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 	from := func(kind string) string { return s.t(kind+"_1m") + ` WHERE ` + aggRange }
 	tcol := "minute"
 	if step%time.Hour == 0 {
-		from = func(kind string) string { return s.span(kind) }
+		from = func(kind string) string {
+			return s.span(kind, map[string]string{"executions": executionSums, "attempts": attemptSums}[kind])
+		}
 		tcol = "t"
 	}
 	rows, err := s.b.query(ctx, `
@@ -607,7 +622,7 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 	}
 	latFrom := s.t("latency_1m") + ` WHERE ` + aggRange + ` AND level = {level:String}`
 	if step%time.Hour == 0 {
-		latFrom = s.spanWhere("latency", " AND level = {level:String}")
+		latFrom = s.spanWhere("latency", quantileCols("latency"), " AND level = {level:String}")
 	}
 	rows, err = s.b.query(ctx, `
 		SELECT `+bucket(tcol)+` AS b, quantilesTDigestMerge(`+quantileLevels+`)(latency) FROM `+latFrom+` GROUP BY b`, p)
