@@ -9,11 +9,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,8 +268,21 @@ func TestReliabilityReceiverFaultMatrix(t *testing.T) {
 		v, _ := calls.LoadOrStore(p, new(atomic.Int32))
 		return v.(*atomic.Int32).Add(1)
 	}
+	// stop ends the handlers still running when the test ends (closed
+	// before srv.Close, which waits for them); hungUp gets the path of each
+	// request with a hanging or oversized answer that webhookd hung up on.
+	stop, hungUp := make(chan struct{}), make(chan string, 16)
+	hangUp := func(path string) {
+		select {
+		case hungUp <- path:
+		case <-stop:
+		}
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := count(r.URL.Path)
+		// With the body read, net/http watches the connection: the
+		// request's context ends when webhookd closes it.
+		_, _ = io.Copy(io.Discard, r.Body)
 		switch r.URL.Path {
 		case "/500":
 			w.WriteHeader(500)
@@ -283,7 +298,8 @@ func TestReliabilityReceiverFaultMatrix(t *testing.T) {
 		case "/timeout":
 			select {
 			case <-r.Context().Done():
-			case <-time.After(time.Minute):
+				hangUp(r.URL.Path)
+			case <-stop:
 			}
 		case "/reset":
 			conn, _, _ := w.(http.Hijacker).Hijack()
@@ -302,16 +318,21 @@ func TestReliabilityReceiverFaultMatrix(t *testing.T) {
 		case "/elsewhere":
 			t.Error("a redirect was followed")
 		case "/huge":
+			// A write blocked on a connection nobody reads ends with the test.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(arriveWithin))
 			w.WriteHeader(200)
 			chunk := []byte(strings.Repeat("x", 1<<20))
 			for range 50 {
 				if _, err := w.Write(chunk); err != nil {
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						hangUp(r.URL.Path)
+					}
 					return
 				}
 			}
 		}
 	}))
-	t.Cleanup(srv.Close) // after the instance has stopped calling it
+	t.Cleanup(func() { close(stop); srv.Close() }) // after the instance has stopped calling it
 	in := startInstance(t, "dev", merge(ownTopics("faults."), map[string]string{
 		"WEBHOOKD_RETRY_TIERS": "100ms,500ms,1s", "WEBHOOKD_RETRY_DELAY_SCALE": "0.1", "WEBHOOKD_BREAKER_FAILURES": "0"}))
 	// An https URL on a plain-HTTP port: the TLS handshake fails.
@@ -355,6 +376,17 @@ func TestReliabilityReceiverFaultMatrix(t *testing.T) {
 		}
 		if c.name == "50 MB response" && len(step["response_body"].(string)) > 8<<10 {
 			t.Errorf("a 50 MB response was logged at %d bytes", len(step["response_body"].(string)))
+		}
+	}
+	// webhookd closed the connection of every attempt that timed out and
+	// of the 50 MB answer once it had read what it keeps: none is left
+	// open to a receiver that still holds it.
+	for want, deadline := map[string]int{"/timeout": 3, "/huge": 1}, time.After(arriveWithin); !t.Failed() && want["/timeout"]+want["/huge"] > 0; {
+		select {
+		case p := <-hungUp:
+			want[p]--
+		case <-deadline:
+			t.Errorf("connections still open %v after their deliveries ended: %v", arriveWithin, want)
 		}
 	}
 	if rss := in.RSS(); rss > 512<<20 {
