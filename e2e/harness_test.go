@@ -586,12 +586,13 @@ type captured struct {
 type receiver struct {
 	*httptest.Server
 	reqs    chan captured
+	ended   chan struct{} // closed when the test ends: nobody reads reqs any more
 	mu      sync.Mutex
 	respond func(c captured, w http.ResponseWriter)
 }
 
 func newReceiver(t testing.TB) *receiver {
-	r := &receiver{reqs: make(chan captured, 100)}
+	r := &receiver{reqs: make(chan captured, 100), ended: make(chan struct{})}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		c := captured{Path: req.URL.RequestURI(), Header: req.Header.Clone(), Body: b, At: time.Now()}
@@ -604,9 +605,12 @@ func newReceiver(t testing.TB) *receiver {
 			w.WriteHeader(200)
 			_, _ = w.Write([]byte(`{"received": true}`))
 		}
-		r.reqs <- c
+		select {
+		case r.reqs <- c:
+		case <-r.ended: // a handler blocked here would hold Close up
+		}
 	}))
-	t.Cleanup(r.Close)
+	t.Cleanup(func() { close(r.ended); r.Close() })
 	return r
 }
 

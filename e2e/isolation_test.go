@@ -45,6 +45,9 @@ func (h *hangingReceiver) waitArrivals(t *testing.T, n int) {
 func newHangingReceiver(t *testing.T) *hangingReceiver {
 	h := &hangingReceiver{release: make(chan struct{}), arrived: make(chan struct{}, 100000)}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// With the body read, net/http watches the connection: the
+		// request's context ends when the client gives up.
+		_, _ = io.Copy(io.Discard, r.Body)
 		h.total.Add(1)
 		select {
 		case h.arrived <- struct{}{}:
