@@ -36,7 +36,8 @@ func always(status int) func(captured, http.ResponseWriter) {
 	return func(c captured, w http.ResponseWriter) { w.WriteHeader(status) }
 }
 
-// checkGaps asserts each retry came no earlier than its delay and at most 1 s later.
+// checkGaps asserts each retry came no earlier than its delay and at most
+// its delay plus a second later than that.
 func checkGaps(t *testing.T, got []captured, lo, hi []time.Duration) {
 	t.Helper()
 	for i := 1; i < len(got); i++ {
@@ -44,8 +45,13 @@ func checkGaps(t *testing.T, got []captured, lo, hi []time.Duration) {
 		if gap < lo[i-1] {
 			t.Errorf("retry %d came %v after the previous attempt: earlier than its delay %v", i, gap, lo[i-1])
 		}
-		if gap > hi[i-1]+time.Second {
-			t.Errorf("retry %d came %v after the previous attempt: more than 1s later than %v", i, gap, hi[i-1])
+		// Late only by scheduling on a busy machine (a stalled tier
+		// consumer): up to its own delay plus a second. Held in a longer
+		// tier than its delay it would come at least that tier's delay
+		// late (the 6 s tier for the 2 s Retry-After; minutes for a
+		// Retry-After not capped).
+		if late := hi[i-1] + time.Second; gap > hi[i-1]+late {
+			t.Errorf("retry %d came %v after the previous attempt: more than %v later than %v", i, gap, late, hi[i-1])
 		}
 	}
 }
