@@ -173,6 +173,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// paused long-polls for its full max wait before resumed partitions
 		// are fetched again. A short wait bounds that stall.
 		kgo.FetchMaxWait(250 * time.Millisecond),
+		// A paused partition's queue holds up to one fetch of it beyond its
+		// limit (queueLimits), and the client buffers one more: 256 KiB of
+		// compressed batches a partition (the client's default is 1 MiB,
+		// about 35,000 event-sized records) halves the memory a backlog
+		// holds, still thousands of records a fetch (BenchmarkBacklogDrain).
+		kgo.FetchMaxPartitionBytes(256 << 10),
 	}, c.o.ClientOpts...)
 	if c.o.Transactions {
 		opts = append(opts, c.txnOpts()...)
