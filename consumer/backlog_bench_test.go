@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,13 +23,15 @@ func (f *fetchCount) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m
 // BenchmarkBacklogDrain drains a backlog of event-sized records (snappy,
 // three partitions, as webhookd's topics) through a consumer with the
 // default in-flight limits whose jobs are slower than fetching, so
-// backpressure pauses partitions. fetched/rec is how many times each record
-// was fetched and decoded (1 is no waste: a paused partition's buffered
-// records are dropped by the client and fetched again); B/rec is the bytes
-// allocated per record, the consumer's and the client's (webhookd's fetch size,
-// bus.ClientOpts).
+// backpressure pauses partitions. The backlog is several fetches deep per
+// partition. fetched/rec is how many times each record was fetched and
+// decoded (1 is no waste: a paused partition's buffered records are dropped
+// by the client and fetched again); B/rec is the bytes allocated per record,
+// the consumer's and the client's (webhookd's fetch size, bus.ClientOpts);
+// peak-queued/part is the most records fetched and not yet started that a
+// partition held (sampled), the consumer's share of memory under a backlog.
 func BenchmarkBacklogDrain(b *testing.B) {
-	const parts, n = 3, 30000
+	const parts, n = 3, 120000
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "ev"))
 	if err != nil {
 		b.Fatal(err)
@@ -47,7 +50,11 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	if err := pcl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
-	var fetched, allocated, handled int64
+	recs = nil // not counted in the peak heap
+	runtime.GC()
+	var fetched, allocated, handled, peakQueued int64
+	var peakHeap uint64
+	heap := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	var elapsed time.Duration
 	for i := range b.N {
 		fc := &fetchCount{}
@@ -72,11 +79,21 @@ func BenchmarkBacklogDrain(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() { errc <- cons.Run(ctx) }()
-		select {
-		case <-finished:
-		case <-time.After(5 * time.Minute):
-			b.Fatalf("handled %d of %d", done.Load(), n)
+		tick := time.NewTicker(time.Millisecond)
+	drain:
+		for {
+			select {
+			case <-finished:
+				break drain
+			case <-tick.C:
+				peakQueued = max(peakQueued, cons.maxQueued())
+				metrics.Read(heap)
+				peakHeap = max(peakHeap, heap[0].Value.Uint64())
+			case <-time.After(5 * time.Minute):
+				b.Fatalf("handled %d of %d", done.Load(), n)
+			}
 		}
+		tick.Stop()
 		elapsed += time.Since(t0)
 		runtime.ReadMemStats(&m1)
 		cancel()
@@ -90,4 +107,19 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	b.ReportMetric(float64(fetched)/float64(handled), "fetched/rec")
 	b.ReportMetric(float64(allocated)/float64(handled), "B/rec")
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(handled), "ns/rec")
+	b.ReportMetric(float64(peakQueued), "peak-queued/part")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MB")
+}
+
+// maxQueued is the longest queue of a partition now.
+func (c *Consumer) maxQueued() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var m int
+	for _, w := range c.workers {
+		w.mu.Lock()
+		m = max(m, len(w.queue))
+		w.mu.Unlock()
+	}
+	return int64(m)
 }

@@ -8,8 +8,9 @@
 // when every job it spawned returned nil — delivered, or handed to another
 // topic with an acknowledged produce — and offsets are marked for commit only
 // as the contiguous finished prefix of each partition. Backpressure pauses
-// fetching; the poll loop waits (briefly) only for a partition whose queue is
-// full to make room before pausing it (see awaitRoom). Shutdown and revocation give in-flight jobs
+// fetching of a partition, never the poll loop: a partition whose queue or
+// window is full is paused at once and keeps the records already fetched
+// (see flowLocked). Shutdown and revocation give in-flight jobs
 // the grace period, then cancel them and commit what is finished, all within
 // the grace period. With Options.Transactions, jobs hand their records on
 // inside a transaction instead (txn.go): they are produced with the finished
@@ -99,9 +100,6 @@ type Consumer struct {
 	h      Handler
 	global chan struct{} // in-flight slots across partitions
 	jobs   runners       // the goroutines jobs run on
-	// room is signalled when a partition's queue goes below full
-	// (awaitRoom).
-	room chan struct{}
 
 	mu      sync.Mutex
 	workers map[tp]*partWorker
@@ -140,7 +138,7 @@ func New(o Options, h Handler) *Consumer {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), room: make(chan struct{}, 1), jobs: runners{work: make(chan func())}, workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}, topicIDs: map[string][16]byte{}}
+	return &Consumer{o: o, h: h, global: make(chan struct{}, o.MaxInFlight), jobs: runners{work: make(chan func())}, workers: map[tp]*partWorker{}, stopping: map[tp]*partWorker{}, stop: func() {}, topicIDs: map[string][16]byte{}}
 }
 
 // Name implements the worker interface.
@@ -175,6 +173,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// paused long-polls for its full max wait before resumed partitions
 		// are fetched again. A short wait bounds that stall.
 		kgo.FetchMaxWait(250 * time.Millisecond),
+		// A paused partition's queue holds up to one fetch of it beyond its
+		// limit (queueLimits), and the client buffers one more: 256 KiB of
+		// compressed batches a partition (the client's default is 1 MiB,
+		// about 35,000 event-sized records) halves the memory a backlog
+		// holds, still thousands of records a fetch (BenchmarkBacklogDrain).
+		kgo.FetchMaxPartitionBytes(256 << 10),
 	}, c.o.ClientOpts...)
 	if c.o.Transactions {
 		opts = append(opts, c.txnOpts()...)
@@ -193,8 +197,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		stopTxn = c.startTxnLoop(cl)
 	}
 	for {
-		c.awaitRoom(ctx)
-		fetches := cl.PollRecords(ctx, 512)
+		// Everything buffered is taken, so that a partition paused after
+		// this poll has nothing left in the client's buffer to drop (a
+		// paused partition's buffered records are dropped at the next poll
+		// and fetched again after the resume: flowLocked).
+		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			break
 		}
@@ -389,59 +396,22 @@ func (c *Consumer) enqueue(topic string, partition int32, recs []*kgo.Record) {
 	w.push(recs)
 }
 
-// pauseAfter is how long the poll loop waits for a partition whose queue is
-// full to make room before it pauses the partition.
-const pauseAfter = 100 * time.Millisecond
-
-// awaitRoom returns once no partition that is fetched has a full queue:
-// those that stay full for pauseAfter are paused. Pausing at once would
-// cost a backlog dearly: kgo drops a paused partition's buffered records at
-// the next poll and fetches and decodes them again after the resume, and a
-// partition's queue fills at every poll while a backlog lasts (measured:
-// each record fetched 14 times, BenchmarkBacklogDrain). A partition kept
-// full by slow deliveries is paused after the wait; the others are polled
-// again at most pauseAfter later.
-func (c *Consumer) awaitRoom(ctx context.Context) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		var full []*partWorker
-		c.mu.Lock()
-		for _, w := range c.workers {
-			if w.queueFull() {
-				full = append(full, w)
-			}
-		}
-		c.mu.Unlock()
-		if len(full) == 0 {
-			return
-		}
-		if timer == nil {
-			timer = time.NewTimer(pauseAfter)
-		}
-		select {
-		case <-c.room:
-			continue
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		for _, w := range full {
-			w.pauseIfFull()
-		}
-		return
-	}
-}
-
 // windowLimit bounds, per partition, the records started but not yet
 // committable (finished ones behind an unfinished one). Beyond it fetching
 // pauses. An entry costs a few dozen bytes; the bound keeps a partition whose
 // oldest delivery waits on a slow receiver from growing without limit.
 func (c *Consumer) windowLimit() int { return c.o.PartitionMaxInFlight * 512 }
+
+// queueLimits bound, per partition, the records fetched and not yet
+// started: fetching pauses at high and resumes below low. A paused
+// partition's queue is at most high plus what one poll brought it (one
+// fetch response's share of the partition, bounded by the client's fetch
+// sizes), whatever the backlog. The gap between the two makes pauses rare
+// while a backlog is worked off: each pause costs at most one fetch of the
+// partition read again (one may be under way when it pauses).
+func (c *Consumer) queueLimits() (high, low int) {
+	return 4 * c.o.PartitionMaxInFlight, c.o.PartitionMaxInFlight
+}
 
 // partWorker runs one partition's records with bounded concurrency and
 // marks the contiguous finished prefix.
@@ -498,36 +468,27 @@ func (w *partWorker) push(recs []*kgo.Record) {
 	}
 }
 
-// flowLocked pauses fetching while the window is full (the poll loop
-// pauses a partition whose queue stays full: awaitRoom) and resumes it once
-// the queue and the window are below half.
+// flowLocked pauses fetching of the partition while its queue or window is
+// full and resumes it once both are low. It runs on the poll loop (push),
+// which it never holds up: the records a poll brought are kept, however
+// many, and the pause keeps the next fetches from bringing more. kgo drops a
+// paused partition's records still in its buffer at the next poll and
+// fetches them again after the resume; the poll loop takes everything
+// buffered, so what is dropped is at most a fetch of the partition that was
+// under way when it paused. (Waiting in the poll loop for room instead would
+// hold up every other partition's records.)
 func (w *partWorker) flowLocked() {
 	window := len(w.window) + len(w.ready)
-	low := len(w.queue) < cap(w.slots)/2 && window < w.c.windowLimit()/2
+	high, low := w.c.queueLimits()
+	full := len(w.queue) >= high || window >= w.c.windowLimit()
+	room := len(w.queue) < low && window < w.c.windowLimit()/2
 	switch {
-	case window >= w.c.windowLimit() && !w.paused && !w.closed:
+	case full && !w.paused && !w.closed:
 		w.paused = true
 		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
-	case low && w.paused && !w.closed:
+	case room && w.paused && !w.closed:
 		w.paused = false
 		w.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
-	}
-}
-
-// queueFull reports whether the partition is fetched and its queue full.
-func (w *partWorker) queueFull() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return !w.paused && !w.closed && len(w.queue) >= cap(w.slots)
-}
-
-// pauseIfFull pauses the partition if its queue is still full.
-func (w *partWorker) pauseIfFull() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.paused && !w.closed && len(w.queue) >= cap(w.slots) {
-		w.paused = true
-		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
 }
 
@@ -543,14 +504,7 @@ func (w *partWorker) next() *kgo.Record {
 			w.queue[0] = nil
 			w.queue = w.queue[1:]
 			w.flowLocked()
-			room := len(w.queue) == cap(w.slots)-1
 			w.mu.Unlock()
-			if room {
-				select {
-				case w.c.room <- struct{}{}:
-				default:
-				}
-			}
 			return rec
 		}
 		w.mu.Unlock()
