@@ -46,6 +46,9 @@ type Limiter struct {
 type pace struct {
 	limit float64   // the pipeline limit the bookings were made under
 	next  time.Time // the next free place (a virtual clock)
+	// sent is when the next send is due by the emission guard (Send):
+	// the theoretical time of the next send, one pace after the last.
+	sent time.Time
 }
 
 // minRate is the smallest budget (places a second) this replica books with;
@@ -110,6 +113,60 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	return at, true
 }
 
+// Send is the emission guard: it spaces the sends this replica actually
+// makes for the pipeline at its share of the limit, whenever their places
+// were booked. Places are booked in time (Reserve), but a place is used
+// when its delivery comes to it: tickets that became late together in a
+// stall (a starved machine, a stalled tier) and sleepers whose timers fired
+// late would all go at once, a burst over the limit. So the dispatcher asks
+// Send at the moment it would send: true means send now (the send is
+// counted); false gives the time to ask again (not booked: whoever asks
+// first then goes, and the loser asks again later).
+//
+// It is a cell-rate check (GCRA) with a tolerance of a quarter pace for
+// timer jitter, so a send a little early after a late one does not push
+// every later send back: in any window of W, at most
+// ⌊W × rate + 1/4⌋ + 1 sends pass, rate = limit × share — for a whole
+// rate, at most rate + 1 in any second on this replica (and at most
+// limit + replicas over the deployment). Without a share here (zero time,
+// true) nothing is guarded: such a replica has no sends of its own.
+func (l *Limiter) Send(pipelineID string, limit float64) (time.Time, bool) {
+	share := 1.0
+	if l.Share != nil {
+		share = l.Share()
+	}
+	step := Interval(limit, share)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if step == 0 {
+		return now, true
+	}
+	l.sweepLocked(now)
+	if l.pipes == nil {
+		l.pipes = map[string]*pace{}
+	}
+	p := l.pipes[pipelineID]
+	if p == nil || p.limit != limit {
+		p = &pace{limit: limit}
+		l.pipes[pipelineID] = p
+	}
+	if at := p.sent.Add(-step / 4); now.Before(at) {
+		return at, false
+	}
+	p.sent = later(p.sent, now).Add(step)
+	// A late place used now took the present: places are booked after it.
+	p.next = later(p.next, p.sent.Add(-step/4))
+	return now, true
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // sweepLocked forgets pipelines with nothing booked for a while (at most
 // once a minute), so memory stays bounded over many pipelines.
 func (l *Limiter) sweepLocked(now time.Time) {
@@ -118,7 +175,7 @@ func (l *Limiter) sweepLocked(now time.Time) {
 	}
 	l.swept = now
 	for id, p := range l.pipes {
-		if now.Sub(p.next) > time.Minute {
+		if now.Sub(later(p.next, p.sent)) > time.Minute {
 			delete(l.pipes, id)
 		}
 	}
