@@ -15,12 +15,13 @@ import (
 // any time); a place further ahead is not booked (false). The zero time
 // means this replica holds no share now.
 //
-// Send is the emission guard: it spaces the sends this replica actually
-// makes at its share of the limit, however late their places are used
-// (true: send now, counted; false: ask again at the time given).
+// Send is the emission guard: a send on its place goes; one later than
+// that (a late ticket, a sleeper woken late) goes only within this
+// replica's share of the limit, counting every send (true: send now,
+// counted; false: ask again at the time given).
 type RateLimiter interface {
 	Reserve(pipelineID string, limit float64, within time.Duration) (time.Time, bool)
-	Send(pipelineID string, limit float64) (time.Time, bool)
+	Send(pipelineID string, limit float64, place time.Time) (time.Time, bool)
 }
 
 // RateQueueWait is the longest a delivery waits in its slot for its place
@@ -117,7 +118,7 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 			if !sleep(ctx, at.Sub(d.o.Now())) {
 				return nil, &delivery.Decision{Verdict: delivery.Abort, Task: t}
 			}
-			next, ok := d.o.Rates.Send(p.ID, limit)
+			next, ok := d.o.Rates.Send(p.ID, limit, place)
 			if ok {
 				return untick(t), nil
 			}

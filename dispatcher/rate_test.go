@@ -331,9 +331,10 @@ func busiestSecond(at []time.Time) int {
 
 // After a stall, every ticket that became late in it comes back at once,
 // with new deliveries booked beside them that wait in their slots: the
-// emission guard spaces the sends at the limit — any one-second window
-// holds at most limit + 1 — where without it every late ticket within
-// RateTicketGrace went together (40 in one instant here). Deferred tasks
+// emission guard spaces the late sends in the room the sends on their
+// places leave — any one-second window holds at most limit + 2 — where
+// without it every late ticket within RateTicketGrace went together (60 in
+// one second here). Deferred tasks
 // come back when their tier says (a goroutine per deferral), every one is
 // sent once, and on its first attempt.
 func TestStepRateLimitNoBurstAfterAStall(t *testing.T) {
@@ -395,7 +396,11 @@ func TestStepRateLimitNoBurstAfterAStall(t *testing.T) {
 		most := busiestSecond(sends)
 		span := sends[len(sends)-1].Sub(sends[0])
 		t.Logf("%d deliveries after a stall at %d/s: busiest second %d, over %v, %d deferrals", len(sends), limit, most, span, deferrals.Load())
-		if most > limit+1 {
+		// limit + 1 for a window's edges, + 1 for a late send that shares
+		// an instant with a send on a place booked before it (the guard
+		// counts those, it does not hold them: they are paced by the
+		// booking clocks, and tickets move between replicas).
+		if most > limit+2 {
 			t.Errorf("%d sends in one second, limit %d/s", most, limit)
 		}
 		// The guard spaces, it does not slow: the sends go at the limit.

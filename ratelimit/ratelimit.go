@@ -113,24 +113,29 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	return at, true
 }
 
-// Send is the emission guard: it spaces the sends this replica actually
-// makes for the pipeline at its share of the limit, whenever their places
-// were booked. Places are booked in time (Reserve), but a place is used
-// when its delivery comes to it: tickets that became late together in a
-// stall (a starved machine, a stalled tier) and sleepers whose timers fired
-// late would all go at once, a burst over the limit. So the dispatcher asks
-// Send at the moment it would send: true means send now (the send is
-// counted); false gives the time to ask again (not booked: whoever asks
-// first then goes, and the loser asks again later).
+// Send is the emission guard: it spaces the sends this replica makes late
+// for the pipeline at its share of the limit. Places are booked in time
+// (Reserve) and a send on its place is paced by the booking clocks; but a
+// place is used when its delivery comes to it, and tickets that became late
+// together in a stall (a starved machine, a stalled tier) or sleepers whose
+// timers fired late would all go at once, a burst over the limit. So the
+// dispatcher asks Send at the moment it would send, with the place it
+// sends on: a send on time (no later than a quarter pace after its place)
+// goes and is counted; a late one goes only when the guard has room — true:
+// send now (counted); false: ask again at the time given (nothing is
+// booked: whoever asks first then goes).
 //
-// It is a cell-rate check (GCRA) with a tolerance of a quarter pace for
-// timer jitter, so a send a little early after a late one does not push
-// every later send back: in any window of W, at most
-// ⌊W × rate + 1/4⌋ + 1 sends pass, rate = limit × share — for a whole
-// rate, at most rate + 1 in any second on this replica (and at most
-// limit + replicas over the deployment). Without a share here (zero time,
-// true) nothing is guarded: such a replica has no sends of its own.
-func (l *Limiter) Send(pipelineID string, limit float64) (time.Time, bool) {
+// The guard is a cell-rate check (GCRA) over every send counted, with a
+// tolerance of a quarter pace for timer jitter, so a send a little late
+// does not push every later one back. Late sends only fill the room the
+// sends on time leave at this replica's share: the guard never lets late
+// sends take a second on this replica past ⌊rate + 1/4⌋ + 1 sends, rate =
+// limit × share (rate + 1 for a whole rate), and sends on time are at
+// most the places booked in it (a pace apart on each replica's clock).
+// A late send takes the present, so this replica's next places are booked
+// after it. Without a share here (zero time, true) nothing is guarded:
+// such a replica books nothing either.
+func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.Time, bool) {
 	share := 1.0
 	if l.Share != nil {
 		share = l.Share()
@@ -151,12 +156,14 @@ func (l *Limiter) Send(pipelineID string, limit float64) (time.Time, bool) {
 		p = &pace{limit: limit}
 		l.pipes[pipelineID] = p
 	}
-	if at := p.sent.Add(-step / 4); now.Before(at) {
+	onTime := !now.After(place.Add(step / 4))
+	if at := p.sent.Add(-step / 4); !onTime && now.Before(at) {
 		return at, false
 	}
 	p.sent = later(p.sent, now).Add(step)
-	// A late place used now took the present: places are booked after it.
-	p.next = later(p.next, p.sent.Add(-step/4))
+	if !onTime {
+		p.next = later(p.next, p.sent.Add(-step/4))
+	}
 	return now, true
 }
 

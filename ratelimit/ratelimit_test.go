@@ -252,12 +252,12 @@ func TestOwnershipRunRecounts(t *testing.T) {
 	})
 }
 
-// The emission guard spaces actual sends at the replica's share, whoever
-// asks: 30 callers that ask together (late tickets after a stall, sleepers
-// whose timers fired together), each asking again when told, send no more
-// than rate + 1 in any second. A send a little late does not push every
-// later send back (a quarter pace of tolerance), a send taken now books
-// the next places after it, and a pipeline idle for a while sends at once.
+// The emission guard spaces late sends at the replica's share: 30 callers
+// whose places are long past ask together (late tickets after a stall,
+// sleepers whose timers fired together), each asking again when told, and
+// send no more than rate + 1 in any second; a late send taken now books the
+// next places after it. Sends on their places go (a quarter pace of
+// tolerance for timer jitter) and leave late ones less room.
 func TestLimiterSendSpacesSendsAtTheShare(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := &Limiter{Share: func() float64 { return 0.5 }} // 10/s of 20/s
@@ -267,7 +267,7 @@ func TestLimiterSendSpacesSendsAtTheShare(t *testing.T) {
 		for range 30 {
 			wg.Go(func() {
 				for range 1000 {
-					next, ok := l.Send("p", 20)
+					next, ok := l.Send("p", 20, time.Time{})
 					if ok {
 						mu.Lock()
 						sends = append(sends, time.Now())
@@ -301,20 +301,25 @@ func TestLimiterSendSpacesSendsAtTheShare(t *testing.T) {
 		if b := l.Booked("p"); b <= 0 {
 			t.Fatalf("next place %v ahead", b)
 		}
-		// On schedule with jitter: a send 20 ms late, the next on its own
-		// place 100 ms after the first's, goes (tolerance 25 ms).
+		// Sends on their places go and are counted (the booking clocks
+		// pace them); a late one waits for the room they leave. A send 20
+		// ms after its place is on time (tolerance 25 ms), and does not
+		// push the next back.
 		time.Sleep(time.Minute)
 		start := time.Now()
 		time.Sleep(20 * time.Millisecond)
-		if _, ok := l.Send("p", 20); !ok {
-			t.Fatal("an idle pipeline's send waits")
+		if _, ok := l.Send("p", 20, start); !ok {
+			t.Fatal("a send on its place waits")
 		}
 		time.Sleep(start.Add(100 * time.Millisecond).Sub(time.Now()))
-		if _, ok := l.Send("p", 20); !ok {
-			t.Fatal("a send on its place after a late one waits")
+		if _, ok := l.Send("p", 20, time.Time{}); !ok {
+			t.Fatal("a late send with room (a pace after the last) waits")
 		}
-		if next, ok := l.Send("p", 20); ok || next.Sub(start) != 195*time.Millisecond {
-			t.Fatalf("a third at once: %v, next at +%v", ok, next.Sub(start))
+		if next, ok := l.Send("p", 20, time.Time{}); ok || next.Sub(start) != 195*time.Millisecond {
+			t.Fatalf("a second late one at once: %v, next at +%v", ok, next.Sub(start))
+		}
+		if _, ok := l.Send("p", 20, time.Now()); !ok {
+			t.Fatal("a send on its place is held back")
 		}
 	})
 }
