@@ -129,6 +129,7 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 				// Its place was taken by sends that came before it: a
 				// new place after them (booked however far ahead), or —
 				// with no share here now — its own, used elsewhere.
+				now = d.o.Now() // deferred from here, after the wait
 				if again, _ := d.o.Rates.Reserve(p.ID, limit, -1); !again.IsZero() {
 					return hold(again, again)
 				}
