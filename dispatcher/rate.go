@@ -14,8 +14,14 @@ import (
 // asked for. within bounds how far ahead a place may be booked (negative:
 // any time); a place further ahead is not booked (false). The zero time
 // means this replica holds no share now.
+//
+// Send is the emission guard: a send on its place goes; one later than
+// that (a late ticket, a sleeper woken late) goes only within this
+// replica's share of the limit, counting every send (true: send now,
+// counted; false: ask again at the time given).
 type RateLimiter interface {
 	Reserve(pipelineID string, limit float64, within time.Duration) (time.Time, bool)
+	Send(pipelineID string, limit float64, place time.Time) (time.Time, bool)
 }
 
 // RateQueueWait is the longest a delivery waits in its slot for its place
@@ -78,12 +84,6 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 	if limit <= 0 || d.o.Rates == nil {
 		return untick(t), nil
 	}
-	wait := func(at time.Time) (*delivery.Task, *delivery.Decision) {
-		if !sleep(ctx, at.Sub(d.o.Now())) {
-			return nil, &delivery.Decision{Verdict: delivery.Abort, Task: t}
-		}
-		return untick(t), nil
-	}
 	// hold defers the task to until, with a ticket for its place (or
 	// none: then it is booked where it lands).
 	hold := func(until, ticket time.Time) (*delivery.Task, *delivery.Decision) {
@@ -103,11 +103,46 @@ func (d *Dispatcher) rate(ctx context.Context, p *pipeline.Compiled, idx int, t 
 		dec := d.deferral(p, idx, held, delivery.ReasonRateLimited, until, d.o.MaxHold, now)
 		return nil, &dec
 	}
+	// wait waits in place for the place at (at most RateQueueWait ahead:
+	// a ticket's, or one just booked here),
+	// then for the emission guard (Limiter.Send): after a stall, late
+	// tickets and sleepers whose timers fired late come to their sends
+	// together, and the guard spaces them at this replica's share. The
+	// whole wait in the slot ends by RateQueueWait from now; a send the
+	// guard puts later is deferred with its place as its ticket (used
+	// within RateTicketGrace wherever it comes back, else booked anew).
+	wait := func(at time.Time) (*delivery.Task, *delivery.Decision) {
+		place, deadline := at, now.Add(RateQueueWait)
+		var last time.Time
+		for {
+			if !sleep(ctx, at.Sub(d.o.Now())) {
+				return nil, &delivery.Decision{Verdict: delivery.Abort, Task: t}
+			}
+			next, ok := d.o.Rates.Send(p.ID, limit, place)
+			if ok {
+				return untick(t), nil
+			}
+			// Each look again is later than the last (another send
+			// went in between), and none is past the deadline: the
+			// loop ends.
+			if next.After(deadline) || !next.After(last) {
+				// Its place was taken by sends that came before it: a
+				// new place after them (booked however far ahead), or —
+				// with no share here now — its own, used elsewhere.
+				now = d.o.Now() // deferred from here, after the wait
+				if again, _ := d.o.Rates.Reserve(p.ID, limit, -1); !again.IsZero() {
+					return hold(again, again)
+				}
+				return hold(next, place)
+			}
+			at, last = next, next
+		}
+	}
 	if at := t.RateAt; !at.IsZero() && t.RateLimit == limit {
 		ahead := at.Sub(now)
 		switch {
 		case ahead <= 0 && -ahead <= RateTicketGrace:
-			return untick(t), nil // its place is now
+			return wait(at) // its place is now (the guard still spaces the send)
 		case ahead > 0 && ahead <= RateQueueWait:
 			return wait(at)
 		case ahead > 0:

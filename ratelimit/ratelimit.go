@@ -46,6 +46,9 @@ type Limiter struct {
 type pace struct {
 	limit float64   // the pipeline limit the bookings were made under
 	next  time.Time // the next free place (a virtual clock)
+	// sent is when the next send is due by the emission guard (Send):
+	// the theoretical time of the next send, one pace after the last.
+	sent time.Time
 }
 
 // minRate is the smallest budget (places a second) this replica books with;
@@ -110,6 +113,67 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	return at, true
 }
 
+// Send is the emission guard: it spaces the sends this replica makes late
+// for the pipeline at its share of the limit. Places are booked in time
+// (Reserve) and a send on its place is paced by the booking clocks; but a
+// place is used when its delivery comes to it, and tickets that became late
+// together in a stall (a starved machine, a stalled tier) or sleepers whose
+// timers fired late would all go at once, a burst over the limit. So the
+// dispatcher asks Send at the moment it would send, with the place it
+// sends on: a send on time (no later than a quarter pace after its place)
+// goes and is counted; a late one goes only when the guard has room — true:
+// send now (counted); false: ask again at the time given (nothing is
+// booked: whoever asks first then goes).
+//
+// The guard is a cell-rate check (GCRA) over every send counted, with a
+// tolerance of a quarter pace for timer jitter, so a send a little late
+// does not push every later one back. Late sends only fill the room the
+// sends on time leave at this replica's share: the guard never lets late
+// sends take a second on this replica past ⌊rate + 1/4⌋ + 1 sends, rate =
+// limit × share (rate + 1 for a whole rate), and sends on time are at
+// most the places booked in it (a pace apart on each replica's clock).
+// A late send takes the present, so this replica's next places are booked
+// after it. Without a share here (zero time, true) nothing is guarded:
+// such a replica books nothing either.
+func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.Time, bool) {
+	share := 1.0
+	if l.Share != nil {
+		share = l.Share()
+	}
+	step := Interval(limit, share)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if step == 0 {
+		return now, true
+	}
+	l.sweepLocked(now)
+	if l.pipes == nil {
+		l.pipes = map[string]*pace{}
+	}
+	p := l.pipes[pipelineID]
+	if p == nil || p.limit != limit {
+		p = &pace{limit: limit}
+		l.pipes[pipelineID] = p
+	}
+	onTime := !now.After(place.Add(step / 4))
+	if at := p.sent.Add(-step / 4); !onTime && now.Before(at) {
+		return at, false
+	}
+	p.sent = later(p.sent, now).Add(step)
+	if !onTime {
+		p.next = later(p.next, p.sent.Add(-step/4))
+	}
+	return now, true
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // sweepLocked forgets pipelines with nothing booked for a while (at most
 // once a minute), so memory stays bounded over many pipelines.
 func (l *Limiter) sweepLocked(now time.Time) {
@@ -118,7 +182,7 @@ func (l *Limiter) sweepLocked(now time.Time) {
 	}
 	l.swept = now
 	for id, p := range l.pipes {
-		if now.Sub(p.next) > time.Minute {
+		if now.Sub(later(p.next, p.sent)) > time.Minute {
 			delete(l.pipes, id)
 		}
 	}

@@ -251,3 +251,75 @@ func TestOwnershipRunRecounts(t *testing.T) {
 		}
 	})
 }
+
+// The emission guard spaces late sends at the replica's share: 30 callers
+// whose places are long past ask together (late tickets after a stall,
+// sleepers whose timers fired together), each asking again when told, and
+// send no more than rate + 1 in any second; a late send taken now books the
+// next places after it. Sends on their places go (a quarter pace of
+// tolerance for timer jitter) and leave late ones less room.
+func TestLimiterSendSpacesSendsAtTheShare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &Limiter{Share: func() float64 { return 0.5 }} // 10/s of 20/s
+		var mu sync.Mutex
+		var sends []time.Time
+		var wg sync.WaitGroup
+		for range 30 {
+			wg.Go(func() {
+				for range 1000 {
+					next, ok := l.Send("p", 20, time.Time{})
+					if ok {
+						mu.Lock()
+						sends = append(sends, time.Now())
+						mu.Unlock()
+						return
+					}
+					time.Sleep(time.Until(next))
+				}
+				t.Error("never sent")
+			})
+		}
+		wg.Wait()
+		if len(sends) != 30 {
+			t.Fatalf("%d sends", len(sends))
+		}
+		for i := range sends {
+			n := 0
+			for _, s := range sends[i:] {
+				if s.Before(sends[i].Add(time.Second)) {
+					n++
+				}
+			}
+			if n > 11 {
+				t.Fatalf("%d sends in the second from +%v, share 10/s", n, sends[i].Sub(sends[0]))
+			}
+		}
+		if span := sends[29].Sub(sends[0]); span > 3*time.Second {
+			t.Fatalf("30 sends over %v at 10/s", span)
+		}
+		// The places booked next come after the sends taken.
+		if b := l.Booked("p"); b <= 0 {
+			t.Fatalf("next place %v ahead", b)
+		}
+		// Sends on their places go and are counted (the booking clocks
+		// pace them); a late one waits for the room they leave. A send 20
+		// ms after its place is on time (tolerance 25 ms), and does not
+		// push the next back.
+		time.Sleep(time.Minute)
+		start := time.Now()
+		time.Sleep(20 * time.Millisecond)
+		if _, ok := l.Send("p", 20, start); !ok {
+			t.Fatal("a send on its place waits")
+		}
+		time.Sleep(start.Add(100 * time.Millisecond).Sub(time.Now()))
+		if _, ok := l.Send("p", 20, time.Time{}); !ok {
+			t.Fatal("a late send with room (a pace after the last) waits")
+		}
+		if next, ok := l.Send("p", 20, time.Time{}); ok || next.Sub(start) != 195*time.Millisecond {
+			t.Fatalf("a second late one at once: %v, next at +%v", ok, next.Sub(start))
+		}
+		if _, ok := l.Send("p", 20, time.Now()); !ok {
+			t.Fatal("a send on its place is held back")
+		}
+	})
+}
