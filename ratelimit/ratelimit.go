@@ -93,15 +93,7 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	l.sweepLocked(now)
-	if l.pipes == nil {
-		l.pipes = map[string]*pace{}
-	}
-	p := l.pipes[pipelineID]
-	if p == nil || p.limit != limit {
-		p = &pace{limit: limit}
-		l.pipes[pipelineID] = p
-	}
+	p := l.paceLocked(pipelineID, limit, now)
 	at := p.next
 	if at.Before(now) {
 		at = now // idle: no burst is saved up
@@ -147,15 +139,7 @@ func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.
 	if step == 0 {
 		return now, true
 	}
-	l.sweepLocked(now)
-	if l.pipes == nil {
-		l.pipes = map[string]*pace{}
-	}
-	p := l.pipes[pipelineID]
-	if p == nil || p.limit != limit {
-		p = &pace{limit: limit}
-		l.pipes[pipelineID] = p
-	}
+	p := l.paceLocked(pipelineID, limit, now)
 	onTime := !now.After(place.Add(step / 4))
 	if at := p.sent.Add(-step / 4); !onTime && now.Before(at) {
 		return at, false
@@ -165,6 +149,21 @@ func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.
 		p.next = later(p.next, p.sent.Add(-step/4))
 	}
 	return now, true
+}
+
+// paceLocked is the pipeline's pace under limit: a new one when it has
+// none or its bookings were made under another limit.
+func (l *Limiter) paceLocked(pipelineID string, limit float64, now time.Time) *pace {
+	l.sweepLocked(now)
+	if l.pipes == nil {
+		l.pipes = map[string]*pace{}
+	}
+	p := l.pipes[pipelineID]
+	if p == nil || p.limit != limit {
+		p = &pace{limit: limit}
+		l.pipes[pipelineID] = p
+	}
+	return p
 }
 
 func later(a, b time.Time) time.Time {
