@@ -279,24 +279,39 @@ func (p *part) without(stored map[string]bool) part {
 	return q
 }
 
-// dropUnreadable takes the records that are not JSON out of a part of
-// records whose insert failed, logging each, and returns how many it took
-// out (none for a part of decoded rows).
+// dropUnreadable takes out of a part of records whose insert failed the
+// ones the typed path would have refused — not JSON, or not decodable as
+// the table's row (a field of the wrong type, a time that is not one) —
+// logging each, and returns how many it took out (none for a part of
+// decoded rows). Checked only after a failed insert, so the hot path stays
+// free of it.
 func (s *Sink) dropUnreadable(p *part) int {
 	n := 0
 	for i, r := range p.recs {
-		if json.Valid(r) {
+		err := readable(p.table, r)
+		if err == nil {
 			p.recs[n], p.origins[n] = r, p.origins[i]
 			n++
 			continue
 		}
-		s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", "not JSON")
+		s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", err)
 	}
 	dropped := len(p.recs) - n
 	if dropped > 0 {
 		p.recs, p.origins = p.recs[:n], p.origins[:n]
 	}
 	return dropped
+}
+
+// readable is nil when r decodes as a row of table ("attempts" or
+// "executions"), as the typed path (add) decodes it.
+func readable(table string, r []byte) error {
+	if table == "attempts" {
+		var a delivery.Attempt
+		return json.Unmarshal(r, &a)
+	}
+	var e delivery.Execution
+	return json.Unmarshal(r, &e)
 }
 
 // recordKind is an executions-topic record's "kind", read from the first

@@ -238,8 +238,9 @@ func TestPartTokenIsStable(t *testing.T) {
 }
 
 // TestSinkSkipsUnreadableRecord: a record of the executions topic that is
-// not JSON is left out (and logged) and the rest of its batch is stored
-// at once, without waiting for a backoff.
+// not JSON, or JSON that is not a row (a time that is not one, a number
+// that is text), is left out (and logged) and the rest of its batch is
+// stored at once, without waiting for a backoff.
 func TestSinkSkipsUnreadableRecord(t *testing.T) {
 	st := openTestStore(t, "sinkbad")
 	var logs bytes.Buffer
@@ -249,6 +250,8 @@ func TestSinkSkipsUnreadableRecord(t *testing.T) {
 	bad := []*kgo.Record{
 		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_cut","execution_id":"x`)},
 		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"execution","execution_id":"x"}}`)},
+		{Topic: "execs", Partition: 1, Offset: 9, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_x","started_at":"not a time","http_status":"abc"}`)},
+		{Topic: "execs", Partition: 1, Offset: 10, Value: []byte(`{"v":1,"kind":"execution","execution_id":"x2","started_at":"yesterday"}`)},
 	}
 	for _, r := range append(recs[:3:3], append(bad, recs[3:]...)...) {
 		s.add(b, r)
@@ -267,10 +270,10 @@ func TestSinkSkipsUnreadableRecord(t *testing.T) {
 			t.Errorf("%s: %d rows, want %d", table, len(rows), want)
 		}
 	}
-	if n := strings.Count(logs.String(), "skipping unreadable executions record"); n != 2 {
-		t.Fatalf("%d records logged as skipped, want 2:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "skipping unreadable executions record"); n != 4 {
+		t.Fatalf("%d records logged as skipped, want 4:\n%s", n, logs.String())
 	}
-	for _, want := range []string{"offset=7", "offset=8"} {
+	for _, want := range []string{"offset=7", "offset=8", "offset=9", "offset=10"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log does not name %s:\n%s", want, logs.String())
 		}

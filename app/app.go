@@ -222,15 +222,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option
 			OnOwned:      func(n int) { owned.Set(name, n) },
 			Transactions: cfg.KafkaTransactions, TransactionalID: transactionalID(&cfg, a.dirLock != nil, groupName)}
 	}
+	// A tier or failover partition waits at its head record until it is
+	// due (up to its tier's delay) with its queue full: a small fetch keeps
+	// what every waiting partition holds small (their pace is the due
+	// times', not the fetch size's).
+	tierOpts := func(name, groupName string, topics ...string) consumer.Options {
+		o := opts(name, groupName, topics...)
+		o.ClientOpts = append(append([]kgo.Opt{}, o.ClientOpts...), kgo.FetchMaxPartitionBytes(64<<10))
+		return o
+	}
 	if cfg.HasRole(config.RoleRetry) {
 		for _, tier := range a.Topics.Tiers {
 			name := "retry-" + tier.Name
-			c := consumer.New(opts(name, cfg.ConsumerGroup+"-"+name, tier.Topic),
+			c := consumer.New(tierOpts(name, cfg.ConsumerGroup+"-"+name, tier.Topic),
 				&retrytopics.TierHandler{Tier: tier, Engine: eng, Log: log.With("worker", name)})
 			a.sup.Add(registryGated{a.Registry, c})
 			checks = append(checks, admin.Check{Name: name, Ready: c.Ready})
 		}
-		fc := consumer.New(opts("failover", cfg.ConsumerGroup+"-failover", a.Topics.Failover), &retrytopics.FailoverHandler{Engine: eng, Log: log.With("worker", "failover")})
+		fc := consumer.New(tierOpts("failover", cfg.ConsumerGroup+"-failover", a.Topics.Failover), &retrytopics.FailoverHandler{Engine: eng, Log: log.With("worker", "failover")})
 		a.sup.Add(registryGated{a.Registry, fc})
 		checks = append(checks, admin.Check{Name: "failover", Ready: fc.Ready})
 	}
