@@ -36,7 +36,9 @@ type Limiter struct {
 	// Share is the fraction (0..1) of every pipeline's limit this replica
 	// holds (Ownership.Share); nil: all of it (a single replica).
 	Share func() float64
-	Now   func() time.Time
+	// Now is the clock (nil: time.Now); it must be the dispatcher's
+	// (dispatcher.Options.Now), which waits for the places it gives.
+	Now func() time.Time
 
 	mu    sync.Mutex
 	pipes map[string]*pace
@@ -94,7 +96,11 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	defer l.mu.Unlock()
 	now := l.now()
 	p := l.paceLocked(pipelineID, limit, now)
-	at := p.next
+	// Never where the emission guard is full: sends on places another
+	// replica booked (tickets) move the guard's clock, not this booking
+	// clock, and a place the guard would refuse is a round trip through
+	// a retry tier for nothing.
+	at := later(p.next, p.sent.Add(-step/4))
 	if at.Before(now) {
 		at = now // idle: no burst is saved up
 	}
@@ -139,7 +145,15 @@ func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.
 	if step == 0 {
 		return now, true
 	}
-	p := l.paceLocked(pipelineID, limit, now)
+	l.sweepLocked(now)
+	p := l.pipes[pipelineID]
+	if p == nil {
+		// Only Reserve starts a pipeline's bookings afresh under a new
+		// limit: a send that waited in its slot under the old limit
+		// (read before the change) must not wipe the places booked
+		// under the new one.
+		p = l.paceLocked(pipelineID, limit, now)
+	}
 	onTime := !now.After(place.Add(step / 4))
 	if at := p.sent.Add(-step / 4); !onTime && now.Before(at) {
 		return at, false

@@ -323,3 +323,38 @@ func TestLimiterSendSpacesSendsAtTheShare(t *testing.T) {
 		}
 	})
 }
+
+// A send that waited in its slot under the old limit (read before the
+// change) keeps the places booked under the new one: only Reserve starts
+// bookings afresh.
+func TestLimiterSendUnderAnOldLimitKeepsTheNewBookings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &Limiter{}
+		for range 10 {
+			l.Reserve("p", 20, -1)
+		}
+		before := l.Booked("p")
+		l.Send("p", 10, time.Now())
+		if after := l.Booked("p"); after != before {
+			t.Fatalf("booked %v ahead before a send under the old limit, %v after", before, after)
+		}
+	})
+}
+
+// Sends on places another replica booked (tickets) move the guard's clock:
+// a place booked here is never one the guard would refuse.
+func TestLimiterBooksNoPlaceTheGuardWouldRefuse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := &Limiter{}
+		now := time.Now()
+		for range 20 { // twenty tickets booked elsewhere, all on their place now
+			if _, ok := l.Send("p", 20, now); !ok {
+				t.Fatal("a send on its place was refused")
+			}
+		}
+		at, _ := l.Reserve("p", 20, -1)
+		if next, ok := l.Send("p", 20, now.Add(-time.Second)); ok || at.Before(next) {
+			t.Fatalf("booked at +%v while the guard refuses a late send until +%v (%v)", at.Sub(now), next.Sub(now), ok)
+		}
+	})
+}
