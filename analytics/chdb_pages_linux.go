@@ -23,19 +23,35 @@ import (
 // process's file-backed RSS goes from 195 MB to 66 MB, and stays at about
 // 127 MB under a stream of inserts (TestReleaseLibraryPages).
 func releaseLibraryPages(lib string) (released int64) {
+	for _, m := range cleanLibraryMappings(lib) {
+		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), syscall.MADV_DONTNEED); errno == 0 {
+			released += m.rss
+		}
+	}
+	return released
+}
+
+// libraryMapping is one mapping of a library's file (/proc/self/smaps).
+type libraryMapping struct {
+	start, end uint64
+	writable   bool
+	ours       bool
+	rss        int64
+	anon       int64 // bytes of pages no longer the file's (copied on write)
+}
+
+// cleanLibraryMappings lists the read-only mappings of the library named
+// lib (its base name) that have resident pages, none of them written. A
+// file whose pages are not in the page cache (a DAX mount, for one) shows
+// none: there is nothing to release there.
+func cleanLibraryMappings(lib string) []libraryMapping {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer f.Close()
 	base := filepath.Base(lib)
-	type mapping struct {
-		start, end uint64
-		writable   bool
-		ours       bool
-		rss        int64
-		anon       int64 // bytes of pages no longer the file's (copied on write)
-	}
+	type mapping = libraryMapping
 	var cur *mapping
 	var candidates []mapping
 	flush := func() {
@@ -81,13 +97,27 @@ func releaseLibraryPages(lib string) (released int64) {
 			continue
 		}
 		cur = &mapping{start: start, end: end, writable: strings.Contains(fields[1], "w"),
-			ours: len(fields) >= 6 && filepath.Base(fields[len(fields)-1]) == base}
+			ours: len(fields) >= 6 && filepath.Base(mappedPath(fields)) == base}
 	}
 	flush()
-	for _, m := range candidates {
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), syscall.MADV_DONTNEED); errno == 0 {
-			released += m.rss
-		}
+	return candidates
+}
+
+// residentLibraryPages is the bytes resident in the mappings
+// releaseLibraryPages would release.
+func residentLibraryPages(lib string) (n int64) {
+	for _, m := range cleanLibraryMappings(lib) {
+		n += m.rss
 	}
-	return released
+	return n
+}
+
+// mappedPath is the file of a smaps header line's fields; a file replaced
+// or removed since it was mapped reads "path (deleted)".
+func mappedPath(fields []string) string {
+	last := fields[len(fields)-1]
+	if last == "(deleted)" && len(fields) >= 7 {
+		return fields[len(fields)-2]
+	}
+	return last
 }

@@ -51,9 +51,19 @@ func TestReleaseLibraryPages(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	before := rssFile(t)
-	released := s.b.(*chdbBackend).releaseStartupPages()
+	b := s.b.(*chdbBackend)
+	resident := residentLibraryPages(b.lib)
+	if resident == 0 && before < 64<<20 {
+		// The kernel shows no page-cache pages in the library's mappings
+		// nor much file-backed memory at all (a DAX or similar mount maps
+		// the file's storage directly): there is nothing to release, and
+		// nothing this test can measure. With the usual 140–180 MB
+		// resident, finding none of it is a failure below.
+		t.Skipf("the library's read-only mappings show no resident pages here (file-backed RSS %d MB): nothing to release", before>>20)
+	}
+	released := b.releaseStartupPages()
 	if released <= 0 {
-		t.Fatalf("released %d bytes of the library's pages after opening, want some", released)
+		t.Fatalf("released %d bytes of the library's pages after opening (%d MB of them resident), want some", released, resident>>20)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
