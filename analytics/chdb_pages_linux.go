@@ -50,7 +50,7 @@ func cleanLibraryMappings(lib string) []libraryMapping {
 		return nil
 	}
 	defer f.Close()
-	base := filepath.Base(lib)
+	ours := libraryMatcher(lib)
 	type mapping = libraryMapping
 	var cur *mapping
 	var candidates []mapping
@@ -97,7 +97,7 @@ func cleanLibraryMappings(lib string) []libraryMapping {
 			continue
 		}
 		cur = &mapping{start: start, end: end, writable: strings.Contains(fields[1], "w"),
-			ours: len(fields) >= 6 && filepath.Base(mappedPath(fields)) == base}
+			ours: len(fields) >= 6 && ours(fields[4], mappedPath(fields))}
 	}
 	flush()
 	return candidates
@@ -120,4 +120,24 @@ func mappedPath(fields []string) string {
 		return fields[len(fields)-2]
 	}
 	return last
+}
+
+// libraryMatcher tells a mapping of the library lib from a smaps header's
+// inode and path: by the file's base name, the base name it resolves to
+// (lib may be a symlink to a versioned file), or the file's inode number
+// (a path the kernel shows differently, through a bind mount or overlay).
+func libraryMatcher(lib string) func(inode, path string) bool {
+	names := map[string]bool{filepath.Base(lib): true}
+	if real, err := filepath.EvalSymlinks(lib); err == nil {
+		names[filepath.Base(real)] = true
+	}
+	ino := ""
+	if fi, err := os.Stat(lib); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = strconv.FormatUint(st.Ino, 10)
+		}
+	}
+	return func(inode, path string) bool {
+		return names[filepath.Base(path)] || (ino != "" && inode == ino)
+	}
 }

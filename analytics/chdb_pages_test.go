@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,4 +108,43 @@ func TestReleaseLibraryPages(t *testing.T) {
 		t.Fatalf("%d attempts stored, want %d", got, offset)
 	}
 	t.Logf("file-backed RSS after %d deliveries stored and counted: %d MB", offset, rssFile(t)>>20)
+}
+
+// TestLibraryMatcherFindsTheLibraryByAnyName: the library is found in smaps
+// when it was opened through a symlink (smaps shows the file it resolves to),
+// through a hard link or bind mount (another name, the same inode), and
+// after it was replaced ("(deleted)"); another file is not.
+func TestLibraryMatcherFindsTheLibraryByAnyName(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "libchdb.so.26")
+	if err := os.WriteFile(real, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "libchdb.so")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)
+	ours := libraryMatcher(link)
+	for _, c := range []struct {
+		inode, path string
+		want        bool
+	}{
+		{ino, real, true},                       // the symlink's target, as smaps shows it
+		{ino, "/elsewhere/other-name.so", true}, // a hard link or bind mount
+		{"1", "/x/libchdb.so", true},            // the name it was opened by
+		{"1", "/usr/lib/libc.so.6", false},
+	} {
+		if got := ours(c.inode, c.path); got != c.want {
+			t.Errorf("ours(%s, %s) = %v, want %v", c.inode, c.path, got, c.want)
+		}
+	}
+	fields := strings.Fields("7f00-7f10 r-xp 00000000 fe:00 " + ino + " " + real + " (deleted)")
+	if got := mappedPath(fields); got != real {
+		t.Errorf("mappedPath of a replaced library = %q, want %q", got, real)
+	}
 }
