@@ -183,6 +183,9 @@ type part struct {
 	// done: inserted; failed: an insert of it failed, so some of its rows
 	// may be stored all the same.
 	done, failed bool
+	// rewritten: its records were rewritten after a failed insert
+	// (rewriteRecords).
+	rewritten bool
 }
 
 func (p *part) len() int { return len(p.origins) }
@@ -224,7 +227,7 @@ func (p *part) keys() (ids, keys []string) {
 			ExecutionID string `json:"execution_id"`
 			Seq         int64  `json:"seq"`
 		}
-		_ = json.Unmarshal(r, &k) // not JSON: taken out after the insert that failed (dropUnreadable)
+		_ = json.Unmarshal(r, &k) // not JSON: taken out after the insert that failed (rewriteRecords)
 		if p.table == "attempts" {
 			add(k.AttemptID, k.AttemptID)
 		} else {
@@ -279,39 +282,53 @@ func (p *part) without(stored map[string]bool) part {
 	return q
 }
 
-// dropUnreadable takes out of a part of records whose insert failed the
-// ones the typed path would have refused — not JSON, or not decodable as
-// the table's row (a field of the wrong type, a time that is not one) —
-// logging each, and returns how many it took out (none for a part of
-// decoded rows). Checked only after a failed insert, so the hot path stays
-// free of it.
-func (s *Sink) dropUnreadable(p *part) int {
+// rewriteRecords rewrites, once, the records of a part whose insert
+// failed as webhookd's writers encode them: each is decoded as the table's
+// row and encoded again. A record that does not decode (not JSON, a time
+// that is not one, text for a number) is taken out and logged; one that
+// decodes but whose form ClickHouse refuses (a key given twice, a lone
+// UTF-16 surrogate escape) is then stored as its row type reads it. It
+// reports whether the part changed (so the insert is worth trying again
+// at once). Fields this version's row type lacks are not kept in a rewritten
+// record. Done only after a failed insert, so the hot path stays free of it.
+func (s *Sink) rewriteRecords(p *part) (changed bool) {
+	if p.rewritten || len(p.recs) == 0 {
+		return false
+	}
+	p.rewritten = true
 	n := 0
 	for i, r := range p.recs {
-		err := readable(p.table, r)
-		if err == nil {
-			p.recs[n], p.origins[n] = r, p.origins[i]
-			n++
+		canon, err := canonicalRecord(p.table, r)
+		if err != nil {
+			s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", err)
+			changed = true
 			continue
 		}
-		s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", err)
+		if !bytes.Equal(canon, r) {
+			changed = true
+		}
+		p.recs[n], p.origins[n] = canon, p.origins[i]
+		n++
 	}
-	dropped := len(p.recs) - n
-	if dropped > 0 {
-		p.recs, p.origins = p.recs[:n], p.origins[:n]
-	}
-	return dropped
+	p.recs, p.origins = p.recs[:n], p.origins[:n]
+	return changed
 }
 
-// readable is nil when r decodes as a row of table ("attempts" or
-// "executions"), as the typed path (add) decodes it.
-func readable(table string, r []byte) error {
+// canonicalRecord is r decoded as a row of table ("attempts" or
+// "executions"), as the typed path (add) decodes it, and encoded again.
+func canonicalRecord(table string, r []byte) ([]byte, error) {
 	if table == "attempts" {
 		var a delivery.Attempt
-		return json.Unmarshal(r, &a)
+		if err := json.Unmarshal(r, &a); err != nil {
+			return nil, err
+		}
+		return json.Marshal(a)
 	}
 	var e delivery.Execution
-	return json.Unmarshal(r, &e)
+	if err := json.Unmarshal(r, &e); err != nil {
+		return nil, err
+	}
+	return json.Marshal(e)
 }
 
 // recordKind is an executions-topic record's "kind", read from the first
@@ -427,7 +444,7 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 		// The hot path: a store that reads records as they are gets them
 		// without a decode in Go. They are not checked here (webhookd's
 		// writers encode them; checking took most of the sink's Go work):
-		// an insert the store refuses is checked then (dropUnreadable), so
+		// an insert the store refuses is checked then (rewriteRecords), so
 		// one bad record cannot hold a batch back.
 		if s.store.TakesRecords() {
 			var p *part
@@ -551,7 +568,19 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 		// fed in offset order: a batch that mixed decoded rows and raw
 		// records of one feed, which webhookd's writers do not produce,
 		// would be fed in two inserts.)
-		if err := s.store.Feed(ictx, b.feedBatch(parts)); err != nil {
+		err := s.store.Feed(ictx, b.feedBatch(parts))
+		if err != nil {
+			// A record's form the feed refuses though its table took it:
+			// the group's records as webhookd writes them, once.
+			rewritten := false
+			for _, i := range parts {
+				rewritten = s.rewriteRecords(&b.parts[i]) || rewritten
+			}
+			if rewritten {
+				err = s.store.Feed(ictx, b.feedBatch(parts))
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("%s feed: %w", b.parts[parts[0]].table, err)
 		}
 		b.fed[g] = true
@@ -595,8 +624,9 @@ func (s *Sink) insertPart(ctx context.Context, p *part) error {
 	metrics.AnalyticsInsertLatency.WithLabelValues(q.table).Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.failed = true
-		if s.dropUnreadable(p) > 0 {
-			// The refusal was (most likely) theirs: the rest at once.
+		if s.rewriteRecords(p) {
+			// The refusal was (most likely) a record's: the part as
+			// webhookd writes it, at once.
 			return s.insertPart(ctx, p)
 		}
 		return fmt.Errorf("%s: %w", p.table, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -277,5 +278,100 @@ func TestSinkSkipsUnreadableRecord(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log does not name %s:\n%s", want, logs.String())
 		}
+	}
+}
+
+// TestSinkStoresRecordsClickHouseRefusesInTheirForm: a record that decodes
+// as a row but whose form ClickHouse refuses (a key given twice, a lone
+// UTF-16 surrogate escape) no longer holds its batch — and its partition —
+// in the sink's backoff forever: after the failed insert the part is
+// rewritten as webhookd writes it, and every row is stored and counted in
+// the aggregates at once.
+func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
+	st := openTestStore(t, "sinkform")
+	var logs bytes.Buffer
+	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.NewTextHandler(&logs, nil))}, st)
+	b := newBatch()
+	recs := sinkRecords(t, 2)
+	const at = `"pipeline_id":"pipe_s","trigger_type":"click","step_id":"step_1","step_order":1,"attempt":1,"status":"success","http_status":200,"started_at":"2026-11-27T10:00:00Z"`
+	odd := []*kgo.Record{
+		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup",` + at + `}`)},
+		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_sur\ud800",` + at + `}`)},
+	}
+	for _, r := range append(recs[:2:2], append(odd, recs[2:]...)...) {
+		s.add(b, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.write(ctx, b); err != nil {
+		t.Fatalf("write: %v (the batch waited for a backoff)", err)
+	}
+	rows, err := st.b.query(ctx, "SELECT attempt_id FROM "+st.t("attempts")+" ORDER BY attempt_id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, asString(r[0]))
+	}
+	if want := []string{"att_dup", "att_exec_a", "att_exec_b", "att_sur\uFFFD"}; !slices.Equal(ids, want) {
+		t.Fatalf("attempts stored %q, want %q", ids, want)
+	}
+	ps, err := st.PipelineStats(ctx, []string{"pipe_s"}, Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ps["pipe_s"]; got == nil || got.TotalExecutions != 2 {
+		t.Fatalf("pipeline stats %+v, want 2 executions", got)
+	}
+	sts, err := st.StepStats(ctx, "pipe_s", Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sts["step_1"]; got == nil || got.Successful != 4 {
+		t.Fatalf("step stats %+v, want 4 successful attempts fed", got)
+	}
+	if strings.Contains(logs.String(), "skipping") {
+		t.Fatalf("a readable record was skipped:\n%s", logs.String())
+	}
+}
+
+// formStrictFeed refuses a feed holding a record with a key given twice, as
+// a feed stricter than its base table would.
+type formStrictFeed struct{ SinkStore }
+
+func (f formStrictFeed) Feed(ctx context.Context, b *Batch) error {
+	for _, r := range b.AttemptRecs {
+		if bytes.Count(r, []byte(`"attempt_id"`)) > 1 {
+			return errors.New("Code: 117. DB::Exception: Duplicate field found while parsing JSONEachRow format: attempt_id")
+		}
+	}
+	return f.SinkStore.Feed(ctx, b)
+}
+
+// TestSinkFeedRefusingARecordsFormFeedsItRewritten: when the base table
+// took a record but the aggregates' feed refuses its form, the group's
+// records are rewritten as webhookd writes them and fed at once (not
+// retried in the sink's backoff forever), each once.
+func TestSinkFeedRefusingARecordsFormFeedsItRewritten(t *testing.T) {
+	st := openTestStore(t, "sinkfeedform")
+	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.DiscardHandler)}, formStrictFeed{st})
+	b := newBatch()
+	recs := sinkRecords(t, 2)
+	twice := &kgo.Record{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup","pipeline_id":"pipe_s","trigger_type":"click","step_id":"step_1","step_order":1,"attempt":1,"status":"success","http_status":200,"started_at":"2026-11-27T10:00:00Z"}`)}
+	for _, r := range append(recs, twice) {
+		s.add(b, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.write(ctx, b); err != nil {
+		t.Fatalf("write: %v (the batch waited for a backoff)", err)
+	}
+	sts, err := st.StepStats(ctx, "pipe_s", Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sts["step_1"]; got == nil || got.Successful != 3 {
+		t.Fatalf("step stats %+v, want 3 successful attempts fed once each", got)
 	}
 }
