@@ -5,6 +5,7 @@ package analytics
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,7 +38,7 @@ type libraryMapping struct {
 	writable   bool
 	ours       bool
 	rss        int64
-	anon       int64 // bytes of pages no longer the file's (copied on write)
+	anon       int64 // bytes of pages no longer the file's (copied on write, or swapped out)
 }
 
 // cleanLibraryMappings lists the read-only mappings of the library named
@@ -50,6 +51,16 @@ func cleanLibraryMappings(lib string) []libraryMapping {
 		return nil
 	}
 	defer f.Close()
+	return parseLibraryMappings(f, lib)
+}
+
+// parseLibraryMappings is cleanLibraryMappings reading smaps from r. A
+// page written in this process is Anonymous (a private mapping copies it);
+// Private_Dirty and Shared_Dirty also count the page cache's own dirty
+// pages, a file written moments ago and not yet written back (a library
+// just downloaded, as on a fresh CI machine) or any tmpfs file: those are
+// still the file's, and unmapping them loses nothing.
+func parseLibraryMappings(r io.Reader, lib string) []libraryMapping {
 	ours := libraryMatcher(lib)
 	type mapping = libraryMapping
 	var cur *mapping
@@ -59,7 +70,7 @@ func cleanLibraryMappings(lib string) []libraryMapping {
 			candidates = append(candidates, *cur)
 		}
 	}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -79,7 +90,7 @@ func cleanLibraryMappings(lib string) []libraryMapping {
 			switch key {
 			case "Rss":
 				cur.rss = v << 10
-			case "Anonymous", "Private_Dirty", "Shared_Dirty", "Swap":
+			case "Anonymous", "Swap":
 				cur.anon += v << 10
 			}
 			continue
