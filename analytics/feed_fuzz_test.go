@@ -1,10 +1,12 @@
 package analytics
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // withOrigin keeps every field of a JSON object record and adds the
@@ -114,6 +116,58 @@ func FuzzFeedRow(f *testing.F) {
 		_ = json.Unmarshal(mustJSON(want), &wantRT)
 		if string(mustJSON(got)) != string(mustJSON(wantRT)) {
 			t.Fatalf("%q → %s, want %s", rec, mustJSON(got), mustJSON(want))
+		}
+	})
+}
+
+// FuzzCanonicalRecord: a record the sink rewrites after a failed insert
+// (rewriteRecords) comes out as webhookd writes it — valid UTF-8 JSON with
+// each key once — reads as the same row, and rewriting it again changes
+// nothing.
+func FuzzCanonicalRecord(f *testing.F) {
+	for _, s := range []string{
+		`{"v":1,"kind":"attempt","attempt_id":"a","attempt_id":"b","started_at":"2026-11-27T10:00:00Z"}`,
+		`{"v":1,"kind":"attempt","attempt_id":"a\ud800\udc00\ud800","http_status":200}`,
+		`{"v":1,"kind":"execution","execution_id":"x","seq":3,"inserted_at":"now"}`,
+		`{"v":1,"kind":"attempt","started_at":"not a time"}`,
+		`null`, `[]`, `{`,
+	} {
+		f.Add("attempts", []byte(s))
+		f.Add("executions", []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, table string, r []byte) {
+		if table != "attempts" {
+			table = "executions"
+		}
+		out, err := canonicalRecord(table, r)
+		if err != nil {
+			return
+		}
+		if !utf8.Valid(out) || !json.Valid(out) {
+			t.Fatalf("rewritten %q is not valid UTF-8 JSON", out)
+		}
+		d := json.NewDecoder(bytes.NewReader(out))
+		if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+			t.Fatalf("rewritten %q is not an object", out)
+		}
+		seen := map[string]bool{}
+		for d.More() {
+			k, err := d.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[k.(string)] {
+				t.Fatalf("rewritten %q has %q twice", out, k)
+			}
+			seen[k.(string)] = true
+			var skip json.RawMessage
+			if err := d.Decode(&skip); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again, err := canonicalRecord(table, out)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("rewriting %q again gave %q, %v", out, again, err)
 		}
 	})
 }

@@ -283,7 +283,7 @@ func TestSinkSkipsUnreadableRecord(t *testing.T) {
 
 // TestSinkStoresRecordsClickHouseRefusesInTheirForm: a record that decodes
 // as a row but whose form ClickHouse refuses (a key given twice, a lone
-// UTF-16 surrogate escape) no longer holds its batch — and its partition —
+// UTF-16 surrogate escape, a column the store fills) no longer holds its batch — and its partition —
 // in the sink's backoff forever: after the failed insert the part is
 // rewritten as webhookd writes it, and every row is stored and counted in
 // the aggregates at once.
@@ -297,6 +297,8 @@ func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
 	odd := []*kgo.Record{
 		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup",` + at + `}`)},
 		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_sur\ud800",` + at + `}`)},
+		// A column the store fills itself, which webhookd's row has not.
+		{Topic: "execs", Partition: 1, Offset: 9, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_ins","inserted_at":"then",` + at + `}`)},
 	}
 	for _, r := range append(recs[:2:2], append(odd, recs[2:]...)...) {
 		s.add(b, r)
@@ -314,7 +316,7 @@ func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
 	for _, r := range rows {
 		ids = append(ids, asString(r[0]))
 	}
-	if want := []string{"att_dup", "att_exec_a", "att_exec_b", "att_sur\uFFFD"}; !slices.Equal(ids, want) {
+	if want := []string{"att_dup", "att_exec_a", "att_exec_b", "att_ins", "att_sur\uFFFD"}; !slices.Equal(ids, want) {
 		t.Fatalf("attempts stored %q, want %q", ids, want)
 	}
 	ps, err := st.PipelineStats(ctx, []string{"pipe_s"}, Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
@@ -328,8 +330,8 @@ func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sts["step_1"]; got == nil || got.Successful != 4 {
-		t.Fatalf("step stats %+v, want 4 successful attempts fed", got)
+	if got := sts["step_1"]; got == nil || got.Successful != 5 {
+		t.Fatalf("step stats %+v, want 5 successful attempts fed", got)
 	}
 	if strings.Contains(logs.String(), "skipping") {
 		t.Fatalf("a readable record was skipped:\n%s", logs.String())
