@@ -417,3 +417,31 @@ func TestStepRateLimitNoBurstAfterAStall(t *testing.T) {
 		}
 	})
 }
+
+// A limit the API accepts however small (rate_limit_per_second 1e-9, one
+// place in 31 years) is a limit, not "no share here": the first delivery
+// goes, the next is deferred to its place with a ticket — looked at again
+// at most every RateRecheck, dead when the deferral window ends — not
+// bounced through a tier every second as a replica without a share would
+// (found on a running service: 36 deferrals in 12 s for 3 deliveries).
+func TestStepTinyRateLimitDefersToItsPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sent atomic.Int32
+		d := rateDispatcher(counting(&sent), &ratelimit.Limiter{})
+		for _, limit := range []string{"1e-9", "4.9e-324"} {
+			p := limited(t, limit)
+			if dec := d.Step(context.Background(), p, newTask(t, p, testEvent)); dec.Verdict != delivery.Done {
+				t.Fatalf("%s: first delivery: %v", limit, dec.Verdict)
+			}
+			now := time.Now()
+			dec := book(t, d, p)
+			if dec.Verdict != delivery.Defer || dec.Task.RateAt.IsZero() || dec.Task.RateAt.Sub(now) < 365*24*time.Hour ||
+				dec.At.Sub(now) < d.o.RateRecheck {
+				t.Fatalf("%s: second delivery %v at +%v, ticket +%v (hop %v)", limit, dec.Verdict, dec.At.Sub(now), dec.Task.RateAt.Sub(now), dec.Task.RateHop)
+			}
+		}
+		if sent.Load() != 2 {
+			t.Fatalf("%d requests, want 2", sent.Load())
+		}
+	})
+}

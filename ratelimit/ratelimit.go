@@ -53,9 +53,12 @@ type pace struct {
 	sent time.Time
 }
 
-// minRate is the smallest budget (places a second) this replica books with;
-// below it the replica holds no share (it would book a place days away).
-const minRate = 1e-6
+// maxInterval is the longest pace booked: a smaller budget (a limit of
+// 1e-9 a second, which the API accepts, or any limit at a tiny share) books
+// its places this far apart. Longer than any deferral window, so a delivery
+// waiting for such a place is dead-lettered when its window ends; a place
+// that far is never reached, and time arithmetic stays far from overflow.
+const maxInterval = 100 * 365 * 24 * time.Hour
 
 func (l *Limiter) now() time.Time {
 	if l.Now != nil {
@@ -65,13 +68,18 @@ func (l *Limiter) now() time.Time {
 }
 
 // Interval is the time between two places of a pipeline limited to limit
-// per second on a replica holding share of it; 0 when it holds none.
+// per second on a replica holding share of it (at most maxInterval); 0 when
+// it holds none. A budget however small but above zero is a budget: taken
+// for none, a delivery would bounce through a tier every second.
 func Interval(limit, share float64) time.Duration {
 	rate := limit * share
-	if !(rate >= minRate) || math.IsInf(rate, 0) {
+	if !(rate > 0) || math.IsInf(rate, 0) {
 		return 0
 	}
-	return time.Duration(math.Ceil(float64(time.Second) / rate))
+	if step := float64(time.Second) / rate; step < float64(maxInterval) {
+		return time.Duration(math.Ceil(step))
+	}
+	return maxInterval
 }
 
 // Reserve books the pipeline's next place and returns when it is. within

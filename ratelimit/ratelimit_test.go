@@ -153,7 +153,11 @@ func TestInterval(t *testing.T) {
 		{100000, 1, 10 * time.Microsecond},
 		{3, 1, 333333334 * time.Nanosecond}, // rounded up: never faster than the limit
 		{20, 0, 0},
-		{1e-9, 1, 0},
+		{1e-9, 1, 1e18 * time.Nanosecond}, // one in 31.7 years: a budget, not none
+		{1e-10, 0.5, maxInterval},
+		{5e-324, 1, maxInterval},
+		{20, 5e-324, maxInterval},
+		{-1, 1, 0},
 		{math.Inf(1), 1, 0},
 		{math.NaN(), 1, 0},
 	} {
