@@ -607,6 +607,7 @@ func TestHostLimitCountsHTTP2Requests(t *testing.T) {
 	var inflight, most atomic.Int32
 	conns := map[string]bool{}
 	var mu sync.Mutex
+	arrived := make(chan struct{}, 5)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor != 2 {
 			t.Errorf("HTTP/%d", r.ProtoMajor)
@@ -618,6 +619,7 @@ func TestHostLimitCountsHTTP2Requests(t *testing.T) {
 		defer inflight.Add(-1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
+		arrived <- struct{}{}
 		<-release
 	}))
 	srv.EnableHTTP2 = true
@@ -630,14 +632,33 @@ func TestHostLimitCountsHTTP2Requests(t *testing.T) {
 	for range 5 {
 		go func() { verdicts <- d.Step(context.Background(), p, newTask(t, p, testEvent)).Verdict }()
 	}
+	next := func() delivery.Verdict {
+		select {
+		case v := <-verdicts:
+			return v
+		case <-time.After(30 * time.Second): // more than two out at once hold the rest
+			t.Fatalf("no verdict in 30 s: %d requests out at once", inflight.Load())
+			return 0
+		}
+	}
 	for range 3 { // three cannot go: they are deferred while two are out
-		if v := <-verdicts; v != delivery.Defer {
+		if v := next(); v != delivery.Defer {
 			t.Fatalf("verdict %v", v)
+		}
+	}
+	// The two that hold the places reach the receiver (on a busy machine
+	// the second may still be setting up its stream when the others have
+	// been deferred).
+	for i := range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of the 2 requests holding places reached the receiver in 30 s", i)
 		}
 	}
 	close(release)
 	for range 2 {
-		if v := <-verdicts; v != delivery.Done {
+		if v := next(); v != delivery.Done {
 			t.Fatalf("verdict %v", v)
 		}
 	}
