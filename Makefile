@@ -100,7 +100,8 @@ bench: build chdb
 
 ## bench-stats: loads 10 M attempt rows (and their executions) into chDB and reports the
 ## median of the stats, time series, pipeline and log queries, and the load rate (not in `make test`).
-## WEBHOOKD_BENCH_STATS_DIR=dir keeps the load and reuses it (same size and schema): only the queries run.
+## WEBHOOKD_BENCH_STATS_DIR=dir keeps the load and reuses it (same size; an older schema is migrated): only the queries run.
+## WEBHOOKD_BENCH_STATS_RUNS=n runs each query n times (5); wall and process CPU medians are reported.
 bench-stats: chdb
 	WEBHOOKD_BENCH_STATS_ATTEMPTS=$${ATTEMPTS:-10000000} $(GO) test -run '^$$' -bench BenchmarkStatsQueries -benchtime 1x -timeout 60m -v ./analytics
 
