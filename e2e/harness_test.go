@@ -58,11 +58,11 @@ var (
 // ran with): scaled retry schedule, no breaker trips, quick analytics.
 var sharedEnv = map[string]string{
 	"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "100ms", "WEBHOOKD_SHUTDOWN_GRACE": "5s",
-	// Statistics with every batch: tests read them once the logs show a run.
-	"WEBHOOKD_ANALYTICS_FEED_INTERVAL": "0s",
 	"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
 	// Tests that fail receivers on purpose must not trip the breaker.
 	"WEBHOOKD_BREAKER_FAILURES": "1000",
+	// Statistics with every batch: tests read them once the logs show a run.
+	"WEBHOOKD_ANALYTICS_FEED_INTERVAL": "0s",
 }
 
 func TestMain(m *testing.M) {
