@@ -401,9 +401,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer cl.Close()
 	b := newBatch()
 	var pending pendingFeed
-	// lastFetched is when a poll last brought records: once a flush
-	// interval passes without any, the sink has caught up and feeds what
-	// is pending at once (statistics lag only under load).
+	// lastFetched is when a poll last brought records: once a poll brings
+	// none and a flush interval passed without any, the sink has caught up
+	// and feeds what is pending at once (statistics lag only under load;
+	// the time the sink spends writing does not count as idle).
 	var lastFetched time.Time
 	// At shutdown the sink stops after the delivery consumers (a later
 	// stage), and first reads what their drain wrote, until a poll finds
@@ -464,7 +465,7 @@ func (s *Sink) Run(ctx context.Context) error {
 			b = newBatch()
 		}
 		if now := time.Now(); len(pending.batches) > 0 && (ctx.Err() != nil || pending.recs >= feedBatches*s.o.BatchSize ||
-			!now.Before(pending.since.Add(s.o.FeedInterval)) || !now.Before(lastFetched.Add(s.o.FlushInterval))) {
+			!now.Before(pending.since.Add(s.o.FeedInterval)) || fetched == 0 && !now.Before(lastFetched.Add(s.o.FlushInterval))) {
 			m := pending.merged()
 			if err := s.write(ctx, m); err != nil {
 				return nil // only when ctx ended; nothing pending was committed and will be read again
