@@ -30,6 +30,16 @@ type SinkOptions struct {
 	DLQTopic        string
 	BatchSize       int
 	FlushInterval   time.Duration
+	// FeedInterval, when positive, feeds the aggregates at their own
+	// cadence: each batch goes to the base tables (the execution logs) as
+	// it is due, and the batches written since the last feed are fed
+	// together — once FeedInterval has passed since the first of them,
+	// once they hold feedBatches × BatchSize records, or as soon as a poll
+	// brings nothing new (the sink caught up) — and only then committed.
+	// A batch's feed is the sink's largest fixed cost (a part per
+	// aggregate table); statistics lag the logs by at most FeedInterval
+	// under load. Zero or less: each batch is fed with its insert.
+	FeedInterval time.Duration
 	// Grace bounds the final flush on shutdown.
 	Grace time.Duration
 	// MinBackoff and MaxBackoff bound the wait between inserts of a batch
@@ -129,6 +139,45 @@ type batch struct {
 	// fed: the aggregates were fed with the rows of feedParts[i].
 	fed   [len(feedParts)]bool
 	first time.Time
+	// baseOnly: write inserts the parts into the base tables and leaves
+	// the feed to a later write of the pending batches (FeedInterval).
+	baseOnly bool
+}
+
+// feedBatches bounds the pending batches (FeedInterval): once they hold
+// this many batches' worth of records they are fed, whatever the time, so
+// the records kept for the feed stay within a few batches' memory.
+const feedBatches = 4
+
+// pendingFeed is the batches written to the base tables and not yet fed
+// (FeedInterval): neither are their records committed.
+type pendingFeed struct {
+	batches []*batch
+	recs    int
+	since   time.Time // when the first of them was written
+}
+
+// merged returns one batch of the pending batches' rows, in the order
+// they were read (a partition's rows stay in offset order, as the feed's
+// high-water marks need), already in the base tables: writing it feeds
+// them.
+func (p *pendingFeed) merged() *batch {
+	m := newBatch()
+	for _, b := range p.batches {
+		m.recs = append(m.recs, b.recs...)
+		for i := range b.parts {
+			q, mp := &b.parts[i], &m.parts[i]
+			mp.origins = append(mp.origins, q.origins...)
+			mp.recs = append(mp.recs, q.recs...)
+			mp.attempts = append(mp.attempts, q.attempts...)
+			mp.executions = append(mp.executions, q.executions...)
+			mp.dead = append(mp.dead, q.dead...)
+		}
+	}
+	for i := range m.parts {
+		m.parts[i].done = true
+	}
+	return m
 }
 
 // feedParts groups the parts by the aggregates' feed they go to (attempts,
@@ -368,6 +417,12 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	b := newBatch()
+	var pending pendingFeed
+	// lastFetched is when a poll last brought records: once a poll brings
+	// none and a flush interval passed without any, the sink has caught up
+	// and feeds what is pending at once (statistics lag only under load;
+	// the time the sink spends writing does not count as idle).
+	var lastFetched time.Time
 	// At shutdown the sink stops after the delivery consumers (a later
 	// stage), and first reads what their drain wrote, until a poll finds
 	// nothing new or drainEnd: the last batch holds it, nothing waits for
@@ -377,6 +432,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		wait := s.o.FlushInterval
 		if len(b.recs) > 0 {
 			wait = max(time.Until(b.first.Add(s.o.FlushInterval)), time.Millisecond)
+		}
+		if len(pending.batches) > 0 {
+			wait = max(min(wait, time.Until(pending.since.Add(s.o.FeedInterval)), time.Until(lastFetched.Add(s.o.FlushInterval))), time.Millisecond)
 		}
 		base := ctx
 		if ctx.Err() != nil {
@@ -398,27 +456,56 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 		})
 		fetched := fetches.NumRecords()
+		if fetched > 0 {
+			lastFetched = time.Now()
+		}
 		fetches.EachRecord(func(r *kgo.Record) { s.add(b, r) })
 		caughtUp := ctx.Err() != nil && (fetched == 0 || !time.Now().Before(drainEnd))
 		due := len(b.recs) > 0 && (len(b.recs) >= s.o.BatchSize || time.Since(b.first) >= s.o.FlushInterval || caughtUp)
 		if due {
+			b.baseOnly = s.o.FeedInterval > 0
 			if err := s.write(ctx, b); err != nil {
 				return nil // only when ctx ended; the batch is not committed and will be read again
 			}
 			if s.crashAfterInsert != nil && s.crashAfterInsert() {
 				return errCrashed
 			}
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if err := cl.CommitRecords(cctx, b.recs...); err != nil {
-				// Harmless beyond a replay: readers see one row per key.
-				s.o.Log.Warn("analytics commit failed; rows may be inserted again", "err", err)
+			if b.baseOnly {
+				// Fed, then committed, with the pending batches.
+				if len(pending.batches) == 0 {
+					pending.since = time.Now()
+				}
+				pending.batches, pending.recs = append(pending.batches, b), pending.recs+len(b.recs)
+			} else {
+				s.commit(cl, b.recs)
 			}
-			cancel()
 			b = newBatch()
+		}
+		if now := time.Now(); len(pending.batches) > 0 && (ctx.Err() != nil || pending.recs >= feedBatches*s.o.BatchSize ||
+			!now.Before(pending.since.Add(s.o.FeedInterval)) || fetched == 0 && !now.Before(lastFetched.Add(s.o.FlushInterval))) {
+			m := pending.merged()
+			if err := s.write(ctx, m); err != nil {
+				return nil // only when ctx ended; nothing pending was committed and will be read again
+			}
+			if s.crashAfterInsert != nil && s.crashAfterInsert() {
+				return errCrashed
+			}
+			s.commit(cl, m.recs)
+			pending = pendingFeed{}
 		}
 		if caughtUp {
 			return nil
 		}
+	}
+}
+
+// commit commits records written and fed.
+func (s *Sink) commit(cl *kgo.Client, recs []*kgo.Record) {
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.CommitRecords(cctx, recs...); err != nil {
+		// Harmless beyond a replay: readers see one row per key.
+		s.o.Log.Warn("analytics commit failed; rows may be inserted again", "err", err)
 	}
 }
 
@@ -494,11 +581,14 @@ func (s *Sink) add(b *batch, r *kgo.Record) {
 // not) is logged when it changes, not per try: an outage of an hour is two
 // log lines, and the backoff metrics show it meanwhile.
 func (s *Sink) write(ctx context.Context, b *batch) error {
-	rows := 0
+	rows, written := 0, true
 	for i := range b.parts {
 		rows += b.parts[i].len()
+		written = written && b.parts[i].done
 	}
-	metrics.AnalyticsBatchRows.Observe(float64(rows))
+	if !written { // not the pending batches' feed: their batches were counted
+		metrics.AnalyticsBatchRows.Observe(float64(rows))
+	}
 	delay := s.o.MinBackoff
 	for {
 		err := s.insert(ctx, b)
@@ -542,7 +632,7 @@ func (s *Sink) succeeded() {
 
 // insert writes the parts of b not written yet, one insert each, and
 // feeds the aggregates with each group of parts once it is written (see
-// feedParts).
+// feedParts), unless b.baseOnly.
 func (s *Sink) insert(ctx context.Context, b *batch) error {
 	// An insert in progress at shutdown may finish within the grace period;
 	// the batch is not committed otherwise and will be read again.
@@ -560,7 +650,7 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
-		if b.fed[g] || rows == 0 {
+		if b.fed[g] || rows == 0 || b.baseOnly {
 			continue
 		}
 		// No deduplication token: the feed is guarded by its high-water

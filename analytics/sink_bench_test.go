@@ -23,13 +23,20 @@ import (
 // included) per 1000 deliveries; the other metrics split it by step (the
 // aggregates' feed includes its high-water marks query; "after" is the
 // background work, merges mostly, in the 500 ms after each batch).
+//
+// fed-every=4 is the sink with a feed interval (SinkOptions.FeedInterval):
+// four batches written to the base tables one by one, then fed together
+// in one feed; an op is then the four batches.
 func BenchmarkSinkWrite(b *testing.B) {
 	for _, perBatch := range []int{5000, 1000, 20000} {
-		b.Run(fmt.Sprintf("deliveries=%d", perBatch), func(b *testing.B) { benchmarkSinkWrite(b, perBatch) })
+		b.Run(fmt.Sprintf("deliveries=%d", perBatch), func(b *testing.B) { benchmarkSinkWrite(b, perBatch, 1) })
+	}
+	for _, perBatch := range []int{5000, 1000} {
+		b.Run(fmt.Sprintf("deliveries=%d/fed-every=%d", perBatch, feedBatches), func(b *testing.B) { benchmarkSinkWrite(b, perBatch, feedBatches) })
 	}
 }
 
-func benchmarkSinkWrite(b *testing.B, perBatch int) {
+func benchmarkSinkWrite(b *testing.B, perBatch, feedEvery int) {
 	s, err := OpenChDB(FindChDB(), filepath.Join(b.TempDir(), "ch"), Options{Database: "sinkbench"})
 	if err != nil {
 		b.Skip(err)
@@ -62,28 +69,35 @@ func benchmarkSinkWrite(b *testing.B, perBatch int) {
 	steps := []string{"base-attempts", "feed-attempts", "base-executions", "feed-executions", "after"}
 	used := make([]time.Duration, len(steps))
 	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		atts, execs, ao, eo := batch()
-		b.StartTimer()
-		c := processCPU()
-		step := func(i int, err error) {
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := processCPU()
-			used[i] += now - c
-			c = now
+	var c time.Duration
+	step := func(i int, err error) {
+		if err != nil {
+			b.Fatal(err)
 		}
-		step(0, s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("a%d", offset)), "attempts", atts))
-		step(1, s.Feed(ctx, &Batch{AttemptRecs: atts, AttemptRecOrigins: ao}))
-		step(2, s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("e%d", offset)), "executions", execs))
-		step(3, s.Feed(ctx, &Batch{ExecutionRecs: execs, ExecutionRecOrigins: eo}))
+		now := processCPU()
+		used[i] += now - c
+		c = now
+	}
+	for range b.N {
+		var fa, fe Batch
+		for range feedEvery {
+			b.StopTimer()
+			atts, execs, ao, eo := batch()
+			b.StartTimer()
+			c = processCPU()
+			step(0, s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("a%d", offset)), "attempts", atts))
+			step(2, s.InsertRecords(WithDedupToken(ctx, fmt.Sprintf("e%d", offset)), "executions", execs))
+			fa.AttemptRecs, fa.AttemptRecOrigins = append(fa.AttemptRecs, atts...), append(fa.AttemptRecOrigins, ao...)
+			fe.ExecutionRecs, fe.ExecutionRecOrigins = append(fe.ExecutionRecs, execs...), append(fe.ExecutionRecOrigins, eo...)
+		}
+		c = processCPU()
+		step(1, s.Feed(ctx, &fa))
+		step(3, s.Feed(ctx, &fe))
 		time.Sleep(500 * time.Millisecond) // background merges of what was written
 		step(4, nil)
 	}
 	b.StopTimer()
-	per1000 := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N*perBatch) * 1000 }
+	per1000 := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(b.N*feedEvery*perBatch) * 1000 }
 	var all time.Duration
 	for i, d := range used {
 		all += d

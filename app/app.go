@@ -267,7 +267,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opt ...Option
 		}
 		a.Sink = analytics.NewSink(analytics.SinkOptions{
 			ClientOpts: group, Group: cfg.ConsumerGroup + "-analytics", ExecutionsTopic: a.Topics.Executions, DLQTopic: a.Topics.DLQ,
-			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
+			BatchSize: cfg.AnalyticsBatchSize, FlushInterval: cfg.AnalyticsFlushInterval, FeedInterval: cfg.AnalyticsFeedInterval, Grace: cfg.ShutdownGrace, Log: log.With("worker", "analytics"),
 		}, sinkStore)
 		a.sup.AddStage(worker.StageSupport, a.Sink)
 		checks = append(checks, admin.Check{Name: "analytics", Ready: a.Sink.Ready})

@@ -91,6 +91,7 @@ type Config struct {
 
 	AnalyticsBatchSize     int           `env:"WEBHOOKD_ANALYTICS_BATCH_SIZE" help:"Records per ClickHouse insert (at most; a batch also ends after the flush interval). Larger batches make fewer parts for ClickHouse to merge."`
 	AnalyticsFlushInterval time.Duration `env:"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL" help:"Longest a row waits before its batch is inserted."`
+	AnalyticsFeedInterval  time.Duration `env:"WEBHOOKD_ANALYTICS_FEED_INTERVAL" help:"How often the statistics' aggregates are fed under load: batches reach the execution logs at the flush interval, and are fed to the aggregates together (then committed) once this passes, once 4 batches are waiting, or as soon as the sink has caught up. Each feed writes a part per aggregate table, the sink's largest fixed cost. 0s: with every batch."`
 	QueueMetricsInterval   time.Duration `env:"WEBHOOKD_QUEUE_METRICS_INTERVAL" help:"How often replicas with the admin or analytics role compute the lag, retry-tier depth and DLQ size gauges (one set of Kafka admin requests and one ClickHouse count each time, whatever the number of scrapes)."`
 
 	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
@@ -131,6 +132,7 @@ func Defaults(mode Mode) Config {
 		ClickHouseMigrateWait:  5 * time.Minute,
 		AnalyticsBatchSize:     10000,
 		AnalyticsFlushInterval: time.Second,
+		AnalyticsFeedInterval:  5 * time.Second,
 		QueueMetricsInterval:   10 * time.Second,
 		ShutdownGrace:          30 * time.Second,
 	}
@@ -258,6 +260,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AnalyticsFlushInterval <= 0 {
 		bad("WEBHOOKD_ANALYTICS_FLUSH_INTERVAL", "must be a positive duration such as 1s")
+	}
+	if c.AnalyticsFeedInterval < 0 {
+		bad("WEBHOOKD_ANALYTICS_FEED_INTERVAL", "must be 0s (with every batch) or a positive duration such as 5s")
 	}
 	if c.QueueMetricsInterval < 100*time.Millisecond {
 		bad("WEBHOOKD_QUEUE_METRICS_INTERVAL", "must be at least 100ms")

@@ -61,6 +61,8 @@ var sharedEnv = map[string]string{
 	"WEBHOOKD_RETRY_TIERS": testTiers, "WEBHOOKD_RETRY_DELAY_SCALE": "0.02",
 	// Tests that fail receivers on purpose must not trip the breaker.
 	"WEBHOOKD_BREAKER_FAILURES": "1000",
+	// Statistics with every batch: tests read them once the logs show a run.
+	"WEBHOOKD_ANALYTICS_FEED_INTERVAL": "0s",
 }
 
 func TestMain(m *testing.M) {
