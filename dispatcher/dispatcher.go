@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/afftok/webhookd/backoff"
+	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
 	"github.com/afftok/webhookd/metrics"
@@ -161,6 +162,12 @@ func (d *Dispatcher) Step(ctx context.Context, p *pipeline.Compiled, t *delivery
 		window := max(d.scaled(policy.Horizon()), 2*d.cooldown())
 		if def.Reason == delivery.ReasonHostSaturated {
 			window = d.o.MaxHold
+			if bus.BufferOf(ctx) != nil {
+				// A transaction's deferral costs the slot nothing:
+				// pace it by the host (Hosts.AwaitTurn).
+				d.o.Hosts.AwaitTurn(ctx, req.Host, def.Until)
+				now = d.o.Now()
+			}
 		}
 		return d.deferral(p, idx, t, def.Reason, def.Until, window, now)
 	}

@@ -60,6 +60,9 @@ type hostState struct {
 	fails     int
 	openUntil time.Time
 	probe     *Permit // the probe in flight while half-open
+	// turns: deferred requests holding their slot until one of the
+	// host's requests finishes (AwaitTurn).
+	turns []chan struct{}
 }
 
 type waiter struct {
@@ -232,7 +235,7 @@ func (h *Hosts) sweepLocked(now time.Time) {
 	h.swept = now
 	idle := max(h.Cooldown, time.Minute)
 	for k, hs := range h.hosts {
-		if len(hs.inflight) == 0 && len(hs.waiters) == 0 && now.Sub(hs.lastDone) > idle && !now.Before(hs.openUntil) {
+		if len(hs.inflight) == 0 && len(hs.waiters) == 0 && len(hs.turns) == 0 && now.Sub(hs.lastDone) > idle && !now.Before(hs.openUntil) {
 			delete(h.hosts, k)
 		}
 	}
@@ -385,8 +388,48 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 		w.granted = np
 		w.ready <- struct{}{}
 	}
+	if len(hs.turns) > 0 {
+		close(hs.turns[0])
+		hs.turns = hs.turns[1:]
+	}
 	if h.Limit <= 0 || len(hs.inflight) < h.Limit {
 		hs.fullSince = time.Time{}
+	}
+}
+
+// AwaitTurn holds a request the host deferred until one of the host's
+// requests finishes (one finish per request, in order), ctx ends or until.
+// A delivery whose deferral costs it nothing (with Kafka transactions the
+// task is buffered, not acknowledged) would otherwise free its slot at once,
+// and the next delivery would queue at the same full host: deferred work
+// then comes back from the retry tiers faster than the host finishes
+// requests. Held this way, a consumer's deliveries are deferred at most as
+// fast as the host answers.
+func (h *Hosts) AwaitTurn(ctx context.Context, host string, until time.Time) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	hs := h.state(host)
+	if len(hs.inflight) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	turn := make(chan struct{})
+	hs.turns = append(hs.turns, turn)
+	h.mu.Unlock()
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-turn:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs := h.hosts[host]; hs != nil {
+		hs.turns = slices.DeleteFunc(hs.turns, func(c chan struct{}) bool { return c == turn })
 	}
 }
 
