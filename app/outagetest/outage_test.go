@@ -100,6 +100,9 @@ func TestClickHouseOutageDelaysLogsButNotDeliveries(t *testing.T) {
 		"WEBHOOKD_ADMIN_ADDR": "127.0.0.1:0", "WEBHOOKD_ADMIN_TOKEN": adminToken,
 		"WEBHOOKD_CHDB_LIBRARY": os.Getenv("WEBHOOKD_CHDB_LIBRARY"), "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
 		"WEBHOOKD_ANALYTICS_FLUSH_INTERVAL": "50ms", "WEBHOOKD_ANALYTICS_BATCH_SIZE": "100",
+		// The aggregates fed at their own cadence (pending batches fed
+		// together, then committed) go through the outage as well.
+		"WEBHOOKD_ANALYTICS_FEED_INTERVAL": "300ms",
 		// One receiver takes every delivery: its host's in-flight limit
 		// must not defer any to a retry tier (a pause of seconds that has
 		// nothing to do with ClickHouse and would blur the rates compared).
