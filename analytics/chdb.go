@@ -202,18 +202,12 @@ func insertSettings(ctx context.Context, others ...string) string {
 	return " SETTINGS " + strings.Join(others, ", ")
 }
 
-// insertPriority is the nice value of chDB's threads running the sink's
-// inserts: the embedded ClickHouse shares the process's cores with
-// deliveries, and a feed of several batches at once (FeedInterval) is a
-// burst of CPU that would otherwise hold deliveries up behind it.
-const insertPriority = "os_thread_priority = 10"
-
 func (b *chdbBackend) insert(ctx context.Context, table string, cols []string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ")" + insertSettings(ctx, insertPriority) + " FORMAT JSONCompactEachRow\n")
+	sb.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ")" + insertSettings(ctx) + " FORMAT JSONCompactEachRow\n")
 	for _, r := range rows {
 		line, err := encodeCompactRow(r)
 		if err != nil {
@@ -242,7 +236,7 @@ func (b *chdbBackend) insertJSON(ctx context.Context, table string, rows [][]byt
 	sb.Grow(n + 200)
 	// One thread parses: a batch is a few MB, and splitting it between
 	// parser threads cost a quarter more CPU than it saved in time.
-	sb.WriteString("INSERT INTO " + table + insertSettings(ctx, insertPriority, "input_format_skip_unknown_fields = 1", "date_time_input_format = 'best_effort'",
+	sb.WriteString("INSERT INTO " + table + insertSettings(ctx, "input_format_skip_unknown_fields = 1", "date_time_input_format = 'best_effort'",
 		"input_format_parallel_parsing = 0") + " FORMAT JSONEachRow\n")
 	for _, r := range rows {
 		sb.Write(r)
