@@ -404,21 +404,30 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 // and the next delivery would queue at the same full host: deferred work
 // then comes back from the retry tiers faster than the host finishes
 // requests. Held this way, a consumer's deliveries are deferred at most as
-// fast as the host answers.
+// fast as the host answers. The hold is bounded like a wait in place (at
+// most maxWaitQueueWaits × QueueWait, 2 s by default) and there is none for
+// a stalled host (full and finishing nothing): a hung endpoint must not
+// hold the slots of the healthy pipelines beside it, nor a shutdown.
 func (h *Hosts) AwaitTurn(ctx context.Context, host string, until time.Time) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
 	hs := h.state(host)
-	if len(hs.inflight) == 0 {
+	now := h.now()
+	if len(hs.inflight) == 0 || h.stalledLocked(hs, now) {
+		h.mu.Unlock()
+		return
+	}
+	wait := min(until.Sub(now), h.waitBoundLocked(hs, now))
+	if wait <= 0 {
 		h.mu.Unlock()
 		return
 	}
 	turn := make(chan struct{})
 	hs.turns = append(hs.turns, turn)
 	h.mu.Unlock()
-	t := time.NewTimer(time.Until(until))
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-turn:

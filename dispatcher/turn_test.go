@@ -19,64 +19,75 @@ func (discardBuffer) Add(...bus.Deferred) {}
 // would free its delivery slot at once and the next delivery would queue at
 // the same full host. A delivery deferred for a saturated host inside a
 // transaction keeps its slot until one of the host's requests finishes (or
-// its deferral is due), so a consumer defers no faster than the host answers;
-// outside a transaction it returns at once, as before.
-func TestTransactionalDeferralWaitsForTheHostsNextFinish(t *testing.T) {
+// its deferral is due, or the hold's bound passes), so a consumer defers no
+// faster than the host answers; outside a transaction it returns at once.
+func TestTransactionalDeferralReturnsAtOnceOutsideATransaction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		hosts := &Hosts{Limit: 2}
 		slow := newDispatcher(roundTrip(hang), hosts)
 		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a","timeout_seconds":30}]}`)
-		var cancels []context.CancelFunc
+		ctx, cancel := context.WithCancel(context.Background())
+		defer synctest.Wait()
+		defer cancel()
 		for range 2 {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancels = append(cancels, cancel)
 			go slow.Step(ctx, p, newTask(t, p, testEvent))
 		}
-		defer synctest.Wait()
-		defer func() {
-			for _, c := range cancels {
-				c()
-			}
-		}()
 		synctest.Wait()
-
-		// Outside a transaction: deferred and returned at once.
 		before := time.Now()
 		if d := slow.Step(context.Background(), p, newTask(t, p, testEvent)); d.Verdict != delivery.Defer || d.Reason != delivery.ReasonHostSaturated || time.Since(before) > 250*time.Millisecond {
 			t.Fatalf("outside a transaction: %+v after %v", d, time.Since(before))
 		}
+	})
+}
 
-		// Inside one: held until a request to the host finishes.
-		txn := bus.WithBuffer(context.Background(), discardBuffer{})
-		var returned atomic.Bool
-		var got delivery.Decision
-		go func() {
-			got = slow.Step(txn, p, newTask(t, p, testEvent))
-			returned.Store(true)
-		}()
-		synctest.Wait()
-		if returned.Load() {
-			t.Fatalf("a transactional deferral returned before the host finished anything: %+v", got)
+// TestAwaitTurnHoldsUntilTheHostsNextFinish: a turn taken at a full host
+// that is answering is held until one of its requests finishes (one finish
+// per turn, in order), and no longer than the hold's bound when none does;
+// a stalled host (full, finishing nothing) holds no turn at all.
+func TestAwaitTurnHoldsUntilTheHostsNextFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hosts := &Hosts{Limit: 1}
+		ctx := context.Background()
+		take := func() *Permit {
+			p, def, err := hosts.Acquire(ctx, "h", 30*time.Second)
+			if p == nil || def != nil || err != nil {
+				t.Fatalf("acquire: %v %v %v", p, def, err)
+			}
+			return p
 		}
-		held := time.Now()
-		cancels[0]() // one of the host's requests ends
-		synctest.Wait()
-		if !returned.Load() {
-			t.Fatal("still held after the host finished a request")
+		take().Done(Healthy) // the host has answered
+		p := take()          // and is full again
+		var returned atomic.Int32
+		for range 2 {
+			go func() {
+				hosts.AwaitTurn(ctx, "h", time.Now().Add(time.Hour))
+				returned.Add(1)
+			}()
 		}
-		if got.Verdict != delivery.Defer || got.Reason != delivery.ReasonHostSaturated || time.Since(held) != 0 {
-			t.Fatalf("%+v, released %v after the finish", got, time.Since(held))
-		}
-
-		// Nothing finishing: held until its deferral is due, no longer.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancels = append(cancels, cancel)
-		go slow.Step(ctx, p, newTask(t, p, testEvent)) // full again
 		synctest.Wait()
+		if n := returned.Load(); n != 0 {
+			t.Fatalf("%d turns returned before the host finished anything", n)
+		}
+		p.Done(Healthy)
+		synctest.Wait()
+		if n := returned.Load(); n != 1 {
+			t.Fatalf("%d turns returned after one finish, want 1", n)
+		}
+		take()
 		start := time.Now()
-		d := slow.Step(txn, p, newTask(t, p, testEvent))
-		if d.Verdict != delivery.Defer || time.Since(start) <= 0 || !time.Now().Before(d.At.Add(time.Nanosecond)) {
-			t.Fatalf("%+v after %v", d, time.Since(start))
+		for returned.Load() < 2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if held := time.Since(start); held > 2*time.Second {
+			t.Fatalf("a turn with nothing finishing was held %v, want at most the 2 s bound", held)
+		}
+
+		// Full and finishing nothing for longer than QueueWait: stalled.
+		time.Sleep(time.Second)
+		start = time.Now()
+		hosts.AwaitTurn(ctx, "h", time.Now().Add(time.Hour))
+		if held := time.Since(start); held != 0 {
+			t.Fatalf("a turn at a stalled host was held %v", held)
 		}
 	})
 }
