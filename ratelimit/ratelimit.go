@@ -46,8 +46,9 @@ type Limiter struct {
 }
 
 type pace struct {
-	limit float64   // the pipeline limit the bookings were made under
-	next  time.Time // the next free place (a virtual clock)
+	limit float64       // the pipeline limit the bookings were made under
+	step  time.Duration // the pace they were made at (limit × share)
+	next  time.Time     // the next free place (a virtual clock)
 	// sent is when the next send is due by the emission guard (Send):
 	// the theoretical time of the next send, one pace after the last.
 	sent time.Time
@@ -104,6 +105,7 @@ func (l *Limiter) Reserve(pipelineID string, limit float64, within time.Duration
 	defer l.mu.Unlock()
 	now := l.now()
 	p := l.paceLocked(pipelineID, limit, now)
+	p.rescale(limit, step, now)
 	// Never where the emission guard is full: sends on places another
 	// replica booked (tickets) move the guard's clock, not this booking
 	// clock, and a place the guard would refuse is a round trip through
@@ -162,6 +164,7 @@ func (l *Limiter) Send(pipelineID string, limit float64, place time.Time) (time.
 		// under the new one.
 		p = l.paceLocked(pipelineID, limit, now)
 	}
+	p.rescale(limit, step, now)
 	onTime := !now.After(place.Add(step / 4))
 	if at := p.sent.Add(-step / 4); !onTime && now.Before(at) {
 		return at, false
@@ -186,6 +189,28 @@ func (l *Limiter) paceLocked(pipelineID string, limit float64, now time.Time) *p
 		l.pipes[pipelineID] = p
 	}
 	return p
+}
+
+// rescale moves the pace's clocks to a new pace (this replica's share of
+// the limit changed): the places booked ahead of now keep their number,
+// spaced at the new pace. A replica that held a tiny share for a moment
+// (a rebalance) and booked a place a tiny share's pace away books at its
+// full share's pace again as soon as it holds it, not a century later.
+// A send under an old limit (read before a change) moves nothing.
+func (p *pace) rescale(limit float64, step time.Duration, now time.Time) {
+	if p.step == step || limit != p.limit {
+		return
+	}
+	if p.step > 0 {
+		scale := func(t time.Time) time.Time {
+			if !t.After(now) {
+				return t
+			}
+			return now.Add(time.Duration(float64(t.Sub(now)) * float64(step) / float64(p.step)))
+		}
+		p.next, p.sent = scale(p.next), scale(p.sent)
+	}
+	p.step = step
 }
 
 func later(a, b time.Time) time.Time {
