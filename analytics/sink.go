@@ -340,7 +340,11 @@ func (p *part) without(stored map[string]bool) part {
 // reports whether the part changed (so the insert is worth trying again
 // at once). Fields this version's row type lacks are not kept in a rewritten
 // record. Done only after a failed insert, so the hot path stays free of it.
-func (s *Sink) rewriteRecords(p *part) (changed bool) {
+//
+// keepUnreadable (a failed feed: the base table took these records) keeps
+// a record that does not decode as it is: the feed may have failed for
+// another reason, and it would no longer be counted.
+func (s *Sink) rewriteRecords(p *part, keepUnreadable bool) (changed bool) {
 	if p.rewritten || len(p.recs) == 0 {
 		return false
 	}
@@ -348,7 +352,9 @@ func (s *Sink) rewriteRecords(p *part) (changed bool) {
 	n := 0
 	for i, r := range p.recs {
 		canon, err := canonicalRecord(p.table, r)
-		if err != nil {
+		if err != nil && keepUnreadable {
+			canon = r
+		} else if err != nil {
 			s.o.Log.Error("skipping unreadable executions record", "partition", p.origins[i].Partition, "offset", p.origins[i].Offset, "err", err)
 			changed = true
 			continue
@@ -664,7 +670,7 @@ func (s *Sink) insert(ctx context.Context, b *batch) error {
 			// the group's records as webhookd writes them, once.
 			rewritten := false
 			for _, i := range parts {
-				rewritten = s.rewriteRecords(&b.parts[i]) || rewritten
+				rewritten = s.rewriteRecords(&b.parts[i], true) || rewritten
 			}
 			if rewritten {
 				err = s.store.Feed(ictx, b.feedBatch(parts))
@@ -714,7 +720,7 @@ func (s *Sink) insertPart(ctx context.Context, p *part) error {
 	metrics.AnalyticsInsertLatency.WithLabelValues(q.table).Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.failed = true
-		if s.rewriteRecords(p) {
+		if s.rewriteRecords(p, false) {
 			// The refusal was (most likely) a record's: the part as
 			// webhookd writes it, at once.
 			return s.insertPart(ctx, p)
