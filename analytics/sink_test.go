@@ -326,13 +326,7 @@ func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
 	if got := ps["pipe_s"]; got == nil || got.TotalExecutions != 2 {
 		t.Fatalf("pipeline stats %+v, want 2 executions", got)
 	}
-	sts, err := st.StepStats(ctx, "pipe_s", Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sts["step_1"]; got == nil || got.Successful != 5 {
-		t.Fatalf("step stats %+v, want 5 successful attempts fed", got)
-	}
+	wantStepSuccesses(t, st, 5)
 	if strings.Contains(logs.String(), "skipping") {
 		t.Fatalf("a readable record was skipped:\n%s", logs.String())
 	}
@@ -369,11 +363,19 @@ func TestSinkFeedRefusingARecordsFormFeedsItRewritten(t *testing.T) {
 	if err := s.write(ctx, b); err != nil {
 		t.Fatalf("write: %v (the batch waited for a backoff)", err)
 	}
-	sts, err := st.StepStats(ctx, "pipe_s", Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
+	wantStepSuccesses(t, st, 3)
+}
+
+// wantStepSuccesses checks the successful attempts the aggregates counted
+// for sinkRecords' pipeline step on their day.
+func wantStepSuccesses(t *testing.T, st *Store, want int64) {
+	t.Helper()
+	day := Range{From: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)}
+	sts, err := st.StepStats(context.Background(), "pipe_s", day)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sts["step_1"]; got == nil || got.Successful != 3 {
-		t.Fatalf("step stats %+v, want 3 successful attempts fed once each", got)
+	if got := sts["step_1"]; got == nil || got.Successful != want {
+		t.Fatalf("step stats %+v, want %d successful attempts fed, each once", got, want)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/afftok/webhookd/bus"
-	"github.com/afftok/webhookd/delivery"
 )
 
 type discardBuffer struct{}
@@ -20,26 +19,9 @@ func (discardBuffer) Add(...bus.Deferred) {}
 // the same full host. A delivery deferred for a saturated host inside a
 // transaction keeps its slot until one of the host's requests finishes (or
 // its deferral is due, or the hold's bound passes), so a consumer defers no
-// faster than the host answers; outside a transaction it returns at once.
-func TestTransactionalDeferralReturnsAtOnceOutsideATransaction(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		hosts := &Hosts{Limit: 2}
-		slow := newDispatcher(roundTrip(hang), hosts)
-		p := compile(t, `{"name":"p","trigger_type":"click","steps":[{"order":1,"url":"https://busy.example/a","timeout_seconds":30}]}`)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer synctest.Wait()
-		defer cancel()
-		for range 2 {
-			go slow.Step(ctx, p, newTask(t, p, testEvent))
-		}
-		synctest.Wait()
-		before := time.Now()
-		if d := slow.Step(context.Background(), p, newTask(t, p, testEvent)); d.Verdict != delivery.Defer || d.Reason != delivery.ReasonHostSaturated || time.Since(before) > 250*time.Millisecond {
-			t.Fatalf("outside a transaction: %+v after %v", d, time.Since(before))
-		}
-	})
-}
-
+// faster than the host answers (outside a transaction it returns at once:
+// TestStepDefersForASaturatedHost).
+//
 // TestAwaitTurnHoldsUntilTheHostsNextFinish: a turn taken at a full host
 // that is answering is held until one of its requests finishes (one finish
 // per turn, in order), and no longer than the hold's bound when none does;
