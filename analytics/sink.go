@@ -85,6 +85,11 @@ type Sink struct {
 	// only the Run goroutine touches it.
 	failingSince time.Time
 	failures     int
+	// stopBy (Unix ns; 0 while running) bounds every insert once shutdown
+	// began: three quarters of the grace period after Run's context ended,
+	// so the last batch's write and the pending batches' feed share one
+	// deadline.
+	stopBy atomic.Int64
 
 	// crashAfterInsert, when set and true for a batch, stops the sink
 	// between the insert and the commit, as a crash would (tests).
@@ -422,6 +427,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("analytics sink: %w", err)
 	}
 	defer cl.Close()
+	s.stopBy.Store(0)
+	defer context.AfterFunc(ctx, func() { s.stopBy.Store(time.Now().Add(s.o.Grace * 3 / 4).UnixNano()) })()
 	b := newBatch()
 	var pending pendingFeed
 	// lastFetched is when a poll last brought records: once a poll brings
@@ -642,7 +649,11 @@ func (s *Sink) succeeded() {
 func (s *Sink) insert(ctx context.Context, b *batch) error {
 	// An insert in progress at shutdown may finish within the grace period;
 	// the batch is not committed otherwise and will be read again.
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(30*time.Second, s.o.Grace*3/4))
+	deadline := time.Now().Add(min(30*time.Second, s.o.Grace*3/4))
+	if v := s.stopBy.Load(); v != 0 && time.Unix(0, v).Before(deadline) {
+		deadline = time.Unix(0, v)
+	}
+	ictx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	for g, parts := range feedParts {
 		rows := 0

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,4 +229,68 @@ func TestSinkCrashWithUnfedBatchesKeepsStatsExact(t *testing.T) {
 		t.Fatalf("logs: %d of %d, %v", len(logs), total, err)
 	}
 	checkWorkload(t, st)
+}
+
+// slowAtStopStore, once slow is set, takes each base insert until just
+// before its deadline (then writes it) and holds each feed until its
+// deadline: a ClickHouse that slowed down as webhookd stops.
+type slowAtStopStore struct {
+	SinkStore
+	slow atomic.Bool
+}
+
+func (s *slowAtStopStore) InsertRecords(ctx context.Context, table string, recs [][]byte) error {
+	if d, ok := ctx.Deadline(); ok && s.slow.Load() {
+		time.Sleep(time.Until(d) - 20*time.Millisecond)
+	}
+	return s.SinkStore.InsertRecords(ctx, table, recs)
+}
+
+func (s *slowAtStopStore) Feed(ctx context.Context, b *Batch) error {
+	if s.slow.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.SinkStore.Feed(ctx, b)
+}
+
+// At shutdown the last batch's write and the pending batches' feed share
+// one deadline: however slow ClickHouse is, the sink stops within its
+// grace period (each used to get three quarters of it).
+func TestSinkStopsWithinItsGraceWithBatchesPending(t *testing.T) {
+	st := openTestStore(t, "cadencestop")
+	opts, _, _ := cadenceRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ss := &slowAtStopStore{SinkStore: st}
+	const grace = 2 * time.Second
+	s := NewSink(SinkOptions{ClientOpts: opts, Group: "analytics", ExecutionsTopic: wlExecTopic, DLQTopic: wlDLQTopic,
+		BatchSize: 2, FlushInterval: time.Hour, FeedInterval: time.Hour, Grace: grace}, ss)
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(sctx) }()
+	// Batches reach the base tables; their feed waits (an hour, or four).
+	for {
+		rows, err := st.Rows(ctx, "executions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the sink stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	ss.slow.Store(true)
+	start := time.Now()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > grace {
+		t.Fatalf("the sink took %v to stop, more than its %v grace", took, grace)
+	}
 }
