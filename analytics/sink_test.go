@@ -245,23 +245,12 @@ func TestPartTokenIsStable(t *testing.T) {
 func TestSinkSkipsUnreadableRecord(t *testing.T) {
 	st := openTestStore(t, "sinkbad")
 	var logs bytes.Buffer
-	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.NewTextHandler(&logs, nil))}, st)
-	b := newBatch()
-	recs := sinkRecords(t, 3)
-	bad := []*kgo.Record{
+	writeAmid(t, st, &logs, 3, []*kgo.Record{
 		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_cut","execution_id":"x`)},
 		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"execution","execution_id":"x"}}`)},
 		{Topic: "execs", Partition: 1, Offset: 9, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_x","started_at":"not a time","http_status":"abc"}`)},
 		{Topic: "execs", Partition: 1, Offset: 10, Value: []byte(`{"v":1,"kind":"execution","execution_id":"x2","started_at":"yesterday"}`)},
-	}
-	for _, r := range append(recs[:3:3], append(bad, recs[3:]...)...) {
-		s.add(b, r)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.write(ctx, b); err != nil {
-		t.Fatalf("write: %v (waited for a backoff?)", err)
-	}
+	})
 	for table, want := range map[string]int{"attempts": 3, "executions": 3, "dlq_items": 1} {
 		rows, err := st.Rows(context.Background(), table)
 		if err != nil {
@@ -290,24 +279,14 @@ func TestSinkSkipsUnreadableRecord(t *testing.T) {
 func TestSinkStoresRecordsClickHouseRefusesInTheirForm(t *testing.T) {
 	st := openTestStore(t, "sinkform")
 	var logs bytes.Buffer
-	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.NewTextHandler(&logs, nil))}, st)
-	b := newBatch()
-	recs := sinkRecords(t, 2)
 	const at = `"pipeline_id":"pipe_s","trigger_type":"click","step_id":"step_1","step_order":1,"attempt":1,"status":"success","http_status":200,"started_at":"2026-11-27T10:00:00Z"`
-	odd := []*kgo.Record{
+	writeAmid(t, st, &logs, 2, []*kgo.Record{
 		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup",` + at + `}`)},
 		{Topic: "execs", Partition: 1, Offset: 8, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_sur\ud800",` + at + `}`)},
 		// A column the store fills itself, which webhookd's row has not.
 		{Topic: "execs", Partition: 1, Offset: 9, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_ins","inserted_at":"then",` + at + `}`)},
-	}
-	for _, r := range append(recs[:2:2], append(odd, recs[2:]...)...) {
-		s.add(b, r)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.write(ctx, b); err != nil {
-		t.Fatalf("write: %v (the batch waited for a backoff)", err)
-	}
+	})
+	ctx := context.Background()
 	rows, err := st.b.query(ctx, "SELECT attempt_id FROM "+st.t("attempts")+" ORDER BY attempt_id", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -351,11 +330,25 @@ func (f formStrictFeed) Feed(ctx context.Context, b *Batch) error {
 // retried in the sink's backoff forever), each once.
 func TestSinkFeedRefusingARecordsFormFeedsItRewritten(t *testing.T) {
 	st := openTestStore(t, "sinkfeedform")
-	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: slog.New(slog.DiscardHandler)}, formStrictFeed{st})
+	writeAmid(t, formStrictFeed{st}, nil, 2, []*kgo.Record{
+		{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup","pipeline_id":"pipe_s","trigger_type":"click","step_id":"step_1","step_order":1,"attempt":1,"status":"success","http_status":200,"started_at":"2026-11-27T10:00:00Z"}`)},
+	})
+	wantStepSuccesses(t, st, 3)
+}
+
+// writeAmid writes, as one sink batch into store, sinkRecords(t, n) with
+// odd put after its first n records; the write must not wait for a backoff
+// (the sink's MinBackoff is an hour). logs, when given, takes the sink's log.
+func writeAmid(t *testing.T, store SinkStore, logs *bytes.Buffer, n int, odd []*kgo.Record) {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	if logs != nil {
+		log = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	s := NewSink(SinkOptions{ExecutionsTopic: "execs", DLQTopic: "dlq", MinBackoff: time.Hour, Log: log}, store)
 	b := newBatch()
-	recs := sinkRecords(t, 2)
-	twice := &kgo.Record{Topic: "execs", Partition: 1, Offset: 7, Value: []byte(`{"v":1,"kind":"attempt","attempt_id":"att_twice","attempt_id":"att_dup","pipeline_id":"pipe_s","trigger_type":"click","step_id":"step_1","step_order":1,"attempt":1,"status":"success","http_status":200,"started_at":"2026-11-27T10:00:00Z"}`)}
-	for _, r := range append(recs, twice) {
+	recs := sinkRecords(t, n)
+	for _, r := range append(recs[:n:n], append(odd, recs[n:]...)...) {
 		s.add(b, r)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -363,7 +356,6 @@ func TestSinkFeedRefusingARecordsFormFeedsItRewritten(t *testing.T) {
 	if err := s.write(ctx, b); err != nil {
 		t.Fatalf("write: %v (the batch waited for a backoff)", err)
 	}
-	wantStepSuccesses(t, st, 3)
 }
 
 // wantStepSuccesses checks the successful attempts the aggregates counted
