@@ -267,20 +267,24 @@ func TestStatsAreExactAndSurviveReplayedBatches(t *testing.T) {
 	}
 }
 
-// Rows not read from Kafka (no origin) are fed every time: the high-water
-// marks are what makes a replay harmless, so they must be what filters.
+// Rows not read from Kafka (no origin) are not filtered by the high-water
+// marks (those are what makes a replay harmless): two executions written
+// without origins both count. The same execution's final state written
+// again counts once (its feed key).
 func TestRowsWithoutOriginAreFedEachTime(t *testing.T) {
 	s := openTestStore(t, "noorigin")
 	ctx := context.Background()
 	e := delivery.Execution{ExecutionID: "x", PipelineID: "p", TriggerType: "click", Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
-	for range 2 {
-		if err := s.Write(ctx, &Batch{Executions: []delivery.Execution{e}}); err != nil {
+	e2 := e
+	e2.ExecutionID = "y"
+	for _, b := range []delivery.Execution{e, e2, e} {
+		if err := s.Write(ctx, &Batch{Executions: []delivery.Execution{b}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)})
 	if err != nil || st.Finished != 2 {
-		t.Fatalf("stats = %+v, %v; want the row fed twice", st, err)
+		t.Fatalf("stats = %+v, %v; want both executions fed, each once", st, err)
 	}
 }
 
@@ -318,33 +322,7 @@ func TestSinkCrashAndReplayKeepsStatsExact(t *testing.T) {
 		t.Fatalf("first sink: %v", err)
 	}
 	// Second life: reads from the start again, inserts, commits.
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- NewSink(so, s).Run(sctx) }()
-	adm := kadm.NewClient(prod)
-	for {
-		// Wait for the signal that everything was inserted: the group's
-		// commits reach the end of both topics.
-		offs, err := adm.FetchOffsets(ctx, "analytics")
-		if err == nil {
-			execs, _ := offs.Lookup(wlExecTopic, 0)
-			dead, _ := offs.Lookup(wlDLQTopic, 0)
-			if execs.At == int64(len(recs)-1) && dead.At == 1 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the second sink did not commit everything: %v, %v", offs, err)
-		case err := <-done:
-			t.Fatalf("the second sink stopped: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	sinkToTheEnd(ctx, t, NewSink(so, s), prod, int64(len(recs)-1), 1)
 	// The base tables hold rows twice until merged; the log endpoints read
 	// them with FINAL.
 	logs, total, err := s.RecentExecutions(context.Background(), ExecutionFilter{})
@@ -352,4 +330,98 @@ func TestSinkCrashAndReplayKeepsStatsExact(t *testing.T) {
 		t.Fatalf("logs: %d of %d, %v", len(logs), total, err)
 	}
 	checkWorkload(t, s)
+}
+
+// sinkToTheEnd runs sk until its group has committed the executions topic
+// up to execAt and the DLQ topic up to dlqAt (the signal that everything was
+// inserted), then stops it.
+func sinkToTheEnd(ctx context.Context, t *testing.T, sk *Sink, cl *kgo.Client, execAt, dlqAt int64) {
+	t.Helper()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sk.Run(sctx) }()
+	adm := kadm.NewClient(cl)
+	for {
+		offs, err := adm.FetchOffsets(ctx, "analytics")
+		if err == nil {
+			execs, _ := offs.Lookup(wlExecTopic, 0)
+			dead, _ := offs.Lookup(wlDLQTopic, 0)
+			if execs.At == execAt && dead.At == dlqAt {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the sink did not commit everything: %v, %v", offs, err)
+		case err := <-done:
+			t.Fatalf("the sink stopped: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// After a crash, the dispatcher delivers again the events whose offsets it
+// had not committed: their executions write every state again, same ids, at
+// new offsets of the executions and DLQ topics. The figures count each
+// execution, attempt and DLQ item once, as the logs list them — whether
+// the second copy reaches the sink in a later batch or in the same one.
+func TestRedeliveredExecutionsCountOnce(t *testing.T) {
+	for _, batch := range []struct {
+		name string
+		size int
+	}{{"later batches", 7}, {"one batch", 1000}} {
+		t.Run(batch.name, func(t *testing.T) {
+			s := openTestStore(t, "redelivered")
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, wlExecTopic, wlDLQTopic))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(wlExecTopic)}
+			prod, err := kgo.NewClient(opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prod.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			recs := workload()
+			for range 2 {
+				for _, r := range recs {
+					v, _ := json.Marshal(r.value)
+					if err := prod.ProduceSync(ctx, &kgo.Record{Topic: r.topic, Value: v}).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			so := SinkOptions{ClientOpts: opts, Group: "analytics", ExecutionsTopic: wlExecTopic, DLQTopic: wlDLQTopic, BatchSize: batch.size, FlushInterval: 50 * time.Millisecond}
+			sinkToTheEnd(ctx, t, NewSink(so, s), prod, int64(2*(len(recs)-1)), 2)
+			logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{})
+			if err != nil || total != 5 || len(logs) != 5 {
+				t.Fatalf("logs: %d of %d, %v", len(logs), total, err)
+			}
+			checkWorkload(t, s)
+			ps, err := s.PipelineStats(ctx, nil, Range{From: wlT0, To: wlT0.Add(time.Hour)})
+			if err != nil || ps["p1"] == nil || ps["p1"].TotalExecutions != 3 || ps["p2"] == nil || ps["p2"].TotalExecutions != 2 {
+				t.Fatalf("pipeline stats %+v, %v; want p1 3 and p2 2 executions", ps, err)
+			}
+			// A DLQ item that went dead twice (the same id) is one in the
+			// time series too.
+			buckets, err := s.TimeSeries(ctx, Range{From: wlT0, To: wlT0.Add(3 * time.Minute)}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dead int64
+			for _, b := range buckets {
+				dead += b.DLQ
+			}
+			if dead != 1 {
+				t.Errorf("time series DLQ %d, want 1", dead)
+			}
+		})
+	}
 }

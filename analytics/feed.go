@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/afftok/webhookd/delivery"
+	"github.com/afftok/webhookd/dlq"
 )
 
 // Origin is where a row was read from: a Kafka record's topic, partition and
@@ -148,85 +149,226 @@ func originAt(os []Origin, i int) Origin {
 // each group of a batch's parts once they are in the base tables; calling it
 // again with the same rows, after a feed insert that failed or was written
 // and reported failed, feeds none of them twice.
+//
+// A fresh row that counts something once per id (see fedKeysSchema) is left
+// out when its key was fed before, by another record (a redelivery after a
+// crash), or earlier in this batch.
 func (s *Store) Feed(ctx context.Context, b *Batch) error {
+	var at, ex, dead feedRows
 	if len(b.Attempts)+len(b.AttemptRecs) > 0 {
 		m, err := s.marks(ctx, "attempts", b.AttemptOrigins, b.AttemptRecOrigins)
 		if err != nil {
 			return err
 		}
-		var rows [][]any
 		for i, a := range b.Attempts {
 			if o := originAt(b.AttemptOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset})
+				at.row(attemptKey(a.AttemptID), a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset)
 			}
 		}
-		if err := s.b.insert(ctx, s.t("attempts_feed"), attemptFeedCols, rows); err != nil {
-			return fmt.Errorf("attempts feed: %w", err)
-		}
-		if err := s.feedRecords(ctx, "attempts_feed", attemptFeedFields, m, b.AttemptRecs, b.AttemptRecOrigins); err != nil {
-			return fmt.Errorf("attempts feed: %w", err)
-		}
+		at.records(m, b.AttemptRecs, b.AttemptRecOrigins, attemptFeedFields, attemptKeyFields, func(v []string) string { return attemptKey(v[0]) })
 	}
 	if len(b.Executions)+len(b.ExecutionRecs) > 0 {
 		m, err := s.marks(ctx, "executions", b.ExecutionOrigins, b.ExecutionRecOrigins)
 		if err != nil {
 			return err
 		}
-		var rows [][]any
 		for i, e := range b.Executions {
 			if o := originAt(b.ExecutionOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset})
+				ex.row(executionKey(e.ExecutionID, e.Status, e.FirstRetry), e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset)
 			}
 		}
-		if err := s.b.insert(ctx, s.t("executions_feed"), executionFeedCols, rows); err != nil {
-			return fmt.Errorf("executions feed: %w", err)
-		}
-		if err := s.feedRecords(ctx, "executions_feed", executionFeedFields, m, b.ExecutionRecs, b.ExecutionRecOrigins); err != nil {
-			return fmt.Errorf("executions feed: %w", err)
-		}
+		ex.records(m, b.ExecutionRecs, b.ExecutionRecOrigins, executionFeedFields, executionKeyFields, func(v []string) string {
+			return executionKey(v[0], v[1], v[2] == "true")
+		})
 	}
 	if len(b.Dead) > 0 {
 		m, err := s.marks(ctx, "dlq", b.DeadOrigins)
 		if err != nil {
 			return err
 		}
-		var rows [][]any
 		for i, d := range b.Dead {
 			if o := originAt(b.DeadOrigins, i); fresh(m, o) {
-				rows = append(rows, []any{d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, o.Partition, o.Offset})
+				dead.row(deadKey(d.ID, d.State), d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, o.Partition, o.Offset)
 			}
 		}
-		if err := s.b.insert(ctx, s.t("dlq_feed"), dlqFeedCols, rows); err != nil {
-			return fmt.Errorf("dlq feed: %w", err)
-		}
+	}
+	fed, err := s.fedBefore(ctx, at.keys(), ex.keys(), dead.keys())
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	if err := at.insert(ctx, s, "attempts_feed", attemptFeedCols, fed, seen); err != nil {
+		return fmt.Errorf("attempts feed: %w", err)
+	}
+	if err := ex.insert(ctx, s, "executions_feed", executionFeedCols, fed, seen); err != nil {
+		return fmt.Errorf("executions feed: %w", err)
+	}
+	if err := dead.insert(ctx, s, "dlq_feed", dlqFeedCols, fed, seen); err != nil {
+		return fmt.Errorf("dlq feed: %w", err)
 	}
 	return nil
 }
 
-// feedRecords feeds JSON records, each with its origin's fields put in
+// Feed keys (fedKeysSchema, migration 6): "" for a row that is fed every time.
+
+func attemptKey(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "a:" + id
+}
+
+// executionKey: an execution counts once as finished (any state but
+// retrying) and once as gone into retry (its first retrying state); its
+// other retrying states count retries scheduled, each once, and have no key.
+func executionKey(id, status string, firstRetry bool) string {
+	switch {
+	case id == "" || status == "":
+		return ""
+	case status != delivery.ExecRetrying:
+		return "e:" + id + ":f"
+	case firstRetry:
+		return "e:" + id + ":r"
+	}
+	return ""
+}
+
+// deadKey: a DLQ item goes dead once (a retried item's execution that dies
+// again is another item).
+func deadKey(id, state string) string {
+	if id == "" || state != dlq.StateDead {
+		return ""
+	}
+	return "d:" + id
+}
+
+// The record fields a feed key is made of (attemptKey, executionKey).
+var (
+	attemptKeyFields   = []string{"attempt_id"}
+	executionKeyFields = []string{"execution_id", "status", "first_retry"}
+)
+
+// feedRows is one feed's fresh rows (typed, or records) with their keys,
+// before the keys fed earlier are left out.
+type feedRows struct {
+	rows    [][]any
+	rowKeys []string
+	recs    [][]byte
+	recKeys []string
+}
+
+func (f *feedRows) row(key string, cols ...any) {
+	f.rows, f.rowKeys = append(f.rows, cols), append(f.rowKeys, key)
+}
+
+// records adds the fresh ones of recs, each with its origin's fields in
 // front and only the fields the feed has (fields names the feed's columns
 // a record can carry): ClickHouse's cost of reading a record grows with its
-// size, and most of an attempt record (URLs, bodies, names) is not fed.
-func (s *Store) feedRecords(ctx context.Context, table string, fields []string, m map[partKey]int64, recs [][]byte, origins []Origin) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	out := make([][]byte, 0, len(recs))
+// size, and most of an attempt record (URLs, bodies, names) is not fed. The
+// key is made by key from the values of the record's keyFields (strings, or
+// JSON text for other values).
+func (f *feedRows) records(m map[partKey]int64, recs [][]byte, origins []Origin, fields, keyFields []string, key func([]string) string) {
 	for i, r := range recs {
 		o := originAt(origins, i)
 		if !fresh(m, o) {
 			continue
 		}
-		if rec, ok := feedRow(r, o, fields); ok {
-			out = append(out, rec)
+		if rec, vals, ok := feedRowKeyed(r, o, fields, keyFields); ok {
+			f.recs, f.recKeys = append(f.recs, rec), append(f.recKeys, key(vals))
 		} else if rec, ok := withOrigin(r, o); ok {
-			out = append(out, rec) // a record feedRow does not read: as it is
+			// A record feedRow does not read: as it is, fed every time.
+			f.recs, f.recKeys = append(f.recs, rec), append(f.recKeys, "")
 		}
 	}
-	if len(out) == 0 {
+}
+
+func (f *feedRows) keys() []string {
+	var out []string
+	for _, ks := range [][]string{f.rowKeys, f.recKeys} {
+		for _, k := range ks {
+			if k != "" {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// insert feeds the rows whose key is neither in fed nor seen (seen gains
+// the keys fed), each with its key in the feed's fed_key column.
+func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, fed, seen map[string]bool) error {
+	keep := func(k string) bool {
+		if k == "" {
+			return true
+		}
+		if fed[k] || seen[k] {
+			return false
+		}
+		seen[k] = true
+		return true
+	}
+	var rows [][]any
+	for i, r := range f.rows {
+		if k := f.rowKeys[i]; keep(k) {
+			rows = append(rows, append(r, k))
+		}
+	}
+	if len(rows) > 0 {
+		if err := s.b.insert(ctx, s.t(table), append(cols[:len(cols):len(cols)], "fed_key"), rows); err != nil {
+			return err
+		}
+	}
+	var recs [][]byte
+	for i, r := range f.recs {
+		if k := f.recKeys[i]; keep(k) {
+			if k != "" {
+				r = withFedKey(r, k)
+			}
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) == 0 {
 		return nil
 	}
-	return s.InsertRecords(ctx, table, out)
+	return s.InsertRecords(ctx, table, recs)
+}
+
+// withFedKey puts "fed_key": key last in rec (a JSON object feedRowKeyed
+// made).
+func withFedKey(rec []byte, key string) []byte {
+	k, _ := json.Marshal(key)
+	out := make([]byte, 0, len(rec)+len(k)+12)
+	out = append(out, rec[:len(rec)-1]...)
+	if len(rec) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"fed_key":`...)
+	out = append(out, k...)
+	return append(out, '}')
+}
+
+// fedBefore returns which of keys (each feed's) were fed before: their
+// hashes are in fed_keys. One lookup for the whole batch, by the table's
+// sorting key.
+func (s *Store) fedBefore(ctx context.Context, keys ...[]string) (map[string]bool, error) {
+	var all []string
+	for _, ks := range keys {
+		all = append(all, ks...)
+	}
+	out := map[string]bool{}
+	if len(all) == 0 {
+		return out, nil
+	}
+	rows, err := s.b.query(ctx, `
+		SELECT k FROM (SELECT arrayJoin({keys:Array(String)}) AS k)
+		WHERE sipHash64(k) IN (SELECT h FROM `+s.t("fed_keys")+` WHERE h IN (SELECT sipHash64(arrayJoin({keys:Array(String)}))))`, Params{"keys": all})
+	if err != nil {
+		return nil, fmt.Errorf("fed keys: %w", err)
+	}
+	for _, r := range rows {
+		out[asString(r[0])] = true
+	}
+	return out, nil
 }
 
 // withOrigin returns a JSON object record with the origin's fields put in
@@ -261,6 +403,20 @@ func withOrigin(rec []byte, o Origin) ([]byte, bool) {
 // objects as webhookd writes them; false for anything it does not (a key
 // with an escape, a malformed record), which is then fed whole.
 func feedRow(rec []byte, o Origin, fields []string) ([]byte, bool) {
+	out, _, ok := feedRowKeyed(rec, o, fields, nil)
+	return out, ok
+}
+
+// feedRowKeyed is feedRow that also returns the values of the record's
+// fields named in keyFields, in that order ("" for one absent): a string's
+// text, other values as their JSON.
+func feedRowKeyed(rec []byte, o Origin, fields, keyFields []string) ([]byte, []string, bool) {
+	vals := make([]string, len(keyFields))
+	out, ok := feedRowInto(rec, o, fields, keyFields, vals)
+	return out, vals, ok
+}
+
+func feedRowInto(rec []byte, o Origin, fields, keyFields, vals []string) ([]byte, bool) {
 	i := skipSpace(rec, 0)
 	if i >= len(rec) || rec[i] != '{' {
 		return nil, false
@@ -311,6 +467,15 @@ func feedRow(rec []byte, o Origin, fields []string) ([]byte, bool) {
 				break
 			}
 		}
+		for k, f := range keyFields {
+			if string(key) == f {
+				v, ok := jsonText(rec[vs:ve])
+				if !ok {
+					return nil, false
+				}
+				vals[k] = v
+			}
+		}
 		i = skipSpace(rec, ve)
 		if i >= len(rec) {
 			return nil, false
@@ -327,6 +492,22 @@ func feedRow(rec []byte, o Origin, fields []string) ([]byte, bool) {
 			return nil, false
 		}
 	}
+}
+
+// jsonText is a JSON value's text: a string's, unescaped; any other value's
+// JSON as it is.
+func jsonText(v []byte) (string, bool) {
+	if len(v) == 0 || v[0] != '"' {
+		return string(v), true
+	}
+	if bytes.IndexByte(v, '\\') < 0 && len(v) >= 2 {
+		return string(v[1 : len(v)-1]), true
+	}
+	var t string
+	if err := json.Unmarshal(v, &t); err != nil {
+		return "", false
+	}
+	return t, true
 }
 
 func skipSpace(b []byte, i int) int {

@@ -117,6 +117,36 @@ func FuzzFeedRow(f *testing.F) {
 		if string(mustJSON(got)) != string(mustJSON(wantRT)) {
 			t.Fatalf("%q → %s, want %s", rec, mustJSON(got), mustJSON(want))
 		}
+		// The key fields' values read as JSON reads them (the last of a
+		// key given twice), and the fed_key put last keeps the record JSON.
+		out2, vals, ok := feedRowKeyed(rec, Origin{Topic: topic, Partition: partition, Offset: offset}, attemptFeedFields, executionKeyFields)
+		if !ok || string(out2) != string(out) {
+			t.Fatalf("%q: keyed %q, %v; want %q", rec, out2, ok, out)
+		}
+		for i, k := range executionKeyFields {
+			v, present := in[k]
+			var wantText string
+			switch x := v.(type) {
+			case string:
+				wantText = x
+			default:
+				if present {
+					var gotV any
+					if json.Unmarshal([]byte(vals[i]), &gotV) != nil || string(mustJSON(gotV)) != string(mustJSON(v)) {
+						t.Fatalf("%q: %s = %q, want %s", rec, k, vals[i], mustJSON(v))
+					}
+					continue
+				}
+			}
+			if vals[i] != wantText && utf8.ValidString(wantText) {
+				t.Fatalf("%q: %s = %q, want %q", rec, k, vals[i], wantText)
+			}
+		}
+		keyed := withFedKey(out, "e:"+vals[0]+":f")
+		var withKey map[string]any
+		if err := json.Unmarshal(keyed, &withKey); err != nil || withKey["fed_key"] != "e:"+vals[0]+":f" && utf8.ValidString(vals[0]) {
+			t.Fatalf("%q → %q: %v", out, keyed, err)
+		}
 	})
 }
 

@@ -47,6 +47,7 @@ var migrations = []Migration{
 	{Version: 3, Name: "executions in time order and counts by status, for the log endpoints", Statements: logSchema},
 	{Version: 4, Name: "latency and time-to-success quantile states by level", Statements: quantileSchema},
 	{Version: 5, Name: "executions_by_time: the executions written while migration 3 ran", Statements: refillExecutionsByTime},
+	{Version: 6, Name: "fed_keys: an execution, attempt or DLQ item redelivered is counted once", Statements: fedKeysSchema},
 }
 
 // Migrations returns the schema's migrations, oldest first.
@@ -98,6 +99,8 @@ var ttlTables = map[string]struct{ column, class string }{
 	"latency_1h":         {"hour", retainAggregates},
 	"time_to_success_1m": {"minute", retainAggregates},
 	"time_to_success_1h": {"hour", retainAggregates},
+	// migration 6
+	"fed_keys": {"at", retainLogs},
 }
 
 // Target is what DDL is generated for: a database, optionally on a cluster
@@ -582,6 +585,43 @@ func aggregateSchema(t Target) []string {
 		SELECT '`+feed+`' AS feed, src_topic AS topic, src_partition AS partition, max(src_offset) AS offset
 		FROM `+db+`.`+feed+`_feed WHERE src_topic != ''
 		GROUP BY topic, partition`)
+	}
+	return stmts
+}
+
+// fedKeysSchema is migration 6: what keeps a redelivered execution from
+// being counted twice. After a crash, a source event whose offset was not
+// committed is delivered again: its execution writes its states again at
+// new offsets of the executions topic (same execution and attempt ids), so
+// the feeds' high-water marks, which only catch the sink's own replays, let
+// them through, and every aggregate counted those executions, attempts and
+// DLQ items twice while the logs (FINAL by id) list each once.
+//
+// Each feed row that counts something once per id carries fed_key: the
+// attempt's id, the execution's id with its final state or its first
+// "retrying" state, the DLQ item's id when it goes dead. A view of the same
+// feed INSERT records the key's hash in fed_keys, so a key is recorded if
+// and only if its row was fed; before a feed, the sink looks up the keys of
+// its fresh rows and leaves out those already fed (Store.Feed). Hashes are
+// 64-bit (sipHash64 of the key, which starts with its feed's letter): at
+// 10^8 keys kept, the chance that a new key is taken for another is ~5e-12.
+// Kept as long as the execution logs.
+func fedKeysSchema(t Target) []string {
+	db, on := t.Database, t.On()
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS ` + db + `.fed_keys` + on + ` (
+			h   UInt64,
+			at  DateTime('UTC')
+		) ENGINE = ` + t.Engine("fed_keys", "ReplacingMergeTree") + `
+		PARTITION BY toYYYYMMDD(at)
+		ORDER BY h
+		` + t.TTL("fed_keys"),
+	}
+	for _, f := range []struct{ feed, at string }{{"attempts", "started_at"}, {"executions", "started_at"}, {"dlq", "failed_at"}} {
+		stmts = append(stmts,
+			`ALTER TABLE `+db+`.`+f.feed+`_feed`+on+` ADD COLUMN IF NOT EXISTS fed_key String DEFAULT ''`,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS `+db+`.fed_keys_`+f.feed+`_mv`+on+` TO `+db+`.fed_keys AS
+		SELECT sipHash64(fed_key) AS h, toDateTime(`+f.at+`) AS at FROM `+db+`.`+f.feed+`_feed WHERE fed_key != ''`)
 	}
 	return stmts
 }

@@ -478,6 +478,31 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv ON CLUSTER
 
 INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
 
+-- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum b38d818ac6dad20c)
+
+CREATE TABLE IF NOT EXISTS webhookd.fed_keys ON CLUSTER webhookd_cluster (
+			h   UInt64,
+			at  DateTime('UTC')
+		) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/webhookd/fed_keys', '{replica}')
+		PARTITION BY toYYYYMMDD(at)
+		ORDER BY h
+		TTL toDateTime(at) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.attempts_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_attempts_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
+		SELECT sipHash64(fed_key) AS h, toDateTime(started_at) AS at FROM webhookd.attempts_feed WHERE fed_key != '';
+
+ALTER TABLE webhookd.executions_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_executions_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
+		SELECT sipHash64(fed_key) AS h, toDateTime(started_at) AS at FROM webhookd.executions_feed WHERE fed_key != '';
+
+ALTER TABLE webhookd.dlq_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_dlq_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
+		SELECT sipHash64(fed_key) AS h, toDateTime(failed_at) AS at FROM webhookd.dlq_feed WHERE fed_key != '';
+
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
@@ -501,6 +526,8 @@ ALTER TABLE webhookd.executions_1m ON CLUSTER webhookd_cluster MODIFY TTL toDate
 ALTER TABLE webhookd.executions_by_time ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.executions_status_1h ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
+
+ALTER TABLE webhookd.fed_keys ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.latency_1h ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
 
