@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -423,5 +424,64 @@ func TestRedeliveredExecutionsCountOnce(t *testing.T) {
 				t.Errorf("time series DLQ %d, want 1", dead)
 			}
 		})
+	}
+}
+
+// A redelivered execution may take another path than its first delivery:
+// it retries where the first did not, or the first went into retry and the
+// redelivery succeeds at once (the first one's retry task then finishes it
+// too). Each execution still counts once, finished, and not "in retry";
+// the log totals by status agree — with the states in later batches or in
+// one.
+func TestRedeliveredExecutionTakingAnotherPathCountsOnce(t *testing.T) {
+	state := func(status string, seq int64, firstRetry, retried bool) delivery.Execution {
+		x := delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", DeliveryID: "d", PipelineID: "p", PipelineName: "p",
+			TriggerType: "click", Status: status, StartedAt: wlT0, Seq: seq, FirstRetry: firstRetry, Retried: retried}
+		if status != delivery.ExecRetrying {
+			x.CompletedAt = wlT0.Add(time.Duration(seq) * time.Second)
+		}
+		return x
+	}
+	for _, c := range []struct {
+		name   string
+		states []delivery.Execution
+	}{
+		{"retries only when redelivered", []delivery.Execution{
+			state("completed", 1, false, false),
+			state("retrying", 2, true, false), state("completed", 3, false, true)}},
+		{"succeeds at once when redelivered", []delivery.Execution{
+			state("retrying", 1, true, false),
+			state("completed", 2, false, false),
+			state("completed", 3, false, true)}},
+	} {
+		for _, oneBatch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/one batch %v", c.name, oneBatch), func(t *testing.T) {
+				s := openTestStore(t, "paths")
+				ctx := context.Background()
+				b := &Batch{}
+				for i, x := range c.states {
+					rec, _ := json.Marshal(x)
+					b.ExecutionRecs, b.ExecutionRecOrigins = append(b.ExecutionRecs, rec), append(b.ExecutionRecOrigins, Origin{Topic: wlExecTopic, Offset: int64(i)})
+					if !oneBatch {
+						if err := s.Write(ctx, b); err != nil {
+							t.Fatal(err)
+						}
+						b = &Batch{}
+					}
+				}
+				if err := s.Write(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+				st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)})
+				if err != nil || st.Executions != 1 || st.Finished != 1 || st.Completed != 1 || st.InRetry != 0 {
+					t.Fatalf("stats %+v, %v; want one execution, completed, none in retry", st, err)
+				}
+				for status, want := range map[string]int64{"completed": 1, "retrying": 0} {
+					if _, total, err := s.RecentExecutions(ctx, ExecutionFilter{Statuses: []string{status}}); err != nil || total != want {
+						t.Errorf("logs with status %s: total %d, %v; want %d", status, total, err, want)
+					}
+				}
+			})
+		}
 	}
 }

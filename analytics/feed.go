@@ -3,8 +3,11 @@ package analytics
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/afftok/webhookd/delivery"
@@ -150,11 +153,11 @@ func originAt(os []Origin, i int) Origin {
 // again with the same rows, after a feed insert that failed or was written
 // and reported failed, feeds none of them twice.
 //
-// A fresh row that counts something once per id (see fedKeysSchema) is left
-// out when its key was fed before, by another record (a redelivery after a
-// crash), or earlier in this batch.
+// A fresh row that counts something once per id (fedKeysSchema) is left out
+// when its key was fed before — by another record: a redelivery after a
+// crash — or earlier in this batch.
 func (s *Store) Feed(ctx context.Context, b *Batch) error {
-	var at, ex, dead feedRows
+	at, ex, dead := feedRows{retriedCol: -1}, feedRows{retriedCol: executionRetriedCol}, feedRows{retriedCol: -1}
 	if len(b.Attempts)+len(b.AttemptRecs) > 0 {
 		m, err := s.marks(ctx, "attempts", b.AttemptOrigins, b.AttemptRecOrigins)
 		if err != nil {
@@ -165,7 +168,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 				at.row(attemptKey(a.AttemptID), a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset)
 			}
 		}
-		at.records(m, b.AttemptRecs, b.AttemptRecOrigins, attemptFeedFields, attemptKeyFields, func(v []string) string { return attemptKey(v[0]) })
+		at.records(m, b.AttemptRecs, b.AttemptRecOrigins, attemptFeedFields, attemptKeyFields, func(v []string) (feedKey, bool) { return attemptKey(v[0]), false })
 	}
 	if len(b.Executions)+len(b.ExecutionRecs) > 0 {
 		m, err := s.marks(ctx, "executions", b.ExecutionOrigins, b.ExecutionRecOrigins)
@@ -177,8 +180,8 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 				ex.row(executionKey(e.ExecutionID, e.Status, e.FirstRetry), e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset)
 			}
 		}
-		ex.records(m, b.ExecutionRecs, b.ExecutionRecOrigins, executionFeedFields, executionKeyFields, func(v []string) string {
-			return executionKey(v[0], v[1], v[2] == "true")
+		ex.records(m, b.ExecutionRecs, b.ExecutionRecOrigins, executionRecFields, executionKeyFields, func(v []string) (feedKey, bool) {
+			return executionKey(v[0], v[1], v[2] == "true"), v[3] == "true"
 		})
 	}
 	if len(b.Dead) > 0 {
@@ -196,7 +199,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
+	seen := map[int64]bool{}
 	if err := at.insert(ctx, s, "attempts_feed", attemptFeedCols, fed, seen); err != nil {
 		return fmt.Errorf("attempts feed: %w", err)
 	}
@@ -209,108 +212,143 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-// Feed keys (fedKeysSchema, migration 6): "" for a row that is fed every time.
-
-func attemptKey(id string) string {
-	if id == "" {
-		return ""
-	}
-	return "a:" + id
+// feedKey is a feed row's key (fedKeysSchema): h, its hash (feedKeyHash;
+// 0: none, fed every time). An execution counts once as finished (its
+// final state) and once as gone into retry (its first "retrying" state);
+// other, the hash of the other one, keeps the two consistent when a
+// redelivered execution takes another path than the first delivery did:
+//   - a first retry after the execution's final state was fed is left out
+//     (it would stay "in retry" forever: nothing closes it);
+//   - a final state fed after the execution's first retry was closes it
+//     (retried), even when this delivery of it did not retry.
+type feedKey struct {
+	h, other int64
+	final    bool
 }
 
-// executionKey: an execution counts once as finished (any state but
-// retrying) and once as gone into retry (its first retrying state); its
-// other retrying states count retries scheduled, each once, and have no key.
-func executionKey(id, status string, firstRetry bool) string {
-	switch {
-	case id == "" || status == "":
-		return ""
-	case status != delivery.ExecRetrying:
-		return "e:" + id + ":f"
-	case firstRetry:
-		return "e:" + id + ":r"
+func attemptKey(id string) feedKey { return feedKey{h: feedKeyHash(prefixed("a:", id))} }
+
+func executionKey(id, status string, firstRetry bool) feedKey {
+	if id == "" || status == "" {
+		return feedKey{}
 	}
-	return ""
+	f, r := feedKeyHash("e:"+id+":f"), feedKeyHash("e:"+id+":r")
+	switch {
+	case status != delivery.ExecRetrying:
+		return feedKey{h: f, other: r, final: true}
+	case firstRetry:
+		return feedKey{h: r, other: f}
+	}
+	return feedKey{} // a retry scheduled: each one counts
 }
 
 // deadKey: a DLQ item goes dead once (a retried item's execution that dies
 // again is another item).
-func deadKey(id, state string) string {
-	if id == "" || state != dlq.StateDead {
-		return ""
+func deadKey(id, state string) feedKey {
+	if state != dlq.StateDead {
+		return feedKey{}
 	}
-	return "d:" + id
+	return feedKey{h: feedKeyHash(prefixed("d:", id))}
 }
 
-// The record fields a feed key is made of (attemptKey, executionKey).
+func prefixed(prefix, id string) string {
+	if id == "" {
+		return ""
+	}
+	return prefix + id
+}
+
+// The record fields a feed key is made of (attemptKey, executionKey, and
+// the execution's retried, which the feed may set: see feedKey).
 var (
 	attemptKeyFields   = []string{"attempt_id"}
-	executionKeyFields = []string{"execution_id", "status", "first_retry"}
+	executionKeyFields = []string{"execution_id", "status", "first_retry", "retried"}
+	executionRecFields = without(executionFeedFields, "retried")
 )
+
+// executionRetriedCol is retried's column in executionFeedCols.
+var executionRetriedCol = slices.Index(executionFeedCols, "retried")
+
+func without(fields []string, name string) []string {
+	return slices.DeleteFunc(slices.Clone(fields), func(f string) bool { return f == name })
+}
 
 // feedRows is one feed's fresh rows (typed, or records) with their keys,
 // before the keys fed earlier are left out.
 type feedRows struct {
-	rows    [][]any
-	rowKeys []string
-	recs    [][]byte
-	recKeys []string
+	rows       [][]any
+	rowKeys    []feedKey
+	recs       [][]byte
+	recKeys    []feedKey
+	recRetried []bool
+	retriedCol int // the rows' retried column (executions; -1: none)
 }
 
-func (f *feedRows) row(key string, cols ...any) {
+func (f *feedRows) row(key feedKey, cols ...any) {
 	f.rows, f.rowKeys = append(f.rows, cols), append(f.rowKeys, key)
 }
 
 // records adds the fresh ones of recs, each with its origin's fields in
 // front and only the fields the feed has (fields names the feed's columns
 // a record can carry): ClickHouse's cost of reading a record grows with its
-// size, and most of an attempt record (URLs, bodies, names) is not fed. The
-// key is made by key from the values of the record's keyFields (strings, or
-// JSON text for other values).
-func (f *feedRows) records(m map[partKey]int64, recs [][]byte, origins []Origin, fields, keyFields []string, key func([]string) string) {
+// size, and most of an attempt record (URLs, bodies, names) is not fed.
+// key makes the record's key and retried (executions) from the values of
+// its keyFields (strings, or JSON text for other values).
+func (f *feedRows) records(m map[partKey]int64, recs [][]byte, origins []Origin, fields, keyFields []string, key func([]string) (feedKey, bool)) {
 	for i, r := range recs {
 		o := originAt(origins, i)
 		if !fresh(m, o) {
 			continue
 		}
 		if rec, vals, ok := feedRowKeyed(r, o, fields, keyFields); ok {
-			f.recs, f.recKeys = append(f.recs, rec), append(f.recKeys, key(vals))
+			k, retried := key(vals)
+			f.recs, f.recKeys, f.recRetried = append(f.recs, rec), append(f.recKeys, k), append(f.recRetried, retried)
 		} else if rec, ok := withOrigin(r, o); ok {
 			// A record feedRow does not read: as it is, fed every time.
-			f.recs, f.recKeys = append(f.recs, rec), append(f.recKeys, "")
+			f.recs, f.recKeys, f.recRetried = append(f.recs, rec), append(f.recKeys, feedKey{}), append(f.recRetried, false)
 		}
 	}
 }
 
-func (f *feedRows) keys() []string {
-	var out []string
-	for _, ks := range [][]string{f.rowKeys, f.recKeys} {
+func (f *feedRows) keys() []int64 {
+	var out []int64
+	for _, ks := range [][]feedKey{f.rowKeys, f.recKeys} {
 		for _, k := range ks {
-			if k != "" {
-				out = append(out, k)
+			for _, h := range []int64{k.h, k.other} {
+				if h != 0 {
+					out = append(out, h)
+				}
 			}
 		}
 	}
 	return out
 }
 
-// insert feeds the rows whose key is neither in fed nor seen (seen gains
-// the keys fed), each with its key in the feed's fed_key column.
-func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, fed, seen map[string]bool) error {
-	keep := func(k string) bool {
-		if k == "" {
-			return true
+// insert feeds the rows feedKey lets through given the keys fed before
+// (fed) and earlier in this batch (seen, which gains the keys fed), each
+// with its key's hash in the feed's fed_key column.
+func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, fed, seen map[int64]bool) error {
+	known := func(h int64) bool { return h != 0 && (fed[h] || seen[h]) }
+	// keep says whether a row goes in, and whether it closes its
+	// execution's retry.
+	keep := func(k feedKey) (ok, closes bool) {
+		switch {
+		case k.h == 0:
+			return true, false
+		case known(k.h), !k.final && known(k.other):
+			return false, false
 		}
-		if fed[k] || seen[k] {
-			return false
-		}
-		seen[k] = true
-		return true
+		seen[k.h] = true
+		return true, k.final && known(k.other)
 	}
 	var rows [][]any
 	for i, r := range f.rows {
-		if k := f.rowKeys[i]; keep(k) {
-			rows = append(rows, append(r, k))
+		k := f.rowKeys[i]
+		if ok, closes := keep(k); ok {
+			if closes && f.retriedCol >= 0 {
+				r[f.retriedCol] = true
+			}
+			rows = append(rows, append(r, k.h))
 		}
 	}
 	if len(rows) > 0 {
@@ -320,9 +358,10 @@ func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []st
 	}
 	var recs [][]byte
 	for i, r := range f.recs {
-		if k := f.recKeys[i]; keep(k) {
-			if k != "" {
-				r = withFedKey(r, k)
+		k := f.recKeys[i]
+		if ok, closes := keep(k); ok {
+			if retried := f.retriedCol >= 0 && (closes || f.recRetried[i]); k.h != 0 || retried {
+				r = withFedKey(r, k.h, retried)
 			}
 			recs = append(recs, r)
 		}
@@ -333,40 +372,56 @@ func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []st
 	return s.InsertRecords(ctx, table, recs)
 }
 
-// withFedKey puts "fed_key": key last in rec (a JSON object feedRowKeyed
-// made).
-func withFedKey(rec []byte, key string) []byte {
-	k, _ := json.Marshal(key)
-	out := make([]byte, 0, len(rec)+len(k)+12)
-	out = append(out, rec[:len(rec)-1]...)
-	if len(rec) > 2 {
-		out = append(out, ',')
+// feedKeyHash is what fed_keys keeps of a key: 63 bits of its SHA-256
+// (63: it reads back as an Int64 from every backend; never 0, which means
+// "no key", the hash of "").
+func feedKeyHash(key string) int64 {
+	if key == "" {
+		return 0
 	}
-	out = append(out, `"fed_key":`...)
-	out = append(out, k...)
+	sum := sha256.Sum256([]byte(key))
+	return max(1, int64(binary.BigEndian.Uint64(sum[:8])>>1))
+}
+
+// withFedKey puts "fed_key": h (unless 0) and "retried": true (when
+// retried) last in rec, a JSON object feedRowKeyed made.
+func withFedKey(rec []byte, h int64, retried bool) []byte {
+	out := make([]byte, 0, len(rec)+48)
+	out = append(out, rec[:len(rec)-1]...)
+	sep := len(rec) > 2
+	add := func(field string) {
+		if sep {
+			out = append(out, ',')
+		}
+		sep = true
+		out = append(out, field...)
+	}
+	if h != 0 {
+		add(`"fed_key":` + strconv.FormatInt(h, 10))
+	}
+	if retried {
+		add(`"retried":true`)
+	}
 	return append(out, '}')
 }
 
-// fedBefore returns which of keys (each feed's) were fed before: their
-// hashes are in fed_keys. One lookup for the whole batch, by the table's
-// sorting key.
-func (s *Store) fedBefore(ctx context.Context, keys ...[]string) (map[string]bool, error) {
-	var all []string
+// fedBefore returns which of the key hashes (each feed's) are in fed_keys:
+// fed before. One lookup for the whole batch, by the table's sorting key.
+func (s *Store) fedBefore(ctx context.Context, keys ...[]int64) (map[int64]bool, error) {
+	var hs []int64
 	for _, ks := range keys {
-		all = append(all, ks...)
+		hs = append(hs, ks...)
 	}
-	out := map[string]bool{}
-	if len(all) == 0 {
+	out := map[int64]bool{}
+	if len(hs) == 0 {
 		return out, nil
 	}
-	rows, err := s.b.query(ctx, `
-		SELECT k FROM (SELECT arrayJoin({keys:Array(String)}) AS k)
-		WHERE sipHash64(k) IN (SELECT h FROM `+s.t("fed_keys")+` WHERE h IN (SELECT sipHash64(arrayJoin({keys:Array(String)}))))`, Params{"keys": all})
+	rows, err := s.b.query(ctx, `SELECT DISTINCT h FROM `+s.t("fed_keys")+` WHERE h IN {hs:Array(UInt64)}`, Params{"hs": hs})
 	if err != nil {
 		return nil, fmt.Errorf("fed keys: %w", err)
 	}
 	for _, r := range rows {
-		out[asString(r[0])] = true
+		out[asInt(r[0])] = true
 	}
 	return out, nil
 }

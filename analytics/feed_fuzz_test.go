@@ -142,10 +142,14 @@ func FuzzFeedRow(f *testing.F) {
 				t.Fatalf("%q: %s = %q, want %q", rec, k, vals[i], wantText)
 			}
 		}
-		keyed := withFedKey(out, "e:"+vals[0]+":f")
-		var withKey map[string]any
-		if err := json.Unmarshal(keyed, &withKey); err != nil || withKey["fed_key"] != "e:"+vals[0]+":f" && utf8.ValidString(vals[0]) {
-			t.Fatalf("%q → %q: %v", out, keyed, err)
+		h := feedKeyHash("e:" + vals[0] + ":f")
+		keyed := withFedKey(out, h, true)
+		var fk struct {
+			FedKey  int64 `json:"fed_key"`
+			Retried bool  `json:"retried"`
+		}
+		if err := json.Unmarshal(keyed, &fk); err != nil || fk.FedKey != h || h <= 0 || !fk.Retried {
+			t.Fatalf("%q → %q: fed_key %d, want %d (%v)", out, keyed, fk.FedKey, h, err)
 		}
 	})
 }

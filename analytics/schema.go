@@ -597,15 +597,15 @@ func aggregateSchema(t Target) []string {
 // them through, and every aggregate counted those executions, attempts and
 // DLQ items twice while the logs (FINAL by id) list each once.
 //
-// Each feed row that counts something once per id carries fed_key: the
+// Each feed row that counts something once per id carries fed_key, the
+// hash of a key (feedKeyHash: 63 bits of SHA-256; 0 for none): the
 // attempt's id, the execution's id with its final state or its first
 // "retrying" state, the DLQ item's id when it goes dead. A view of the same
-// feed INSERT records the key's hash in fed_keys, so a key is recorded if
-// and only if its row was fed; before a feed, the sink looks up the keys of
-// its fresh rows and leaves out those already fed (Store.Feed). Hashes are
-// 64-bit (sipHash64 of the key, which starts with its feed's letter): at
-// 10^8 keys kept, the chance that a new key is taken for another is ~5e-12.
-// Kept as long as the execution logs.
+// feed INSERT records it in fed_keys, so a key is recorded if and only if
+// its row was fed; before a feed, the sink looks up the keys of its fresh
+// rows and leaves out those already fed (Store.Feed). With 10^8 keys kept,
+// the chance that a new key is taken for another is ~1e-11. Kept as long as
+// the execution logs.
 func fedKeysSchema(t Target) []string {
 	db, on := t.Database, t.On()
 	stmts := []string{
@@ -619,9 +619,9 @@ func fedKeysSchema(t Target) []string {
 	}
 	for _, f := range []struct{ feed, at string }{{"attempts", "started_at"}, {"executions", "started_at"}, {"dlq", "failed_at"}} {
 		stmts = append(stmts,
-			`ALTER TABLE `+db+`.`+f.feed+`_feed`+on+` ADD COLUMN IF NOT EXISTS fed_key String DEFAULT ''`,
+			`ALTER TABLE `+db+`.`+f.feed+`_feed`+on+` ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0`,
 			`CREATE MATERIALIZED VIEW IF NOT EXISTS `+db+`.fed_keys_`+f.feed+`_mv`+on+` TO `+db+`.fed_keys AS
-		SELECT sipHash64(fed_key) AS h, toDateTime(`+f.at+`) AS at FROM `+db+`.`+f.feed+`_feed WHERE fed_key != ''`)
+		SELECT fed_key AS h, toDateTime(`+f.at+`) AS at FROM `+db+`.`+f.feed+`_feed WHERE fed_key != 0`)
 	}
 	return stmts
 }

@@ -38,7 +38,7 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 		y.record(c.Body)
 	})
 
-	in.CreatePipeline(t, `{"name":"crash","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/c",
+	pipe := in.CreatePipeline(t, `{"name":"crash","trigger_type":"click","steps":[{"order":1,"url":"`+rcv.URL+`/c",
 	  "body_template":{"id":"{{event_id}}"},"retry_policy":{"max_attempts":10,"backoff_type":"fixed","initial_delay_seconds":5}}]}`)
 	produceClicks(t, prefix+"events", events)
 	for _, at := range []int{150, 350} {
@@ -47,6 +47,19 @@ func TestSIGKILLMidRunLosesNoEvent(t *testing.T) {
 		in.Start(t) // same data directory: chDB and the consumer groups' offsets come back
 	}
 	y.waitFor(t, events)
+	// The figures count each execution once, as the logs list them, though
+	// the crashes made some deliver twice (each time writing its states).
+	in.WaitCaughtUp(t)
+	in.WaitAnalyticsCaughtUp(t)
+	_, out := in.API(t, "GET", "/api/admin/webhooks/pipelines/"+pipe["id"].(string), nil)
+	st, _ := out["data"].(map[string]any)["stats"].(map[string]any)
+	if st["total_executions"] != float64(events) || st["successful"] != float64(events) || st["in_retry"] != 0.0 {
+		t.Errorf("pipeline stats after the crashes: %v; want %d executions, all successful, none in retry", st, events)
+	}
+	_, out = in.API(t, "GET", "/api/admin/webhooks/logs/recent?pipeline_id="+pipe["id"].(string), nil)
+	if total := out["data"].(map[string]any)["pagination"].(map[string]any)["total"]; total != float64(events) {
+		t.Errorf("logs/recent total %v, want %d", total, events)
+	}
 	if took, err := in.Stop(); err != nil {
 		t.Errorf("exit after SIGTERM (%v): %v", took, err)
 	}

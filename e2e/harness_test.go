@@ -484,6 +484,18 @@ func (in *instance) WaitCaughtUp(t testing.TB) {
 	waitCaughtUp(t, in.Name, producer, group)
 }
 
+// WaitAnalyticsCaughtUp waits until the instance's analytics sink has
+// committed everything on the executions and DLQ topics: every record is
+// in ClickHouse and fed to the aggregates (the sink commits only then).
+func (in *instance) WaitAnalyticsCaughtUp(t testing.TB) {
+	t.Helper()
+	group := in.Env["WEBHOOKD_CONSUMER_GROUP"]
+	if group == "" {
+		group = "webhookd-dispatcher"
+	}
+	waitCaughtUp(t, in.Name, producer, group+"-analytics")
+}
+
 // waitCaughtUp is WaitCaughtUp on the broker cl talks to.
 func waitCaughtUp(t testing.TB, name string, cl *kgo.Client, group string) {
 	t.Helper()

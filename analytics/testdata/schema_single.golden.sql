@@ -478,7 +478,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv TO webhook
 
 INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
 
--- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum 56bd101db49df9f7)
+-- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum 74200047116b41ea)
 
 CREATE TABLE IF NOT EXISTS webhookd.fed_keys (
 			h   UInt64,
@@ -488,20 +488,20 @@ CREATE TABLE IF NOT EXISTS webhookd.fed_keys (
 		ORDER BY h
 		TTL toDateTime(at) + INTERVAL 30 DAY;
 
-ALTER TABLE webhookd.attempts_feed ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+ALTER TABLE webhookd.attempts_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_attempts_mv TO webhookd.fed_keys AS
-		SELECT sipHash64(fed_key) AS h, toDateTime(started_at) AS at FROM webhookd.attempts_feed WHERE fed_key != '';
+		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.attempts_feed WHERE fed_key != 0;
 
-ALTER TABLE webhookd.executions_feed ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+ALTER TABLE webhookd.executions_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_executions_mv TO webhookd.fed_keys AS
-		SELECT sipHash64(fed_key) AS h, toDateTime(started_at) AS at FROM webhookd.executions_feed WHERE fed_key != '';
+		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.executions_feed WHERE fed_key != 0;
 
-ALTER TABLE webhookd.dlq_feed ADD COLUMN IF NOT EXISTS fed_key String DEFAULT '';
+ALTER TABLE webhookd.dlq_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_dlq_mv TO webhookd.fed_keys AS
-		SELECT sipHash64(fed_key) AS h, toDateTime(failed_at) AS at FROM webhookd.dlq_feed WHERE fed_key != '';
+		SELECT fed_key AS h, toDateTime(failed_at) AS at FROM webhookd.dlq_feed WHERE fed_key != 0;
 
 -- retention reconcile: one per table whose TTL differs from its setting
 
