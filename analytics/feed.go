@@ -165,7 +165,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		}
 		for i, a := range b.Attempts {
 			if o := originAt(b.AttemptOrigins, i); fresh(m, o) {
-				at.row(attemptKey(a.AttemptID), a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset)
+				at.row(o, attemptKey(a.AttemptID), a.PipelineID, a.TriggerType, a.StepID, int64(a.Attempt), a.Failover, a.Tier, a.Status, int64(a.HTTPStatus), a.LatencyMS, a.Error, a.StartedAt.UTC(), o.Topic, o.Partition, o.Offset)
 			}
 		}
 		at.records(m, b.AttemptRecs, b.AttemptRecOrigins, attemptFeedFields, attemptKeyFields, func(v []string) (feedKey, bool) { return attemptKey(v[0]), false })
@@ -177,7 +177,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		}
 		for i, e := range b.Executions {
 			if o := originAt(b.ExecutionOrigins, i); fresh(m, o) {
-				ex.row(executionKey(e.ExecutionID, e.Status, e.FirstRetry), e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset)
+				ex.row(o, executionKey(e.ExecutionID, e.Status, e.FirstRetry), e.PipelineID, e.TriggerType, e.Status, e.StartedAt.UTC(), e.CompletedAt.UTC(), e.FirstRetry, e.Retried, o.Topic, o.Partition, o.Offset)
 			}
 		}
 		ex.records(m, b.ExecutionRecs, b.ExecutionRecOrigins, executionRecFields, executionKeyFields, func(v []string) (feedKey, bool) {
@@ -191,25 +191,34 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		}
 		for i, d := range b.Dead {
 			if o := originAt(b.DeadOrigins, i); fresh(m, o) {
-				dead.row(deadKey(d.ID, d.State), d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, o.Partition, o.Offset)
+				dead.row(o, deadKey(d.ID, d.State), d.PipelineID, d.TriggerType, d.State, d.Reason, d.FailedAt.UTC(), o.Topic, o.Partition, o.Offset)
 			}
 		}
 	}
-	fed, err := s.fedBefore(ctx, at.keys(), ex.keys(), dead.keys())
-	if err != nil {
-		return err
+	for _, f := range []*feedRows{&at, &ex, &dead} {
+		for pk := range f.partitions() {
+			if err := s.loadFedKeys(ctx, pk); err != nil {
+				return err
+			}
+		}
 	}
-	seen := map[int64]bool{}
-	if err := at.insert(ctx, s, "attempts_feed", attemptFeedCols, fed, seen); err != nil {
+	seen := map[pkHash]bool{}
+	if err := at.insert(ctx, s, "attempts_feed", attemptFeedCols, seen); err != nil {
 		return fmt.Errorf("attempts feed: %w", err)
 	}
-	if err := ex.insert(ctx, s, "executions_feed", executionFeedCols, fed, seen); err != nil {
+	if err := ex.insert(ctx, s, "executions_feed", executionFeedCols, seen); err != nil {
 		return fmt.Errorf("executions feed: %w", err)
 	}
-	if err := dead.insert(ctx, s, "dlq_feed", dlqFeedCols, fed, seen); err != nil {
+	if err := dead.insert(ctx, s, "dlq_feed", dlqFeedCols, seen); err != nil {
 		return fmt.Errorf("dlq feed: %w", err)
 	}
 	return nil
+}
+
+// pkHash is a key's hash in its partition.
+type pkHash struct {
+	pk partKey
+	h  int64
 }
 
 // feedKey is a feed row's key (fedKeysSchema): h, its hash (feedKeyHash;
@@ -224,6 +233,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 type feedKey struct {
 	h, other int64
 	final    bool
+	pk       partKey // the row's partition: where its twin is
 }
 
 func attemptKey(id string) feedKey { return feedKey{h: feedKeyHash(prefixed("a:", id))} }
@@ -284,7 +294,8 @@ type feedRows struct {
 	retriedCol int // the rows' retried column (executions; -1: none)
 }
 
-func (f *feedRows) row(key feedKey, cols ...any) {
+func (f *feedRows) row(o Origin, key feedKey, cols ...any) {
+	key.pk = partKey{o.Topic, o.Partition}
 	f.rows, f.rowKeys = append(f.rows, cols), append(f.rowKeys, key)
 }
 
@@ -302,6 +313,7 @@ func (f *feedRows) records(m map[partKey]int64, recs [][]byte, origins []Origin,
 		}
 		if rec, vals, ok := feedRowKeyed(r, o, fields, keyFields); ok {
 			k, retried := key(vals)
+			k.pk = partKey{o.Topic, o.Partition}
 			f.recs, f.recKeys, f.recRetried = append(f.recs, rec), append(f.recKeys, k), append(f.recRetried, retried)
 		} else if rec, ok := withOrigin(r, o); ok {
 			// A record feedRow does not read: as it is, fed every time.
@@ -310,36 +322,38 @@ func (f *feedRows) records(m map[partKey]int64, recs [][]byte, origins []Origin,
 	}
 }
 
-func (f *feedRows) keys() []int64 {
-	var out []int64
+// partitions are those of the rows with a key.
+func (f *feedRows) partitions() map[partKey]bool {
+	out := map[partKey]bool{}
 	for _, ks := range [][]feedKey{f.rowKeys, f.recKeys} {
 		for _, k := range ks {
-			for _, h := range []int64{k.h, k.other} {
-				if h != 0 {
-					out = append(out, h)
-				}
+			if k.h != 0 {
+				out[k.pk] = true
 			}
 		}
 	}
 	return out
 }
 
-// insert feeds the rows feedKey lets through given the keys fed before
-// (fed) and earlier in this batch (seen, which gains the keys fed), each
-// with its key's hash in the feed's fed_key column.
-func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, fed, seen map[int64]bool) error {
-	known := func(h int64) bool { return h != 0 && (fed[h] || seen[h]) }
+// insert feeds the rows feedKey lets through given the keys the store
+// holds (fed before; their partitions loaded) and those fed earlier in
+// this batch (seen, which gains the keys fed), each with its key's hash in
+// the feed's fed_key column; the store then holds those keys too.
+func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, seen map[pkHash]bool) error {
+	known := func(pk partKey, h int64) bool { return h != 0 && (seen[pkHash{pk, h}] || s.recent.has(pk, h)) }
+	fed := map[partKey][]int64{}
 	// keep says whether a row goes in, and whether it closes its
 	// execution's retry.
 	keep := func(k feedKey) (ok, closes bool) {
 		switch {
 		case k.h == 0:
 			return true, false
-		case known(k.h), !k.final && known(k.other):
+		case known(k.pk, k.h), !k.final && known(k.pk, k.other):
 			return false, false
 		}
-		seen[k.h] = true
-		return true, k.final && known(k.other)
+		seen[pkHash{k.pk, k.h}] = true
+		fed[k.pk] = append(fed[k.pk], k.h)
+		return true, k.final && known(k.pk, k.other)
 	}
 	var rows [][]any
 	for i, r := range f.rows {
@@ -349,11 +363,6 @@ func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []st
 				r[f.retriedCol] = true
 			}
 			rows = append(rows, append(r, k.h))
-		}
-	}
-	if len(rows) > 0 {
-		if err := s.b.insert(ctx, s.t(table), append(cols[:len(cols):len(cols)], "fed_key"), rows); err != nil {
-			return err
 		}
 	}
 	var recs [][]byte
@@ -366,10 +375,20 @@ func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []st
 			recs = append(recs, r)
 		}
 	}
-	if len(recs) == 0 {
-		return nil
+	if len(rows) > 0 {
+		if err := s.b.insert(ctx, s.t(table), append(cols[:len(cols):len(cols)], "fed_key"), rows); err != nil {
+			return err
+		}
 	}
-	return s.InsertRecords(ctx, table, recs)
+	if len(recs) > 0 {
+		if err := s.InsertRecords(ctx, table, recs); err != nil {
+			return err
+		}
+	}
+	for pk, hs := range fed {
+		s.recent.add(pk, 0, hs...)
+	}
+	return nil
 }
 
 // feedKeyHash is what fed_keys keeps of a key: 63 bits of its SHA-256
@@ -403,27 +422,6 @@ func withFedKey(rec []byte, h int64, retried bool) []byte {
 		add(`"retried":true`)
 	}
 	return append(out, '}')
-}
-
-// fedBefore returns which of the key hashes (each feed's) are in fed_keys:
-// fed before. One lookup for the whole batch, by the table's sorting key.
-func (s *Store) fedBefore(ctx context.Context, keys ...[]int64) (map[int64]bool, error) {
-	var hs []int64
-	for _, ks := range keys {
-		hs = append(hs, ks...)
-	}
-	out := map[int64]bool{}
-	if len(hs) == 0 {
-		return out, nil
-	}
-	rows, err := s.b.query(ctx, `SELECT DISTINCT h FROM `+s.t("fed_keys")+` WHERE h IN {hs:Array(UInt64)}`, Params{"hs": hs})
-	if err != nil {
-		return nil, fmt.Errorf("fed keys: %w", err)
-	}
-	for _, r := range rows {
-		out[asInt(r[0])] = true
-	}
-	return out, nil
 }
 
 // withOrigin returns a JSON object record with the origin's fields put in

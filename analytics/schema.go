@@ -99,8 +99,6 @@ var ttlTables = map[string]struct{ column, class string }{
 	"latency_1h":         {"hour", retainAggregates},
 	"time_to_success_1m": {"minute", retainAggregates},
 	"time_to_success_1h": {"hour", retainAggregates},
-	// migration 6
-	"fed_keys": {"at", retainLogs},
 }
 
 // Target is what DDL is generated for: a database, optionally on a cluster
@@ -601,27 +599,32 @@ func aggregateSchema(t Target) []string {
 // hash of a key (feedKeyHash: 63 bits of SHA-256; 0 for none): the
 // attempt's id, the execution's id with its final state or its first
 // "retrying" state, the DLQ item's id when it goes dead. A view of the same
-// feed INSERT records it in fed_keys, so a key is recorded if and only if
-// its row was fed; before a feed, the sink looks up the keys of its fresh
-// rows and leaves out those already fed (Store.Feed). With 10^8 keys kept,
-// the chance that a new key is taken for another is ~1e-11. Kept as long as
-// the execution logs.
+// feed INSERT records it in fed_keys with the row's partition and the time,
+// so a key is recorded if and only if its row was fed. The store remembers
+// the keys fed in the last dedup window (WEBHOOKD_ANALYTICS_DEDUP_WINDOW,
+// recentKeys), reading a partition's back from fed_keys the first time it
+// feeds it, and leaves out a row whose key it holds (Store.Feed): a
+// redelivery comes within moments of its first delivery, so the window
+// bounds the memory, and the hot path makes no lookup. fed_keys is read
+// only for the window, so it keeps a day.
 func fedKeysSchema(t Target) []string {
 	db, on := t.Database, t.On()
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS ` + db + `.fed_keys` + on + ` (
-			h   UInt64,
-			at  DateTime('UTC')
-		) ENGINE = ` + t.Engine("fed_keys", "ReplacingMergeTree") + `
+			topic      String,
+			partition  Int32,
+			at         DateTime('UTC'),
+			h          UInt64
+		) ENGINE = ` + t.Engine("fed_keys", "MergeTree") + `
 		PARTITION BY toYYYYMMDD(at)
-		ORDER BY h
-		` + t.TTL("fed_keys"),
+		ORDER BY (topic, partition, at)
+		TTL at + INTERVAL 1 DAY`,
 	}
-	for _, f := range []struct{ feed, at string }{{"attempts", "started_at"}, {"executions", "started_at"}, {"dlq", "failed_at"}} {
+	for _, f := range []string{"attempts", "executions", "dlq"} {
 		stmts = append(stmts,
-			`ALTER TABLE `+db+`.`+f.feed+`_feed`+on+` ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0`,
-			`CREATE MATERIALIZED VIEW IF NOT EXISTS `+db+`.fed_keys_`+f.feed+`_mv`+on+` TO `+db+`.fed_keys AS
-		SELECT fed_key AS h, toDateTime(`+f.at+`) AS at FROM `+db+`.`+f.feed+`_feed WHERE fed_key != 0`)
+			`ALTER TABLE `+db+`.`+f+`_feed`+on+` ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0`,
+			`CREATE MATERIALIZED VIEW IF NOT EXISTS `+db+`.fed_keys_`+f+`_mv`+on+` TO `+db+`.fed_keys AS
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM `+db+`.`+f+`_feed WHERE fed_key != 0`)
 	}
 	return stmts
 }

@@ -421,6 +421,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		// lag left once everything is stored).
 		kgo.KeepControlRecords(),
 		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.ready.Store(true) }),
+		// Another replica feeds a partition this one lost: the keys it
+		// remembers of it are read again if it comes back (fedKeysSchema).
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { s.forget(lost) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { s.forget(lost) }),
 	}, s.o.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -509,6 +513,14 @@ func (s *Sink) Run(ctx context.Context) error {
 		if caughtUp {
 			return nil
 		}
+	}
+}
+
+// forget tells the store, when it remembers the keys fed per partition,
+// that the sink lost these partitions.
+func (s *Sink) forget(parts map[string][]int32) {
+	if f, ok := s.store.(interface{ ForgetPartitions(map[string][]int32) }); ok {
+		f.ForgetPartitions(parts)
 	}
 }
 

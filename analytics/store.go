@@ -34,6 +34,8 @@ type Store struct {
 	migrateWait time.Duration
 	replica     string
 	log         *slog.Logger
+
+	recent *recentKeys // the keys fed lately (fedKeysSchema)
 }
 
 // Options for a store's schema.
@@ -52,6 +54,10 @@ type Options struct {
 	MigrateWait time.Duration
 	Replica     string
 	Log         *slog.Logger
+	// DedupWindow is how long the keys of fed rows are remembered, so that
+	// an execution delivered again after a crash counts once
+	// (fedKeysSchema; default DefaultDedupWindow, at most MaxDedupWindow).
+	DedupWindow time.Duration
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -93,11 +99,17 @@ func (o *Options) normalize() error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = DefaultDedupWindow
+	}
+	if o.DedupWindow > MaxDedupWindow {
+		return fmt.Errorf("dedup window %v: at most %v", o.DedupWindow, MaxDedupWindow)
+	}
 	return nil
 }
 
 func newStore(b backend, kind string, o Options) *Store {
-	return &Store{b: b, db: o.Database, cluster: o.Cluster, retention: o.Retention, kind: kind,
+	return &Store{b: b, db: o.Database, cluster: o.Cluster, retention: o.Retention, kind: kind, recent: newRecentKeys(o.DedupWindow),
 		lease: o.Lease, migrateWait: o.MigrateWait, replica: o.Replica, log: o.Log}
 }
 

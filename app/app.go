@@ -471,7 +471,7 @@ func (a *App) client(opts []kgo.Opt) (*kgo.Client, error) {
 func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, replica string, log *slog.Logger) (*analytics.Store, error) {
 	o := analytics.Options{Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster, TTLDays: cfg.ClickHouseTTLDays,
 		Retention: analytics.Retention{Logs: cfg.ClickHouseLogTTLDays, Aggregates: cfg.ClickHouseAggregateTTLDays, DLQ: cfg.ClickHouseDLQTTLDays},
-		Lease:     l, MigrateWait: cfg.ClickHouseMigrateWait, Replica: replica, Log: log}
+		Lease:     l, MigrateWait: cfg.ClickHouseMigrateWait, Replica: replica, Log: log, DedupWindow: cfg.AnalyticsDedupWindow}
 	if cfg.Mode == config.ModeDev && cfg.ClickHouseAddr == "" {
 		lib := cfg.ChDBLibrary
 		if lib == "" {

@@ -478,30 +478,32 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv ON CLUSTER
 
 INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
 
--- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum 8c3f7f9f67ca8c31)
+-- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum ea610b409069ee63)
 
 CREATE TABLE IF NOT EXISTS webhookd.fed_keys ON CLUSTER webhookd_cluster (
-			h   UInt64,
-			at  DateTime('UTC')
-		) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/webhookd/fed_keys', '{replica}')
+			topic      String,
+			partition  Int32,
+			at         DateTime('UTC'),
+			h          UInt64
+		) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/webhookd/fed_keys', '{replica}')
 		PARTITION BY toYYYYMMDD(at)
-		ORDER BY h
-		TTL toDateTime(at) + INTERVAL 30 DAY;
+		ORDER BY (topic, partition, at)
+		TTL at + INTERVAL 1 DAY;
 
 ALTER TABLE webhookd.attempts_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_attempts_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.attempts_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.attempts_feed WHERE fed_key != 0;
 
 ALTER TABLE webhookd.executions_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_executions_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.executions_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.executions_feed WHERE fed_key != 0;
 
 ALTER TABLE webhookd.dlq_feed ON CLUSTER webhookd_cluster ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_dlq_mv ON CLUSTER webhookd_cluster TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(failed_at) AS at FROM webhookd.dlq_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.dlq_feed WHERE fed_key != 0;
 
 -- retention reconcile: one per table whose TTL differs from its setting
 
@@ -526,8 +528,6 @@ ALTER TABLE webhookd.executions_1m ON CLUSTER webhookd_cluster MODIFY TTL toDate
 ALTER TABLE webhookd.executions_by_time ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.executions_status_1h ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
-
-ALTER TABLE webhookd.fed_keys ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.latency_1h ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
 

@@ -478,30 +478,32 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_1h_mv TO webhook
 
 INSERT INTO webhookd.executions_by_time (execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq) SELECT execution_id, delivery_id, pipeline_id, pipeline_name, trigger_type, trigger_id, event_id, status, started_at, completed_at, seq FROM webhookd.executions;
 
--- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum 74200047116b41ea)
+-- migration 6: fed_keys: an execution, attempt or DLQ item redelivered is counted once (checksum cb4be52ac7fbd4b7)
 
 CREATE TABLE IF NOT EXISTS webhookd.fed_keys (
-			h   UInt64,
-			at  DateTime('UTC')
-		) ENGINE = ReplacingMergeTree()
+			topic      String,
+			partition  Int32,
+			at         DateTime('UTC'),
+			h          UInt64
+		) ENGINE = MergeTree()
 		PARTITION BY toYYYYMMDD(at)
-		ORDER BY h
-		TTL toDateTime(at) + INTERVAL 30 DAY;
+		ORDER BY (topic, partition, at)
+		TTL at + INTERVAL 1 DAY;
 
 ALTER TABLE webhookd.attempts_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_attempts_mv TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.attempts_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.attempts_feed WHERE fed_key != 0;
 
 ALTER TABLE webhookd.executions_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_executions_mv TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(started_at) AS at FROM webhookd.executions_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.executions_feed WHERE fed_key != 0;
 
 ALTER TABLE webhookd.dlq_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_dlq_mv TO webhookd.fed_keys AS
-		SELECT fed_key AS h, toDateTime(failed_at) AS at FROM webhookd.dlq_feed WHERE fed_key != 0;
+		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.dlq_feed WHERE fed_key != 0;
 
 -- retention reconcile: one per table whose TTL differs from its setting
 
@@ -526,8 +528,6 @@ ALTER TABLE webhookd.executions_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 D
 ALTER TABLE webhookd.executions_by_time MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.executions_status_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
-
-ALTER TABLE webhookd.fed_keys MODIFY TTL toDateTime(at) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.latency_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
 

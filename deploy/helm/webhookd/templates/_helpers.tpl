@@ -151,6 +151,7 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 - {name: WEBHOOKD_ANALYTICS_BATCH_SIZE, value: {{ .Values.analytics.batchSize | quote }}}
 - {name: WEBHOOKD_ANALYTICS_FLUSH_INTERVAL, value: {{ .Values.analytics.flushInterval | quote }}}
 - {name: WEBHOOKD_ANALYTICS_FEED_INTERVAL, value: {{ .Values.analytics.feedInterval | quote }}}
+- {name: WEBHOOKD_ANALYTICS_DEDUP_WINDOW, value: {{ .Values.analytics.dedupWindow | quote }}}
 - {name: WEBHOOKD_MAX_IN_FLIGHT, value: {{ .Values.delivery.maxInFlight | quote }}}
 - {name: WEBHOOKD_PARTITION_MAX_IN_FLIGHT, value: {{ .Values.delivery.partitionMaxInFlight | quote }}}
 - {name: WEBHOOKD_MAX_IN_FLIGHT_PER_HOST, value: {{ .Values.delivery.maxInFlightPerHost | quote }}}

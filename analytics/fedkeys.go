@@ -1,0 +1,167 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultDedupWindow is how long the keys of fed rows are remembered
+// (Options.DedupWindow; see fedKeysSchema).
+const DefaultDedupWindow = 10 * time.Minute
+
+// MaxDedupWindow bounds Options.DedupWindow: fed_keys keeps a day.
+const MaxDedupWindow = 12 * time.Hour
+
+// recentKeys are the keys fed in the last window, per Kafka partition (an
+// execution's records, and a delivery's DLQ items, share their topic's
+// partition, so a redelivered row meets its first delivery's key in the
+// same one). Each partition's keys are read back from fed_keys the first
+// time a batch of it is fed (Store.Feed): after a restart or a rebalance
+// they are those fed before, by this process or another; later, those
+// this process feeds. The sink forgets a partition when it loses it: when
+// it comes back, another replica may have fed it meanwhile.
+//
+// Keys are kept by the minute they were fed: the current minute's in a
+// set, older minutes' as sorted slices (8 bytes a key: at 10,000 deliveries
+// a second, 10 minutes of them are about 12 M keys, ~100 MB).
+type recentKeys struct {
+	window time.Duration
+	now    func() time.Time
+
+	mu    sync.Mutex
+	parts map[partKey]*partKeys
+}
+
+type partKeys struct {
+	sealed  []keyMinute // oldest first
+	current keyMinute
+	open    map[int64]struct{}
+}
+
+type keyMinute struct {
+	minute int64 // unix minutes
+	keys   []int64
+}
+
+func newRecentKeys(window time.Duration) *recentKeys {
+	return &recentKeys{window: window, now: time.Now, parts: map[partKey]*partKeys{}}
+}
+
+// loaded reports whether pk's keys are known (read back, or a partition
+// never read from Kafka: rows without an origin).
+func (r *recentKeys) loaded(pk partKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.parts[pk]
+	return ok || pk.topic == ""
+}
+
+// has reports whether h was fed in pk within the window.
+func (r *recentKeys) has(pk partKey, h int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.parts[pk]
+	if p == nil {
+		return false
+	}
+	oldest := r.minute(r.now().Add(-r.window))
+	if _, ok := p.open[h]; ok && p.current.minute >= oldest {
+		return true
+	}
+	for _, m := range p.sealed {
+		if m.minute >= oldest {
+			if _, ok := slices.BinarySearch(m.keys, h); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
+
+// add records hashes fed in pk at minute (unix minutes; 0: now), dropping
+// minutes older than the window.
+func (r *recentKeys) add(pk partKey, minute int64, hs ...int64) {
+	now := r.minute(r.now())
+	if minute == 0 {
+		minute = now
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.parts[pk]
+	if p != nil && len(hs) == 0 {
+		return
+	}
+	if p == nil {
+		p = &partKeys{current: keyMinute{minute: minute}, open: map[int64]struct{}{}}
+		r.parts[pk] = p
+	}
+	if minute != p.current.minute {
+		p.seal()
+		p.current = keyMinute{minute: minute}
+	}
+	for _, h := range hs {
+		if _, ok := p.open[h]; !ok {
+			p.open[h] = struct{}{}
+			p.current.keys = append(p.current.keys, h)
+		}
+	}
+	oldest := now - int64(r.window/time.Minute) - 1
+	p.sealed = slices.DeleteFunc(p.sealed, func(m keyMinute) bool { return m.minute < oldest })
+}
+
+// seal moves the current minute's keys to a sorted slice (a minute read
+// back out of order merges into the one sealed before it).
+func (p *partKeys) seal() {
+	if len(p.current.keys) > 0 {
+		ks := slices.Clone(p.current.keys)
+		slices.Sort(ks)
+		p.sealed = append(p.sealed, keyMinute{minute: p.current.minute, keys: ks})
+		slices.SortStableFunc(p.sealed, func(a, b keyMinute) int { return int(a.minute - b.minute) })
+	}
+	p.open = map[int64]struct{}{}
+}
+
+// forget drops the partitions' keys.
+func (r *recentKeys) forget(parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			delete(r.parts, partKey{t, p})
+		}
+	}
+}
+
+// loadFedKeys reads back the keys fed in pk within the window.
+func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
+	if s.recent.loaded(pk) {
+		return nil
+	}
+	rows, err := s.b.query(ctx, `SELECT toUnixTimestamp(at) DIV 60 AS m, groupArray(h) FROM `+s.t("fed_keys")+`
+		WHERE topic = {topic:String} AND partition = {partition:Int64} AND at >= now() - toIntervalSecond({window:Int64})
+		GROUP BY m ORDER BY m`, Params{"topic": pk.topic, "partition": int64(pk.partition), "window": int64(s.recent.window / time.Second)})
+	if err != nil {
+		return fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
+	}
+	s.recent.add(pk, 0) // loaded, even with none
+	for _, r := range rows {
+		var hs []int64
+		if a, ok := r[1].([]any); ok {
+			hs = make([]int64, 0, len(a))
+			for _, v := range a {
+				hs = append(hs, asInt(v))
+			}
+		}
+		s.recent.add(pk, asInt(r[0]), hs...)
+	}
+	return nil
+}
+
+// ForgetPartitions drops what the store remembers of the keys fed in these
+// partitions (the sink lost them: another replica feeds them now).
+func (s *Store) ForgetPartitions(parts map[string][]int32) { s.recent.forget(parts) }
