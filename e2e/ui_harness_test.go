@@ -87,9 +87,16 @@ func newBrowser(t testing.TB, in *instance) *browser {
 			t.Errorf("browser console: %s", p)
 		}
 	})
-	// The first Run starts the browser; it has no timeout (it would stop
-	// the browser), the later steps do.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+	// The first Run starts the browser; it takes no timeout of its own (a
+	// context deadline would stop the browser with it), so a browser that
+	// hangs at launch is stopped by a watchdog instead of holding the
+	// package until its time limit. The later steps each have uiWithin.
+	watchdog := time.AfterFunc(3*uiWithin, cancelAlloc)
+	err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800))
+	if !watchdog.Stop() {
+		t.Fatalf("start chromium (%s): not started within %v (%v)", path, 3*uiWithin, err)
+	}
+	if err != nil {
 		t.Fatalf("start chromium (%s): %v", path, err)
 	}
 	messages := chromedp.Console(ctx)
