@@ -206,8 +206,8 @@ func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
 		"WEBHOOKD_KAFKA_TRANSACTIONS": "true", "WEBHOOKD_MAX_IN_FLIGHT_PER_HOST": strconv.Itoa(maxInFlight),
 	}))
 	rcv := newPairReceiver(t, "/b")
-	in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
-	in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
+	pa := in.CreatePipeline(t, fmt.Sprintf(relPipelines, "a", rcv.URL, "a"))
+	pb := in.CreatePipeline(t, fmt.Sprintf(relPipelines, "b", rcv.URL, "b"))
 	produceSeq(t, prefix+"events", 0, events)
 
 	perCrash := crashAt(t, in, rcv, events, events/2, events, events*3/2) // 25 %, 50 %, 75 % of the pairs
@@ -215,6 +215,17 @@ func TestReliabilityThreeCrashesLoseNothing(t *testing.T) {
 	pairs, dups := rcv.counts()
 	if code, out := in.API(t, "GET", "/api/admin/webhooks/logs/dlq?limit=1", nil); code != 200 || out["data"].(map[string]any)["pagination"].(map[string]any)["total"] != 0.0 {
 		t.Errorf("DLQ: %d %v", code, out)
+	}
+	// The statistics count each execution once, though the crashes made
+	// some deliver twice (issue 10): b's executions all went into retry
+	// first, and none is left "in retry".
+	in.WaitAnalyticsCaughtUp(t)
+	for _, p := range []map[string]any{pa, pb} {
+		_, out := in.API(t, "GET", "/api/admin/webhooks/pipelines/"+p["id"].(string), nil)
+		st, _ := out["data"].(map[string]any)["stats"].(map[string]any)
+		if st["total_executions"] != float64(events) || st["successful"] != float64(events) || st["in_retry"] != 0.0 {
+			t.Errorf("pipeline %s stats after the crashes: %v; want %d executions, all successful, none in retry", p["name"], st, events)
+		}
 	}
 	two, byTwo := rcv.twoWays()
 	t.Logf("%d events × 2 pipelines, 3 SIGKILLs: %d pairs delivered, none lost; %d duplicates in all, per crash %v; %d pairs redone both by a retry task and by their re-read event (%d more redone once by each of two crashes)",
