@@ -170,11 +170,20 @@ func (s *Store) apply(ctx, held context.Context, p *schemaPlan) error {
 	clustered := s.cluster != ""
 	for _, m := range p.pending {
 		start := time.Now()
-		for _, stmt := range m.Statements(t) {
+		for i, stmt := range m.Statements(t) {
 			for _, c := range []context.Context{held, ctx} {
 				if c.Err() != nil {
 					// Lease lost or caller gone (chDB does not watch ctx).
 					return fmt.Errorf("schema migration %d (%s) stopped: %w", m.Version, m.Name, context.Cause(c))
+				}
+			}
+			if m.Guard != nil {
+				tables, err := s.tables(ctx)
+				if err != nil {
+					return fmt.Errorf("schema migration %d (%s): %w", m.Version, m.Name, err)
+				}
+				if !m.Guard(i, tables) {
+					continue
 				}
 			}
 			if err := s.b.exec(ctx, stmt, nil); err != nil {

@@ -505,6 +505,84 @@ ALTER TABLE webhookd.dlq_feed ADD COLUMN IF NOT EXISTS fed_key UInt64 DEFAULT 0;
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.fed_keys_dlq_mv TO webhookd.fed_keys AS
 		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM webhookd.dlq_feed WHERE fed_key != 0;
 
+-- migration 7: quantile tables with 16-row granules (checksum 3a951ded2a4dd54d)
+
+CREATE TABLE IF NOT EXISTS webhookd.latency_1m_next (
+			minute        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			latency    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, minute)
+		TTL toDateTime(minute) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 16;
+
+EXCHANGE TABLES webhookd.latency_1m AND webhookd.latency_1m_next;
+
+INSERT INTO webhookd.latency_1m SELECT * FROM webhookd.latency_1m_next;
+
+DROP TABLE IF EXISTS webhookd.latency_1m_next SYNC;
+
+CREATE TABLE IF NOT EXISTS webhookd.time_to_success_1m_next (
+			minute        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			time_to_success    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(minute)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, minute)
+		TTL toDateTime(minute) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 16;
+
+EXCHANGE TABLES webhookd.time_to_success_1m AND webhookd.time_to_success_1m_next;
+
+INSERT INTO webhookd.time_to_success_1m SELECT * FROM webhookd.time_to_success_1m_next;
+
+DROP TABLE IF EXISTS webhookd.time_to_success_1m_next SYNC;
+
+CREATE TABLE IF NOT EXISTS webhookd.latency_1h_next (
+			hour        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			latency    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, hour)
+		TTL toDateTime(hour) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 16;
+
+EXCHANGE TABLES webhookd.latency_1h AND webhookd.latency_1h_next;
+
+INSERT INTO webhookd.latency_1h SELECT * FROM webhookd.latency_1h_next;
+
+DROP TABLE IF EXISTS webhookd.latency_1h_next SYNC;
+
+CREATE TABLE IF NOT EXISTS webhookd.time_to_success_1h_next (
+			hour        DateTime('UTC'),
+			level         LowCardinality(String),
+			pipeline_id   String,
+			trigger_type  LowCardinality(String),
+			step_id       String,
+			time_to_success    AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), Int64)
+		) ENGINE = AggregatingMergeTree()
+		PARTITION BY toYYYYMMDD(hour)
+		ORDER BY (level, pipeline_id, trigger_type, step_id, hour)
+		TTL toDateTime(hour) + INTERVAL 30 DAY
+		SETTINGS index_granularity = 16;
+
+EXCHANGE TABLES webhookd.time_to_success_1h AND webhookd.time_to_success_1h_next;
+
+INSERT INTO webhookd.time_to_success_1h SELECT * FROM webhookd.time_to_success_1h_next;
+
+DROP TABLE IF EXISTS webhookd.time_to_success_1h_next SYNC;
+
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;

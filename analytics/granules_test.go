@@ -1,0 +1,90 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Migration 7 makes the quantile tables again with 16-row granules, on a
+// database that has states in them: the answers are the same after, the
+// tables have the new granules, and rows written after reach them — also
+// when the migration was stopped after any of its statements and runs
+// again.
+func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
+	stmts := len(quantileGranules(Target{Database: "x"}))
+	for _, stopAfter := range []int{-1, 0, 1, 2, 5, stmts - 2} {
+		t.Run(fmt.Sprintf("stopped after %d", stopAfter), func(t *testing.T) {
+			s := openRawStore(t, Options{Database: fmt.Sprintf("gran%d", stopAfter+1)})
+			ctx := context.Background()
+			if err := s.migrate(ctx, migrations[:6]); err != nil {
+				t.Fatal(err)
+			}
+			recs := workload()
+			half := len(recs) / 2
+			if err := s.Write(ctx, batchOf(recs, 0, half)); err != nil {
+				t.Fatal(err)
+			}
+			answers := func() string {
+				r := Range{From: wlT0, To: wlT0.Add(time.Hour)}
+				st, err := s.Stats(ctx, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ps, err := s.PipelineStats(ctx, nil, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				steps, err := s.StepStats(ctx, "p1", r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprintf("%+v %+v %+v %+v", *st, *ps["p1"], *ps["p2"], *steps["s1"])
+			}
+			before := answers()
+			if stopAfter >= 0 {
+				// The statements up to the stop, each as the migration
+				// would run it.
+				m := migrations[6]
+				for i, stmt := range m.Statements(s.target())[:stopAfter+1] {
+					tables, err := s.tables(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m.Guard(i, tables) {
+						if err := s.b.exec(ctx, stmt, nil); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if after := answers(); after != before {
+				t.Fatalf("answers changed by the migration:\n%s\n%s", before, after)
+			}
+			tables, _ := s.tables(ctx)
+			for _, q := range quantileTables {
+				name := q.kind + "_" + q.suffix
+				if !strings.Contains(tables[name], "index_granularity = 16") {
+					t.Errorf("%s: %s", name, tables[name])
+				}
+				if _, ok := tables[name+"_next"]; ok {
+					t.Errorf("%s_next left", name)
+				}
+			}
+			// Written after: the views feed the new tables.
+			if err := s.Write(ctx, batchOf(recs, half, len(recs))); err != nil {
+				t.Fatal(err)
+			}
+			checkWorkload(t, s)
+			if got := versions(t, s); !reflect.DeepEqual(got, known()) {
+				t.Errorf("versions %v", got)
+			}
+		})
+	}
+}
