@@ -614,27 +614,6 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		}
 		tcol = "t"
 	}
-	rows, err := s.b.query(ctx, `
-		SELECT `+bucket(tcol)+` AS b, sum(finished), sum(successful), sum(failed), sum(retries_opened), sum(retried_closed)
-		FROM `+from("executions")+` GROUP BY b`, p)
-	if err != nil {
-		return nil, fmt.Errorf("time series executions: %w", err)
-	}
-	for _, row := range rows {
-		if b := at(asInt(row[0])); b != nil {
-			b.Executions, b.Successful, b.Failed = asInt(row[1])+max(0, asInt(row[4])-asInt(row[5])), asInt(row[2]), asInt(row[3])
-		}
-	}
-	rows, err = s.b.query(ctx, `
-		SELECT `+bucket(tcol)+` AS b, sum(retries) FROM `+from("attempts")+` GROUP BY b`, p)
-	if err != nil {
-		return nil, fmt.Errorf("time series attempts: %w", err)
-	}
-	for _, row := range rows {
-		if b := at(asInt(row[0])); b != nil {
-			b.Retried = asInt(row[1])
-		}
-	}
 	// Latency from the quantile states of every pipeline, or of the one.
 	p["level"] = levelAll
 	if r.PipelineID != "" {
@@ -644,25 +623,50 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 	if step%time.Hour == 0 {
 		latFrom = s.spanWhere("latency", quantileCols("latency"), pidCond(r.PipelineID)+" AND level = {level:String}")
 	}
-	rows, err = s.b.query(ctx, `
-		SELECT `+bucket(tcol)+` AS b, quantilesTDigestMerge(`+quantileLevels+`)(latency) FROM `+latFrom+` GROUP BY b`, p)
+	// One query (each costs chDB its parsing and planning): a part per
+	// figure, its rows tagged, a bucket's numbers in an array.
+	rows, err := s.b.query(ctx, `
+		SELECT 'ex' AS tag, `+bucket(tcol)+` AS b, [toInt64(sum(finished)), toInt64(sum(successful)), toInt64(sum(failed)), toInt64(sum(retries_opened)), toInt64(sum(retried_closed))], `+noQuantiles+`
+		FROM `+from("executions")+` GROUP BY b
+		UNION ALL
+		SELECT 'at', `+bucket(tcol)+` AS b, [toInt64(sum(retries))], `+noQuantiles+` FROM `+from("attempts")+` GROUP BY b
+		UNION ALL
+		SELECT 'lat', `+bucket(tcol)+` AS b, `+noNums+`, arrayMap(x -> toFloat64(x), quantilesTDigestMerge(`+quantileLevels+`)(latency)) FROM `+latFrom+` GROUP BY b
+		UNION ALL
+		SELECT 'dlq', `+bucket("minute")+` AS b, [toInt64(sum(dead))], `+noQuantiles+` FROM `+s.t("dlq_1m")+` WHERE `+aggRange(r.PipelineID)+` GROUP BY b`, p)
 	if err != nil {
-		return nil, fmt.Errorf("time series latency: %w", err)
+		return nil, fmt.Errorf("time series: %w", err)
 	}
 	for _, row := range rows {
-		if b := at(asInt(row[0])); b != nil {
-			q := quantiles(row[1])
-			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = q.P50, q.P95, q.P99
+		if len(row) < 4 {
+			return nil, fmt.Errorf("time series: a row of %d columns", len(row))
 		}
-	}
-	rows, err = s.b.query(ctx, `
-		SELECT `+bucket("minute")+` AS b, sum(dead) FROM `+s.t("dlq_1m")+` WHERE `+aggRange(r.PipelineID)+` GROUP BY b`, p)
-	if err != nil {
-		return nil, fmt.Errorf("time series dlq: %w", err)
-	}
-	for _, row := range rows {
-		if b := at(asInt(row[0])); b != nil {
-			b.DLQ = asInt(row[1])
+		b := at(asInt(row[1]))
+		if b == nil {
+			continue
+		}
+		var n []int64
+		if a, ok := row[2].([]any); ok {
+			for _, v := range a {
+				n = append(n, asInt(v))
+			}
+		}
+		num := func(i int) int64 {
+			if i < len(n) {
+				return n[i]
+			}
+			return 0
+		}
+		switch asString(row[0]) {
+		case "ex":
+			b.Executions, b.Successful, b.Failed = num(0)+max(0, num(3)-num(4)), num(1), num(2)
+		case "at":
+			b.Retried = num(0)
+		case "lat":
+			q := quantiles(row[3])
+			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = q.P50, q.P95, q.P99
+		case "dlq":
+			b.DLQ = num(0)
 		}
 	}
 	return out, nil
