@@ -294,26 +294,9 @@ func TestRowsWithoutOriginAreFedEachTime(t *testing.T) {
 // figures are those of the workload, once.
 func TestSinkCrashAndReplayKeepsStatsExact(t *testing.T) {
 	s := openTestStore(t, "sinkreplay")
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, wlExecTopic, wlDLQTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
-	prod, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	recs := workload()
-	for _, r := range recs {
-		v, _ := json.Marshal(r.value)
-		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: r.topic, Value: v}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	opts, prod, recs := workloadOnABroker(ctx, t, 1)
 	so := SinkOptions{ClientOpts: opts, Group: "analytics", ExecutionsTopic: wlExecTopic, DLQTopic: wlDLQTopic, BatchSize: 1000, FlushInterval: 50 * time.Millisecond}
 
 	// First life: everything it reads is inserted, nothing committed.
@@ -377,28 +360,9 @@ func TestRedeliveredExecutionsCountOnce(t *testing.T) {
 	}{{"later batches", 7}, {"one batch", 1000}} {
 		t.Run(batch.name, func(t *testing.T) {
 			s := openTestStore(t, "redelivered")
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, wlExecTopic, wlDLQTopic))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(wlExecTopic)}
-			prod, err := kgo.NewClient(opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			recs := workload()
-			for range 2 {
-				for _, r := range recs {
-					v, _ := json.Marshal(r.value)
-					if err := prod.ProduceSync(ctx, &kgo.Record{Topic: r.topic, Value: v}).FirstErr(); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			opts, prod, recs := workloadOnABroker(ctx, t, 2)
 			so := SinkOptions{ClientOpts: opts, Group: "analytics", ExecutionsTopic: wlExecTopic, DLQTopic: wlDLQTopic, BatchSize: batch.size, FlushInterval: 50 * time.Millisecond}
 			sinkToTheEnd(ctx, t, NewSink(so, s), prod, int64(2*(len(recs)-1)), 2)
 			logs, total, err := s.RecentExecutions(ctx, ExecutionFilter{})
@@ -484,4 +448,33 @@ func TestRedeliveredExecutionTakingAnotherPathCountsOnce(t *testing.T) {
 			})
 		}
 	}
+}
+
+// workloadOnABroker starts a broker (kfake) with the workload's topics and
+// produces the workload to it copies times over (as the engine would: a
+// second copy is every execution delivered again); it returns the options
+// of a client of it and a producer.
+func workloadOnABroker(ctx context.Context, t *testing.T, copies int) ([]kgo.Opt, *kgo.Client, []wlRecord) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, wlExecTopic, wlDLQTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	prod, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	recs := workload()
+	for range copies {
+		for _, r := range recs {
+			v, _ := json.Marshal(r.value)
+			if err := prod.ProduceSync(ctx, &kgo.Record{Topic: r.topic, Value: v}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return opts, prod, recs
 }
