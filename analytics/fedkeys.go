@@ -83,8 +83,17 @@ func (r *recentKeys) has(pk partKey, h int64) bool {
 
 func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
 
+// markLoaded starts pk's keys (none yet), when its keys are read back.
+func (r *recentKeys) markLoaded(pk partKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.parts[pk] = &partKeys{current: keyMinute{minute: r.minute(r.now())}, open: map[int64]struct{}{}}
+}
+
 // add records hashes fed in pk at minute (unix minutes; 0: now), dropping
-// minutes older than the window.
+// minutes older than the window. A partition forgotten meanwhile (the sink
+// lost it while this batch was fed) stays forgotten: its keys are read back
+// in full if it comes back.
 func (r *recentKeys) add(pk partKey, minute int64, hs ...int64) {
 	now := r.minute(r.now())
 	if minute == 0 {
@@ -93,10 +102,11 @@ func (r *recentKeys) add(pk partKey, minute int64, hs ...int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.parts[pk]
-	if p != nil && len(hs) == 0 {
-		return
-	}
 	if p == nil {
+		if pk.topic != "" {
+			return
+		}
+		// Rows without an origin: remembered from the first.
 		p = &partKeys{current: keyMinute{minute: minute}, open: map[int64]struct{}{}}
 		r.parts[pk] = p
 	}
@@ -148,7 +158,7 @@ func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
 	if err != nil {
 		return fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
 	}
-	s.recent.add(pk, 0) // loaded, even with none
+	s.recent.markLoaded(pk)
 	for _, r := range rows {
 		var hs []int64
 		if a, ok := r[1].([]any); ok {

@@ -20,11 +20,13 @@ func TestRecentKeysHoldTheWindow(t *testing.T) {
 	if r.loaded(p0) || !r.loaded(partKey{}) {
 		t.Fatal("a Kafka partition is loaded before anything was added, or rows without an origin need loading")
 	}
+	r.add(p0, 0, 10) // not loaded: not held
+	r.markLoaded(p0)
 	r.add(p0, 0, 11, 12)
 	now = now.Add(3 * time.Minute)
 	r.add(p0, 0, 13) // seals 07:00
 	r.add(p0, now.Unix()/60-5, 14)
-	for h, want := range map[int64]bool{11: true, 12: true, 13: true, 14: true, 15: false} {
+	for h, want := range map[int64]bool{10: false, 11: true, 12: true, 13: true, 14: true, 15: false} {
 		if r.has(p0, h) != want || r.has(p1, h) {
 			t.Errorf("key %d: in p0 %v, in p1 %v; want %v, false", h, r.has(p0, h), r.has(p1, h), want)
 		}
@@ -42,8 +44,13 @@ func TestRecentKeysHoldTheWindow(t *testing.T) {
 		t.Errorf("%d minutes kept past the window", n)
 	}
 	r.forget(map[string][]int32{"x": {0}})
-	if r.loaded(p0) || r.has(p0, 16) {
-		t.Error("a forgotten partition is still held")
+	r.add(p0, 0, 17) // fed while the partition was being lost
+	if r.loaded(p0) || r.has(p0, 16) || r.has(p0, 17) {
+		t.Error("a forgotten partition is still held, or came back without being read")
+	}
+	r.add(partKey{}, 0, 18)
+	if !r.has(partKey{}, 18) {
+		t.Error("rows without an origin are not remembered")
 	}
 }
 

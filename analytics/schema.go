@@ -362,7 +362,8 @@ var quantileTables = []struct{ kind, suffix, col string }{
 // a migration stopped anywhere converges when it runs again; a stop in the
 // middle of step 3 copies the old states again, counting them twice in the
 // percentiles of that period (percentiles only: no count reads these
-// tables).
+// tables). On a cluster the new tables keep their ZooKeeper paths (…/X_next):
+// a later migration making X again must name its new table otherwise.
 func quantileGranules(t Target) []string {
 	var stmts []string
 	for _, q := range quantileTables {
