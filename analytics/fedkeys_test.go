@@ -78,3 +78,61 @@ func TestRedeliveryAfterARestartCountsOnce(t *testing.T) {
 		t.Fatalf("stats %+v, %v; want one execution", st, err)
 	}
 }
+
+// The DLQ count (in_dlq) is the items dead now: an item going dead counts
+// once however often its record comes, and leaving the DLQ — retried, then
+// deleted — takes it back once. Items already dead when migration 8 runs
+// are counted by its fill.
+func TestDLQDeadNowCountsEachItemOnce(t *testing.T) {
+	s := openRawStore(t, Options{Database: "dlqdead"})
+	ctx := context.Background()
+	if err := s.migrate(ctx, migrations[:7]); err != nil {
+		t.Fatal(err)
+	}
+	offset := int64(0)
+	item := func(id, state string) {
+		t.Helper()
+		d := DeadLetterRow{Version: offset + 1}
+		d.ID, d.State, d.PipelineID, d.TriggerType, d.Reason, d.FailedAt = id, state, "p", "click", "retries_exhausted", wlT0
+		if err := s.Write(ctx, &Batch{Dead: []DeadLetterRow{d}, DeadOrigins: []Origin{{Topic: wlDLQTopic, Offset: offset}}}); err != nil {
+			t.Fatal(err)
+		}
+		offset++
+	}
+	inDLQ := func() int64 {
+		t.Helper()
+		ps, err := s.PipelineStats(ctx, []string{"p"}, Range{From: wlT0, To: wlT0.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps["p"] == nil {
+			return 0
+		}
+		return ps["p"].InDLQ
+	}
+	item("old", "dead") // before migration 8: its fill counts it
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		id, state string
+		want      int64
+	}{
+		{"", "", 1},
+		{"a", "dead", 2}, {"a", "dead", 2}, // redelivered
+		{"b", "dead", 3},
+		{"a", "retried", 2}, {"a", "deleted", 2}, {"a", "retried", 2},
+		{"old", "deleted", 1},
+	} {
+		if step.id != "" {
+			item(step.id, step.state)
+		}
+		if got := inDLQ(); got != step.want {
+			t.Fatalf("after %s %s: in_dlq %d, want %d", step.id, step.state, got, step.want)
+		}
+	}
+	st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)})
+	if err != nil || st.DLQDead != 1 {
+		t.Fatalf("stats DLQ %+v, %v; want 1", st, err)
+	}
+}

@@ -253,12 +253,16 @@ func executionKey(id, status string, firstRetry bool) feedKey {
 }
 
 // deadKey: a DLQ item goes dead once (a retried item's execution that dies
-// again is another item).
+// again is another item), and leaves the DLQ once — retried or deleted,
+// whichever comes first (dlqDeadSchema counts both).
 func deadKey(id, state string) feedKey {
-	if state != dlq.StateDead {
-		return feedKey{}
+	switch state {
+	case dlq.StateDead:
+		return feedKey{h: feedKeyHash(prefixed("d:", id))}
+	case dlq.StateRetried, dlq.StateDeleted:
+		return feedKey{h: feedKeyHash(prefixed("l:", id))}
 	}
-	return feedKey{h: feedKeyHash(prefixed("d:", id))}
+	return feedKey{}
 }
 
 func prefixed(prefix, id string) string {
