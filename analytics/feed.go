@@ -253,16 +253,12 @@ func executionKey(id, status string, firstRetry bool) feedKey {
 }
 
 // deadKey: a DLQ item goes dead once (a retried item's execution that dies
-// again is another item), and leaves the DLQ once — retried or deleted,
-// whichever comes first (dlqDeadSchema counts both).
+// again is another item).
 func deadKey(id, state string) feedKey {
-	switch state {
-	case dlq.StateDead:
-		return feedKey{h: feedKeyHash(prefixed("d:", id))}
-	case dlq.StateRetried, dlq.StateDeleted:
-		return feedKey{h: feedKeyHash(prefixed("l:", id))}
+	if state != dlq.StateDead {
+		return feedKey{}
 	}
-	return feedKey{}
+	return feedKey{h: feedKeyHash(prefixed("d:", id))}
 }
 
 func prefixed(prefix, id string) string {

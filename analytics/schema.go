@@ -55,7 +55,6 @@ var migrations = []Migration{
 	{Version: 5, Name: "executions_by_time: the executions written while migration 3 ran", Statements: refillExecutionsByTime},
 	{Version: 6, Name: "fed_keys: an execution, attempt or DLQ item redelivered is counted once", Statements: fedKeysSchema},
 	{Version: 7, Name: "quantile tables with 16-row granules", Statements: quantileGranules, Guard: quantileGranulesGuard},
-	{Version: 8, Name: "dlq_dead: the DLQ items dead now, by pipeline", Statements: dlqDeadSchema},
 }
 
 // Migrations returns the schema's migrations, oldest first.
@@ -107,8 +106,6 @@ var ttlTables = map[string]struct{ column, class string }{
 	"latency_1h":         {"hour", retainAggregates},
 	"time_to_success_1m": {"minute", retainAggregates},
 	"time_to_success_1h": {"hour", retainAggregates},
-	// migration 8
-	"dlq_dead": {"minute", retainDLQ},
 }
 
 // Target is what DDL is generated for: a database, optionally on a cluster
@@ -704,37 +701,4 @@ func fedKeysSchema(t Target) []string {
 		SELECT src_topic AS topic, src_partition AS partition, now() AS at, fed_key AS h FROM `+db+`.`+f+`_feed WHERE fed_key != 0`)
 	}
 	return stmts
-}
-
-// dlqDeadSchema is migration 8: the DLQ items dead now, by pipeline, trigger
-// type and the minute they failed, for the stats' in_dlq (issue 10: a
-// FINAL read of dlq_items was a sixth of the pipeline list's time). Fed
-// from the DLQ feed's keyed rows (fedKeysSchema): an item going dead adds
-// one, the item leaving the DLQ (retried or deleted, whichever comes
-// first) takes it back, each once. The rows keep the item's failure minute
-// and the DLQ items' retention, so they expire with the items. Filled once
-// from dlq_items when created empty, before its view exists: an item that
-// goes dead or leaves in between is missed (as for migration 3's tables).
-func dlqDeadSchema(t Target) []string {
-	db, on := t.Database, t.On()
-	return []string{
-		`CREATE TABLE IF NOT EXISTS ` + db + `.dlq_dead` + on + ` (
-			pipeline_id   String,
-			trigger_type  LowCardinality(String),
-			minute        DateTime('UTC'),
-			dead          SimpleAggregateFunction(sum, Int64)
-		) ENGINE = ` + t.Engine("dlq_dead", "AggregatingMergeTree") + `
-		PARTITION BY toYYYYMM(minute)
-		ORDER BY (pipeline_id, trigger_type, minute)
-		` + t.TTL("dlq_dead"),
-		`INSERT INTO ` + db + `.dlq_dead
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(count()) AS dead
-		FROM ` + db + `.dlq_items FINAL
-		WHERE state = 'dead' AND (SELECT count() FROM ` + db + `.dlq_dead) = 0
-		GROUP BY pipeline_id, trigger_type, minute`,
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS ` + db + `.dlq_dead_mv` + on + ` TO ` + db + `.dlq_dead AS
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(sum(if(state = 'dead', 1, -1))) AS dead
-		FROM ` + db + `.dlq_feed WHERE fed_key != 0
-		GROUP BY pipeline_id, trigger_type, minute`,
-	}
 }

@@ -362,14 +362,15 @@ func attemptFigures(at, lat []figRow) map[string]*latFigures {
 }
 
 // deadSQL is the part counting the DLQ items now dead by pipeline (their
-// current state: a redrive or a deletion takes one back; dlqDeadSchema), of
-// the pipelines {ids} (all when ids is empty).
+// current state, from the base table: a redrive changes it), of the
+// pipelines {ids} (all when ids is empty).
 func (s *Store) deadSQL(ids []string) string {
 	cond := ""
 	if len(ids) > 0 {
-		cond = " WHERE pipeline_id IN {ids:Array(String)}"
+		cond = " AND pipeline_id IN {ids:Array(String)}"
 	}
-	return `SELECT pipeline_id, toUInt8(0), [toInt64(sum(dead))], ` + noQuantiles + ` FROM ` + s.t("dlq_dead") + cond + `
+	return `SELECT pipeline_id, toUInt8(0), [toInt64(count())], ` + noQuantiles + ` FROM ` + s.t("dlq_items") + ` FINAL
+		WHERE state = 'dead'` + cond + `
 		GROUP BY pipeline_id`
 }
 

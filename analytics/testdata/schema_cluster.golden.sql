@@ -583,29 +583,6 @@ INSERT INTO webhookd.time_to_success_1h SELECT * FROM webhookd.time_to_success_1
 
 DROP TABLE IF EXISTS webhookd.time_to_success_1h_next ON CLUSTER webhookd_cluster SYNC;
 
--- migration 8: dlq_dead: the DLQ items dead now, by pipeline (checksum 1288410d95535bec)
-
-CREATE TABLE IF NOT EXISTS webhookd.dlq_dead ON CLUSTER webhookd_cluster (
-			pipeline_id   String,
-			trigger_type  LowCardinality(String),
-			minute        DateTime('UTC'),
-			dead          SimpleAggregateFunction(sum, Int64)
-		) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/webhookd/dlq_dead', '{replica}')
-		PARTITION BY toYYYYMM(minute)
-		ORDER BY (pipeline_id, trigger_type, minute)
-		TTL toDateTime(minute) + INTERVAL 90 DAY;
-
-INSERT INTO webhookd.dlq_dead
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(count()) AS dead
-		FROM webhookd.dlq_items FINAL
-		WHERE state = 'dead' AND (SELECT count() FROM webhookd.dlq_dead) = 0
-		GROUP BY pipeline_id, trigger_type, minute;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.dlq_dead_mv ON CLUSTER webhookd_cluster TO webhookd.dlq_dead AS
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(sum(if(state = 'dead', 1, -1))) AS dead
-		FROM webhookd.dlq_feed WHERE fed_key != 0
-		GROUP BY pipeline_id, trigger_type, minute;
-
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
@@ -615,8 +592,6 @@ ALTER TABLE webhookd.attempts_1h ON CLUSTER webhookd_cluster MODIFY TTL toDateTi
 ALTER TABLE webhookd.attempts_1m ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.dlq_1m ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
-
-ALTER TABLE webhookd.dlq_dead ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(minute) + INTERVAL 90 DAY;
 
 ALTER TABLE webhookd.dlq_items ON CLUSTER webhookd_cluster MODIFY TTL toDateTime(failed_at) + INTERVAL 90 DAY;
 

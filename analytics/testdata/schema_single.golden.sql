@@ -583,29 +583,6 @@ INSERT INTO webhookd.time_to_success_1h SELECT * FROM webhookd.time_to_success_1
 
 DROP TABLE IF EXISTS webhookd.time_to_success_1h_next SYNC;
 
--- migration 8: dlq_dead: the DLQ items dead now, by pipeline (checksum 8562ca1e2f70ffed)
-
-CREATE TABLE IF NOT EXISTS webhookd.dlq_dead (
-			pipeline_id   String,
-			trigger_type  LowCardinality(String),
-			minute        DateTime('UTC'),
-			dead          SimpleAggregateFunction(sum, Int64)
-		) ENGINE = AggregatingMergeTree()
-		PARTITION BY toYYYYMM(minute)
-		ORDER BY (pipeline_id, trigger_type, minute)
-		TTL toDateTime(minute) + INTERVAL 90 DAY;
-
-INSERT INTO webhookd.dlq_dead
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(count()) AS dead
-		FROM webhookd.dlq_items FINAL
-		WHERE state = 'dead' AND (SELECT count() FROM webhookd.dlq_dead) = 0
-		GROUP BY pipeline_id, trigger_type, minute;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.dlq_dead_mv TO webhookd.dlq_dead AS
-		SELECT pipeline_id, trigger_type, toStartOfMinute(failed_at) AS minute, toInt64(sum(if(state = 'dead', 1, -1))) AS dead
-		FROM webhookd.dlq_feed WHERE fed_key != 0
-		GROUP BY pipeline_id, trigger_type, minute;
-
 -- retention reconcile: one per table whose TTL differs from its setting
 
 ALTER TABLE webhookd.attempts MODIFY TTL toDateTime(started_at) + INTERVAL 30 DAY;
@@ -615,8 +592,6 @@ ALTER TABLE webhookd.attempts_1h MODIFY TTL toDateTime(hour) + INTERVAL 30 DAY;
 ALTER TABLE webhookd.attempts_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
 
 ALTER TABLE webhookd.dlq_1m MODIFY TTL toDateTime(minute) + INTERVAL 30 DAY;
-
-ALTER TABLE webhookd.dlq_dead MODIFY TTL toDateTime(minute) + INTERVAL 90 DAY;
 
 ALTER TABLE webhookd.dlq_items MODIFY TTL toDateTime(failed_at) + INTERVAL 90 DAY;
 
