@@ -160,13 +160,7 @@ func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
 	}
 	s.recent.markLoaded(pk)
 	for _, r := range rows {
-		var hs []int64
-		if a, ok := r[1].([]any); ok {
-			hs = make([]int64, 0, len(a))
-			for _, v := range a {
-				hs = append(hs, asInt(v))
-			}
-		}
+		hs := asInts(r[1])
 		s.recent.add(pk, asInt(r[0]), hs...)
 	}
 	return nil

@@ -201,3 +201,30 @@ func msTime(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms).UTC()
 }
+
+// asInts reads an array column of integers as the backend returns it:
+// []any from chDB's JSON, []T (the column's own type) from clickhouse-go.
+func asInts(v any) []int64 {
+	var out []int64
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			out = append(out, asInt(e))
+		}
+	case []int64:
+		out = append(out, x...)
+	case []uint64:
+		for _, e := range x {
+			out = append(out, int64(e))
+		}
+	case []int32:
+		for _, e := range x {
+			out = append(out, int64(e))
+		}
+	case []uint32:
+		for _, e := range x {
+			out = append(out, int64(e))
+		}
+	}
+	return out
+}

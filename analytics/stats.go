@@ -115,12 +115,7 @@ func (s *Store) figures(ctx context.Context, p Params, parts ...figPart) (map[st
 		if len(row) < 5 {
 			return nil, fmt.Errorf("stats: a row of %d columns", len(row))
 		}
-		var nums []int64
-		if a, ok := row[3].([]any); ok {
-			for _, v := range a {
-				nums = append(nums, asInt(v))
-			}
-		}
+		nums := asInts(row[3])
 		out[asString(row[0])] = append(out[asString(row[0])], figRow{key: groupKey(row[1:]), nums: nums, q: quantiles(row[4])})
 	}
 	return out, nil
@@ -645,12 +640,7 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		if b == nil {
 			continue
 		}
-		var n []int64
-		if a, ok := row[2].([]any); ok {
-			for _, v := range a {
-				n = append(n, asInt(v))
-			}
-		}
+		n := asInts(row[2])
 		num := func(i int) int64 {
 			if i < len(n) {
 				return n[i]
