@@ -60,8 +60,7 @@ func TestRecentKeysHoldTheWindow(t *testing.T) {
 func TestRedeliveryAfterARestartCountsOnce(t *testing.T) {
 	s := openTestStore(t, "fedrestart")
 	ctx := context.Background()
-	x := delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", PipelineID: "p", TriggerType: "click",
-		Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
+	x := completedExecution()
 	rec, _ := json.Marshal(x)
 	write := func(offset int64) {
 		t.Helper()
@@ -77,4 +76,11 @@ func TestRedeliveryAfterARestartCountsOnce(t *testing.T) {
 	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 1 {
 		t.Fatalf("stats %+v, %v; want one execution", st, err)
 	}
+}
+
+// completedExecution is execution "x" of pipeline "p", completed a second
+// after wlT0.
+func completedExecution() delivery.Execution {
+	return delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", PipelineID: "p", TriggerType: "click",
+		Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
 }

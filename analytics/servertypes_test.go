@@ -65,15 +65,13 @@ func (b serverTyped) query(ctx context.Context, q string, p Params) ([][]any, er
 	return rows, nil
 }
 
-// MUST-FIX 1: with the ClickHouse server backend, loadFedKeys reads back no
-// key (r[1].([]any) fails on a []uint64): after a restart or a rebalance a
-// redelivered execution is counted twice — exactly what fed_keys is for.
+// On a ClickHouse server the fed keys read back after a restart come as
+// []uint64: they are read, and a redelivery still counts once.
 func TestFedKeysReadBackWithServerTypes(t *testing.T) {
 	s := openTestStore(t, "fedserver")
 	s.b = serverTyped{s.b}
 	ctx := context.Background()
-	x := delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", PipelineID: "p", TriggerType: "click",
-		Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
+	x := completedExecution()
 	// The server backend takes typed rows only (the sink decodes records).
 	write := func(offset int64) {
 		t.Helper()
@@ -90,15 +88,12 @@ func TestFedKeysReadBackWithServerTypes(t *testing.T) {
 	}
 }
 
-// MUST-FIX 2 (same class, TimeSeries made one query in 396204c): the
-// figures come back as Array(Int64) = []int64 from clickhouse-go and
-// row[2].([]any) fails: every bucket's executions, retries and DLQ are 0 on
-// the server backend.
+// On a ClickHouse server the time series' and the stats' figures come as
+// []int64: they are read, not zeros.
 func TestTimeSeriesAndStatsWithServerTypes(t *testing.T) {
 	s := openTestStore(t, "tsserver")
 	ctx := context.Background()
-	x := delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", PipelineID: "p", TriggerType: "click",
-		Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
+	x := completedExecution()
 	rec, _ := json.Marshal(x)
 	if err := s.Write(ctx, &Batch{ExecutionRecs: [][]byte{rec}, ExecutionRecOrigins: []Origin{{Topic: wlExecTopic, Partition: 2, Offset: 0}}}); err != nil {
 		t.Fatal(err)
