@@ -33,6 +33,10 @@ type recentKeys struct {
 
 	mu    sync.Mutex
 	parts map[partKey]*partKeys
+	// gen counts each partition's forgets: a read-back that a forget
+	// overtook (the partition lost while its keys were being read) must
+	// not mark it loaded with what it read.
+	gen map[partKey]uint64
 }
 
 type partKeys struct {
@@ -47,7 +51,15 @@ type keyMinute struct {
 }
 
 func newRecentKeys(window time.Duration) *recentKeys {
-	return &recentKeys{window: window, now: time.Now, parts: map[partKey]*partKeys{}}
+	return &recentKeys{window: window, now: time.Now, parts: map[partKey]*partKeys{}, gen: map[partKey]uint64{}}
+}
+
+// generation is pk's count of forgets, taken before its keys are read back
+// (markLoaded).
+func (r *recentKeys) generation(pk partKey) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen[pk]
 }
 
 // loaded reports whether pk's keys are known (read back, or a partition
@@ -83,11 +95,17 @@ func (r *recentKeys) has(pk partKey, h int64) bool {
 
 func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
 
-// markLoaded starts pk's keys (none yet), when its keys are read back.
-func (r *recentKeys) markLoaded(pk partKey) {
+// markLoaded starts pk's keys (none yet), when its keys were read back
+// from generation gen on. It reports false, starting nothing, when pk was
+// forgotten since: what was read may miss keys fed meanwhile elsewhere.
+func (r *recentKeys) markLoaded(pk partKey, gen uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.gen[pk] != gen {
+		return false
+	}
 	r.parts[pk] = &partKeys{current: keyMinute{minute: r.minute(r.now())}, open: map[int64]struct{}{}}
+	return true
 }
 
 // add records hashes fed in pk at minute (unix minutes; 0: now), dropping
@@ -142,30 +160,58 @@ func (r *recentKeys) forget(parts map[string][]int32) {
 	defer r.mu.Unlock()
 	for t, ps := range parts {
 		for _, p := range ps {
-			delete(r.parts, partKey{t, p})
+			r.drop(partKey{t, p})
 		}
 	}
 }
 
-// loadFedKeys reads back the keys fed in pk within the window.
-func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
-	if s.recent.loaded(pk) {
-		return nil
+// drop forgets pk; r.mu held.
+func (r *recentKeys) drop(pk partKey) {
+	delete(r.parts, pk)
+	r.gen[pk]++
+}
+
+// forgetKeys drops the partitions' keys (a feed of them failed: what it
+// wrote, if anything, is known from fed_keys only).
+func (r *recentKeys) forgetKeys(pks map[partKey]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pk := range pks {
+		if pk.topic != "" {
+			r.drop(pk)
+		}
 	}
-	rows, err := s.b.query(ctx, `SELECT toUnixTimestamp(at) DIV 60 AS m, groupArray(h) FROM `+s.t("fed_keys")+`
+}
+
+// loadFedKeys reads back the keys fed in pk within the window. A forget
+// overtaking the read (the partition lost meanwhile) makes it read again:
+// the sink forgets a partition again when it is assigned, so what is read
+// for a partition this process no longer holds is dropped before it could
+// serve it again.
+func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
+	for range 3 {
+		if s.recent.loaded(pk) {
+			return nil
+		}
+		gen := s.recent.generation(pk)
+		rows, err := s.b.query(ctx, `SELECT toUnixTimestamp(at) DIV 60 AS m, groupArray(h) FROM `+s.t("fed_keys")+`
 		WHERE topic = {topic:String} AND partition = {partition:Int64} AND at >= now() - toIntervalSecond({window:Int64})
 		GROUP BY m ORDER BY m`, Params{"topic": pk.topic, "partition": int64(pk.partition), "window": int64(s.recent.window / time.Second)})
-	if err != nil {
-		return fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
+		if err != nil {
+			return fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
+		}
+		if !s.recent.markLoaded(pk, gen) {
+			continue
+		}
+		for _, r := range rows {
+			s.recent.add(pk, asInt(r[0]), asInts(r[1])...)
+		}
+		return nil
 	}
-	s.recent.markLoaded(pk)
-	for _, r := range rows {
-		hs := asInts(r[1])
-		s.recent.add(pk, asInt(r[0]), hs...)
-	}
-	return nil
+	return fmt.Errorf("fed keys of %s/%d: the partition was lost and assigned again while they were read, three times", pk.topic, pk.partition)
 }
 
 // ForgetPartitions drops what the store remembers of the keys fed in these
-// partitions (the sink lost them: another replica feeds them now).
+// partitions (the sink lost them: another replica feeds them now; or it
+// was assigned them: another replica may have fed them since).
 func (s *Store) ForgetPartitions(parts map[string][]int32) { s.recent.forget(parts) }

@@ -3,6 +3,8 @@ package analytics
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +23,7 @@ func TestRecentKeysHoldTheWindow(t *testing.T) {
 		t.Fatal("a Kafka partition is loaded before anything was added, or rows without an origin need loading")
 	}
 	r.add(p0, 0, 10) // not loaded: not held
-	r.markLoaded(p0)
+	r.markLoaded(p0, r.generation(p0))
 	r.add(p0, 0, 11, 12)
 	now = now.Add(3 * time.Minute)
 	r.add(p0, 0, 13) // seals 07:00
@@ -51,6 +53,72 @@ func TestRecentKeysHoldTheWindow(t *testing.T) {
 	r.add(partKey{}, 0, 18)
 	if !r.has(partKey{}, 18) {
 		t.Error("rows without an origin are not remembered")
+	}
+	// A read-back overtaken by a forget does not start the partition.
+	gen := r.generation(p1)
+	r.forget(map[string][]int32{"x": {1}})
+	if r.markLoaded(p1, gen) || r.loaded(p1) {
+		t.Error("a partition lost while its keys were read back is marked loaded with them")
+	}
+	if !r.markLoaded(p1, r.generation(p1)) || !r.loaded(p1) {
+		t.Error("a partition read back again is not loaded")
+	}
+}
+
+// writtenThenFailed writes the next insert into a table named like table
+// and reports it failed (a timeout after the server took the rows).
+type writtenThenFailed struct {
+	backend
+	table string
+	armed bool
+}
+
+func (b *writtenThenFailed) fail(table string) error {
+	if b.armed && strings.Contains(table, b.table) {
+		b.armed = false
+		return errors.New("i/o timeout")
+	}
+	return nil
+}
+
+func (b *writtenThenFailed) insert(ctx context.Context, table string, cols []string, rows [][]any) error {
+	if err := b.backend.insert(ctx, table, cols, rows); err != nil {
+		return err
+	}
+	return b.fail(table)
+}
+
+func (b *writtenThenFailed) insertJSON(ctx context.Context, table string, recs [][]byte) error {
+	if err := b.backend.(jsonInserter).insertJSON(ctx, table, recs); err != nil {
+		return err
+	}
+	return b.fail(table)
+}
+
+// A feed reported failed though it was written leaves its keys known: a
+// redelivery fed after the retry counts once.
+func TestFeedWrittenButReportedFailedCountsOnce(t *testing.T) {
+	s := openTestStore(t, "fedfailed")
+	ctx := context.Background()
+	b := &writtenThenFailed{backend: s.b, table: "executions_feed", armed: true}
+	s.b = b
+	rec, _ := json.Marshal(completedExecution())
+	write := func(offsets ...int64) error {
+		bt := &Batch{}
+		for _, o := range offsets {
+			bt.ExecutionRecs = append(bt.ExecutionRecs, rec)
+			bt.ExecutionRecOrigins = append(bt.ExecutionRecOrigins, Origin{Topic: wlExecTopic, Partition: 2, Offset: o})
+		}
+		return s.Write(ctx, bt)
+	}
+	if err := write(0); err == nil {
+		t.Fatal("the failed feed reported no error")
+	}
+	if err := write(0, 1); err != nil { // the sink's retry, with a redelivery
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 1 {
+		t.Fatalf("stats %+v, %v; want one execution", st, err)
 	}
 }
 
@@ -83,4 +151,27 @@ func TestRedeliveryAfterARestartCountsOnce(t *testing.T) {
 func completedExecution() delivery.Execution {
 	return delivery.Execution{V: 1, Kind: delivery.KindExecution, ExecutionID: "x", PipelineID: "p", TriggerType: "click",
 		Status: "completed", StartedAt: wlT0, CompletedAt: wlT0.Add(time.Second), Seq: 1}
+}
+
+// A sink assigned a partition reads its keys back even when the store held
+// some for it (read back for a partition this process had lost meanwhile,
+// so missing what another replica fed since): the redelivered copy that
+// replica's keys cover counts once.
+func TestAssignedPartitionsAreReadBack(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, "fedassigned")
+	opts, prod, recs := workloadOnABroker(ctx, t, 2)
+	// Another replica fed the first copy (offsets 0…) while this process
+	// held the partitions as loaded with none of its keys.
+	if err := s.Write(ctx, batchOf(recs, 0, len(recs))); err != nil {
+		t.Fatal(err)
+	}
+	s.recent = newRecentKeys(DefaultDedupWindow)
+	for _, topic := range []string{wlExecTopic, wlDLQTopic} {
+		pk := partKey{topic, 0}
+		s.recent.markLoaded(pk, s.recent.generation(pk))
+	}
+	so := SinkOptions{ClientOpts: opts, Group: "analytics", ExecutionsTopic: wlExecTopic, DLQTopic: wlDLQTopic, BatchSize: 1000, FlushInterval: 50 * time.Millisecond}
+	sinkToTheEnd(ctx, t, NewSink(so, s), prod, int64(2*(len(recs)-1)), 2)
+	checkWorkload(t, s)
 }

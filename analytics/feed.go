@@ -203,14 +203,20 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		}
 	}
 	seen := map[pkHash]bool{}
-	if err := at.insert(ctx, s, "attempts_feed", attemptFeedCols, seen); err != nil {
-		return fmt.Errorf("attempts feed: %w", err)
-	}
-	if err := ex.insert(ctx, s, "executions_feed", executionFeedCols, seen); err != nil {
-		return fmt.Errorf("executions feed: %w", err)
-	}
-	if err := dead.insert(ctx, s, "dlq_feed", dlqFeedCols, seen); err != nil {
-		return fmt.Errorf("dlq feed: %w", err)
+	for _, f := range []struct {
+		rows        *feedRows
+		table, what string
+		cols        []string
+	}{{&at, "attempts_feed", "attempts feed", attemptFeedCols}, {&ex, "executions_feed", "executions feed", executionFeedCols}, {&dead, "dlq_feed", "dlq feed", dlqFeedCols}} {
+		if err := f.rows.insert(ctx, s, f.table, f.cols, seen); err != nil {
+			// An insert reported failed may have been written (a
+			// timeout after the server took it), its keys with it: the
+			// batch's partitions are read back when fed again.
+			for _, g := range []*feedRows{&at, &ex, &dead} {
+				s.recent.forgetKeys(g.partitions())
+			}
+			return fmt.Errorf("%s: %w", f.what, err)
+		}
 	}
 	return nil
 }

@@ -420,7 +420,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		// Their markers come through too, so the commit passes them (no
 		// lag left once everything is stored).
 		kgo.KeepControlRecords(),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { s.ready.Store(true) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			s.forget(assigned)
+			s.ready.Store(true)
+		}),
 		// Another replica feeds a partition this one lost: the keys it
 		// remembers of it are read again if it comes back (fedKeysSchema).
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { s.forget(lost) }),
@@ -517,7 +520,8 @@ func (s *Sink) Run(ctx context.Context) error {
 }
 
 // forget tells the store, when it remembers the keys fed per partition,
-// that the sink lost these partitions.
+// that the sink lost or gained these partitions: what it holds of them may
+// miss keys another replica fed.
 func (s *Sink) forget(parts map[string][]int32) {
 	if f, ok := s.store.(interface{ ForgetPartitions(map[string][]int32) }); ok {
 		f.ForgetPartitions(parts)
