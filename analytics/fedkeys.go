@@ -21,8 +21,11 @@ const MaxDedupWindow = 12 * time.Hour
 // same one). Each partition's keys are read back from fed_keys the first
 // time a batch of it is fed (Store.Feed): after a restart or a rebalance
 // they are those fed before, by this process or another; later, those
-// this process feeds. The sink forgets a partition when it loses it: when
-// it comes back, another replica may have fed it meanwhile.
+// this process feeds. The sink forgets a partition when it loses it and
+// when it is assigned it (another replica may have fed it meanwhile), and
+// the store forgets a batch's partitions when its feed fails (it may have
+// been written). A feed keeps the keys it started with (Store.Feed pins
+// them): a forget meanwhile acts on the next one.
 //
 // Keys are kept by the minute they were fed: the current minute's in a
 // set, older minutes' as sorted slices (8 bytes a key: at 10,000 deliveries
@@ -75,7 +78,24 @@ func (r *recentKeys) loaded(pk partKey) bool {
 func (r *recentKeys) has(pk partKey, h int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.parts[pk]
+	return r.hasLocked(r.parts[pk], h)
+}
+
+// heldKeys is pk's keys as held now (nil: not loaded).
+func (r *recentKeys) heldKeys(pk partKey) *partKeys {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.parts[pk]
+}
+
+// hasIn is has on keys pinned by heldKeys.
+func (r *recentKeys) hasIn(p *partKeys, h int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hasLocked(p, h)
+}
+
+func (r *recentKeys) hasLocked(p *partKeys, h int64) bool {
 	if p == nil {
 		return false
 	}
@@ -93,19 +113,30 @@ func (r *recentKeys) has(pk partKey, h int64) bool {
 	return false
 }
 
-func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
-
-// markLoaded starts pk's keys (none yet), when its keys were read back
-// from generation gen on. It reports false, starting nothing, when pk was
-// forgotten since: what was read may miss keys fed meanwhile elsewhere.
-func (r *recentKeys) markLoaded(pk partKey, gen uint64) bool {
+// markLoadedWith starts pk's keys with the rows read back from fed_keys
+// (unix minute, its hashes) from generation gen on, in one step, and
+// returns them. It returns nil, starting nothing, when pk was forgotten
+// since: what was read may miss keys fed meanwhile elsewhere.
+func (r *recentKeys) markLoadedWith(pk partKey, gen uint64, rows [][]any) *partKeys {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen[pk] != gen {
-		return false
+		return nil
 	}
-	r.parts[pk] = &partKeys{current: keyMinute{minute: r.minute(r.now())}, open: map[int64]struct{}{}}
-	return true
+	p := &partKeys{current: keyMinute{minute: r.minute(r.now())}, open: map[int64]struct{}{}}
+	r.parts[pk] = p
+	for _, row := range rows {
+		r.addLocked(p, asInt(row[0]), asInts(row[1])...)
+	}
+	return p
+}
+
+func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
+
+// markLoaded starts pk's keys (none yet), when its keys were read back
+// from generation gen on (markLoadedWith, nothing read back).
+func (r *recentKeys) markLoaded(pk partKey, gen uint64) bool {
+	return r.markLoadedWith(pk, gen, nil) != nil
 }
 
 // add records hashes fed in pk at minute (unix minutes; 0: now), dropping
@@ -127,6 +158,14 @@ func (r *recentKeys) add(pk partKey, minute int64, hs ...int64) {
 		// Rows without an origin: remembered from the first.
 		p = &partKeys{current: keyMinute{minute: minute}, open: map[int64]struct{}{}}
 		r.parts[pk] = p
+	}
+	r.addLocked(p, minute, hs...)
+}
+
+func (r *recentKeys) addLocked(p *partKeys, minute int64, hs ...int64) {
+	now := r.minute(r.now())
+	if minute == 0 {
+		minute = now
 	}
 	if minute != p.current.minute {
 		p.seal()
@@ -188,27 +227,23 @@ func (r *recentKeys) forgetKeys(pks map[partKey]bool) {
 // the sink forgets a partition again when it is assigned, so what is read
 // for a partition this process no longer holds is dropped before it could
 // serve it again.
-func (s *Store) loadFedKeys(ctx context.Context, pk partKey) error {
+func (s *Store) loadFedKeys(ctx context.Context, pk partKey) (*partKeys, error) {
 	for range 3 {
-		if s.recent.loaded(pk) {
-			return nil
+		if p := s.recent.heldKeys(pk); p != nil {
+			return p, nil
 		}
 		gen := s.recent.generation(pk)
 		rows, err := s.b.query(ctx, `SELECT toUnixTimestamp(at) DIV 60 AS m, groupArray(h) FROM `+s.t("fed_keys")+`
 		WHERE topic = {topic:String} AND partition = {partition:Int64} AND at >= now() - toIntervalSecond({window:Int64})
 		GROUP BY m ORDER BY m`, Params{"topic": pk.topic, "partition": int64(pk.partition), "window": int64(s.recent.window / time.Second)})
 		if err != nil {
-			return fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
+			return nil, fmt.Errorf("fed keys of %s/%d: %w", pk.topic, pk.partition, err)
 		}
-		if !s.recent.markLoaded(pk, gen) {
-			continue
+		if p := s.recent.markLoadedWith(pk, gen, rows); p != nil {
+			return p, nil
 		}
-		for _, r := range rows {
-			s.recent.add(pk, asInt(r[0]), asInts(r[1])...)
-		}
-		return nil
 	}
-	return fmt.Errorf("fed keys of %s/%d: the partition was lost and assigned again while they were read, three times", pk.topic, pk.partition)
+	return nil, fmt.Errorf("fed keys of %s/%d: the partition was forgotten (a rebalance) while they were read back, three times in a row", pk.topic, pk.partition)
 }
 
 // ForgetPartitions drops what the store remembers of the keys fed in these

@@ -175,3 +175,100 @@ func TestAssignedPartitionsAreReadBack(t *testing.T) {
 	sinkToTheEnd(ctx, t, NewSink(so, s), prod, int64(2*(len(recs)-1)), 2)
 	checkWorkload(t, s)
 }
+
+// revokeAfterFirstLoad forgets the partition whose keys were read back
+// first, while the next partition's keys are read (a revoke arriving
+// concurrently, after markLoaded).
+type revokeAfterFirstLoad struct {
+	backend
+	s     *Store
+	first int64
+	n     int
+}
+
+func (b *revokeAfterFirstLoad) query(ctx context.Context, q string, p Params) ([][]any, error) {
+	if strings.Contains(q, "fed_keys") {
+		b.n++
+		switch b.n {
+		case 1:
+			b.first = p["partition"].(int64)
+		case 2:
+			b.s.ForgetPartitions(map[string][]int32{wlExecTopic: {int32(b.first)}})
+		}
+	}
+	return b.backend.query(ctx, q, p)
+}
+
+func (b *revokeAfterFirstLoad) insertJSON(ctx context.Context, table string, recs [][]byte) error {
+	return b.backend.(jsonInserter).insertJSON(ctx, table, recs)
+}
+
+// A partition forgotten while a feed is under way (a revoke or an
+// assignment landing after its keys were read back, while another
+// partition's are read) keeps, for that feed, the keys it was read back
+// with: a redelivery in it counts once.
+func TestPartitionForgottenMidFeedCountsOnce(t *testing.T) {
+	s := openTestStore(t, "fedrevoke")
+	ctx := context.Background()
+	x := completedExecution()
+	y := completedExecution()
+	y.ExecutionID = "y"
+	rx, _ := json.Marshal(x)
+	ry, _ := json.Marshal(y)
+	write := func(off int64) {
+		t.Helper()
+		if err := s.Write(ctx, &Batch{ExecutionRecs: [][]byte{rx, ry}, ExecutionRecOrigins: []Origin{{Topic: wlExecTopic, Partition: 2, Offset: off}, {Topic: wlExecTopic, Partition: 3, Offset: off}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	s.recent = newRecentKeys(DefaultDedupWindow) // a new process (or both partitions just assigned)
+	s.b = &revokeAfterFirstLoad{backend: s.b, s: s}
+	write(1) // redeliveries of x and y
+	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 2 {
+		t.Fatalf("stats executions=%d, %v; want two executions", st.Executions, err)
+	}
+}
+
+// staleThenForgotten answers the first read-back of fed_keys as it was
+// before another replica fed the partition, and forgets the partition
+// meanwhile (the rebalance that moved it).
+type staleThenForgotten struct {
+	backend
+	s    *Store
+	done bool
+}
+
+func (b *staleThenForgotten) query(ctx context.Context, q string, p Params) ([][]any, error) {
+	if strings.Contains(q, "fed_keys") && !b.done {
+		b.done = true
+		b.s.ForgetPartitions(map[string][]int32{wlExecTopic: {int32(p["partition"].(int64))}})
+		return nil, nil
+	}
+	return b.backend.query(ctx, q, p)
+}
+
+func (b *staleThenForgotten) insertJSON(ctx context.Context, table string, recs [][]byte) error {
+	return b.backend.(jsonInserter).insertJSON(ctx, table, recs)
+}
+
+// A read-back that a forget overtook is read again, not kept: what it read
+// may miss keys another replica fed meanwhile.
+func TestReadBackOvertakenByAForgetIsReadAgain(t *testing.T) {
+	s := openTestStore(t, "fedstale")
+	ctx := context.Background()
+	rec, _ := json.Marshal(completedExecution())
+	write := func(off int64) {
+		t.Helper()
+		if err := s.Write(ctx, &Batch{ExecutionRecs: [][]byte{rec}, ExecutionRecOrigins: []Origin{{Topic: wlExecTopic, Partition: 2, Offset: off}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0) // fed by another replica
+	s.recent = newRecentKeys(DefaultDedupWindow)
+	s.b = &staleThenForgotten{backend: s.b, s: s}
+	write(1) // its redelivery, here
+	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 1 {
+		t.Fatalf("stats %+v, %v; want one execution", st, err)
+	}
+}

@@ -195,11 +195,19 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 			}
 		}
 	}
+	// The keys each partition held when the feed began: a forget
+	// (revoke, assign) meanwhile does not make them unknown to it.
+	held := map[partKey]*partKeys{}
 	for _, f := range []*feedRows{&at, &ex, &dead} {
 		for pk := range f.partitions() {
-			if err := s.loadFedKeys(ctx, pk); err != nil {
+			if _, ok := held[pk]; ok || pk.topic == "" {
+				continue
+			}
+			p, err := s.loadFedKeys(ctx, pk)
+			if err != nil {
 				return err
 			}
+			held[pk] = p
 		}
 	}
 	seen := map[pkHash]bool{}
@@ -208,7 +216,7 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		table, what string
 		cols        []string
 	}{{&at, "attempts_feed", "attempts feed", attemptFeedCols}, {&ex, "executions_feed", "executions feed", executionFeedCols}, {&dead, "dlq_feed", "dlq feed", dlqFeedCols}} {
-		if err := f.rows.insert(ctx, s, f.table, f.cols, seen); err != nil {
+		if err := f.rows.insert(ctx, s, f.table, f.cols, seen, held); err != nil {
 			// An insert reported failed may have been written (a
 			// timeout after the server took it), its keys with it: the
 			// batch's partitions are read back when fed again.
@@ -345,8 +353,16 @@ func (f *feedRows) partitions() map[partKey]bool {
 // holds (fed before; their partitions loaded) and those fed earlier in
 // this batch (seen, which gains the keys fed), each with its key's hash in
 // the feed's fed_key column; the store then holds those keys too.
-func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, seen map[pkHash]bool) error {
-	known := func(pk partKey, h int64) bool { return h != 0 && (seen[pkHash{pk, h}] || s.recent.has(pk, h)) }
+func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, seen map[pkHash]bool, held map[partKey]*partKeys) error {
+	known := func(pk partKey, h int64) bool {
+		if h == 0 || seen[pkHash{pk, h}] {
+			return h != 0
+		}
+		if p, ok := held[pk]; ok {
+			return s.recent.hasIn(p, h)
+		}
+		return s.recent.has(pk, h)
+	}
 	fed := map[partKey][]int64{}
 	// keep says whether a row goes in, and whether it closes its
 	// execution's retry.
