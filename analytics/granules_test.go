@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Migration 7 makes the quantile tables again with 16-row granules, on a
@@ -28,21 +27,20 @@ func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
 			if err := s.Write(ctx, batchOf(recs, 0, half)); err != nil {
 				t.Fatal(err)
 			}
+			// The quantile tables' states merged by key (since
+			// migration 8 no answer reads them; they stay for older
+			// replicas).
 			answers := func() string {
-				r := Range{From: wlT0, To: wlT0.Add(time.Hour)}
-				st, err := s.Stats(ctx, r)
-				if err != nil {
-					t.Fatal(err)
+				var b strings.Builder
+				for _, q := range quantileTables {
+					rows, err := s.b.query(ctx, `SELECT level, pipeline_id, trigger_type, step_id, toString(quantilesTDigestMerge(`+quantileLevels+`)(`+q.kind+`))
+						FROM `+s.t(q.kind+"_"+q.suffix)+` GROUP BY level, pipeline_id, trigger_type, step_id ORDER BY level, pipeline_id, trigger_type, step_id`, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fmt.Fprintf(&b, "%s %v\n", q.kind+"_"+q.suffix, rows)
 				}
-				ps, err := s.PipelineStats(ctx, nil, r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				steps, err := s.StepStats(ctx, "p1", r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return fmt.Sprintf("%+v %+v %+v %+v", *st, *ps["p1"], *ps["p2"], *steps["s1"])
+				return b.String()
 			}
 			before := answers()
 			if stopAfter >= 0 {
@@ -61,7 +59,7 @@ func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
 					}
 				}
 			}
-			if err := s.Migrate(ctx); err != nil {
+			if err := s.migrate(ctx, migrations[:7]); err != nil {
 				t.Fatal(err)
 			}
 			if after := answers(); after != before {
@@ -79,6 +77,14 @@ func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
 			}
 			// Written after: the views feed the new tables.
 			if err := s.Write(ctx, batchOf(recs, half, len(recs))); err != nil {
+				t.Fatal(err)
+			}
+			if answers() == before {
+				t.Error("the rows written after the migration did not reach the quantile tables")
+			}
+			// Migration 8 fills the histograms from the base tables:
+			// every answer as computed by hand.
+			if err := s.Migrate(ctx); err != nil {
 				t.Fatal(err)
 			}
 			checkWorkload(t, s)

@@ -128,7 +128,7 @@ func TestLogAndQuantileTablesAreFilledFromExistingData(t *testing.T) {
 		}
 	}
 	// As a database from before them: the new tables and views gone.
-	for _, tbl := range []string{"executions_by_time", "executions_status_1h", "latency_1m", "latency_1h", "time_to_success_1m", "time_to_success_1h"} {
+	for _, tbl := range []string{"executions_by_time", "executions_status_1h", "latency_hist_1m", "latency_hist_1h", "time_to_success_hist_1m", "time_to_success_hist_1h"} {
 		for _, q := range []string{"DROP TABLE " + s.t(tbl+"_mv"), "DROP TABLE " + s.t(tbl)} {
 			if err := s.b.exec(ctx, q, nil); err != nil {
 				t.Fatal(err)

@@ -55,6 +55,7 @@ var migrations = []Migration{
 	{Version: 5, Name: "executions_by_time: the executions written while migration 3 ran", Statements: refillExecutionsByTime},
 	{Version: 6, Name: "fed_keys: an execution, attempt or DLQ item redelivered is counted once", Statements: fedKeysSchema},
 	{Version: 7, Name: "quantile tables with 16-row granules", Statements: quantileGranules, Guard: quantileGranulesGuard},
+	{Version: 8, Name: "latency and time-to-success histograms by level, in place of the quantile states", Statements: histogramSchema},
 }
 
 // Migrations returns the schema's migrations, oldest first.
@@ -106,6 +107,11 @@ var ttlTables = map[string]struct{ column, class string }{
 	"latency_1h":         {"hour", retainAggregates},
 	"time_to_success_1m": {"minute", retainAggregates},
 	"time_to_success_1h": {"hour", retainAggregates},
+	// migration 8
+	"latency_hist_1m":         {"minute", retainAggregates},
+	"latency_hist_1h":         {"hour", retainAggregates},
+	"time_to_success_hist_1m": {"minute", retainAggregates},
+	"time_to_success_hist_1h": {"hour", retainAggregates},
 }
 
 // Target is what DDL is generated for: a database, optionally on a cluster

@@ -72,8 +72,11 @@ const (
 	attemptSums   = stepKeyCols + ", attempts, step_runs, successful, latency_sum, latency_n, retries"
 )
 
-// quantileCols are the columns of a quantile table of kind read by a span.
-func quantileCols(kind string) string { return stepKeyCols + ", level, " + kind }
+// histCols are the columns of a histogram table read by a span.
+const histCols = stepKeyCols + ", level, hist"
+
+// histKind is the span kind of kind's histogram tables.
+func histKind(kind string) string { return kind + "_hist" }
 
 // A stats answer is one query (issue 10: chDB runs one query at a time,
 // and each costs its parsing, planning and table opening): the figures it
@@ -95,7 +98,35 @@ const (
 	noQuantiles = "CAST([] AS Array(Float64))"
 )
 
-// figures runs parts as one query and returns each part's rows by tag.
+// asFloats reads an array column of numbers (chDB: []any; a server: []T).
+func asFloats(v any) []float64 {
+	var a []float64
+	switch x := v.(type) {
+	case []float64:
+		a = x
+	case []float32:
+		for _, f := range x {
+			a = append(a, float64(f))
+		}
+	case []any:
+		for _, f := range x {
+			a = append(a, asFloat(f))
+		}
+	case []int64:
+		for _, f := range x {
+			a = append(a, float64(f))
+		}
+	case []uint64:
+		for _, f := range x {
+			a = append(a, float64(f))
+		}
+	}
+	return a
+}
+
+// figures runs parts as one query and returns each part's rows by tag;
+// a part's quantiles column is empty or a merged histogram (quantileSQL),
+// read into its percentiles here.
 func (s *Store) figures(ctx context.Context, p Params, parts ...figPart) (map[string][]figRow, error) {
 	var sb strings.Builder
 	for i, pt := range parts {
@@ -116,7 +147,7 @@ func (s *Store) figures(ctx context.Context, p Params, parts ...figPart) (map[st
 			return nil, fmt.Errorf("stats: a row of %d columns", len(row))
 		}
 		nums := asInts(row[3])
-		out[asString(row[0])] = append(out[asString(row[0])], figRow{key: groupKey(row[1:]), nums: nums, q: quantiles(row[4])})
+		out[asString(row[0])] = append(out[asString(row[0])], figRow{key: groupKey(row[1:]), nums: nums, q: histQuantiles(asFloats(row[4]))})
 	}
 	return out, nil
 }
@@ -129,15 +160,16 @@ func (f figRow) num(i int) int64 {
 	return 0
 }
 
-// quantileSQL is the part that merges the quantile states of kind
-// ("latency" or "time_to_success") over the range grouped by key like the
-// figures parts, from the one level of the quantile tables that answers it.
+// quantileSQL is the part that merges the histograms of kind ("latency"
+// or "time_to_success") over the range grouped by key like the figures
+// parts, from the one level of the histogram tables that answers it: a
+// merged histogram in the quantiles column, read by figures
+// (histQuantiles; histogramSchema).
 func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
-	merge := "arrayMap(x -> toFloat64(x), quantilesTDigestMerge(" + quantileLevels + ")(" + kind + "))"
 	run := func(level, key string, withTotal bool) string {
 		sel, group := grouped(key, withTotal)
-		return `SELECT ` + sel + `, ` + noNums + `, ` + merge + `
-			FROM ` + s.spanWhere(kind, quantileCols(kind), pidCond(r.PipelineID)+" AND level = '"+level+"'") + group
+		return `SELECT ` + sel + `, ` + noNums + `, sumForEachMerge(hist)
+			FROM ` + s.spanWhere(histKind(kind), histCols, pidCond(r.PipelineID)+" AND level = '"+level+"'") + group
 	}
 	switch {
 	case key == "step_id":
@@ -148,7 +180,7 @@ func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
 		return run(levelAll, "", true)
 	}
 	// Every trigger type's and the total: the total merges the trigger
-	// types' states (GROUPING SETS) rather than reading the "all" level's
+	// types' histograms (GROUPING SETS) rather than reading the "all" level's
 	// too: those rows lie in other granules, whose every state is read
 	// (measured: 10-15 % less CPU for the part at 10 M attempts).
 	return run(levelTrigger, key, withTotal)
@@ -161,7 +193,7 @@ func aggRange(pid string) string {
 }
 
 // Quantiles are the 50th, 95th and 99th percentiles, in milliseconds
-// (t-digest estimates; exact for a handful of values).
+// (read from histograms by nearest rank: histQuantiles).
 type Quantiles struct {
 	P50 int64 `json:"p50"`
 	P95 int64 `json:"p95"`
@@ -169,19 +201,7 @@ type Quantiles struct {
 }
 
 func quantiles(v any) Quantiles {
-	var a []float64
-	switch x := v.(type) {
-	case []float64:
-		a = x
-	case []float32:
-		for _, f := range x {
-			a = append(a, float64(f))
-		}
-	case []any:
-		for _, f := range x {
-			a = append(a, asFloat(f))
-		}
-	}
+	a := asFloats(v)
 	var q [3]int64
 	for i := 0; i < 3 && i < len(a); i++ {
 		f := a[i]
@@ -614,9 +634,9 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 	if r.PipelineID != "" {
 		p["level"] = levelPipeline
 	}
-	latFrom := s.t("latency_1m") + ` WHERE ` + aggRange(r.PipelineID) + ` AND level = {level:String}`
+	latFrom := s.t("latency_hist_1m") + ` WHERE ` + aggRange(r.PipelineID) + ` AND level = {level:String}`
 	if step%time.Hour == 0 {
-		latFrom = s.spanWhere("latency", quantileCols("latency"), pidCond(r.PipelineID)+" AND level = {level:String}")
+		latFrom = s.spanWhere(histKind("latency"), histCols, pidCond(r.PipelineID)+" AND level = {level:String}")
 	}
 	// One query (each costs chDB its parsing and planning): a part per
 	// figure, its rows tagged, a bucket's numbers in an array.
@@ -626,7 +646,7 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		UNION ALL
 		SELECT 'at', `+bucket(tcol)+` AS b, [toInt64(sum(retries))], `+noQuantiles+` FROM `+from("attempts")+` GROUP BY b
 		UNION ALL
-		SELECT 'lat', `+bucket(tcol)+` AS b, `+noNums+`, arrayMap(x -> toFloat64(x), quantilesTDigestMerge(`+quantileLevels+`)(latency)) FROM `+latFrom+` GROUP BY b
+		SELECT 'lat', `+bucket(tcol)+` AS b, `+noNums+`, `+histQuantilesSQL("hist")+` FROM `+latFrom+` GROUP BY b
 		UNION ALL
 		SELECT 'dlq', `+bucket("minute")+` AS b, [toInt64(sum(dead))], `+noQuantiles+` FROM `+s.t("dlq_1m")+` WHERE `+aggRange(r.PipelineID)+` GROUP BY b`, p)
 	if err != nil {

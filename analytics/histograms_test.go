@@ -1,0 +1,116 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/afftok/webhookd/delivery"
+)
+
+// Percentiles read from the histograms are those of the values: exact for
+// equal values, for values a bucket apart and for small integers; within
+// 2 % for thousands of values spread smoothly, in two modes or over hours;
+// per pipeline (read in Go) and in the time series (read in SQL) alike.
+func TestHistogramPercentiles(t *testing.T) {
+	s := openTestStore(t, "hist")
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	t0 := time.Date(2026, 11, 27, 9, 40, 0, 0, time.UTC) // the range: 09:40–12:20
+	dists := map[string]func() int64{
+		"lognormal": func() int64 { return int64(math.Exp(5.5 + 0.6*rng.NormFloat64())) },
+		"uniform":   func() int64 { return 20 + rng.Int64N(480) },
+		"bimodal": func() int64 {
+			if rng.IntN(10) < 7 {
+				return 25 + rng.Int64N(15)
+			}
+			return 2500 + rng.Int64N(1500)
+		},
+		"hours":    func() int64 { return int64(time.Hour/time.Millisecond) + rng.Int64N(int64(3*time.Hour/time.Millisecond)) },
+		"equal":    func() int64 { return 400 },
+		"apart":    nil, // 70, 90, 100, 400
+		"one":      func() int64 { return 12345 },
+		"tiny":     func() int64 { return rng.Int64N(12) },
+		"mostzero": func() int64 { return max(0, rng.Int64N(10)-8) },
+	}
+	exactly := map[string]bool{"equal": true, "apart": true, "one": true, "tiny": true, "mostzero": true}
+	values := map[string][]int64{}
+	var b Batch
+	for name, next := range dists {
+		n := 4000
+		switch name {
+		case "equal":
+			n = 5
+		case "one":
+			n = 1
+		case "apart":
+			n = 4
+		}
+		for i := range n {
+			v := int64([]int{70, 90, 100, 400}[i%4])
+			if next != nil {
+				v = next()
+			}
+			values[name] = append(values[name], v)
+			at := t0.Add(time.Duration(rng.Int64N(int64(160 * time.Minute))))
+			if exactly[name] {
+				at = t0.Add(90 * time.Minute) // one minute: the time series' too
+			}
+			b.Attempts = append(b.Attempts, delivery.Attempt{V: 1, Kind: delivery.KindAttempt, AttemptID: fmt.Sprintf("%s-%d", name, i),
+				ExecutionID: fmt.Sprintf("%s-%d", name, i), PipelineID: name, TriggerType: "click", StepID: "s", Status: "success",
+				HTTPStatus: 200, LatencyMS: v, StartedAt: at})
+		}
+	}
+	if err := s.Write(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	exact := func(vs []int64) Quantiles {
+		vs = slices.Sorted(slices.Values(vs))
+		at := func(q float64) int64 { return vs[max(int(math.Ceil(q*float64(len(vs)))), 1)-1] }
+		return Quantiles{at(0.5), at(0.95), at(0.99)}
+	}
+	near := func(got, want Quantiles, tol float64) bool {
+		ok := func(g, w int64) bool { return math.Abs(float64(g-w)) <= math.Max(1, tol*float64(w)) }
+		return ok(got.P50, want.P50) && ok(got.P95, want.P95) && ok(got.P99, want.P99)
+	}
+	r := Range{From: t0, To: t0.Add(160 * time.Minute)}
+	ps, err := s.PipelineStats(ctx, nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, vs := range values {
+		tol := 0.02
+		if exactly[name] {
+			tol = 0
+		}
+		if got, want := ps[name].LatencyMS, exact(vs); !near(got, want, tol) {
+			t.Errorf("%s: percentiles %+v, exact %+v (tolerance %.0f %%)", name, got, want, 100*tol)
+		}
+		if !exactly[name] {
+			continue
+		}
+		buckets, err := s.TimeSeries(ctx, Range{From: t0.Add(90 * time.Minute), To: t0.Add(91 * time.Minute), PipelineID: name}, time.Minute)
+		if err != nil || len(buckets) != 1 {
+			t.Fatalf("%s: time series %+v, %v", name, buckets, err)
+		}
+		got := Quantiles{buckets[0].LatencyMSP50, buckets[0].LatencyMSP95, buckets[0].LatencyMSP99}
+		if want := exact(vs); got != want {
+			t.Errorf("%s: time series percentiles %+v, exact %+v", name, got, want)
+		}
+	}
+	var all []int64
+	for _, vs := range values {
+		all = append(all, vs...)
+	}
+	st, err := s.Stats(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := exact(all); !near(st.LatencyMS, want, 0.02) {
+		t.Errorf("all pipelines: percentiles %+v, exact %+v", st.LatencyMS, want)
+	}
+}
