@@ -30,7 +30,9 @@ func TestHistogramPercentiles(t *testing.T) {
 			}
 			return 2500 + rng.Int64N(1500)
 		},
-		"hours":    func() int64 { return int64(time.Hour/time.Millisecond) + rng.Int64N(int64(3*time.Hour/time.Millisecond)) },
+		"hours": func() int64 {
+			return int64(time.Hour/time.Millisecond) + rng.Int64N(int64(3*time.Hour/time.Millisecond))
+		},
 		"equal":    func() int64 { return 400 },
 		"apart":    nil, // 70, 90, 100, 400
 		"one":      func() int64 { return 12345 },
