@@ -176,31 +176,31 @@ func TestAssignedPartitionsAreReadBack(t *testing.T) {
 	checkWorkload(t, s)
 }
 
-// revokeAfterFirstLoad forgets the partition whose keys were read back
-// first, while the next partition's keys are read (a revoke arriving
-// concurrently, after markLoaded).
-type revokeAfterFirstLoad struct {
+// onReadBack calls hook before each read-back of fed_keys (n counts them,
+// from 1, p is the query's parameters); when hook says so, the read-back
+// answers nothing (as it would have before another replica fed).
+type onReadBack struct {
 	backend
-	s     *Store
-	first int64
-	n     int
+	n    int
+	hook func(n int, p Params) (empty bool)
 }
 
-func (b *revokeAfterFirstLoad) query(ctx context.Context, q string, p Params) ([][]any, error) {
+func (b *onReadBack) query(ctx context.Context, q string, p Params) ([][]any, error) {
 	if strings.Contains(q, "fed_keys") {
 		b.n++
-		switch b.n {
-		case 1:
-			b.first = p["partition"].(int64)
-		case 2:
-			b.s.ForgetPartitions(map[string][]int32{wlExecTopic: {int32(b.first)}})
+		if b.hook(b.n, p) {
+			return nil, nil
 		}
 	}
 	return b.backend.query(ctx, q, p)
 }
 
-func (b *revokeAfterFirstLoad) insertJSON(ctx context.Context, table string, recs [][]byte) error {
+func (b *onReadBack) insertJSON(ctx context.Context, table string, recs [][]byte) error {
 	return b.backend.(jsonInserter).insertJSON(ctx, table, recs)
+}
+
+func forgetPartitionOf(s *Store, p Params) {
+	s.ForgetPartitions(map[string][]int32{wlExecTopic: {int32(p["partition"].(int64))}})
 }
 
 // A partition forgotten while a feed is under way (a revoke or an
@@ -223,33 +223,21 @@ func TestPartitionForgottenMidFeedCountsOnce(t *testing.T) {
 	}
 	write(0)
 	s.recent = newRecentKeys(DefaultDedupWindow) // a new process (or both partitions just assigned)
-	s.b = &revokeAfterFirstLoad{backend: s.b, s: s}
+	// The first partition read back is forgotten while the second is.
+	var first Params
+	s.b = &onReadBack{backend: s.b, hook: func(n int, p Params) bool {
+		switch n {
+		case 1:
+			first = p
+		case 2:
+			forgetPartitionOf(s, first)
+		}
+		return false
+	}}
 	write(1) // redeliveries of x and y
 	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 2 {
 		t.Fatalf("stats executions=%d, %v; want two executions", st.Executions, err)
 	}
-}
-
-// staleThenForgotten answers the first read-back of fed_keys as it was
-// before another replica fed the partition, and forgets the partition
-// meanwhile (the rebalance that moved it).
-type staleThenForgotten struct {
-	backend
-	s    *Store
-	done bool
-}
-
-func (b *staleThenForgotten) query(ctx context.Context, q string, p Params) ([][]any, error) {
-	if strings.Contains(q, "fed_keys") && !b.done {
-		b.done = true
-		b.s.ForgetPartitions(map[string][]int32{wlExecTopic: {int32(p["partition"].(int64))}})
-		return nil, nil
-	}
-	return b.backend.query(ctx, q, p)
-}
-
-func (b *staleThenForgotten) insertJSON(ctx context.Context, table string, recs [][]byte) error {
-	return b.backend.(jsonInserter).insertJSON(ctx, table, recs)
 }
 
 // A read-back that a forget overtook is read again, not kept: what it read
@@ -266,7 +254,14 @@ func TestReadBackOvertakenByAForgetIsReadAgain(t *testing.T) {
 	}
 	write(0) // fed by another replica
 	s.recent = newRecentKeys(DefaultDedupWindow)
-	s.b = &staleThenForgotten{backend: s.b, s: s}
+	// The first read-back answers as before the other replica fed, and
+	// the partition is forgotten meanwhile (the rebalance that moved it).
+	s.b = &onReadBack{backend: s.b, hook: func(n int, p Params) bool {
+		if n == 1 {
+			forgetPartitionOf(s, p)
+		}
+		return n == 1
+	}}
 	write(1) // its redelivery, here
 	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 1 {
 		t.Fatalf("stats %+v, %v; want one execution", st, err)

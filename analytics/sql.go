@@ -204,27 +204,37 @@ func msTime(ms int64) time.Time {
 
 // asInts reads an array column of integers as the backend returns it:
 // []any from chDB's JSON, []T (the column's own type) from clickhouse-go.
-func asInts(v any) []int64 {
-	var out []int64
+func asInts(v any) []int64 { return asNumbers(v, asInt) }
+
+// asFloats reads an array column of numbers as asInts does.
+func asFloats(v any) []float64 { return asNumbers(v, asFloat) }
+
+// asNumbers reads an array column of numbers as N, its elements read by
+// fromAny from chDB's JSON.
+func asNumbers[N int64 | float64](v any, fromAny func(any) N) []N {
 	switch x := v.(type) {
 	case []any:
-		for _, e := range x {
-			out = append(out, asInt(e))
-		}
+		return mapSlice(x, fromAny)
 	case []int64:
-		out = append(out, x...)
+		return mapSlice(x, func(e int64) N { return N(e) })
 	case []uint64:
-		for _, e := range x {
-			out = append(out, int64(e))
-		}
+		return mapSlice(x, func(e uint64) N { return N(e) })
 	case []int32:
-		for _, e := range x {
-			out = append(out, int64(e))
-		}
+		return mapSlice(x, func(e int32) N { return N(e) })
 	case []uint32:
-		for _, e := range x {
-			out = append(out, int64(e))
-		}
+		return mapSlice(x, func(e uint32) N { return N(e) })
+	case []float64:
+		return mapSlice(x, func(e float64) N { return N(e) })
+	case []float32:
+		return mapSlice(x, func(e float32) N { return N(e) })
+	}
+	return nil
+}
+
+func mapSlice[E, N any](in []E, f func(E) N) []N {
+	out := make([]N, len(in))
+	for i, e := range in {
+		out[i] = f(e)
 	}
 	return out
 }

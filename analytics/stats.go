@@ -98,32 +98,6 @@ const (
 	noQuantiles = "CAST([] AS Array(Float64))"
 )
 
-// asFloats reads an array column of numbers (chDB: []any; a server: []T).
-func asFloats(v any) []float64 {
-	var a []float64
-	switch x := v.(type) {
-	case []float64:
-		a = x
-	case []float32:
-		for _, f := range x {
-			a = append(a, float64(f))
-		}
-	case []any:
-		for _, f := range x {
-			a = append(a, asFloat(f))
-		}
-	case []int64:
-		for _, f := range x {
-			a = append(a, float64(f))
-		}
-	case []uint64:
-		for _, f := range x {
-			a = append(a, float64(f))
-		}
-	}
-	return a
-}
-
 // figures runs parts as one query and returns each part's rows by tag;
 // a part's quantiles column is empty or a merged histogram (quantileSQL),
 // read into its percentiles here.
