@@ -124,10 +124,7 @@ func histQuantilesSQL(col string) string {
 // kept shorter than aggregates) have no percentiles after the upgrade.
 func histogramSchema(t Target) []string {
 	db, on := t.Database, t.On()
-	levels := `[('` + levelAll + `', '', '', ''), ('` + levelTrigger + `', '', toString(trigger_type), ''),
-		('` + levelPipeline + `', pipeline_id, toString(trigger_type), '')%s]`
-	withSteps := fmt.Sprintf(levels, `, ('`+levelStep+`', pipeline_id, '', step_id)`)
-	noSteps := fmt.Sprintf(levels, "")
+	withSteps, noSteps := levelKeys(true), levelKeys(false)
 	kinds := []struct{ name, base, value, cond, levels string }{
 		{"latency", "attempts", "latency_ms", "http_status > 0", withSteps},
 		{"time_to_success", "executions", "toInt64(dateDiff('millisecond', started_at, completed_at))", "status = 'completed'", noSteps},

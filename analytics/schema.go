@@ -283,6 +283,17 @@ const (
 	levelStep     = "step"
 )
 
+// levelKeys is the SQL array of a row's keys (level, pipeline, trigger
+// type, step) at each level, its steps' too when withSteps.
+func levelKeys(withSteps bool) string {
+	steps := ""
+	if withSteps {
+		steps = `, ('` + levelStep + `', pipeline_id, '', step_id)`
+	}
+	return `[('` + levelAll + `', '', '', ''), ('` + levelTrigger + `', '', toString(trigger_type), ''),
+		('` + levelPipeline + `', pipeline_id, toString(trigger_type), '')` + steps + `]`
+}
+
 // quantileSchema is the latency and time-to-success quantile states per
 // minute and per hour by level (issue 10: t-digest states are costly to
 // merge, so stats merge as few as the question needs; a state is a few
@@ -291,10 +302,7 @@ const (
 // per-minute/hour aggregates' states when created empty.
 func quantileSchema(t Target) []string {
 	db, on := t.Database, t.On()
-	levels := `[('` + levelAll + `', '', '', ''), ('` + levelTrigger + `', '', toString(trigger_type), ''),
-		('` + levelPipeline + `', pipeline_id, toString(trigger_type), '')%s]`
-	withSteps := fmt.Sprintf(levels, `, ('`+levelStep+`', pipeline_id, '', step_id)`)
-	noSteps := fmt.Sprintf(levels, "")
+	withSteps, noSteps := levelKeys(true), levelKeys(false)
 	var stmts []string
 	for _, g := range []struct{ suffix, col, fn string }{{"1m", "minute", "toStartOfMinute"}, {"1h", "hour", "toStartOfHour"}} {
 		for _, k := range []struct{ name, src, value, levels string }{
