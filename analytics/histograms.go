@@ -25,9 +25,11 @@ import (
 // within it a value spread around the bucket's mean as its values are
 // (half-width √3·σ, a uniform spread of that deviation, kept within the
 // bucket's bounds), placed by the rank's place among the bucket's values.
-// Equal values give that value exactly, values a bucket apart each
-// exactly, and smooth or two-mode distributions within 2 %
-// (TestHistogramPercentiles); the bound is the bucket holding the exact value, 9 % wide.
+// Equal values give that value exactly, values 9 % or more apart (a
+// bucket each) too, and smooth or two-mode distributions within 2 %
+// (TestHistogramPercentiles); the bound is the bucket holding the exact
+// value, 9 % wide (up to rounding to the millisecond), but for the last,
+// from ~40 days on, where the answer is the bucket's mean.
 const (
 	histBuckets   = 256
 	histPerDouble = 8
@@ -111,59 +113,96 @@ func histQuantilesSQL(col string) string {
 		" arrayMap(r -> toInt64(arrayFirstIndex(c -> c >= r, cs)), rs))"
 }
 
-// histogramSchema is migration 8: the histogram tables, filled from the
-// base tables (each row once: FINAL) when created empty, then fed from the
-// feeds by views like every aggregate (exact under replay: the feeds carry
-// each row once, fedKeysSchema); and the quantile tables' views dropped
-// (their tables stay, unfed, for the replicas of an older version during a
-// rolling upgrade; they expire by their TTL).
+// histogramSchema is migration 8: for each kind, the histogram tables,
+// each filled from the base tables (each row once: FINAL) and then fed
+// from the feeds by its view like every aggregate (exact under replay: the
+// feeds carry each row once, fedKeysSchema); then the quantile tables'
+// views dropped (their tables stay, unfed, and expire by their TTL).
 //
-// Rows fed between a table's fill and its view's creation (a replica of
-// the older version still feeding) are in neither: percentiles only, no
-// count reads these tables. Periods the base tables no longer hold (logs
-// kept shorter than aggregates) have no percentiles after the upgrade.
+// A fill runs only while its table's view is missing, after emptying the
+// table (histogramGuard): a fill stopped partway is made again whole, and
+// one done is not made twice. The per-hour table is filled from the
+// per-minute one once that one's view feeds it.
+//
+// Around a fill the percentiles (no count reads these tables) can be off:
+// a row fed by a replica of the older version between the fill and the
+// view's creation is in neither, and a row in the base tables but not yet
+// fed when the fill read them (a sink between its two inserts) is counted
+// twice. During a rolling upgrade the older replicas read the quantile
+// tables, unfed from the migration on: their percentiles of later periods
+// are stale until they are upgraded. Periods the base tables no longer
+// hold (logs kept shorter than aggregates) lose their percentiles.
 func histogramSchema(t Target) []string {
 	db, on := t.Database, t.On()
-	withSteps, noSteps := levelKeys(true), levelKeys(false)
-	kinds := []struct{ name, base, value, cond, levels string }{
-		{"latency", "attempts", "latency_ms", "http_status > 0", withSteps},
-		{"time_to_success", "executions", "toInt64(dateDiff('millisecond', started_at, completed_at))", "status = 'completed'", noSteps},
-	}
 	// rows is the histograms of src's rows (cond) by time column col (fn
 	// of started_at) and level.
-	rows := func(col, fn, src, value, cond, levels string) string {
+	rows := func(col, fn, src string, k histKindSpec) string {
 		return `SELECT ` + col + `, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
 		       sumForEachState(` + histArraySQL("b", "c", "s", "q") + `) AS hist
 		FROM (SELECT ` + col + `, k, b, count() AS c, sum(v) AS s, sum(toFloat64(v) * v) AS q
-		      FROM (SELECT ` + fn + `(started_at) AS ` + col + `, arrayJoin(` + levels + `) AS k,
-		                   toUInt64(greatest(` + value + `, 0)) AS v, ` + histBucketSQL("v") + ` AS b
-		            FROM ` + src + ` WHERE ` + cond + `)
+		      FROM (SELECT ` + fn + `(started_at) AS ` + col + `, arrayJoin(` + levelKeys(k.steps) + `) AS k,
+		                   toUInt64(greatest(` + k.value + `, 0)) AS v, ` + histBucketSQL("v") + ` AS b
+		            FROM ` + src + ` WHERE ` + k.cond + `)
 		      GROUP BY ` + col + `, k, b)
 		GROUP BY ` + col + `, k`
 	}
 	var stmts []string
-	for _, k := range kinds {
-		m, h := db+"."+k.name+"_hist_1m", db+"."+k.name+"_hist_1h"
+	for _, k := range histKinds {
+		m, h := t.Table(k.name+"_hist_1m"), t.Table(k.name+"_hist_1h")
+		view := func(table, col, fn string) string {
+			return `CREATE MATERIALIZED VIEW IF NOT EXISTS ` + table + `_mv` + on + ` TO ` + table + ` AS
+		` + rows(col, fn, db+"."+k.base+"_feed", k)
+		}
 		stmts = append(stmts,
 			histTable(t, k.name, "1m", "minute"),
 			histTable(t, k.name, "1h", "hour"),
-			// histograms — filled from the base tables when created
-			`INSERT INTO `+m+` `+rows("minute", "toStartOfMinute", db+"."+k.base+" FINAL", k.value, k.cond+` AND (SELECT count() FROM `+m+`) = 0`, k.levels),
+			`TRUNCATE TABLE `+m+on,
+			// histograms — filled from the base tables
+			`INSERT INTO `+m+` `+rows("minute", "toStartOfMinute", db+"."+k.base+" FINAL", k),
+			// histograms — fed like the other aggregates
+			view(m, "minute", "toStartOfMinute"),
+			`TRUNCATE TABLE `+h+on,
 			`INSERT INTO `+h+` SELECT toStartOfHour(minute) AS hour, level, pipeline_id, trigger_type, step_id, sumForEachMergeState(hist)
-		FROM `+m+` WHERE (SELECT count() FROM `+h+`) = 0
-		GROUP BY hour, level, pipeline_id, trigger_type, step_id`)
-		for _, g := range []struct{ suffix, col, fn string }{{"1m", "minute", "toStartOfMinute"}, {"1h", "hour", "toStartOfHour"}} {
-			table := db + "." + k.name + "_hist_" + g.suffix
-			stmts = append(stmts,
-				// histograms — fed like the other aggregates
-				`CREATE MATERIALIZED VIEW IF NOT EXISTS `+table+`_mv`+on+` TO `+table+` AS
-		`+rows(g.col, g.fn, db+"."+k.base+"_feed", k.value, k.cond, k.levels))
-		}
+		FROM `+m+` GROUP BY hour, level, pipeline_id, trigger_type, step_id`,
+			view(h, "hour", "toStartOfHour"))
 	}
 	for _, q := range quantileTables {
 		stmts = append(stmts, `DROP VIEW IF EXISTS `+t.Table(q.kind+"_"+q.suffix)+`_mv`+on)
 	}
 	return stmts
+}
+
+// histKindSpec is a kind of histogram: its base table (and feed), the
+// value of a row, which rows, and whether it has the step level.
+type histKindSpec struct {
+	name, base, value, cond string
+	steps                   bool
+}
+
+var histKinds = []histKindSpec{
+	{"latency", "attempts", "latency_ms", "http_status > 0", true},
+	{"time_to_success", "executions", "toInt64(dateDiff('millisecond', started_at, completed_at))", "status = 'completed'", false},
+}
+
+// histStatements is the number of statements of a kind in histogramSchema.
+const histStatements = 8
+
+// histogramGuard tells whether statement i of histogramSchema is still to
+// do: a table's emptying and fill only while its view is missing.
+func histogramGuard(i int, tables map[string]string) bool {
+	if i >= histStatements*len(histKinds) {
+		return true
+	}
+	k := histKinds[i/histStatements]
+	switch i % histStatements {
+	case 2, 3:
+		_, ok := tables[k.name+"_hist_1m_mv"]
+		return !ok
+	case 5, 6:
+		_, ok := tables[k.name+"_hist_1h_mv"]
+		return !ok
+	}
+	return true
 }
 
 // histTable is the CREATE of the histogram table kind_hist_suffix (time

@@ -55,7 +55,7 @@ var migrations = []Migration{
 	{Version: 5, Name: "executions_by_time: the executions written while migration 3 ran", Statements: refillExecutionsByTime},
 	{Version: 6, Name: "fed_keys: an execution, attempt or DLQ item redelivered is counted once", Statements: fedKeysSchema},
 	{Version: 7, Name: "quantile tables with 16-row granules", Statements: quantileGranules, Guard: quantileGranulesGuard},
-	{Version: 8, Name: "latency and time-to-success histograms by level, in place of the quantile states", Statements: histogramSchema},
+	{Version: 8, Name: "latency and time-to-success histograms by level, in place of the quantile states", Statements: histogramSchema, Guard: histogramGuard},
 }
 
 // Migrations returns the schema's migrations, oldest first.

@@ -583,7 +583,7 @@ INSERT INTO webhookd.time_to_success_1h SELECT * FROM webhookd.time_to_success_1
 
 DROP TABLE IF EXISTS webhookd.time_to_success_1h_next ON CLUSTER webhookd_cluster SYNC;
 
--- migration 8: latency and time-to-success histograms by level, in place of the quantile states (checksum f2109083e42be527)
+-- migration 8: latency and time-to-success histograms by level, in place of the quantile states (checksum 4fddaecacd9bb5a1)
 
 CREATE TABLE IF NOT EXISTS webhookd.latency_hist_1m ON CLUSTER webhookd_cluster (
 			minute        DateTime('UTC'),
@@ -611,19 +611,17 @@ CREATE TABLE IF NOT EXISTS webhookd.latency_hist_1h ON CLUSTER webhookd_cluster 
 		TTL toDateTime(hour) + INTERVAL 30 DAY
 		SETTINGS index_granularity = 16;
 
+TRUNCATE TABLE webhookd.latency_hist_1m ON CLUSTER webhookd_cluster;
+
 INSERT INTO webhookd.latency_hist_1m SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
 		       sumForEachState(arrayConcat(arrayResize(CAST([] AS Array(Float64)), 3 * b), [toFloat64(c), toFloat64(s), toFloat64(q)])) AS hist
 		FROM (SELECT minute, k, b, count() AS c, sum(v) AS s, sum(toFloat64(v) * v) AS q
 		      FROM (SELECT toStartOfMinute(started_at) AS minute, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
 		('pipeline', pipeline_id, toString(trigger_type), ''), ('step', pipeline_id, '', step_id)]) AS k,
 		                   toUInt64(greatest(latency_ms, 0)) AS v, least(if(v <= 0, 0, toUInt32(floor(log2(v) * 8)) + 1), 255) AS b
-		            FROM webhookd.attempts FINAL WHERE http_status > 0 AND (SELECT count() FROM webhookd.latency_hist_1m) = 0)
+		            FROM webhookd.attempts FINAL WHERE http_status > 0)
 		      GROUP BY minute, k, b)
 		GROUP BY minute, k;
-
-INSERT INTO webhookd.latency_hist_1h SELECT toStartOfHour(minute) AS hour, level, pipeline_id, trigger_type, step_id, sumForEachMergeState(hist)
-		FROM webhookd.latency_hist_1m WHERE (SELECT count() FROM webhookd.latency_hist_1h) = 0
-		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.latency_hist_1m_mv ON CLUSTER webhookd_cluster TO webhookd.latency_hist_1m AS
 		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
@@ -635,6 +633,11 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.latency_hist_1m_mv ON CLUSTER we
 		            FROM webhookd.attempts_feed WHERE http_status > 0)
 		      GROUP BY minute, k, b)
 		GROUP BY minute, k;
+
+TRUNCATE TABLE webhookd.latency_hist_1h ON CLUSTER webhookd_cluster;
+
+INSERT INTO webhookd.latency_hist_1h SELECT toStartOfHour(minute) AS hour, level, pipeline_id, trigger_type, step_id, sumForEachMergeState(hist)
+		FROM webhookd.latency_hist_1m GROUP BY hour, level, pipeline_id, trigger_type, step_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.latency_hist_1h_mv ON CLUSTER webhookd_cluster TO webhookd.latency_hist_1h AS
 		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
@@ -673,19 +676,17 @@ CREATE TABLE IF NOT EXISTS webhookd.time_to_success_hist_1h ON CLUSTER webhookd_
 		TTL toDateTime(hour) + INTERVAL 30 DAY
 		SETTINGS index_granularity = 16;
 
+TRUNCATE TABLE webhookd.time_to_success_hist_1m ON CLUSTER webhookd_cluster;
+
 INSERT INTO webhookd.time_to_success_hist_1m SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
 		       sumForEachState(arrayConcat(arrayResize(CAST([] AS Array(Float64)), 3 * b), [toFloat64(c), toFloat64(s), toFloat64(q)])) AS hist
 		FROM (SELECT minute, k, b, count() AS c, sum(v) AS s, sum(toFloat64(v) * v) AS q
 		      FROM (SELECT toStartOfMinute(started_at) AS minute, arrayJoin([('all', '', '', ''), ('trigger', '', toString(trigger_type), ''),
 		('pipeline', pipeline_id, toString(trigger_type), '')]) AS k,
 		                   toUInt64(greatest(toInt64(dateDiff('millisecond', started_at, completed_at)), 0)) AS v, least(if(v <= 0, 0, toUInt32(floor(log2(v) * 8)) + 1), 255) AS b
-		            FROM webhookd.executions FINAL WHERE status = 'completed' AND (SELECT count() FROM webhookd.time_to_success_hist_1m) = 0)
+		            FROM webhookd.executions FINAL WHERE status = 'completed')
 		      GROUP BY minute, k, b)
 		GROUP BY minute, k;
-
-INSERT INTO webhookd.time_to_success_hist_1h SELECT toStartOfHour(minute) AS hour, level, pipeline_id, trigger_type, step_id, sumForEachMergeState(hist)
-		FROM webhookd.time_to_success_hist_1m WHERE (SELECT count() FROM webhookd.time_to_success_hist_1h) = 0
-		GROUP BY hour, level, pipeline_id, trigger_type, step_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_hist_1m_mv ON CLUSTER webhookd_cluster TO webhookd.time_to_success_hist_1m AS
 		SELECT minute, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
@@ -697,6 +698,11 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_hist_1m_mv ON CL
 		            FROM webhookd.executions_feed WHERE status = 'completed')
 		      GROUP BY minute, k, b)
 		GROUP BY minute, k;
+
+TRUNCATE TABLE webhookd.time_to_success_hist_1h ON CLUSTER webhookd_cluster;
+
+INSERT INTO webhookd.time_to_success_hist_1h SELECT toStartOfHour(minute) AS hour, level, pipeline_id, trigger_type, step_id, sumForEachMergeState(hist)
+		FROM webhookd.time_to_success_hist_1m GROUP BY hour, level, pipeline_id, trigger_type, step_id;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS webhookd.time_to_success_hist_1h_mv ON CLUSTER webhookd_cluster TO webhookd.time_to_success_hist_1h AS
 		SELECT hour, k.1 AS level, k.2 AS pipeline_id, k.3 AS trigger_type, k.4 AS step_id,
