@@ -219,18 +219,23 @@ func TestAHungPartitionHoldsABoundedPartOfItsBacklog(t *testing.T) {
 		// A second of the bubble's clock: commits run, polls go on.
 		time.Sleep(time.Second)
 		synctest.Wait()
+		// The queue fills to the limit, plus at most the rest of the batch
+		// that reached it; the worker may already hold the record after
+		// the 4 started (taken off the queue, waiting for a slot), which
+		// the fetches' pause counted or not, as the two ran.
 		high, _ := cons.queueLimits()
 		queued := cons.maxQueued()
-		if queued < int64(high) || queued >= int64(high+per) {
-			t.Fatalf("%d records queued behind the hung deliveries, want the limit %d plus at most one batch", queued, high)
+		if queued < int64(high)-1 || queued >= int64(high+per) {
+			t.Fatalf("%d records queued behind the hung deliveries, want the limit %d (one less when the next waits for a slot) plus at most one batch", queued, high)
 		}
-		// Fetched: the 4 started, the queue, and at most one batch read
-		// while the pause took effect (dropped by the client).
+		// Fetched: the 4 started, the one waiting for a slot, the queue,
+		// and at most one batch read while the pause took effect (dropped
+		// by the client).
 		if n := started.Load(); n != 4 {
 			t.Fatalf("%d deliveries started, want the 4 slots", n)
 		}
 		f := fc.n.Load()
-		if f > 4+queued+per {
+		if f > 4+1+queued+per {
 			t.Fatalf("%d records fetched while 4 are in flight and %d queued: the backlog is being read into memory", f, queued)
 		}
 		t.Logf("backlog %d: %d in flight, %d queued (limit %d), %d fetched", batches*per, 4, queued, high, f)
