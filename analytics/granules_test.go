@@ -43,22 +43,7 @@ func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
 				return b.String()
 			}
 			before := answers()
-			if stopAfter >= 0 {
-				// The statements up to the stop, each as the migration
-				// would run it.
-				m := migrations[6]
-				for i, stmt := range m.Statements(s.target())[:stopAfter+1] {
-					tables, err := s.tables(ctx)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if m.Guard(i, tables) {
-						if err := s.b.exec(ctx, stmt, nil); err != nil {
-							t.Fatal(err)
-						}
-					}
-				}
-			}
+			runUpTo(ctx, t, s, migrations[6], stopAfter)
 			if err := s.migrate(ctx, migrations[:7]); err != nil {
 				t.Fatal(err)
 			}
@@ -93,4 +78,24 @@ func TestQuantileGranulesMigrationKeepsTheStates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runUpTo runs migration m's statements up to stopAfter (none when
+// negative), each as the migration would run it (its guard asked), and
+// returns them all.
+func runUpTo(ctx context.Context, t *testing.T, s *Store, m Migration, stopAfter int) []string {
+	t.Helper()
+	stmts := m.Statements(s.target())
+	for i, stmt := range stmts[:stopAfter+1] {
+		tables, err := s.tables(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Guard(i, tables) {
+			if err := s.b.exec(ctx, stmt, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return stmts
 }

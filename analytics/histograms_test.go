@@ -145,19 +145,7 @@ func TestHistogramMigrationStoppedAnywhereConverges(t *testing.T) {
 			if err := s.Write(ctx, batchOf(workload(), 0, len(workload()))); err != nil {
 				t.Fatal(err)
 			}
-			m := migrations[7]
-			stmts := m.Statements(s.target())
-			for i, stmt := range stmts[:stopAfter+1] {
-				tables, err := s.tables(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if m.Guard(i, tables) {
-					if err := s.b.exec(ctx, stmt, nil); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
+			stmts := runUpTo(ctx, t, s, migrations[7], stopAfter)
 			if stopAfter%histStatements == 2 {
 				// The fill that followed stopped after one pipeline's rows.
 				part := strings.Replace(stmts[stopAfter+1], "WHERE http_status > 0", "WHERE http_status > 0 AND pipeline_id = 'p2'", 1)
