@@ -65,15 +65,6 @@ func (r *recentKeys) generation(pk partKey) uint64 {
 	return r.gen[pk]
 }
 
-// loaded reports whether pk's keys are known (read back, or a partition
-// never read from Kafka: rows without an origin).
-func (r *recentKeys) loaded(pk partKey) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.parts[pk]
-	return ok || pk.topic == ""
-}
-
 // has reports whether h was fed in pk within the window.
 func (r *recentKeys) has(pk partKey, h int64) bool {
 	r.mu.Lock()
@@ -132,12 +123,6 @@ func (r *recentKeys) markLoadedWith(pk partKey, gen uint64, rows [][]any) *partK
 }
 
 func (r *recentKeys) minute(t time.Time) int64 { return t.Unix() / 60 }
-
-// markLoaded starts pk's keys (none yet), when its keys were read back
-// from generation gen on (markLoadedWith, nothing read back).
-func (r *recentKeys) markLoaded(pk partKey, gen uint64) bool {
-	return r.markLoadedWith(pk, gen, nil) != nil
-}
 
 // add records hashes fed in pk at minute (unix minutes; 0: now), dropping
 // minutes older than the window. A partition forgotten meanwhile (the sink

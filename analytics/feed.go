@@ -355,13 +355,15 @@ func (f *feedRows) partitions() map[partKey]bool {
 // the feed's fed_key column; the store then holds those keys too.
 func (f *feedRows) insert(ctx context.Context, s *Store, table string, cols []string, seen map[pkHash]bool, held map[partKey]*partKeys) error {
 	known := func(pk partKey, h int64) bool {
-		if h == 0 || seen[pkHash{pk, h}] {
-			return h != 0
-		}
-		if p, ok := held[pk]; ok {
+		switch p, ok := held[pk]; {
+		case h == 0:
+			return false
+		case seen[pkHash{pk, h}]:
+			return true
+		case ok:
 			return s.recent.hasIn(p, h)
 		}
-		return s.recent.has(pk, h)
+		return s.recent.has(pk, h) // rows without an origin: not pinned
 	}
 	fed := map[partKey][]int64{}
 	// keep says whether a row goes in, and whether it closes its

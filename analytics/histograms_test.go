@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -160,4 +161,69 @@ func TestHistogramMigrationStoppedAnywhereConverges(t *testing.T) {
 			checkWorkload(t, s)
 		})
 	}
+}
+
+// FuzzHistQuantiles: any set of values, made into a histogram as the views
+// make it, reads back percentiles in order, each within the bucket of the
+// exact nearest-rank value (up to rounding), and exactly when the values
+// are all equal; a malformed array (any floats) reads back without a panic.
+func FuzzHistQuantiles(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0, 200, 1, 0, 0}, false)
+	f.Add([]byte{0, 0, 0, 0}, false)
+	f.Add([]byte{7, 7, 7, 7, 7, 7, 7, 7}, false)
+	f.Add([]byte{255, 255, 255, 127, 1, 2, 3, 4}, true)
+	f.Fuzz(func(t *testing.T, data []byte, raw bool) {
+		if raw {
+			var h []float64
+			for i := 0; i+8 <= len(data); i += 8 {
+				h = append(h, math.Float64frombits(binary.LittleEndian.Uint64(data[i:])))
+			}
+			histQuantiles(h)
+			return
+		}
+		var vs []int64
+		for i := 0; i+4 <= len(data); i += 4 {
+			vs = append(vs, int64(binary.LittleEndian.Uint32(data[i:])>>(data[i]%24)))
+		}
+		if len(vs) == 0 {
+			return
+		}
+		bucket := func(v int64) int {
+			if v <= 0 {
+				return 0
+			}
+			return min(int(math.Floor(math.Log2(float64(v))*histPerDouble))+1, histBuckets-1)
+		}
+		var h []float64
+		for _, v := range vs {
+			b := bucket(v)
+			for len(h) < 3*(b+1) {
+				h = append(h, 0)
+			}
+			h[3*b]++
+			h[3*b+1] += float64(v)
+			h[3*b+2] += float64(v) * float64(v)
+		}
+		got := histQuantiles(h)
+		sorted := slices.Sorted(slices.Values(vs))
+		allEqual := sorted[0] == sorted[len(sorted)-1]
+		for k, q := range []int64{got.P50, got.P95, got.P99} {
+			exact := sorted[max(int(math.Ceil(histLevels[k]*float64(len(sorted)))), 1)-1]
+			b := bucket(exact)
+			switch {
+			case allEqual && q != exact:
+				t.Fatalf("level %v of %d equal values %d: %d", histLevels[k], len(vs), exact, q)
+			case b == 0 && q != 0:
+				t.Fatalf("level %v: %d where the exact value %d is ≤ 0", histLevels[k], q, exact)
+			case b > 0 && b < histBuckets-1:
+				lo, hi := math.Pow(2, float64(b-1)/histPerDouble), math.Pow(2, float64(b)/histPerDouble)
+				if float64(q) < math.Floor(lo) || float64(q) > math.Ceil(hi) {
+					t.Fatalf("level %v: %d outside [%v, %v), the bucket of the exact %d", histLevels[k], q, lo, hi, exact)
+				}
+			}
+		}
+		if got.P50 > got.P95 || got.P95 > got.P99 {
+			t.Fatalf("percentiles out of order: %+v", got)
+		}
+	})
 }

@@ -83,9 +83,7 @@ func TestFedKeysReadBackWithServerTypes(t *testing.T) {
 	s.recent = newRecentKeys(DefaultDedupWindow) // a new process (the crash the change is for)
 	write(1)
 	s.b = s.b.(serverTyped).backend // read the stats as chDB does (stats.go:119 has the same []any problem)
-	if st, err := s.Stats(ctx, Range{From: wlT0, To: wlT0.Add(time.Hour)}); err != nil || st.Executions != 1 {
-		t.Fatalf("stats %+v, %v; want one execution", st, err)
-	}
+	wantExecutions(ctx, t, s, 1)
 }
 
 // On a ClickHouse server the time series' and the stats' figures come as
