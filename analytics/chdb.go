@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -69,11 +71,22 @@ func FindChDB() string {
 }
 
 // jemallocConf is chDB's allocator setting unless JE_MALLOC_CONF is set:
-// memory it frees goes back to the system at once instead of after seconds
-// (jemalloc's default decay). Measured: 1 M rows inserted alone peak
-// 60–90 MB lower, for about a third more CPU in the insert itself; in make
-// bench the 1 M backlog's peak RSS went from 491 MB to 466–475 MB.
-const jemallocConf = "dirty_decay_ms:0,muzzy_decay_ms:0"
+// memory chDB frees is kept for a second to be reused, then goes back to
+// the system (a background thread returns it when the process is idle).
+// Freed at once instead (decay 0, the setting before), every query and
+// insert faulted its buffers in again: the kernel's page faults and page
+// clearing were 42 % of a log query's CPU, and the stats queries took
+// 20–40 % longer (issue 10). What a second of reuse could add to the
+// process's memory is bounded by the purge above PurgeAboveRSS.
+const jemallocConf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+// DefaultPurgeAboveRSS is the resident size of the process above which
+// the memory chDB has freed goes back to the system after each call
+// (Options.PurgeAboveRSS).
+const DefaultPurgeAboveRSS = 384 << 20
+
+// purgeEvery is how often at most the resident size is checked.
+const purgeEvery = 250 * time.Millisecond
 
 func loadChDB(path string) error {
 	l := &chdbLib
@@ -106,6 +119,13 @@ type chdbBackend struct {
 	conn **chdbConn
 	path string
 	lib  string
+
+	// purgeAbove is the resident size (bytes) above which chDB's freed
+	// memory is returned after a call (0: after every call); checked is
+	// when the size was last read, purges how many times it was returned.
+	purgeAbove int64
+	checked    time.Time
+	purges     int64
 }
 
 var chdbOpen struct {
@@ -113,7 +133,7 @@ var chdbOpen struct {
 	path string
 }
 
-func openChDB(lib, dataPath string) (*chdbBackend, error) {
+func openChDB(lib, dataPath string, purgeAbove int64) (*chdbBackend, error) {
 	if err := loadChDB(lib); err != nil {
 		return nil, err
 	}
@@ -135,7 +155,7 @@ func openChDB(lib, dataPath string) (*chdbBackend, error) {
 		return nil, fmt.Errorf("chDB: cannot open a session at %s (is another process using it?)", abs)
 	}
 	chdbOpen.path = abs
-	b := &chdbBackend{conn: c, path: abs, lib: lib}
+	b := &chdbBackend{conn: c, path: abs, lib: lib, purgeAbove: purgeAbove}
 	if _, err := b.run("SET output_format_json_quote_64bit_integers = 0"); err != nil {
 		b.close()
 		return nil, err
@@ -154,6 +174,7 @@ func (b *chdbBackend) run(q string) ([]byte, error) {
 	if b.conn == nil {
 		return nil, errors.New("chDB store is closed")
 	}
+	defer b.bound()
 	r := chdbLib.query(*b.conn, q, "JSONCompactEachRow")
 	if r == nil {
 		return nil, errors.New("chDB returned no result")
@@ -167,6 +188,46 @@ func (b *chdbBackend) run(q string) ([]byte, error) {
 		return append([]byte(nil), unsafe.Slice(p, n)...), nil
 	}
 	return nil, nil
+}
+
+// bound returns the memory chDB has freed to the system when the process's
+// resident size is above purgeAbove, reading the size at most every
+// purgeEvery (b.mu held). jemalloc keeps freed pages for a second to reuse
+// them (jemallocConf); under a burst of large inserts that second could
+// otherwise add a batch's worth of memory to the peak.
+func (b *chdbBackend) bound() {
+	if b.purgeAbove > 0 {
+		if time.Since(b.checked) < purgeEvery {
+			return
+		}
+		b.checked = time.Now()
+		if rss, ok := residentBytes(); !ok || rss <= b.purgeAbove {
+			return
+		}
+	}
+	if r := chdbLib.query(*b.conn, "SYSTEM JEMALLOC PURGE", "JSONCompactEachRow"); r != nil {
+		if chdbLib.errText(r) == "" {
+			b.purges++
+		}
+		chdbLib.destroy(r)
+	}
+}
+
+// residentBytes is the process's resident set size.
+func residentBytes() (int64, bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }
 
 func (b *chdbBackend) exec(_ context.Context, q string, p Params) error {

@@ -12,9 +12,12 @@ import "errors"
 // ChDBVersion is the chDB version dev builds use.
 const ChDBVersion = "26.7.3-stable.1"
 
+// DefaultPurgeAboveRSS is unused without chDB (see the chDB build).
+const DefaultPurgeAboveRSS = 384 << 20
+
 // FindChDB has nothing to find in a build without chDB.
 func FindChDB() string { return "" }
 
-func openChDB(string, string) (backend, error) {
+func openChDB(string, string, int64) (backend, error) {
 	return nil, errors.New("this webhookd is built without chDB (-tags nochdb): use webhookd serve with WEBHOOKD_CLICKHOUSE_ADDR")
 }

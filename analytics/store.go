@@ -58,6 +58,12 @@ type Options struct {
 	// an execution delivered again after a crash counts once
 	// (fedKeysSchema; default DefaultDedupWindow, at most MaxDedupWindow).
 	DedupWindow time.Duration
+	// PurgeAboveRSS (chDB only) is the process's resident size in bytes
+	// above which the memory chDB has freed goes back to the system after
+	// each call (checked at most 4 times a second); below it chDB reuses
+	// freed memory for a second, which makes its queries and inserts
+	// cheaper. 0: DefaultPurgeAboveRSS; negative: after every call.
+	PurgeAboveRSS int64
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -118,7 +124,14 @@ func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
 	if err := o.normalize(); err != nil {
 		return nil, err
 	}
-	b, err := openChDB(lib, dataPath)
+	purge := o.PurgeAboveRSS
+	switch {
+	case purge == 0:
+		purge = DefaultPurgeAboveRSS
+	case purge < 0:
+		purge = 0
+	}
+	b, err := openChDB(lib, dataPath, purge)
 	if err != nil {
 		return nil, err
 	}

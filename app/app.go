@@ -477,6 +477,10 @@ func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, repli
 		if lib == "" {
 			lib = analytics.FindChDB()
 		}
+		o.PurgeAboveRSS = int64(cfg.ChDBPurgeAboveMB) << 20
+		if o.PurgeAboveRSS == 0 {
+			o.PurgeAboveRSS = -1 // after every call
+		}
 		return analytics.OpenChDB(lib, filepath.Join(cfg.DataDir, "clickhouse"), o)
 	}
 	return analytics.OpenServer(ctx, analytics.ServerOptions{

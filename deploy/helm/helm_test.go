@@ -45,9 +45,10 @@ const chart = "webhookd"
 
 // Settings serve mode never reads: the chart leaves them out on purpose.
 var devOnly = map[string]string{
-	"WEBHOOKD_DATA_DIR":       "dev mode's data directory (serve keeps nothing on disk)",
-	"WEBHOOKD_DEV_KAFKA_ADDR": "dev mode's in-process broker",
-	"WEBHOOKD_CHDB_LIBRARY":   "dev mode's embedded ClickHouse",
+	"WEBHOOKD_DATA_DIR":            "dev mode's data directory (serve keeps nothing on disk)",
+	"WEBHOOKD_DEV_KAFKA_ADDR":      "dev mode's in-process broker",
+	"WEBHOOKD_CHDB_LIBRARY":        "dev mode's embedded ClickHouse",
+	"WEBHOOKD_CHDB_PURGE_ABOVE_MB": "dev mode's embedded ClickHouse",
 }
 
 // Settings the chart sets ahead of the binary: the secure-Kafka and metrics

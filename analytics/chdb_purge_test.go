@@ -1,0 +1,67 @@
+//go:build !nochdb && linux
+
+package analytics
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rssAnon is the process's resident anonymous memory, in bytes.
+func rssAnon(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Skip("no RssAnon in /proc/self/status")
+	return 0
+}
+
+// TestChDBFreedMemoryIsBoundedByThePurge: below Options.PurgeAboveRSS the
+// memory a query freed stays with chDB's allocator for reuse (a second);
+// above it the memory goes back to the system when the call returns.
+func TestChDBFreedMemoryIsBoundedByThePurge(t *testing.T) {
+	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "purge", PurgeAboveRSS: 1 << 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c := os.Getenv("JE_MALLOC_CONF"); c != jemallocConf {
+		t.Skipf("JE_MALLOC_CONF=%q in the environment, not webhookd's setting", c)
+	}
+	b := s.b.(*chdbBackend)
+	// A query whose hash table grows to a few hundred MB, then is freed.
+	const big = "SELECT count() FROM (SELECT number AS k, count() FROM numbers(12000000) GROUP BY k) SETTINGS max_threads = 1"
+	base := rssAnon(t)
+	grown := func() int64 {
+		if _, err := b.run(big); err != nil {
+			t.Fatal(err)
+		}
+		return rssAnon(t) - base
+	}
+	grown()
+	kept := grown() // the second run reuses what the first freed
+	b.purgeAbove, b.checked = 1, time.Time{} // the process is above the limit: purge
+	returned := grown()
+	t.Logf("resident after the query, over the start: %d MB below the limit, %d MB above it (%d purges)", kept>>20, returned>>20, b.purges)
+	if b.purges == 0 {
+		t.Fatal("no purge above the limit")
+	}
+	if kept < 64<<20 || returned > kept/4 {
+		t.Fatalf("freed memory: %d MB kept below the limit, %d MB above it; want it kept below and returned above", kept>>20, returned>>20)
+	}
+}
