@@ -88,6 +88,8 @@ fuzz:
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzRangeParams -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzParseTTL -fuzztime $(FUZZTIME)
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzCanonicalRecord -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzHistQuantiles -fuzztime $(FUZZTIME)
+	$(GO) test ./analytics -run '^$$' -fuzz FuzzDecodeCompactRows -fuzztime $(FUZZTIME)
 	$(GO) test ./lease -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)

@@ -1,8 +1,6 @@
 package analytics
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -107,26 +105,6 @@ func encodeCompactRow(r []any) ([]byte, error) {
 		vals[i] = v
 	}
 	return json.Marshal(vals)
-}
-
-func decodeCompactRows(b []byte) ([][]any, error) {
-	var rows [][]any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.UseNumber()
-		var row []any
-		if err := dec.Decode(&row); err != nil {
-			return nil, fmt.Errorf("decode chDB row: %w", err)
-		}
-		rows = append(rows, row)
-	}
-	return rows, sc.Err()
 }
 
 func asString(v any) string {
