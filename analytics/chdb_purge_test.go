@@ -54,7 +54,7 @@ func TestChDBFreedMemoryIsBoundedByThePurge(t *testing.T) {
 		return rssAnon(t) - base
 	}
 	grown()
-	kept := grown() // the second run reuses what the first freed
+	kept := grown()                          // the second run reuses what the first freed
 	b.purgeAbove, b.checked = 1, time.Time{} // the process is above the limit: purge
 	returned := grown()
 	t.Logf("resident after the query, over the start: %d MB below the limit, %d MB above it (%d purges)", kept>>20, returned>>20, b.purges)
