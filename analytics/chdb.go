@@ -71,19 +71,20 @@ func FindChDB() string {
 }
 
 // jemallocConf is chDB's allocator setting unless JE_MALLOC_CONF is set:
-// memory chDB frees is kept for a second to be reused, then goes back to
-// the system (a background thread returns it when the process is idle).
-// Freed at once instead (decay 0, the setting before), every query and
-// insert faulted its buffers in again: the kernel's page faults and page
-// clearing were 42 % of a log query's CPU, and the stats queries took
-// 20–40 % longer (issue 10). What a second of reuse could add to the
-// process's memory is bounded by the purge above PurgeAboveRSS.
-const jemallocConf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+// memory chDB frees is kept 200 ms to be reused, then goes back to the
+// system (jemalloc's background thread returns it when the process is
+// idle). Freed at once instead (decay 0, the setting before), every query
+// and insert faulted its buffers in again: page faults and page clearing
+// were 42 % of a log query's CPU, and the stats answers took 20–40 %
+// longer (issue 10). A longer decay (1 s) was as fast but raised the peak
+// RSS of a 1 M backlog in make bench from 494 to 550–577 MB; 200 ms: 505 MB.
+// The purge above PurgeAboveAnon bounds what a burst keeps.
+const jemallocConf = "background_thread:true,dirty_decay_ms:200,muzzy_decay_ms:0"
 
-// DefaultPurgeAboveRSS is the resident size of the process above which
-// the memory chDB has freed goes back to the system after each call
-// (Options.PurgeAboveRSS).
-const DefaultPurgeAboveRSS = 384 << 20
+// DefaultPurgeAboveAnon is the process's anonymous resident memory above
+// which the memory chDB has freed goes back to the system after each call
+// (Options.PurgeAboveAnon).
+const DefaultPurgeAboveAnon = 256 << 20
 
 // purgeEvery is how often at most the resident size is checked.
 const purgeEvery = 250 * time.Millisecond
@@ -120,7 +121,7 @@ type chdbBackend struct {
 	path string
 	lib  string
 
-	// purgeAbove is the resident size (bytes) above which chDB's freed
+	// purgeAbove is the anonymous resident memory (bytes) above which chDB's freed
 	// memory is returned after a call (0: after every call); checked is
 	// when the size was last read, purges how many times it was returned.
 	purgeAbove int64
@@ -191,9 +192,9 @@ func (b *chdbBackend) run(q string) ([]byte, error) {
 }
 
 // bound returns the memory chDB has freed to the system when the process's
-// resident size is above purgeAbove, reading the size at most every
-// purgeEvery (b.mu held). jemalloc keeps freed pages for a second to reuse
-// them (jemallocConf); under a burst of large inserts that second could
+// anonymous resident memory is above purgeAbove, reading it at most every
+// purgeEvery (b.mu held). jemalloc keeps freed pages for 200 ms to reuse
+// them (jemallocConf); under a burst of large inserts those 200 ms could
 // otherwise add a batch's worth of memory to the peak.
 func (b *chdbBackend) bound() {
 	if b.purgeAbove > 0 {
@@ -201,7 +202,7 @@ func (b *chdbBackend) bound() {
 			return
 		}
 		b.checked = time.Now()
-		if rss, ok := residentBytes(); !ok || rss <= b.purgeAbove {
+		if anon, ok := anonResident(); !ok || anon <= b.purgeAbove {
 			return
 		}
 	}
@@ -213,21 +214,24 @@ func (b *chdbBackend) bound() {
 	}
 }
 
-// residentBytes is the process's resident set size.
-func residentBytes() (int64, bool) {
+// anonResident is the process's resident memory less its file-backed and
+// shared pages (statm's resident − shared): the heaps, Go's and chDB's,
+// not the pages of libchdb.so, which the kernel can drop at any time.
+func anonResident() (int64, bool) {
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0, false
 	}
 	f := strings.Fields(string(b))
-	if len(f) < 2 {
+	if len(f) < 3 {
 		return 0, false
 	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
+	resident, err1 := strconv.ParseInt(f[1], 10, 64)
+	shared, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
 		return 0, false
 	}
-	return pages * int64(os.Getpagesize()), true
+	return (resident - shared) * int64(os.Getpagesize()), true
 }
 
 func (b *chdbBackend) exec(_ context.Context, q string, p Params) error {

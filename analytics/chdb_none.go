@@ -12,8 +12,8 @@ import "errors"
 // ChDBVersion is the chDB version dev builds use.
 const ChDBVersion = "26.7.3-stable.1"
 
-// DefaultPurgeAboveRSS is unused without chDB (see the chDB build).
-const DefaultPurgeAboveRSS = 384 << 20
+// DefaultPurgeAboveAnon is unused without chDB (see the chDB build).
+const DefaultPurgeAboveAnon = 256 << 20
 
 // FindChDB has nothing to find in a build without chDB.
 func FindChDB() string { return "" }

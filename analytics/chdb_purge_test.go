@@ -31,11 +31,11 @@ func rssAnon(t *testing.T) int64 {
 	return 0
 }
 
-// TestChDBFreedMemoryIsBoundedByThePurge: below Options.PurgeAboveRSS the
+// TestChDBFreedMemoryIsBoundedByThePurge: below Options.PurgeAboveAnon the
 // memory a query freed stays with chDB's allocator for reuse (a second);
 // above it the memory goes back to the system when the call returns.
 func TestChDBFreedMemoryIsBoundedByThePurge(t *testing.T) {
-	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "purge", PurgeAboveRSS: 1 << 50})
+	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "purge", PurgeAboveAnon: 1 << 50})
 	if err != nil {
 		t.Fatal(err)
 	}

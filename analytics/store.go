@@ -58,12 +58,13 @@ type Options struct {
 	// an execution delivered again after a crash counts once
 	// (fedKeysSchema; default DefaultDedupWindow, at most MaxDedupWindow).
 	DedupWindow time.Duration
-	// PurgeAboveRSS (chDB only) is the process's resident size in bytes
-	// above which the memory chDB has freed goes back to the system after
-	// each call (checked at most 4 times a second); below it chDB reuses
-	// freed memory for a second, which makes its queries and inserts
-	// cheaper. 0: DefaultPurgeAboveRSS; negative: after every call.
-	PurgeAboveRSS int64
+	// PurgeAboveAnon (chDB only) is the process's anonymous resident
+	// memory in bytes (its heaps, not the library's pages) above which the
+	// memory chDB has freed goes back to the system after each call
+	// (checked at most 4 times a second); below it chDB reuses freed
+	// memory for 200 ms, which makes its queries and inserts cheaper.
+	// 0: DefaultPurgeAboveAnon; negative: after every call.
+	PurgeAboveAnon int64
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -124,10 +125,10 @@ func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
 	if err := o.normalize(); err != nil {
 		return nil, err
 	}
-	purge := o.PurgeAboveRSS
+	purge := o.PurgeAboveAnon
 	switch {
 	case purge == 0:
-		purge = DefaultPurgeAboveRSS
+		purge = DefaultPurgeAboveAnon
 	case purge < 0:
 		purge = 0
 	}

@@ -477,9 +477,9 @@ func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, repli
 		if lib == "" {
 			lib = analytics.FindChDB()
 		}
-		o.PurgeAboveRSS = int64(cfg.ChDBPurgeAboveMB) << 20
-		if o.PurgeAboveRSS == 0 {
-			o.PurgeAboveRSS = -1 // after every call
+		o.PurgeAboveAnon = int64(cfg.ChDBPurgeAboveMB) << 20
+		if o.PurgeAboveAnon == 0 {
+			o.PurgeAboveAnon = -1 // after every call
 		}
 		return analytics.OpenChDB(lib, filepath.Join(cfg.DataDir, "clickhouse"), o)
 	}
