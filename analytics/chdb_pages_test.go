@@ -18,14 +18,18 @@ import (
 )
 
 // rssFile is the process's resident file-backed memory, in bytes.
-func rssFile(t *testing.T) int64 {
+func rssFile(t *testing.T) int64 { return procStatusBytes(t, "RssFile:") }
+
+// procStatusBytes is a kB field of /proc/self/status, in bytes (the test
+// is skipped where there is none).
+func procStatusBytes(t *testing.T, field string) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Skip(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+		if v, ok := strings.CutPrefix(l, field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -33,7 +37,7 @@ func rssFile(t *testing.T) int64 {
 			return kb << 10
 		}
 	}
-	t.Skip("no RssFile in /proc/self/status")
+	t.Skipf("no %s in /proc/self/status", field)
 	return 0
 }
 

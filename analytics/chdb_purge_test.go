@@ -5,31 +5,12 @@ package analytics
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
 
 // rssAnon is the process's resident anonymous memory, in bytes.
-func rssAnon(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no RssAnon in /proc/self/status")
-	return 0
-}
+func rssAnon(t *testing.T) int64 { return procStatusBytes(t, "RssAnon:") }
 
 // TestChDBFreedMemoryIsBoundedByThePurge: below Options.PurgeAboveAnon the
 // memory a query freed stays with chDB's allocator for reuse (a second);
