@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,8 +73,8 @@ func FindChDB() string {
 
 // jemallocConf is chDB's allocator setting unless JE_MALLOC_CONF is set:
 // memory chDB frees is kept 200 ms to be reused, then goes back to the
-// system (jemalloc's background thread returns it when the process is
-// idle). Freed at once instead (decay 0, the setting before), every query
+// system (jemalloc's background thread returns it over those 200 ms, busy
+// or idle). Freed at once instead (decay 0, the setting before), every query
 // and insert faulted its buffers in again: page faults and page clearing
 // were 42 % of a log query's CPU, and the stats answers took 20–40 %
 // longer (issue 10). A longer decay (1 s) was as fast but raised the peak
@@ -127,6 +128,8 @@ type chdbBackend struct {
 	purgeAbove int64
 	checked    time.Time
 	purges     int64
+	purgeOff   bool // the engine refused a purge: none is tried again
+	log        *slog.Logger
 }
 
 var chdbOpen struct {
@@ -134,7 +137,7 @@ var chdbOpen struct {
 	path string
 }
 
-func openChDB(lib, dataPath string, purgeAbove int64) (*chdbBackend, error) {
+func openChDB(lib, dataPath string, purgeAbove int64, log *slog.Logger) (*chdbBackend, error) {
 	if err := loadChDB(lib); err != nil {
 		return nil, err
 	}
@@ -156,8 +159,10 @@ func openChDB(lib, dataPath string, purgeAbove int64) (*chdbBackend, error) {
 		return nil, fmt.Errorf("chDB: cannot open a session at %s (is another process using it?)", abs)
 	}
 	chdbOpen.path = abs
-	b := &chdbBackend{conn: c, path: abs, lib: lib, purgeAbove: purgeAbove}
-	if _, err := b.run("SET output_format_json_quote_64bit_integers = 0"); err != nil {
+	b := &chdbBackend{conn: c, path: abs, lib: lib, purgeAbove: purgeAbove, log: log}
+	// Numbers as numbers; "/" not escaped as "\/" (decodeCompactRows
+	// reads strings without escapes without encoding/json).
+	if _, err := b.run("SET output_format_json_quote_64bit_integers = 0, output_format_json_escape_forward_slashes = 0"); err != nil {
 		b.close()
 		return nil, err
 	}
@@ -197,6 +202,9 @@ func (b *chdbBackend) run(q string) ([]byte, error) {
 // them (jemallocConf); under a burst of large inserts those 200 ms could
 // otherwise add a batch's worth of memory to the peak.
 func (b *chdbBackend) bound() {
+	if b.purgeOff {
+		return
+	}
 	if b.purgeAbove > 0 {
 		if time.Since(b.checked) < purgeEvery {
 			return
@@ -206,12 +214,21 @@ func (b *chdbBackend) bound() {
 			return
 		}
 	}
-	if r := chdbLib.query(*b.conn, "SYSTEM JEMALLOC PURGE", "JSONCompactEachRow"); r != nil {
-		if chdbLib.errText(r) == "" {
-			b.purges++
-		}
-		chdbLib.destroy(r)
+	r := chdbLib.query(*b.conn, "SYSTEM JEMALLOC PURGE", "JSONCompactEachRow")
+	if r == nil {
+		return
 	}
+	defer chdbLib.destroy(r)
+	if e := chdbLib.errText(r); e != "" {
+		// Another build of chDB (without jemalloc): freed memory goes back
+		// by its allocator's own rules, and no call pays for a refusal.
+		b.purgeOff = true
+		if b.log != nil {
+			b.log.Warn("the embedded ClickHouse cannot return freed memory on demand (SYSTEM JEMALLOC PURGE); WEBHOOKD_CHDB_PURGE_ABOVE_MB has no effect", "error", e)
+		}
+		return
+	}
+	b.purges++
 }
 
 // anonResident is the process's resident memory less its file-backed and

@@ -2,7 +2,10 @@
 
 package analytics
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
 
 // Built with -tags nochdb (the production image): no chDB backend, and no
 // purego, whose dlopen support links the binary against libc and libdl
@@ -18,6 +21,6 @@ const DefaultPurgeAboveAnon = 256 << 20
 // FindChDB has nothing to find in a build without chDB.
 func FindChDB() string { return "" }
 
-func openChDB(string, string, int64) (backend, error) {
+func openChDB(string, string, int64, *slog.Logger) (backend, error) {
 	return nil, errors.New("this webhookd is built without chDB (-tags nochdb): use webhookd serve with WEBHOOKD_CLICKHOUSE_ADDR")
 }

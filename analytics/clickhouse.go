@@ -99,6 +99,9 @@ func (s *serverBackend) insert(ctx context.Context, table string, cols []string,
 	if t := DedupToken(ctx); t != "" {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": t}))
 	}
+	if id := queryID(ctx); id != "" {
+		ctx = clickhouse.Context(ctx, clickhouse.WithQueryID(id))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+joinCols(cols)+")")
 	if err != nil {
 		return err

@@ -157,6 +157,9 @@ func originAt(os []Origin, i int) Origin {
 // when its key was fed before — by another record: a redelivery after a
 // crash — or earlier in this batch.
 func (s *Store) Feed(ctx context.Context, b *Batch) error {
+	if err := s.settleFeeds(ctx); err != nil {
+		return err
+	}
 	at, ex, dead := feedRows{retriedCol: -1}, feedRows{retriedCol: executionRetriedCol}, feedRows{retriedCol: -1}
 	if len(b.Attempts)+len(b.AttemptRecs) > 0 {
 		m, err := s.marks(ctx, "attempts", b.AttemptOrigins, b.AttemptRecOrigins)
@@ -216,7 +219,9 @@ func (s *Store) Feed(ctx context.Context, b *Batch) error {
 		table, what string
 		cols        []string
 	}{{&at, "attempts_feed", "attempts feed", attemptFeedCols}, {&ex, "executions_feed", "executions feed", executionFeedCols}, {&dead, "dlq_feed", "dlq feed", dlqFeedCols}} {
-		if err := f.rows.insert(ctx, s, f.table, f.cols, seen, held); err != nil {
+		fctx := s.feedContext(ctx)
+		if err := f.rows.insert(fctx, s, f.table, f.cols, seen, held); err != nil {
+			s.feedFailed(fctx)
 			// An insert reported failed may have been written (a
 			// timeout after the server took it), its keys with it: the
 			// batch's partitions are read back when fed again.

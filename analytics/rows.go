@@ -16,9 +16,12 @@ import (
 // rows). A string with an escape or a byte outside ASCII that is not valid
 // UTF-8 is read by encoding/json, so strings come out exactly as before
 // (FuzzDecodeCompactRows holds the two equal).
+//
+// An error names the row by its number, not by its text: rows hold logged
+// request and response bodies.
 func decodeCompactRows(b []byte) ([][]any, error) {
 	var rows [][]any
-	for len(b) > 0 {
+	for n := 1; len(b) > 0; n++ {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line, b = b[:i], b[i+1:]
@@ -31,7 +34,7 @@ func decodeCompactRows(b []byte) ([][]any, error) {
 		}
 		d := rowDecoder{b: line}
 		if d.b[d.i] != '[' {
-			return nil, fmt.Errorf("decode chDB row: %q is not an array", clip(line))
+			return nil, fmt.Errorf("decode chDB row %d: not an array", n)
 		}
 		v, err := d.value(0)
 		if err == nil {
@@ -40,19 +43,11 @@ func decodeCompactRows(b []byte) ([][]any, error) {
 			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("decode chDB row %q: %w", clip(line), err)
+			return nil, fmt.Errorf("decode chDB row %d: %w", n, err)
 		}
 		rows = append(rows, v.([]any))
 	}
 	return rows, nil
-}
-
-// clip is the head of a line for an error message.
-func clip(b []byte) []byte {
-	if len(b) > 80 {
-		return b[:80]
-	}
-	return b
 }
 
 // maxDepth bounds the nesting of a value (encoding/json's limit).
@@ -81,7 +76,7 @@ func (d *rowDecoder) value(depth int) (any, error) {
 	if d.i >= len(d.b) {
 		return nil, errEnd
 	}
-	if depth > maxDepth {
+	if depth >= maxDepth {
 		return nil, errors.New("nested too deep")
 	}
 	switch c := d.b[d.i]; {

@@ -63,7 +63,13 @@ func FuzzDecodeCompactRows(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeCompactRows(b)
 		if !wellFormed(b) {
-			return // an error or not, no panic
+			// A line that is not JSON is an error.
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				if line = bytes.TrimSpace(line); len(line) > 0 && !json.Valid(line) && err == nil {
+					t.Fatalf("%q: read as %#v, want an error", b, got)
+				}
+			}
+			return
 		}
 		want, werr := decodeRowsReference(b)
 		if werr != nil {
@@ -81,9 +87,15 @@ func FuzzDecodeCompactRows(f *testing.F) {
 // TestDecodeCompactRowsRefusesWhatIsNotRows: every malformed row is an
 // error naming the row, never a value made up.
 func TestDecodeCompactRowsRefusesWhatIsNotRows(t *testing.T) {
-	for _, s := range []string{`[1,]`, `[01]`, `[1.]`, `[-]`, `[1e]`, `["open`, `[nul]`, `[1] [2]`, `{"a":1}`, "[\"tab\x01\"]", `[1`, `[{"a" 1}]`, `[{1:2}]`} {
-		if rows, err := decodeCompactRows([]byte(s)); err == nil || !strings.Contains(err.Error(), "decode chDB row") {
-			t.Errorf("%q: %v, %v; want an error", s, rows, err)
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	for _, s := range []string{`[1,]`, `[01]`, `[1.]`, `[-]`, `[1e]`, `["open`, `[nul]`, `[1] [2]`, `{"a":1}`, "[\"tab\x01\"]", `[1`, `[{"a" 1}]`, `[{1:2}]`, deep,
+		`["secret-token", 1,]`} {
+		rows, err := decodeCompactRows([]byte(s))
+		if err == nil || !strings.Contains(err.Error(), "decode chDB row 1") {
+			t.Errorf("%.40q: %v, %v; want an error naming row 1", s, rows, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("the error shows the row's text: %v", err)
 		}
 	}
 }

@@ -36,6 +36,7 @@ type Store struct {
 	log         *slog.Logger
 
 	recent *recentKeys // the keys fed lately (fedKeysSchema)
+	settle *feedSettle // the feed inserts that failed (settleFeeds)
 }
 
 // Options for a store's schema.
@@ -116,7 +117,7 @@ func (o *Options) normalize() error {
 }
 
 func newStore(b backend, kind string, o Options) *Store {
-	return &Store{b: b, db: o.Database, cluster: o.Cluster, retention: o.Retention, kind: kind, recent: newRecentKeys(o.DedupWindow),
+	return &Store{b: b, db: o.Database, cluster: o.Cluster, retention: o.Retention, kind: kind, recent: newRecentKeys(o.DedupWindow), settle: newFeedSettle(),
 		lease: o.Lease, migrateWait: o.MigrateWait, replica: o.Replica, log: o.Log}
 }
 
@@ -132,7 +133,7 @@ func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
 	case purge < 0:
 		purge = 0
 	}
-	b, err := openChDB(lib, dataPath, purge)
+	b, err := openChDB(lib, dataPath, purge, o.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@ type Config struct {
 	ClickHouseCluster  string `env:"WEBHOOKD_CLICKHOUSE_CLUSTER" help:"If set, DDL runs ON CLUSTER with Replicated engines."`
 	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Default retention in days: execution logs and aggregates are kept this long, DLQ items 60 days more, unless a setting below says otherwise."`
 	ChDBLibrary        string `env:"WEBHOOKD_CHDB_LIBRARY" help:"Dev mode: path to libchdb.so (default: the repo's .cache, then the system)."`
-	ChDBPurgeAboveMB   int    `env:"WEBHOOKD_CHDB_PURGE_ABOVE_MB" help:"Dev mode: the process's anonymous resident memory (MiB: Go's and the embedded ClickHouse's heaps, not the pages of libchdb.so) above which the memory the embedded ClickHouse has freed goes back to the system after each query or insert (checked at most 4 times a second). Below it, freed memory is kept 200 ms for reuse, which makes queries and inserts cheaper (page faults were 42 % of a log query's CPU when it was returned at once). 0: return it after every call."`
+	ChDBPurgeAboveMB   int    `env:"WEBHOOKD_CHDB_PURGE_ABOVE_MB" help:"Dev mode: the process's anonymous resident memory (MiB: Go's and the embedded ClickHouse's heaps, not the pages of libchdb.so) above which the memory the embedded ClickHouse has freed goes back to the system after each query or insert (checked at most 4 times a second). Below it, freed memory is kept 200 ms for reuse, which makes queries and inserts cheaper (page faults were 42 % of a log query's CPU when it was returned at once). 0: return it after every call. (JE_MALLOC_CONF in the environment replaces the 200 ms.)"`
 
 	// Retention per kind of table (0: from WEBHOOKD_CLICKHOUSE_TTL_DAYS).
 	ClickHouseLogTTLDays       int           `env:"WEBHOOKD_CLICKHOUSE_LOG_TTL_DAYS" help:"Days execution logs (attempts, executions) are kept; 0: WEBHOOKD_CLICKHOUSE_TTL_DAYS. A changed retention is applied to the existing tables at the next start (ALTER TABLE … MODIFY TTL)."`
@@ -271,8 +271,8 @@ func (c *Config) Validate() error {
 	if c.AnalyticsDedupWindow < time.Minute || c.AnalyticsDedupWindow > 12*time.Hour {
 		bad("WEBHOOKD_ANALYTICS_DEDUP_WINDOW", "must be between 1m and 12h")
 	}
-	if c.ChDBPurgeAboveMB < 0 {
-		bad("WEBHOOKD_CHDB_PURGE_ABOVE_MB", "must be 0 (after every call) or a size in MiB such as 256")
+	if c.ChDBPurgeAboveMB < 0 || c.ChDBPurgeAboveMB > 1<<20 {
+		bad("WEBHOOKD_CHDB_PURGE_ABOVE_MB", "must be 0 (after every call) or a size in MiB such as 256, at most 1048576")
 	}
 	if c.QueueMetricsInterval < 100*time.Millisecond {
 		bad("WEBHOOKD_QUEUE_METRICS_INTERVAL", "must be at least 100ms")
