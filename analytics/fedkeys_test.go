@@ -102,22 +102,25 @@ func TestFeedWrittenButReportedFailedCountsOnce(t *testing.T) {
 	ctx := context.Background()
 	b := &writtenThenFailed{backend: s.b, table: "executions_feed", armed: true}
 	s.b = b
-	rec, _ := json.Marshal(completedExecution())
-	write := func(offsets ...int64) error {
-		bt := &Batch{}
-		for _, o := range offsets {
-			bt.ExecutionRecs = append(bt.ExecutionRecs, rec)
-			bt.ExecutionRecOrigins = append(bt.ExecutionRecOrigins, Origin{Topic: wlExecTopic, Partition: 2, Offset: o})
-		}
-		return s.Write(ctx, bt)
-	}
-	if err := write(0); err == nil {
+	if err := writeCopies(ctx, s, 0); err == nil {
 		t.Fatal("the failed feed reported no error")
 	}
-	if err := write(0, 1); err != nil { // the sink's retry, with a redelivery
+	if err := writeCopies(ctx, s, 0, 1); err != nil { // the sink's retry, with a redelivery
 		t.Fatal(err)
 	}
 	wantExecutions(ctx, t, s, 1)
+}
+
+// writeCopies writes copies of completedExecution's record at these offsets
+// of partition 2, in one batch.
+func writeCopies(ctx context.Context, s *Store, offsets ...int64) error {
+	rec, _ := json.Marshal(completedExecution())
+	bt := &Batch{}
+	for _, o := range offsets {
+		bt.ExecutionRecs = append(bt.ExecutionRecs, rec)
+		bt.ExecutionRecOrigins = append(bt.ExecutionRecOrigins, Origin{Topic: wlExecTopic, Partition: 2, Offset: o})
+	}
+	return s.Write(ctx, bt)
 }
 
 // A redelivery reaching a store that did not feed the first delivery (a

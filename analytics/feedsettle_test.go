@@ -90,22 +90,13 @@ func feedStillRunning(t *testing.T, s *Store, b *stillRunning) {
 	t.Helper()
 	ctx := context.Background()
 	s.b = b
-	rec, _ := json.Marshal(completedExecution())
-	write := func(offsets ...int64) error {
-		bt := &Batch{}
-		for _, o := range offsets {
-			bt.ExecutionRecs = append(bt.ExecutionRecs, rec)
-			bt.ExecutionRecOrigins = append(bt.ExecutionRecOrigins, Origin{Topic: wlExecTopic, Partition: 2, Offset: o})
-		}
-		return s.Write(ctx, bt)
-	}
-	if err := write(0); err == nil {
+	if err := writeCopies(ctx, s, 0); err == nil {
 		t.Fatal("the failed feed reported no error")
 	}
 	if !strings.HasPrefix(b.id, s.settle.prefix) {
 		t.Fatalf("the feed insert ran with query id %q, want one starting %q", b.id, s.settle.prefix)
 	}
-	if err := write(0, 1); err != nil {
+	if err := writeCopies(ctx, s, 0, 1); err != nil {
 		t.Fatal(err)
 	}
 	b.let() // without the wait, the first insert lands only now
