@@ -29,15 +29,17 @@ type feedSettle struct {
 	seq    atomic.Int64 // the last query id's number
 	wait   time.Duration
 	poll   time.Duration
+	now    func() time.Time
 
 	mu        sync.Mutex
 	unsettled []string
+	since     time.Time // when the oldest of them failed
 }
 
 func newFeedSettle() *feedSettle {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return &feedSettle{prefix: "webhookd-feed-" + hex.EncodeToString(b) + "-", wait: DefaultFeedSettleWait, poll: 100 * time.Millisecond}
+	return &feedSettle{prefix: "webhookd-feed-" + hex.EncodeToString(b) + "-", wait: DefaultFeedSettleWait, poll: 100 * time.Millisecond, now: time.Now}
 }
 
 type queryIDKey struct{}
@@ -67,6 +69,9 @@ func (s *Store) feedContext(ctx context.Context) context.Context {
 func (s *Store) feedFailed(ctx context.Context) {
 	if id := queryID(ctx); id != "" {
 		s.settle.mu.Lock()
+		if len(s.settle.unsettled) == 0 {
+			s.settle.since = s.settle.now()
+		}
 		s.settle.unsettled = append(s.settle.unsettled, id)
 		s.settle.mu.Unlock()
 	}
@@ -76,12 +81,15 @@ func (s *Store) feedFailed(ctx context.Context) {
 // running on the server. Such an insert may yet write its rows, their
 // high-water marks and their keys: a feed that read the marks and keys
 // before it ended would feed the same rows again, and they would count
-// twice. After the settle wait it stops them (KILL QUERY … SYNC: stopped
-// or finished, either way done); still running after that, the feed fails,
-// and the sink tries it again after its backoff.
+// twice. Once the settle wait has passed since the oldest failed — counted
+// from the failure, not from this call: a call may end first (its context:
+// the sink's insert deadline) and the sink call again — it stops them
+// (KILL QUERY … SYNC: stopped or finished, either way done); still running
+// after that, the feed fails, and the sink tries it again after its backoff.
 func (s *Store) settleFeeds(ctx context.Context) error {
 	s.settle.mu.Lock()
 	ids := append([]string(nil), s.settle.unsettled...)
+	deadline := s.settle.since.Add(s.settle.wait)
 	s.settle.mu.Unlock()
 	if len(ids) == 0 {
 		return nil
@@ -91,7 +99,6 @@ func (s *Store) settleFeeds(ctx context.Context) error {
 		processes, on = "clusterAllReplicas('"+s.cluster+"', system.processes)", " ON CLUSTER '"+s.cluster+"'"
 	}
 	p := Params{"ids": ids}
-	deadline := time.Now().Add(s.settle.wait)
 	killed := false
 	for {
 		rows, err := s.b.query(ctx, "SELECT count() FROM "+processes+" WHERE query_id IN {ids:Array(String)}", p)
@@ -110,7 +117,7 @@ func (s *Store) settleFeeds(ctx context.Context) error {
 			return nil
 		case killed:
 			return fmt.Errorf("%d feed inserts that failed here still run on ClickHouse after %s and KILL QUERY", n, s.settle.wait)
-		case !time.Now().Before(deadline):
+		case !s.settle.now().Before(deadline):
 			// The ids inline (this store's own: letters, digits and
 			// dashes), not as a parameter: KILL is not a SELECT.
 			if err := s.b.exec(ctx, "KILL QUERY"+on+" WHERE query_id IN ('"+strings.Join(ids, "', '")+"') SYNC", nil); err != nil {

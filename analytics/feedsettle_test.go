@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // stillRunning is a ClickHouse server whose feed insert into table outlives
@@ -126,5 +128,65 @@ func TestFeedStillRunningAfterTheWaitIsStopped(t *testing.T) {
 	wantExecutions(context.Background(), t, s, 1)
 	if b.kills != 1 {
 		t.Fatalf("%d kills; want the insert stopped once", b.kills)
+	}
+}
+
+// runningServer is a ClickHouse server on which the queries named in
+// running go on until a KILL QUERY names them.
+type runningServer struct {
+	backend
+	running map[string]bool
+	kills   int
+}
+
+func (*runningServer) queriesOutliveCalls() {}
+
+func (r *runningServer) query(_ context.Context, q string, p Params) ([][]any, error) {
+	n := 0
+	for _, id := range p["ids"].([]string) {
+		if r.running[id] {
+			n++
+		}
+	}
+	return [][]any{{json.Number(strconv.Itoa(n))}}, nil
+}
+
+func (r *runningServer) exec(_ context.Context, q string, _ Params) error {
+	if strings.HasPrefix(q, "KILL QUERY") {
+		r.kills++
+		for id := range r.running {
+			if strings.Contains(q, "'"+id+"'") {
+				delete(r.running, id)
+			}
+		}
+	}
+	return nil
+}
+
+// The settle wait counts from the failure, not from each feed: the sink's
+// feeds end at its insert deadline (shorter than the wait) and it calls
+// again, and the insert is stopped once the wait has passed since it
+// failed — without it, every call would wait anew and none would stop it.
+func TestFeedSettleWaitCountsFromTheFailure(t *testing.T) {
+	srv := &runningServer{running: map[string]bool{}}
+	s := newStore(srv, "clickhouse", Options{Database: "settle"})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	s.settle.now = func() time.Time { return now }
+	fctx := s.feedContext(context.Background())
+	srv.running[queryID(fctx)] = true
+	s.feedFailed(fctx)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel() // each feed's deadline passes while it waits
+	for i := range 3 {
+		if err := s.settleFeeds(ended); !errors.Is(err, context.Canceled) || srv.kills != 0 {
+			t.Fatalf("feed %d, %s after the failure: %v, %d kills; want it to wait", i, time.Duration(i)*10*time.Second, err, srv.kills)
+		}
+		now = now.Add(10 * time.Second)
+	}
+	if err := s.settleFeeds(ended); err != nil || srv.kills != 1 {
+		t.Fatalf("30 s after the failure: %v, %d kills; want the insert stopped and the feed to go on", err, srv.kills)
+	}
+	if err := s.settleFeeds(ended); err != nil || srv.kills != 1 {
+		t.Fatalf("after the stop: %v, %d kills; want nothing left to wait for", err, srv.kills)
 	}
 }
