@@ -60,7 +60,8 @@ func FuzzRangeParams(f *testing.F) {
 		}
 		r := Range{From: time.UnixMilli(fromMS), To: time.UnixMilli(fromMS + spanMS)}
 		p := r.params()
-		from, to, hfrom, hto := p["from"].(int64), p["to"].(int64), p["hfrom"].(int64), p["hto"].(int64)
+		// The parameters are Unix seconds, compared here in milliseconds.
+		from, to, hfrom, hto := p["from"].(int64)*1000, p["to"].(int64)*1000, p["hfrom"].(int64)*1000, p["hto"].(int64)*1000
 		const minute, hour = int64(60_000), int64(3_600_000)
 		if from%minute != 0 || to%minute != 0 || hfrom%minute != 0 || hto%minute != 0 {
 			t.Fatalf("not on minutes: %v", p)

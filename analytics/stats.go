@@ -3,7 +3,6 @@ package analytics
 import (
 	"context"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
@@ -17,8 +16,12 @@ type Range struct {
 	PipelineID string
 }
 
-// params are a range's bounds: from and to on minutes (the minutes
-// starting before To), hfrom–hto the whole hours between them.
+// params are a range's bounds in Unix seconds: from and to on minutes (the
+// minutes starting before To), hfrom–hto the whole hours between them. The
+// SQL compares them as DateTime (sqlTime): the aggregates' time columns are
+// DateTime, and a DateTime64 bound (fromUnixTimestamp64Milli) made every
+// part's analysis and planning convert them — measured: /stats 24 h at
+// 10 M attempts 89 → 77 ms, alternating runs (issue 10).
 func (r Range) params() Params {
 	from := r.From.UTC().Truncate(time.Minute)
 	to := r.To.UTC().Truncate(time.Minute)
@@ -33,8 +36,11 @@ func (r Range) params() Params {
 	if !hfrom.Before(hto) {
 		hfrom, hto = to, to
 	}
-	return Params{"from": from.UnixMilli(), "to": to.UnixMilli(), "hfrom": hfrom.UnixMilli(), "hto": hto.UnixMilli(), "pid": r.PipelineID}
+	return Params{"from": from.Unix(), "to": to.Unix(), "hfrom": hfrom.Unix(), "hto": hto.Unix(), "pid": r.PipelineID}
 }
+
+// sqlTime is the DateTime of the Unix-seconds parameter name.
+func sqlTime(name string) string { return "toDateTime({" + name + ":Int64}, 'UTC')" }
 
 // span is the columns cols (a select list) of the rows of the per-hour
 // table kind_1h for a range's whole hours and of kind_1m for the minutes at
@@ -57,11 +63,11 @@ func pidCond(pid string) string {
 // pipeline's too).
 func (s *Store) spanWhere(kind, cols, cond string) string {
 	return `(SELECT hour AS t, ` + cols + ` FROM ` + s.t(kind+"_1h") + `
-		WHERE hour >= fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC') AND hour < fromUnixTimestamp64Milli({hto:Int64}, 'UTC')` + cond + `
+		WHERE hour >= ` + sqlTime("hfrom") + ` AND hour < ` + sqlTime("hto") + cond + `
 		UNION ALL
 		SELECT minute AS t, ` + cols + ` FROM ` + s.t(kind+"_1m") + `
-		WHERE ((minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({hfrom:Int64}, 'UTC'))
-		    OR (minute >= fromUnixTimestamp64Milli({hto:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')))` + cond + `)`
+		WHERE ((minute >= ` + sqlTime("from") + ` AND minute < ` + sqlTime("hfrom") + `)
+		    OR (minute >= ` + sqlTime("hto") + ` AND minute < ` + sqlTime("to") + `))` + cond + `)`
 }
 
 // Columns of span parts: each table's group keys and the figures read.
@@ -163,7 +169,7 @@ func (s *Store) quantileSQL(r Range, kind, key string, withTotal bool) string {
 // aggRange is the WHERE clause of a minute table for a Range of the
 // pipeline pid (all when "").
 func aggRange(pid string) string {
-	return `minute >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND minute < fromUnixTimestamp64Milli({to:Int64}, 'UTC')` + pidCond(pid)
+	return `minute >= ` + sqlTime("from") + ` AND minute < ` + sqlTime("to") + pidCond(pid)
 }
 
 // Quantiles are the 50th, 95th and 99th percentiles, in milliseconds
@@ -172,18 +178,6 @@ type Quantiles struct {
 	P50 int64 `json:"p50"`
 	P95 int64 `json:"p95"`
 	P99 int64 `json:"p99"`
-}
-
-func quantiles(v any) Quantiles {
-	a := asFloats(v)
-	var q [3]int64
-	for i := 0; i < 3 && i < len(a); i++ {
-		f := a[i]
-		if !math.IsNaN(f) && !math.IsInf(f, 0) {
-			q[i] = int64(math.Round(f))
-		}
-	}
-	return Quantiles{P50: q[0], P95: q[1], P99: q[2]}
 }
 
 // PipelineStats are a pipeline's execution figures over a Range (spec:
@@ -620,7 +614,7 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		UNION ALL
 		SELECT 'at', `+bucket(tcol)+` AS b, [toInt64(sum(retries))], `+noQuantiles+` FROM `+from("attempts")+` GROUP BY b
 		UNION ALL
-		SELECT 'lat', `+bucket(tcol)+` AS b, `+noNums+`, `+histQuantilesSQL("hist")+` FROM `+latFrom+` GROUP BY b
+		SELECT 'lat', `+bucket(tcol)+` AS b, `+noNums+`, `+histPicksSQL("hist")+` FROM `+latFrom+` GROUP BY b
 		UNION ALL
 		SELECT 'dlq', `+bucket("minute")+` AS b, [toInt64(sum(dead))], `+noQuantiles+` FROM `+s.t("dlq_1m")+` WHERE `+aggRange(r.PipelineID)+` GROUP BY b`, p)
 	if err != nil {
@@ -647,7 +641,7 @@ func (s *Store) TimeSeries(ctx context.Context, r Range, step time.Duration) ([]
 		case "at":
 			b.Retried = num(0)
 		case "lat":
-			q := quantiles(row[3])
+			q := histPicksQuantiles(asFloats(row[3]))
 			b.LatencyMSP50, b.LatencyMSP95, b.LatencyMSP99 = q.P50, q.P95, q.P99
 		case "dlq":
 			b.DLQ = num(0)
