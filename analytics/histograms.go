@@ -98,9 +98,11 @@ func histValue(b int, r, cs, cnt, sum, sq float64) int64 {
 // histPicksSQL merges the histograms of the column col and picks out what
 // reading its percentiles needs (histPicksQuantiles): an Array(Float64) of
 // the count of values, then for each level the 1-based index of the
-// bucket holding its rank, the count of the values up to that bucket's,
-// and the bucket's count, sum and sum of squares. It names h, cs, tot and
-// i0… in its SELECT.
+// bucket holding its rank, the count of the values up to and including
+// that bucket's, and the bucket's count, sum and sum of squares. It names
+// h, cs, tot and i0… in its SELECT. A level whose rank no bucket reaches
+// (counts that are not whole numbers: never from the views) has index 0,
+// read as 0.
 //
 // The time series has a row a bucket, too many to send whole histograms;
 // computing the percentiles themselves in SQL read each bucket's figures
@@ -113,7 +115,7 @@ func histPicksSQL(col string) string {
 		i := "i" + strconv.Itoa(k)
 		parts = append(parts,
 			"[toFloat64(arrayFirstIndex(c -> c >= greatest(ceil("+strconv.FormatFloat(l, 'f', -1, 64)+" * tot), 1), cs) AS "+i+"), cs["+i+"]]",
-			"arraySlice(h, 3 * "+i+" - 2, 3)")
+			"arraySlice(h, greatest(3 * "+i+" - 2, 1), 3)")
 	}
 	return "arrayConcat(" + strings.Join(parts, ", ") + ")"
 }

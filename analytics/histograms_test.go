@@ -174,8 +174,8 @@ func histPicks(h []float64) []float64 {
 	p := []float64{tot}
 	for _, level := range histLevels {
 		i := slices.IndexFunc(cs, func(c float64) bool { return c >= histRank(level, tot) }) + 1
-		if i == 0 {
-			p = append(p, 0, 0, 0, 0, 0)
+		if i == 0 { // SQL: cs[0] is 0, the slice starts at the first bucket
+			p = append(append(p, 0, 0), h[:min(3, len(h))]...)
 			continue
 		}
 		p = append(append(p, float64(i), cs[i-1]), h[3*i-3:3*i]...)
