@@ -83,9 +83,7 @@ func (d *rowDecoder) value(depth int) (any, error) {
 	case c == '[':
 		d.i++
 		out := []any{}
-		d.space()
-		if d.i < len(d.b) && d.b[d.i] == ']' {
-			d.i++
+		if d.closes(']') {
 			return out, nil
 		}
 		for {
@@ -95,19 +93,14 @@ func (d *rowDecoder) value(depth int) (any, error) {
 				return nil, err
 			}
 			out = append(out, v)
-			if err := d.next(']'); err != nil {
-				return nil, err
-			}
-			if d.b[d.i-1] == ']' {
-				return out, nil
+			if closed, err := d.next(']'); err != nil || closed {
+				return out, err
 			}
 		}
 	case c == '{':
 		d.i++
 		out := map[string]any{}
-		d.space()
-		if d.i < len(d.b) && d.b[d.i] == '}' {
-			d.i++
+		if d.closes('}') {
 			return out, nil
 		}
 		for {
@@ -130,11 +123,8 @@ func (d *rowDecoder) value(depth int) (any, error) {
 				return nil, err
 			}
 			out[k] = v // the last of a repeated key wins, as in encoding/json
-			if err := d.next('}'); err != nil {
-				return nil, err
-			}
-			if d.b[d.i-1] == '}' {
-				return out, nil
+			if closed, err := d.next('}'); err != nil || closed {
+				return out, err
 			}
 		}
 	case c == '"':
@@ -154,17 +144,29 @@ func (d *rowDecoder) value(depth int) (any, error) {
 	return nil, fmt.Errorf("unexpected %q", d.b[d.i])
 }
 
-// next reads the ',' or the closing byte after an element.
-func (d *rowDecoder) next(closing byte) error {
+// closes reads the closing byte of a container just opened, if it comes
+// next (an empty container).
+func (d *rowDecoder) closes(closing byte) bool {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == closing {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// next reads the ',' or the closing byte after an element; closed tells
+// which.
+func (d *rowDecoder) next(closing byte) (closed bool, err error) {
 	d.space()
 	if d.i >= len(d.b) {
-		return errEnd
+		return false, errEnd
 	}
 	if c := d.b[d.i]; c == ',' || c == closing {
 		d.i++
-		return nil
+		return c == closing, nil
 	}
-	return fmt.Errorf("unexpected %q after an element", d.b[d.i])
+	return false, fmt.Errorf("unexpected %q after an element", d.b[d.i])
 }
 
 // str reads a string at d.i (its opening quote).
