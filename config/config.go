@@ -320,8 +320,14 @@ func (c *Config) UsesDataDir() bool {
 	if c.Mode != ModeDev {
 		return false
 	}
-	chDB := c.ClickHouseAddr == "" && (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin))
-	return c.StartsDevKafka() || chDB || c.SecretsKey == ""
+	return c.StartsDevKafka() || c.EmbedsChDB() || c.SecretsKey == ""
+}
+
+// EmbedsChDB reports whether this process runs the embedded ClickHouse
+// (chDB): dev mode with the analytics or admin role and no
+// WEBHOOKD_CLICKHOUSE_ADDR. Its memory is then the process's too.
+func (c *Config) EmbedsChDB() bool {
+	return c.Mode == ModeDev && c.ClickHouseAddr == "" && (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin))
 }
 
 // Roles.

@@ -174,7 +174,7 @@ func topicChars(s string) bool {
 // usedChDBLibrary is WEBHOOKD_CHDB_LIBRARY if this process loads chDB: dev
 // mode's embedded ClickHouse. Serve mode never reads it.
 func (c *Config) usedChDBLibrary() string {
-	if c.Mode == ModeDev && c.ClickHouseAddr == "" && (c.HasRole(RoleAnalytics) || c.HasRole(RoleAdmin)) {
+	if c.EmbedsChDB() {
 		return c.ChDBLibrary
 	}
 	return ""
