@@ -472,7 +472,7 @@ func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, repli
 	o := analytics.Options{Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster, TTLDays: cfg.ClickHouseTTLDays,
 		Retention: analytics.Retention{Logs: cfg.ClickHouseLogTTLDays, Aggregates: cfg.ClickHouseAggregateTTLDays, DLQ: cfg.ClickHouseDLQTTLDays},
 		Lease:     l, MigrateWait: cfg.ClickHouseMigrateWait, Replica: replica, Log: log, DedupWindow: cfg.AnalyticsDedupWindow}
-	if cfg.Mode == config.ModeDev && cfg.ClickHouseAddr == "" {
+	if cfg.EmbedsChDB() { // openStore runs for the analytics and admin roles only
 		lib := cfg.ChDBLibrary
 		if lib == "" {
 			lib = analytics.FindChDB()
