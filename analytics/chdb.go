@@ -9,13 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/afftok/webhookd/memlimit"
 )
 
 // chDB (ClickHouse in-process) is loaded lazily with dlopen when a chDB store
@@ -235,20 +236,8 @@ func (b *chdbBackend) bound() {
 // shared pages (statm's resident − shared): the heaps, Go's and chDB's,
 // not the pages of libchdb.so, which the kernel can drop at any time.
 func anonResident() (int64, bool) {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return 0, false
-	}
-	resident, err1 := strconv.ParseInt(f[1], 10, 64)
-	shared, err2 := strconv.ParseInt(f[2], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return (resident - shared) * int64(os.Getpagesize()), true
+	resident, shared, ok := memlimit.Statm()
+	return resident - shared, ok
 }
 
 func (b *chdbBackend) exec(_ context.Context, q string, p Params) error {

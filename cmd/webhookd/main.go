@@ -25,7 +25,20 @@ import (
 
 	"github.com/afftok/webhookd/app"
 	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/memlimit"
 )
+
+// memoryBudget is the process's memory budget in bytes
+// (WEBHOOKD_MEMORY_BUDGET_MB, else 90 % of the container's limit; 0: none).
+func memoryBudget(cfg config.Config) int64 {
+	if cfg.MemoryBudgetMB > 0 {
+		return int64(cfg.MemoryBudgetMB) << 20
+	}
+	if n, ok := memlimit.CgroupLimit(); ok {
+		return n / 10 * 9
+	}
+	return 0
+}
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -79,9 +92,17 @@ func run(args []string) error {
 		debug.SetGCPercent(200)
 	}
 	// A soft ceiling on the Go heap keeps that trade within bounds: near it
-	// the collector works harder rather than growing. GOMEMLIMIT wins.
+	// the collector works harder rather than growing. Within a memory
+	// budget, the ceiling comes down while the rest of the process holds
+	// more. GOMEMLIMIT wins.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(256 << 20)
+		debug.SetMemoryLimit(memlimit.Ceiling)
+		if budget := memoryBudget(cfg); budget > 0 {
+			memCtx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go (&memlimit.Controller{Budget: budget, Ceiling: memlimit.Ceiling, Floor: memlimit.Floor}).Run(memCtx)
+			log.Info("memory budget", "MiB", budget>>20)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

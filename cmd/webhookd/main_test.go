@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/afftok/webhookd/config"
+	"github.com/afftok/webhookd/memlimit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -298,5 +300,26 @@ func TestTopicsPlansThenCreatesMissing(t *testing.T) {
 	r = webhookd(t, nil, "topics", "--mode", "dev")
 	if r.code != 1 || !strings.Contains(r.stderr, "no brokers") {
 		t.Errorf("exit %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// The memory budget is the setting when set, else 90 % of the container's
+// limit where there is one, else none.
+func TestMemoryBudget(t *testing.T) {
+	cfg := config.Defaults(config.ModeServe)
+	cfg.MemoryBudgetMB = 700
+	if got := memoryBudget(cfg); got != 700<<20 {
+		t.Errorf("WEBHOOKD_MEMORY_BUDGET_MB=700: budget %d", got)
+	}
+	cfg.MemoryBudgetMB = 0
+	want := int64(0)
+	if n, ok := memlimit.CgroupLimit(); ok {
+		want = n / 10 * 9
+	}
+	if got := memoryBudget(cfg); got != want {
+		t.Errorf("no setting: budget %d, want %d (90 %% of this machine's cgroup limit, if any)", got, want)
+	}
+	if dev := config.Defaults(config.ModeDev); memoryBudget(dev) != 440<<20 {
+		t.Errorf("dev mode's budget is %d MiB", memoryBudget(dev)>>20)
 	}
 }

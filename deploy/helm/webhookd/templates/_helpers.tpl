@@ -164,6 +164,7 @@ topology perRole: one per enabled role; allInOne: one whose pods run every enabl
 - {name: WEBHOOKD_ALLOW_PRIVATE_TARGETS, value: {{ .Values.delivery.allowPrivateTargets | quote }}}
 - {name: WEBHOOKD_ALLOWED_TARGET_CIDRS, value: {{ join "," .Values.delivery.allowedTargetCIDRs | quote }}}
 - {name: WEBHOOKD_SHUTDOWN_GRACE, value: {{ .Values.delivery.shutdownGrace | quote }}}
+- {name: WEBHOOKD_MEMORY_BUDGET_MB, value: {{ .Values.memoryBudgetMB | quote }}}
 - {name: WEBHOOKD_QUEUE_METRICS_INTERVAL, value: {{ .Values.metrics.queueInterval | quote }}}
 - {name: WEBHOOKD_TEMPLATE_ENV_ALLOW, value: {{ join "," .Values.templates.envAllow | quote }}}
 {{- if .Values.templates.secretName }}

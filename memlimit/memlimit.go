@@ -1,0 +1,177 @@
+// Package memlimit keeps a process's resident memory within a budget by
+// moving the Go runtime's soft memory limit: Go's heap gets what the rest of
+// the process (the embedded ClickHouse's heap, the pages of its library)
+// leaves of the budget, up to a ceiling.
+//
+// A fixed Go limit must be set for the worst moment of the rest: when the
+// embedded ClickHouse merges parts, its heap grows by 50–150 MB for seconds,
+// and most of the time it does not. A fixed limit low enough for those
+// seconds makes the collector run all the time (make bench: a 160 MiB limit
+// cost 40 % more CPU per delivery); this one is low only while they last.
+package memlimit
+
+import (
+	"context"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Every is how often the limit follows the process's memory.
+const Every = 250 * time.Millisecond
+
+// Ceiling and Floor are webhookd's bounds on Go's limit: deliveries keep a
+// live heap of tens of MB, and above 256 MiB more room saves the collector
+// little (make bench); below 64 MiB it would run almost without pause.
+const (
+	Ceiling = 256 << 20
+	Floor   = 64 << 20
+)
+
+// Controller sets the Go runtime's memory limit from a budget for the
+// whole process's resident memory.
+type Controller struct {
+	// Budget is the resident memory (bytes) the process should stay
+	// within: Go's limit is Budget less what is resident outside Go.
+	Budget int64
+	// Ceiling is the highest limit set, whatever the room (bytes).
+	Ceiling int64
+	// Floor is the lowest limit set (bytes). The limit never goes below
+	// the live heap's FloorFactor either: under it, the collector would
+	// run without end and free nothing.
+	Floor int64
+
+	// Test seams: the process's resident bytes, Go's own figures, and the
+	// setter (debug.SetMemoryLimit).
+	resident func() (int64, bool)
+	goStats  func() Stats
+	set      func(int64) int64
+}
+
+// FloorFactor: the limit is at least the live heap times this, so that a
+// collection frees a third of the heap or more.
+const FloorFactor = 1.5
+
+// Stats are the Go runtime's figures the limit is computed from.
+type Stats struct {
+	Mapped int64 // memory Go holds from the system, less what it returned (what its limit counts)
+	Live   int64 // the heap live after the last collection
+}
+
+// Limit is the Go memory limit for resident bytes rss when Go holds s.
+func (c *Controller) Limit(rss int64, s Stats) int64 {
+	outside := rss - s.Mapped
+	if outside < 0 {
+		// Go's mapped memory is not all resident (pages never touched).
+		outside = 0
+	}
+	limit := min(c.Budget-outside, c.Ceiling)
+	return max(limit, c.Floor, int64(float64(s.Live)*FloorFactor))
+}
+
+// Step sets the limit once from the process's memory now and returns it
+// (0: the resident size could not be read; nothing is set).
+func (c *Controller) Step() int64 {
+	resident, goStats, set := c.resident, c.goStats, c.set
+	if resident == nil {
+		resident = Resident
+	}
+	if goStats == nil {
+		goStats = ReadStats
+	}
+	if set == nil {
+		set = debug.SetMemoryLimit
+	}
+	rss, ok := resident()
+	if !ok {
+		return 0
+	}
+	limit := c.Limit(rss, goStats())
+	set(limit)
+	return limit
+}
+
+// Run sets the limit every Every until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(Every)
+	defer t.Stop()
+	for {
+		c.Step()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+var statNames = []string{"/memory/classes/total:bytes", "/memory/classes/heap/released:bytes", "/gc/heap/live:bytes"}
+
+// ReadStats reads Stats from the Go runtime.
+func ReadStats() Stats {
+	s := make([]metrics.Sample, len(statNames))
+	for i, n := range statNames {
+		s[i].Name = n
+	}
+	metrics.Read(s)
+	u := func(i int) int64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return int64(s[i].Value.Uint64())
+	}
+	return Stats{Mapped: u(0) - u(1), Live: u(2)}
+}
+
+// CgroupLimit is the memory limit of the process's cgroup (a container's
+// limit) in bytes: cgroup v2's memory.max, else v1's
+// memory.limit_in_bytes; false when there is none.
+func CgroupLimit() (int64, bool) {
+	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if b, err := os.ReadFile(f); err == nil {
+			return parseCgroupLimit(string(b))
+		}
+	}
+	return 0, false
+}
+
+// parseCgroupLimit reads a cgroup memory limit file's content: a number of
+// bytes, or "max" (v2) or a number near 2^63 (v1) for none.
+func parseCgroupLimit(s string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n >= 1<<60 {
+		return 0, false
+	}
+	return n, true
+}
+
+// Resident is the process's resident memory in bytes; false where it
+// cannot be read (not Linux).
+func Resident() (int64, bool) {
+	resident, _, ok := Statm()
+	return resident, ok
+}
+
+// Statm is the process's resident memory and, of it, the file-backed and
+// shared pages, in bytes (/proc/self/statm); false where it cannot be read
+// (not Linux).
+func Statm() (resident, shared int64, ok bool) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0, 0, false
+	}
+	r, err1 := strconv.ParseInt(f[1], 10, 64)
+	sh, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	page := int64(os.Getpagesize())
+	return r * page, sh * page, true
+}
