@@ -98,7 +98,7 @@ type Config struct {
 
 	ShutdownGrace time.Duration `env:"WEBHOOKD_SHUTDOWN_GRACE" help:"How long shutdown (SIGTERM) or a partition revoke may take: in-flight deliveries get most of it, then they are cancelled (and run again later) and offsets are committed."`
 
-	MemoryBudgetMB int `env:"WEBHOOKD_MEMORY_BUDGET_MB" help:"The resident memory (MiB) the whole process is kept within: every 250 ms Go's soft memory limit is set to this budget less what is resident outside Go (the embedded ClickHouse's heap, the pages of libchdb.so), at most 256 MiB and at least 64 MiB and 1.5 times the live heap. The embedded ClickHouse's merges take 50–150 MB for seconds: Go's collector works harder only while they last. 0: 90 % of the container's memory limit (cgroup) if it has one, else Go's limit stays at 256 MiB. GOMEMLIMIT in the environment replaces all of this."`
+	MemoryBudgetMB int `env:"WEBHOOKD_MEMORY_BUDGET_MB" help:"The resident memory (MiB) the whole process is kept within: every 250 ms Go's soft memory limit is set to this budget less what is resident outside Go (the embedded ClickHouse's heap, the pages of libchdb.so), at least 64 MiB and 1.5 times the live heap, and at most 256 MiB whatever the live heap. The embedded ClickHouse's merges take 50–150 MB for seconds: Go's collector works harder only while they last. A budget below what the rest of the process holds keeps Go at its floor, the collector working hard. 0: 90 % of the memory limit in /sys/fs/cgroup (a container's own cgroup, as Kubernetes and Docker mount it) if there is one, else Go's limit stays at 256 MiB. From 128. GOMEMLIMIT in the environment replaces all of this."`
 
 	file string            // the configuration file applied, if any
 	src  map[string]origin // where each setting not left at its default came from
@@ -279,8 +279,8 @@ func (c *Config) Validate() error {
 	if c.ChDBPurgeAboveMB < 0 || c.ChDBPurgeAboveMB > 1<<20 {
 		bad("WEBHOOKD_CHDB_PURGE_ABOVE_MB", "must be 0 (after every call) or a size in MiB such as 256, at most 1048576")
 	}
-	if c.MemoryBudgetMB < 0 || c.MemoryBudgetMB > 1<<20 {
-		bad("WEBHOOKD_MEMORY_BUDGET_MB", "must be 0 (from the container's memory limit) or a size in MiB such as 1024, at most 1048576")
+	if c.MemoryBudgetMB != 0 && (c.MemoryBudgetMB < 128 || c.MemoryBudgetMB > 1<<20) {
+		bad("WEBHOOKD_MEMORY_BUDGET_MB", "must be 0 (from the container's memory limit) or a size in MiB from 128 to 1048576, such as 1024")
 	}
 	if c.QueueMetricsInterval < 100*time.Millisecond {
 		bad("WEBHOOKD_QUEUE_METRICS_INTERVAL", "must be at least 100ms")

@@ -158,6 +158,7 @@ func TestEachCheckNamesItsSetting(t *testing.T) {
 		{"WEBHOOKD_TOPIC_REPLICATION", "-2"},
 		{"WEBHOOKD_AUTO_DISABLE_AFTER", "-1h"},
 		{"WEBHOOKD_MEMORY_BUDGET_MB", "-1"},
+		{"WEBHOOKD_MEMORY_BUDGET_MB", "64"},
 		{"WEBHOOKD_MEMORY_BUDGET_MB", "2000000"},
 	} {
 		env := map[string]string{}

@@ -39,9 +39,11 @@ type Controller struct {
 	Budget int64
 	// Ceiling is the highest limit set, whatever the room (bytes).
 	Ceiling int64
-	// Floor is the lowest limit set (bytes). The limit never goes below
-	// the live heap's FloorFactor either: under it, the collector would
-	// run without end and free nothing.
+	// Floor is the lowest limit set (bytes), and the limit is never below
+	// the live heap times FloorFactor either: near the live heap the
+	// collector would run without end and free little. The ceiling wins
+	// over both: a live heap above Ceiling/FloorFactor makes the collector
+	// work hard at the ceiling, as a fixed limit would.
 	Floor int64
 
 	// Test seams: the process's resident bytes, Go's own figures, and the
@@ -52,7 +54,8 @@ type Controller struct {
 }
 
 // FloorFactor: the limit is at least the live heap times this, so that a
-// collection frees a third of the heap or more.
+// collection has room to free (the limit also counts Go's stacks and
+// unreturned free pages, so somewhat less than a third of it).
 const FloorFactor = 1.5
 
 // Stats are the Go runtime's figures the limit is computed from.
@@ -68,8 +71,8 @@ func (c *Controller) Limit(rss int64, s Stats) int64 {
 		// Go's mapped memory is not all resident (pages never touched).
 		outside = 0
 	}
-	limit := min(c.Budget-outside, c.Ceiling)
-	return max(limit, c.Floor, int64(float64(s.Live)*FloorFactor))
+	limit := max(c.Budget-outside, c.Floor, int64(float64(s.Live)*FloorFactor))
+	return min(limit, c.Ceiling)
 }
 
 // Step sets the limit once from the process's memory now and returns it

@@ -25,6 +25,7 @@ func TestLimitIsWhatTheRestOfTheProcessLeaves(t *testing.T) {
 		{"a merge's 200 MB outside Go: the budget less it", 500 * mib, 150 * mib, 40 * mib, 130 * mib},
 		{"no room: the floor", 600 * mib, 150 * mib, 20 * mib, 64 * mib},
 		{"no room, a large live heap: 1.5 times it", 600 * mib, 150 * mib, 100 * mib, 150 * mib},
+		{"a live heap beyond the ceiling's reach: the ceiling still", 600 * mib, 300 * mib, 200 * mib, 256 * mib},
 		{"Go's mapped memory not all resident: nothing counted outside", 100 * mib, 150 * mib, 40 * mib, 256 * mib},
 	} {
 		if got := c.Limit(tc.rss, Stats{Mapped: tc.mapped, Live: tc.live}); got != tc.want {

@@ -40,6 +40,14 @@ func memoryBudget(cfg config.Config) int64 {
 	return 0
 }
 
+// budgetSource says where memoryBudget's figure came from.
+func budgetSource(cfg config.Config) string {
+	if cfg.MemoryBudgetMB > 0 {
+		return "WEBHOOKD_MEMORY_BUDGET_MB"
+	}
+	return "90 % of the cgroup memory limit"
+}
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if errors.Is(err, errHelpShown) {
@@ -97,11 +105,13 @@ func run(args []string) error {
 	// more. GOMEMLIMIT wins.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memlimit.Ceiling)
-		if budget := memoryBudget(cfg); budget > 0 {
+		// Off where the process's resident size cannot be read (not Linux).
+		if _, readable := memlimit.Resident(); readable && memoryBudget(cfg) > 0 {
+			budget := memoryBudget(cfg)
 			memCtx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go (&memlimit.Controller{Budget: budget, Ceiling: memlimit.Ceiling, Floor: memlimit.Floor}).Run(memCtx)
-			log.Info("memory budget", "MiB", budget>>20)
+			log.Info("memory budget", "MiB", budget>>20, "from", budgetSource(cfg))
 		}
 	}
 
