@@ -28,24 +28,17 @@ import (
 	"github.com/afftok/webhookd/memlimit"
 )
 
-// memoryBudget is the process's memory budget in bytes
-// (WEBHOOKD_MEMORY_BUDGET_MB, else 90 % of the container's limit; 0: none).
-func memoryBudget(cfg config.Config) int64 {
+// memoryBudget is the process's memory budget in bytes and where it came
+// from: WEBHOOKD_MEMORY_BUDGET_MB, else 90 % of the container's limit; 0:
+// none.
+func memoryBudget(cfg config.Config) (int64, string) {
 	if cfg.MemoryBudgetMB > 0 {
-		return int64(cfg.MemoryBudgetMB) << 20
+		return int64(cfg.MemoryBudgetMB) << 20, "WEBHOOKD_MEMORY_BUDGET_MB (or its mode default)"
 	}
 	if n, ok := memlimit.CgroupLimit(); ok {
-		return n / 10 * 9
+		return n / 10 * 9, "90 % of the cgroup memory limit"
 	}
-	return 0
-}
-
-// budgetSource says where memoryBudget's figure came from.
-func budgetSource(cfg config.Config) string {
-	if cfg.MemoryBudgetMB > 0 {
-		return "WEBHOOKD_MEMORY_BUDGET_MB"
-	}
-	return "90 % of the cgroup memory limit"
+	return 0, ""
 }
 
 func main() {
@@ -106,12 +99,12 @@ func run(args []string) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memlimit.Ceiling)
 		// Off where the process's resident size cannot be read (not Linux).
-		if _, readable := memlimit.Resident(); readable && memoryBudget(cfg) > 0 {
-			budget := memoryBudget(cfg)
+		budget, from := memoryBudget(cfg)
+		if _, readable := memlimit.Resident(); readable && budget > 0 {
 			memCtx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go (&memlimit.Controller{Budget: budget, Ceiling: memlimit.Ceiling, Floor: memlimit.Floor}).Run(memCtx)
-			log.Info("memory budget", "MiB", budget>>20, "from", budgetSource(cfg))
+			log.Info("memory budget", "MiB", budget>>20, "from", from)
 		}
 	}
 

@@ -308,7 +308,7 @@ func TestTopicsPlansThenCreatesMissing(t *testing.T) {
 func TestMemoryBudget(t *testing.T) {
 	cfg := config.Defaults(config.ModeServe)
 	cfg.MemoryBudgetMB = 700
-	if got := memoryBudget(cfg); got != 700<<20 {
+	if got, _ := memoryBudget(cfg); got != 700<<20 {
 		t.Errorf("WEBHOOKD_MEMORY_BUDGET_MB=700: budget %d", got)
 	}
 	cfg.MemoryBudgetMB = 0
@@ -316,10 +316,10 @@ func TestMemoryBudget(t *testing.T) {
 	if n, ok := memlimit.CgroupLimit(); ok {
 		want = n / 10 * 9
 	}
-	if got := memoryBudget(cfg); got != want {
+	if got, _ := memoryBudget(cfg); got != want {
 		t.Errorf("no setting: budget %d, want %d (90 %% of this machine's cgroup limit, if any)", got, want)
 	}
-	if dev := config.Defaults(config.ModeDev); memoryBudget(dev) != 440<<20 {
-		t.Errorf("dev mode's budget is %d MiB", memoryBudget(dev)>>20)
+	if got, _ := memoryBudget(config.Defaults(config.ModeDev)); got != 440<<20 {
+		t.Errorf("dev mode's budget is %d MiB", got>>20)
 	}
 }
