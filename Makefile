@@ -92,6 +92,7 @@ fuzz:
 	$(GO) test ./analytics -run '^$$' -fuzz FuzzDecodeCompactRows -fuzztime $(FUZZTIME)
 	$(GO) test ./lease -run '^$$' -fuzz FuzzApply -fuzztime $(FUZZTIME)
 	$(GO) test ./memlimit -run '^$$' -fuzz FuzzParseCgroupLimit -fuzztime $(FUZZTIME)
+	$(GO) test ./memlimit -run '^$$' -fuzz FuzzCgroupPaths -fuzztime $(FUZZTIME)
 
 ## bench: webhookd end to end (broker, receiver, webhookd and load generator as separate processes)
 ## against a bare HTTP client in the same run; prints a table and writes bench-results.json.

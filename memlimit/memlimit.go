@@ -12,9 +12,12 @@ package memlimit
 
 import (
 	"context"
+	"io/fs"
 	"os"
+	"path"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,16 +132,84 @@ func ReadStats() Stats {
 	return Stats{Mapped: u(0) - u(1), Live: u(2)}
 }
 
-// CgroupLimit is the memory limit of the process's cgroup (a container's
-// limit) in bytes: cgroup v2's memory.max, else v1's
-// memory.limit_in_bytes; false when there is none.
+// CgroupLimit is the memory limit the process runs under in bytes: the
+// lowest limit along its own cgroup and that cgroup's parents (a
+// container's limit, a systemd unit's MemoryMax=, a slice's), read from
+// cgroup v2's memory.max, else v1's memory.limit_in_bytes, under
+// /sys/fs/cgroup; false when there is none.
 func CgroupLimit() (int64, bool) {
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		if b, err := os.ReadFile(f); err == nil {
-			return parseCgroupLimit(string(b))
+	own, _ := os.ReadFile("/proc/self/cgroup")
+	return cgroupLimit(os.DirFS("/"), string(own))
+}
+
+// The cgroup hierarchies CgroupLimit reads, relative to the file system's
+// root: v2's unified one, then v1's memory controller.
+var hierarchies = []struct{ mount, file string }{
+	{"sys/fs/cgroup", "memory.max"},
+	{"sys/fs/cgroup/memory", "memory.limit_in_bytes"},
+}
+
+// cgroupLimit is CgroupLimit on fsys, own being /proc/self/cgroup's
+// content. The first hierarchy with a limit file anywhere along the path
+// decides; in it, the lowest limit wins. A path that is not in the mount
+// (a container without its own cgroup namespace sees the host's path)
+// still reaches the mount's root, the container's own cgroup.
+func cgroupLimit(fsys fs.FS, own string) (int64, bool) {
+	v2, v1 := cgroupPaths(own)
+	for i, h := range hierarchies {
+		p := v2
+		if i == 1 {
+			p = v1
+		}
+		lowest, found := int64(0), false
+		for {
+			if b, err := fs.ReadFile(fsys, path.Join(h.mount, p, h.file)); err == nil {
+				found = true
+				if n, ok := parseCgroupLimit(string(b)); ok && (lowest == 0 || n < lowest) {
+					lowest = n
+				}
+			}
+			if p == "." {
+				break
+			}
+			p = path.Dir(p)
+		}
+		if found {
+			return lowest, lowest > 0
 		}
 	}
 	return 0, false
+}
+
+// cgroupPaths reads /proc/self/cgroup's content: the process's cgroup in
+// the v2 hierarchy (the "0::" line) and in v1's memory controller, each
+// relative to its mount ("." for the root, also when absent or unusable).
+func cgroupPaths(own string) (v2, v1 string) {
+	v2, v1 = ".", "."
+	for line := range strings.Lines(own) {
+		id, rest, ok1 := strings.Cut(strings.TrimRight(line, "\n"), ":")
+		controllers, p, ok2 := strings.Cut(rest, ":")
+		if !ok1 || !ok2 {
+			continue
+		}
+		switch {
+		case id == "0" && controllers == "":
+			v2 = relative(p)
+		case slices.Contains(strings.Split(controllers, ","), "memory"):
+			v1 = relative(p)
+		}
+	}
+	return v2, v1
+}
+
+// relative is a cgroup path as fs.FS names it under the mount: "." for the
+// root or for a path that would leave the mount.
+func relative(p string) string {
+	p = strings.TrimPrefix(path.Clean("/"+p), "/")
+	if p == "" || !fs.ValidPath(p) {
+		return "."
+	}
+	return p
 }
 
 // parseCgroupLimit reads a cgroup memory limit file's content: a number of

@@ -2,12 +2,15 @@ package memlimit
 
 import (
 	"context"
+	"io/fs"
+	"path"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"testing/synctest"
 	"time"
 )
@@ -139,6 +142,71 @@ func TestCgroupLimit(t *testing.T) {
 			t.Errorf("parseCgroupLimit(%q) = %d, %v; want %d", in, got, ok, want)
 		}
 	}
+}
+
+func TestCgroupLimitAlongTheProcesssCgroup(t *testing.T) {
+	const gib = 1 << 30
+	v2 := func(files map[string]string) fstest.MapFS {
+		fsys := fstest.MapFS{}
+		for name, content := range files {
+			fsys[path.Join("sys/fs/cgroup", name)] = &fstest.MapFile{Data: []byte(content)}
+		}
+		return fsys
+	}
+	for _, c := range []struct {
+		name string
+		fsys fstest.MapFS
+		own  string
+		want int64
+	}{
+		{"a container with its own cgroup namespace", v2(map[string]string{"memory.max": "1073741824\n"}), "0::/\n", gib},
+		{"a systemd unit's MemoryMax= on the service, none above", v2(map[string]string{
+			"system.slice/memory.max":                  "max\n",
+			"system.slice/webhookd.service/memory.max": "2147483648\n",
+		}), "0::/system.slice/webhookd.service\n", 2 * gib},
+		{"a slice's limit below the unit's: the lowest wins", v2(map[string]string{
+			"work.slice/memory.max":                "1073741824\n",
+			"work.slice/webhookd.scope/memory.max": "max\n",
+		}), "0::/work.slice/webhookd.scope\n", gib},
+		{"the cgroup's own directory has no memory.max (controller not enabled there)", v2(map[string]string{
+			"kubepods/memory.max": "536870912\n",
+		}), "0::/kubepods/pod1/ctr\n", gib / 2},
+		{"a host path the mount does not have reaches the mount's root", v2(map[string]string{"memory.max": "1073741824\n"}),
+			"0::/kubepods/burstable/pod1/ctr\n", gib},
+		{"no limit anywhere", v2(map[string]string{"user.slice/memory.max": "max\n"}), "0::/user.slice\n", 0},
+		{"a path leaving the mount is the root", v2(map[string]string{"memory.max": "1073741824\n"}), "0::/../../etc\n", gib},
+		{"cgroup v1: the memory controller's line", fstest.MapFS{
+			"sys/fs/cgroup/memory/memory.limit_in_bytes":            {Data: []byte("9223372036854771712\n")},
+			"sys/fs/cgroup/memory/docker/memory.limit_in_bytes":     {Data: []byte("9223372036854771712\n")},
+			"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": {Data: []byte("805306368\n")},
+		}, "12:cpu,cpuacct:/docker/abc\n5:memory:/docker/abc\n0::/system.slice/docker.service\n", 768 << 20},
+		{"cgroup v1 with no limit", fstest.MapFS{
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": {Data: []byte("9223372036854771712\n")},
+		}, "5:memory:/\n", 0},
+		{"no /proc/self/cgroup: the mount's root", v2(map[string]string{"memory.max": "1073741824\n"}), "", gib},
+		{"no cgroup file system", fstest.MapFS{}, "0::/\n", 0},
+	} {
+		got, ok := cgroupLimit(c.fsys, c.own)
+		if got != c.want || ok != (c.want > 0) {
+			t.Errorf("%s: cgroupLimit = %d, %v; want %d", c.name, got, ok, c.want)
+		}
+	}
+}
+
+func FuzzCgroupPaths(f *testing.F) {
+	for _, s := range []string{"0::/\n", "0::/system.slice/a.service\n", "5:memory:/docker/abc\n0::/x\n", "0::/../..", "1:name=systemd:/a\n", ":::", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, own string) {
+		v2, v1 := cgroupPaths(own)
+		for _, p := range []string{v2, v1} {
+			if !fs.ValidPath(p) {
+				t.Fatalf("cgroupPaths(%q) = %q, %q: not a path under the mount", own, v2, v1)
+			}
+		}
+		// Every path ends: cgroupLimit walks each to the mount's root.
+		cgroupLimit(fstest.MapFS{}, own)
+	})
 }
 
 func FuzzParseCgroupLimit(f *testing.F) {
