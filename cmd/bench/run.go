@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -337,11 +338,20 @@ func (b *bench) produce(n int, rate float64) (uint64, error) {
 	return first, nil
 }
 
-// sample is the delivered count and webhookd's CPU at a moment.
+// sample is the delivered count, webhookd's CPU, the execution log's rows
+// (one per delivery) and the Go heap at a moment.
 type sample struct {
 	at        time.Time
 	delivered int64
 	cpu       time.Duration
+	logged    int64 // webhookd_analytics_rows_total{table="executions"}
+	heap      int64 // go_memstats_heap_inuse_bytes
+}
+
+// sampleNow takes a sample with delivered deliveries.
+func (b *bench) sampleNow(delivered int64) sample {
+	m := b.metrics(loggedMetric, heapMetric)
+	return sample{at: time.Now(), delivered: delivered, cpu: b.wh.cpu(), logged: int64(m[loggedMetric]), heap: int64(m[heapMetric])}
 }
 
 // drain waits until the receiver has want more unique deliveries over
@@ -360,7 +370,7 @@ func (b *bench) drain(base int64, want int64, k int, each func(sample)) ([]sampl
 			got += st.Unique[i]
 		}
 		got -= base
-		s := sample{at: time.Now(), delivered: got, cpu: b.wh.cpu()}
+		s := b.sampleNow(got)
 		samples = append(samples, s)
 		if each != nil {
 			each(s)
@@ -377,25 +387,66 @@ func (b *bench) drain(base int64, want int64, k int, each func(sample)) ([]sampl
 	}
 }
 
-// steady is the rate and CPU per 1000 between 20 % and 80 % of want.
-func steady(samples []sample, want int64) (float64, float64) {
-	var a, z *sample
+// steadyFrom is the first sample at 20 % of want: where the steady state is
+// taken to start.
+func steadyFrom(samples []sample, want int64) *sample {
 	for i := range samples {
-		if a == nil && samples[i].delivered >= want/5 {
-			a = &samples[i]
+		if samples[i].delivered >= want/5 {
+			return &samples[i]
 		}
+	}
+	return &samples[0]
+}
+
+// steady is the rate and CPU per 1000 between 20 % and 80 % of want: the
+// deliveries alone, whether or not the execution log keeps up with them.
+func steady(samples []sample, want int64) (float64, float64) {
+	a, z := steadyFrom(samples, want), (*sample)(nil)
+	for i := range samples {
 		if samples[i].delivered <= want*4/5 {
 			z = &samples[i]
 		}
 	}
-	if a == nil || z == nil || z.delivered <= a.delivered {
+	if z == nil || z.delivered <= a.delivered {
 		a, z = &samples[0], &samples[len(samples)-1]
 	}
-	d := float64(z.delivered - a.delivered)
-	if d <= 0 {
+	return per(a, z, z.delivered-a.delivered)
+}
+
+// per is the rate of n deliveries between samples a and z and webhookd's
+// CPU per 1000 of them.
+func per(a, z *sample, n int64) (float64, float64) {
+	d := float64(n)
+	if d <= 0 || !z.at.After(a.at) {
 		return 0, 0
 	}
 	return d / z.at.Sub(a.at).Seconds(), (z.cpu - a.cpu).Seconds() * 1000 / d
+}
+
+// logsCaughtUp samples on after the last delivery until the execution log
+// has as many rows since the steady state's start as there were deliveries
+// (or its count stops moving for a minute), appending to samples.
+func (b *bench) logsCaughtUp(samples []sample, want int64) []sample {
+	a, last := steadyFrom(samples, want), samples[len(samples)-1]
+	lastChange := time.Now()
+	for last.logged-a.logged < last.delivered-a.delivered && time.Since(lastChange) < time.Minute {
+		time.Sleep(200 * time.Millisecond)
+		s := b.sampleNow(last.delivered)
+		if s.logged != last.logged {
+			lastChange = time.Now()
+		}
+		samples, last = append(samples, s), s
+	}
+	return samples
+}
+
+// allIn is the rate and CPU per 1000 from the steady state's start to when
+// the execution log had caught up with the deliveries (logsCaughtUp): the
+// work a delivery costs in full, its logging included, and the rate
+// webhookd keeps up with all of it.
+func allIn(samples []sample, want int64) (float64, float64) {
+	a, z := steadyFrom(samples, want), &samples[len(samples)-1]
+	return per(a, z, z.delivered-a.delivered)
 }
 
 func (b *bench) uniqueTotal(k int) (int64, error) {
@@ -423,24 +474,35 @@ func (b *bench) deadTotal() int64 {
 }
 
 // peakPhase drives n events as fast as possible through k pipelines and
-// returns the steady-state deliveries/s and webhookd's CPU s per 1000.
-func (b *bench) peakPhase(name string, n, k int, res *results) (float64, float64, error) {
+// fills in r: the steady-state deliveries/s and webhookd's CPU s per 1000,
+// counted until the execution log has caught up (allIn), and the same for
+// the deliveries alone (steady).
+func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) error {
 	base, err := b.uniqueTotal(k)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	if _, err := b.produce(n, 0); err != nil {
-		return 0, 0, err
+		return err
 	}
 	want := int64(n * k)
 	samples, got, err := b.drain(base, want, k, nil)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	res.ledger(name, want, got)
-	rate, cpu := steady(samples, want)
-	fmt.Fprintf(os.Stderr, "%s: %d deliveries, steady %.0f/s, %.3f CPU-s per 1000\n", name, got, rate, cpu)
-	return rate, cpu, nil
+	a, done := steadyFrom(samples, want), samples[len(samples)-1]
+	r.DeliveriesRate, r.DeliveriesCPUPer1000 = steady(samples, want)
+	r.LogsBehind = max((done.delivered-a.delivered)-(done.logged-a.logged), 0)
+	samples = b.logsCaughtUp(samples, want)
+	if last := samples[len(samples)-1]; last.logged-a.logged < last.delivered-a.delivered {
+		fmt.Fprintf(os.Stderr, "%s: the execution log stopped %d rows short of the deliveries: the figures with it caught up count less than its whole cost\n", name, (last.delivered-a.delivered)-(last.logged-a.logged))
+	}
+	r.Rate, r.CPUPer1000 = allIn(samples, want)
+	r.LogsCatchUpSeconds = samples[len(samples)-1].at.Sub(done.at).Seconds()
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries, steady %.0f/s, %.3f CPU-s per 1000 with the execution log caught up (%.1f s after the last delivery); the deliveries alone %.0f/s, %.3f CPU-s per 1000, %d log rows behind at the last\n",
+		name, got, r.Rate, r.CPUPer1000, r.LogsCatchUpSeconds, r.DeliveriesRate, r.DeliveriesCPUPer1000, r.LogsBehind)
+	return nil
 }
 
 // halfPhase produces open-loop at eventsPerSecond for the configured time
@@ -521,7 +583,7 @@ func (b *bench) run() (*results, error) {
 	}
 	ids = append(ids, id)
 	// A warm-up, so the peak is steady state.
-	if _, _, err := b.peakPhase("warm-up", 20000, 1, &results{}); err != nil {
+	if err := b.peakPhase("warm-up", 20000, 1, &results{}, &phaseResult{}); err != nil {
 		return res, err
 	}
 
@@ -532,7 +594,7 @@ func (b *bench) run() (*results, error) {
 	} else {
 		close(profiled)
 	}
-	if one.Rate, one.CPUPer1000, err = b.peakPhase("1 pipeline, peak", b.o.events, 1, res); err != nil {
+	if err = b.peakPhase("1 pipeline, peak", b.o.events, 1, res, one); err != nil {
 		return res, err
 	}
 	<-profiled
@@ -549,7 +611,7 @@ func (b *bench) run() (*results, error) {
 		ids = append(ids, id)
 	}
 	ten := &res.Ten
-	if ten.Rate, ten.CPUPer1000, err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res); err != nil {
+	if err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res, ten); err != nil {
 		return res, err
 	}
 	ten.HalfPeakRate = ten.Rate / 2
@@ -577,7 +639,7 @@ func (b *bench) run() (*results, error) {
 		var heap, rss int64
 		heapProfiled := false
 		samples, got, err := b.drain(base, int64(b.o.backlog), 1, func(s sample) {
-			heap = max(heap, b.heapInuse())
+			heap = max(heap, s.heap)
 			rss = max(rss, b.wh.memKB("VmRSS")<<10)
 			if b.o.profile != "" && !heapProfiled && s.delivered > int64(b.o.backlog)/2 {
 				heapProfiled = true
@@ -624,21 +686,28 @@ func (b *bench) fetchProfile(path, which string) {
 	_, _ = io.Copy(f, resp.Body)
 }
 
-// heapInuse reads go_memstats_heap_inuse_bytes from webhookd's /metrics.
-func (b *bench) heapInuse() int64 {
+// The /metrics series the samples read.
+const (
+	loggedMetric = `webhookd_analytics_rows_total{table="executions"}`
+	heapMetric   = "go_memstats_heap_inuse_bytes"
+)
+
+// metrics reads the named series from webhookd's /metrics (absent: 0).
+func (b *bench) metrics(names ...string) map[string]float64 {
+	out := make(map[string]float64, len(names))
 	req, _ := http.NewRequest("GET", "http://"+b.admin+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
+		return out
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return int64(f)
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && slices.Contains(names, name) {
+			out[name], _ = strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0
+	return out
 }
