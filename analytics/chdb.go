@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -91,27 +92,85 @@ const DefaultPurgeAboveAnon = 256 << 20
 // purgeEvery is how often at most the resident size is checked.
 const purgeEvery = 250 * time.Millisecond
 
-func loadChDB(path string) error {
+func loadChDB(path string, nice int, log *slog.Logger) error {
 	l := &chdbLib
 	l.once.Do(func() {
-		// Read by chDB's jemalloc when the library initialises.
-		if _, set := os.LookupEnv("JE_MALLOC_CONF"); !set {
-			_ = os.Setenv("JE_MALLOC_CONF", jemallocConf)
-		}
-		h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-		if err != nil {
-			l.err = fmt.Errorf("load chDB from %s (install it with `make chdb`, or set WEBHOOKD_CHDB_LIBRARY): %w", path, err)
-			return
-		}
-		purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
-		purego.RegisterLibFunc(&l.close, h, "chdb_close_conn")
-		purego.RegisterLibFunc(&l.query, h, "chdb_query")
-		purego.RegisterLibFunc(&l.buf, h, "chdb_result_buffer")
-		purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
-		purego.RegisterLibFunc(&l.errText, h, "chdb_result_error")
-		purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
+		startChDBThread(nice, log)
+		onChDBThread(func() {
+			// Read by chDB's jemalloc when the library initialises.
+			if _, set := os.LookupEnv("JE_MALLOC_CONF"); !set {
+				_ = os.Setenv("JE_MALLOC_CONF", jemallocConf)
+			}
+			h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_GLOBAL)
+			if err != nil {
+				l.err = fmt.Errorf("load chDB from %s (install it with `make chdb`, or set WEBHOOKD_CHDB_LIBRARY): %w", path, err)
+				return
+			}
+			purego.RegisterLibFunc(&l.connect, h, "chdb_connect")
+			purego.RegisterLibFunc(&l.close, h, "chdb_close_conn")
+			purego.RegisterLibFunc(&l.query, h, "chdb_query")
+			purego.RegisterLibFunc(&l.buf, h, "chdb_result_buffer")
+			purego.RegisterLibFunc(&l.length, h, "chdb_result_length")
+			purego.RegisterLibFunc(&l.errText, h, "chdb_result_error")
+			purego.RegisterLibFunc(&l.destroy, h, "chdb_destroy_query_result")
+		})
 	})
 	return l.err
+}
+
+// chdbThread is the one OS thread every call into chDB is made on: the
+// library is loaded, the session opened and every query and insert run
+// there. ClickHouse's threads (insert pipelines, merges, its schedule
+// pools) are started from it or from each other, and a thread starts at
+// the priority of the thread that starts it: with the thread's nice value
+// raised (Options.Nice), all of the embedded engine works at that lower
+// priority, and the process's Go threads — deliveries — go first when the
+// two want the same core. Its goroutine stays locked to the thread for the
+// life of the process, so the lowered priority never reaches other Go code.
+var chdbThread struct {
+	once  sync.Once
+	calls chan func()
+}
+
+// startChDBThread starts the thread at nice (0: the process's own
+// priority); the first call decides, for the life of the process. A nice
+// value the system refuses is logged and the thread runs at the process's.
+func startChDBThread(nice int, log *slog.Logger) {
+	chdbThread.once.Do(func() {
+		chdbThread.calls = make(chan func())
+		started := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the process
+			if nice != 0 {
+				if err := setThreadNice(nice); err != nil && log != nil {
+					log.Warn("the embedded ClickHouse runs at the process's priority: its thread's nice value could not be raised", "nice", nice, "error", err)
+				}
+			}
+			close(started)
+			for f := range chdbThread.calls {
+				f()
+			}
+		}()
+		<-started
+	})
+}
+
+// onChDBThread runs f on the chDB thread and waits for it; a panic in f
+// is raised again in the caller, as if f had run there.
+func onChDBThread(f func()) {
+	done := make(chan struct{})
+	var panicked any
+	chdbThread.calls <- func() {
+		defer func() {
+			panicked = recover()
+			close(done)
+		}()
+		f()
+	}
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
 }
 
 // chdbBackend runs SQL in the embedded engine. chDB allows one session per
@@ -138,8 +197,8 @@ var chdbOpen struct {
 	path string
 }
 
-func openChDB(lib, dataPath string, purgeAbove int64, log *slog.Logger) (*chdbBackend, error) {
-	if err := loadChDB(lib); err != nil {
+func openChDB(lib, dataPath string, purgeAbove int64, nice int, log *slog.Logger) (*chdbBackend, error) {
+	if err := loadChDB(lib, nice, log); err != nil {
 		return nil, err
 	}
 	chdbOpen.Lock()
@@ -155,7 +214,8 @@ func openChDB(lib, dataPath string, purgeAbove int64, log *slog.Logger) (*chdbBa
 		return nil, fmt.Errorf("chDB data dir: %w", err)
 	}
 	argv := []*byte{cstr("clickhouse"), cstr("--path=" + abs)}
-	c := chdbLib.connect(len(argv), argv)
+	var c **chdbConn
+	onChDBThread(func() { c = chdbLib.connect(len(argv), argv) })
 	if c == nil || *c == nil {
 		return nil, fmt.Errorf("chDB: cannot open a session at %s (is another process using it?)", abs)
 	}
@@ -175,12 +235,18 @@ func cstr(s string) *byte {
 	return &b[0]
 }
 
-func (b *chdbBackend) run(q string) ([]byte, error) {
+func (b *chdbBackend) run(q string) (out []byte, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.conn == nil {
 		return nil, errors.New("chDB store is closed")
 	}
+	onChDBThread(func() { out, err = b.call(q) })
+	return out, err
+}
+
+// call runs q (on the chDB thread, b.mu held) and returns its output.
+func (b *chdbBackend) call(q string) ([]byte, error) {
 	defer b.bound()
 	r := chdbLib.query(*b.conn, q, "JSONCompactEachRow")
 	if r == nil {
@@ -199,7 +265,7 @@ func (b *chdbBackend) run(q string) ([]byte, error) {
 
 // bound returns the memory chDB has freed to the system when the process's
 // anonymous resident memory is above purgeAbove, reading it at most every
-// purgeEvery (b.mu held). jemalloc keeps freed pages for 200 ms to reuse
+// purgeEvery (b.mu held, on the chDB thread). jemalloc keeps freed pages for 200 ms to reuse
 // them (jemallocConf); under a burst of large inserts those 200 ms could
 // otherwise add a batch's worth of memory to the peak.
 func (b *chdbBackend) bound() {
@@ -331,7 +397,7 @@ func (b *chdbBackend) close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.conn != nil {
-		chdbLib.close(b.conn)
+		onChDBThread(func() { chdbLib.close(b.conn) })
 		b.conn = nil
 		chdbOpen.Lock()
 		chdbOpen.path = ""

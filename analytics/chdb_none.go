@@ -21,6 +21,6 @@ const DefaultPurgeAboveAnon = 256 << 20
 // FindChDB has nothing to find in a build without chDB.
 func FindChDB() string { return "" }
 
-func openChDB(string, string, int64, *slog.Logger) (backend, error) {
+func openChDB(string, string, int64, int, *slog.Logger) (backend, error) {
 	return nil, errors.New("this webhookd is built without chDB (-tags nochdb): use webhookd serve with WEBHOOKD_CLICKHOUSE_ADDR")
 }

@@ -66,6 +66,11 @@ type Options struct {
 	// memory for 200 ms, which makes its queries and inserts cheaper.
 	// 0: DefaultPurgeAboveAnon; negative: after every call.
 	PurgeAboveAnon int64
+	// Nice (chDB only, Linux) is the nice value the embedded engine's
+	// threads run at, 0–19 (0: the process's priority): with it raised,
+	// deliveries go first when they and chDB's inserts and merges want the
+	// same core. The first store opened in a process decides.
+	Nice int
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -133,7 +138,10 @@ func OpenChDB(lib, dataPath string, o Options) (*Store, error) {
 	case purge < 0:
 		purge = 0
 	}
-	b, err := openChDB(lib, dataPath, purge, o.Log)
+	if o.Nice < 0 || o.Nice > 19 {
+		return nil, fmt.Errorf("analytics: nice %d: must be 0–19 (a thread's priority can be lowered, never raised)", o.Nice)
+	}
+	b, err := openChDB(lib, dataPath, purge, o.Nice, o.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -481,6 +481,7 @@ func openStore(ctx context.Context, cfg *config.Config, l analytics.Lease, repli
 		if o.PurgeAboveAnon == 0 {
 			o.PurgeAboveAnon = -1 // after every call
 		}
+		o.Nice = cfg.ChDBNice
 		return analytics.OpenChDB(lib, filepath.Join(cfg.DataDir, "clickhouse"), o)
 	}
 	return analytics.OpenServer(ctx, analytics.ServerOptions{

@@ -83,6 +83,7 @@ type Config struct {
 	ClickHouseTTLDays  int    `env:"WEBHOOKD_CLICKHOUSE_TTL_DAYS" help:"Default retention in days: execution logs and aggregates are kept this long, DLQ items 60 days more, unless a setting below says otherwise."`
 	ChDBLibrary        string `env:"WEBHOOKD_CHDB_LIBRARY" help:"Dev mode: path to libchdb.so (default: the repo's .cache, then the system)."`
 	ChDBPurgeAboveMB   int    `env:"WEBHOOKD_CHDB_PURGE_ABOVE_MB" help:"Dev mode: the process's anonymous resident memory (MiB: Go's and the embedded ClickHouse's heaps, not the pages of libchdb.so) above which the memory the embedded ClickHouse has freed goes back to the system after each query or insert (checked at most 4 times a second). Below it, freed memory is kept 200 ms for reuse, which makes queries and inserts cheaper (page faults were 42 % of a log query's CPU when it was returned at once). 0: return it after every call. (JE_MALLOC_CONF in the environment replaces the 200 ms.)"`
+	ChDBNice           int    `env:"WEBHOOKD_CHDB_NICE" help:"Dev mode (Linux): the nice value the embedded ClickHouse's threads run at, 0–19. Every call into it is made on one OS thread at this priority, and the threads it starts for inserts, merges and queries inherit it, so deliveries go first when both want the same core; with idle cores it changes nothing. 0: the process's priority."`
 
 	// Retention per kind of table (0: from WEBHOOKD_CLICKHOUSE_TTL_DAYS).
 	ClickHouseLogTTLDays       int           `env:"WEBHOOKD_CLICKHOUSE_LOG_TTL_DAYS" help:"Days execution logs (attempts, executions) are kept; 0: WEBHOOKD_CLICKHOUSE_TTL_DAYS. A changed retention is applied to the existing tables at the next start (ALTER TABLE … MODIFY TTL)."`
@@ -139,6 +140,7 @@ func Defaults(mode Mode) Config {
 		AnalyticsFeedInterval:  0,
 		AnalyticsDedupWindow:   10 * time.Minute,
 		ChDBPurgeAboveMB:       256,
+		ChDBNice:               10,
 		QueueMetricsInterval:   10 * time.Second,
 		ShutdownGrace:          30 * time.Second,
 	}
@@ -278,6 +280,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ChDBPurgeAboveMB < 0 || c.ChDBPurgeAboveMB > 1<<20 {
 		bad("WEBHOOKD_CHDB_PURGE_ABOVE_MB", "must be 0 (after every call) or a size in MiB such as 256, at most 1048576")
+	}
+	if c.ChDBNice < 0 || c.ChDBNice > 19 {
+		bad("WEBHOOKD_CHDB_NICE", "must be 0 (the process's priority) to 19 (the lowest)")
 	}
 	if c.MemoryBudgetMB != 0 && (c.MemoryBudgetMB < 128 || c.MemoryBudgetMB > 1<<20) {
 		bad("WEBHOOKD_MEMORY_BUDGET_MB", "must be 0 (from the container's memory limit) or a size in MiB from 128 to 1048576, such as 1024")

@@ -160,6 +160,8 @@ func TestEachCheckNamesItsSetting(t *testing.T) {
 		{"WEBHOOKD_MEMORY_BUDGET_MB", "-1"},
 		{"WEBHOOKD_MEMORY_BUDGET_MB", "64"},
 		{"WEBHOOKD_MEMORY_BUDGET_MB", "2000000"},
+		{"WEBHOOKD_CHDB_NICE", "-1"},
+		{"WEBHOOKD_CHDB_NICE", "20"},
 	} {
 		env := map[string]string{}
 		for k, v := range ok {

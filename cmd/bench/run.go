@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -423,21 +424,79 @@ func per(a, z *sample, n int64) (float64, float64) {
 	return d / z.at.Sub(a.at).Seconds(), (z.cpu - a.cpu).Seconds() * 1000 / d
 }
 
-// logsCaughtUp samples on after the last delivery until the execution log
-// has as many rows since the steady state's start as there were deliveries
-// (or its count stops moving for a minute), appending to samples.
-func (b *bench) logsCaughtUp(samples []sample, want int64) []sample {
-	a, last := steadyFrom(samples, want), samples[len(samples)-1]
-	lastChange := time.Now()
-	for last.logged-a.logged < last.delivered-a.delivered && time.Since(lastChange) < time.Minute {
-		time.Sleep(200 * time.Millisecond)
-		s := b.sampleNow(last.delivered)
-		if s.logged != last.logged {
-			lastChange = time.Now()
-		}
-		samples, last = append(samples, s), s
+// sinkGroup and sinkTopic: the analytics sink's consumer group (webhookd's
+// default group name) and the topic it logs from.
+const sinkGroup, sinkTopic = "webhookd-dispatcher-analytics", "webhooks.executions"
+
+// sinkLag is how many records of the executions topic the analytics sink
+// has not committed: it commits a batch once it is in the base tables and
+// fed to the aggregates, so 0 is all of its work done. Read by the bench's
+// own client (the broker's work, not webhookd's); -1 when unknown.
+func (b *bench) sinkLag() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lags, err := kadm.NewClient(b.producer).Lag(ctx, sinkGroup)
+	if err != nil {
+		return -1
 	}
-	return samples
+	l, ok := lags[sinkGroup]
+	if !ok || l.Error() != nil {
+		return -1
+	}
+	return l.Lag.TotalByTopic()[sinkTopic].Lag
+}
+
+// lagQuiet is how long the sink's lag must stay put to be its rest: the
+// sink writes a batch at least every flush interval (1 s).
+const lagQuiet = 2500 * time.Millisecond
+
+// sinkSettled waits until the sink's lag has not changed for lagQuiet (at
+// most a few minutes) and returns it: the lag with all its work done
+// (transaction markers may count), so a phase starts with the last
+// phase's logging finished.
+func (b *bench) sinkSettled() int64 {
+	lag, since, start := b.sinkLag(), time.Now(), time.Now()
+	for time.Since(since) < lagQuiet && time.Since(start) < 3*time.Minute {
+		time.Sleep(200 * time.Millisecond)
+		if l := b.sinkLag(); l != lag {
+			lag, since = l, time.Now()
+		}
+	}
+	return max(lag, 0)
+}
+
+// logsCaughtUp samples on after the last delivery until the analytics sink
+// has done all its work for the deliveries since the steady state's start:
+// the execution log has as many rows since then as there were deliveries,
+// and the sink has committed everything — its lag back at rest, or, should
+// the rest differ, put for lagQuiet (the samples then end where it stopped
+// moving). It gives up when nothing moves for a minute. It returns samples
+// with those after the last delivery appended.
+func (b *bench) logsCaughtUp(samples []sample, want, rest int64) []sample {
+	a, last := steadyFrom(samples, want), samples[len(samples)-1]
+	lag := b.sinkLag()
+	moved, lagMoved := len(samples)-1, len(samples)-1 // the last samples where the log's rows, the lag changed
+	for {
+		logged := last.logged-a.logged >= last.delivered-a.delivered
+		switch {
+		case logged && lag <= rest:
+			return samples
+		case logged && time.Since(samples[lagMoved].at) >= lagQuiet:
+			return samples[:lagMoved+1]
+		case time.Since(samples[max(moved, lagMoved)].at) >= time.Minute:
+			return samples
+		}
+		time.Sleep(200 * time.Millisecond)
+		s, l := b.sampleNow(last.delivered), b.sinkLag()
+		samples = append(samples, s)
+		if s.logged != last.logged {
+			moved = len(samples) - 1
+		}
+		if l != lag {
+			lagMoved = len(samples) - 1
+		}
+		last, lag = s, l
+	}
 }
 
 // allIn is the rate and CPU per 1000 from the steady state's start to when
@@ -482,6 +541,7 @@ func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) e
 	if err != nil {
 		return err
 	}
+	rest := b.sinkSettled()
 	if _, err := b.produce(n, 0); err != nil {
 		return err
 	}
@@ -494,7 +554,7 @@ func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) e
 	a, done := steadyFrom(samples, want), samples[len(samples)-1]
 	r.DeliveriesRate, r.DeliveriesCPUPer1000 = steady(samples, want)
 	r.LogsBehind = max((done.delivered-a.delivered)-(done.logged-a.logged), 0)
-	samples = b.logsCaughtUp(samples, want)
+	samples = b.logsCaughtUp(samples, want, rest)
 	if last := samples[len(samples)-1]; last.logged-a.logged < last.delivered-a.delivered {
 		fmt.Fprintf(os.Stderr, "%s: the execution log stopped %d rows short of the deliveries: the figures with it caught up count less than its whole cost\n", name, (last.delivered-a.delivered)-(last.logged-a.logged))
 	}
@@ -508,6 +568,7 @@ func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) e
 // halfPhase produces open-loop at eventsPerSecond for the configured time
 // and returns the p50/p99 event-to-delivery latency in ms.
 func (b *bench) halfPhase(name string, eventsPerSecond float64, k int, res *results) (float64, float64, error) {
+	b.sinkSettled()
 	base, err := b.uniqueTotal(k)
 	if err != nil {
 		return 0, 0, err
