@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,6 +47,8 @@ func TestChDBThreadsRunAtTheStoresNice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := threadNice(t, os.Getpid()) // the process's (its main thread's)
+	want := max(base, 10)
 	s, err := OpenChDB(FindChDB(), filepath.Join(t.TempDir(), "ch"), Options{Database: "nice", Nice: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -64,56 +67,70 @@ func TestChDBThreadsRunAtTheStoresNice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-
-	// A goroutine's thread, locked to read its own priority.
-	goThread := make(chan int)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		goThread <- threadNice(t, syscall.Gettid())
-	}()
-	if n := <-goThread; n != 0 {
-		t.Errorf("a Go thread runs at nice %d; want the process's 0", n)
+	var chdbTid int
+	onChDBThread(func() { chdbTid = syscall.Gettid() })
+	if n := threadNice(t, chdbTid); n != want {
+		t.Errorf("the chDB thread runs at nice %d; want %d", n, want)
 	}
+
+	// Goroutines locked to threads at once, each on an M of its own: Go's
+	// threads run at the process's priority.
+	const gs = 8
+	niceOf := make(chan int, gs)
+	hold := make(chan struct{})
+	for range gs {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			niceOf <- threadNice(t, syscall.Gettid())
+			<-hold
+		}()
+	}
+	for range gs {
+		if n := <-niceOf; n != base {
+			t.Errorf("a Go thread runs at nice %d; want the process's %d", n, base)
+		}
+	}
+	close(hold)
 
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var chdb, goAtZero, goAtTen int
+	var chdb, goAtBase int
 	for _, e := range tasks {
 		comm, err := os.ReadFile(filepath.Join("/proc/self/task", e.Name(), "comm"))
 		if err != nil {
 			continue // ended since
 		}
-		var tid int
-		for _, c := range e.Name() {
-			tid = tid*10 + int(c-'0')
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatal(err)
 		}
 		n := threadNice(t, tid)
 		name := strings.TrimSpace(string(comm))
 		switch {
-		case bytes.Equal(comm, goComm) && n == 0:
-			goAtZero++
-		case bytes.Equal(comm, goComm) && n == 10:
-			goAtTen++ // the chDB thread itself (and threads chDB left unnamed)
+		case bytes.Equal(comm, goComm) && n == base:
+			goAtBase++
+		case bytes.Equal(comm, goComm) && n == want:
+			// The chDB thread, and threads ClickHouse left unnamed.
 		case bytes.Equal(comm, goComm):
 			t.Errorf("thread %d (%s) at nice %d", tid, name, n)
-		case name == "MemoryWorker" && n < 0:
+		case name == "MemoryWorker" && n < base:
 			// ClickHouse raises this one's priority itself where it
 			// may (CAP_SYS_NICE, as root): it reads the allocator's
 			// statistics.
 		default:
 			chdb++
-			if n != 10 {
-				t.Errorf("the embedded ClickHouse's thread %d (%s) runs at nice %d; want 10", tid, name, n)
+			if n != want {
+				t.Errorf("the embedded ClickHouse's thread %d (%s) runs at nice %d; want %d", tid, name, n, want)
 			}
 		}
 	}
-	if chdb < 4 || goAtZero < 2 || goAtTen < 1 {
-		t.Errorf("threads: %d of chDB's (named), %d Go-named at nice 0, %d at nice 10; want chDB's pools, Go's threads and the chDB thread", chdb, goAtZero, goAtTen)
+	if chdb < 4 || goAtBase < 2 {
+		t.Errorf("threads: %d of ClickHouse's (named), %d Go-named at nice %d; want ClickHouse's pools and Go's threads", chdb, goAtBase, base)
 	}
-	t.Logf("%d chDB threads at nice 10; %d Go-named threads at nice 0, %d at nice 10", chdb, goAtZero, goAtTen)
+	t.Logf("process at nice %d: %d ClickHouse threads at nice %d, %d Go-named threads at %d", base, chdb, want, goAtBase, base)
 }
 
 // TestAPanicOnTheChDBThreadIsTheCallers: a call that panics on the chDB

@@ -142,25 +142,19 @@ func CgroupLimit() (int64, bool) {
 	return cgroupLimit(os.DirFS("/"), string(own))
 }
 
-// The cgroup hierarchies CgroupLimit reads, relative to the file system's
-// root: v2's unified one, then v1's memory controller.
-var hierarchies = []struct{ mount, file string }{
-	{"sys/fs/cgroup", "memory.max"},
-	{"sys/fs/cgroup/memory", "memory.limit_in_bytes"},
-}
-
 // cgroupLimit is CgroupLimit on fsys, own being /proc/self/cgroup's
-// content. The first hierarchy with a limit file anywhere along the path
+// content. The hierarchies, relative to the file system's root: v2's
+// unified one, then v1's memory controller. The first hierarchy with a limit file anywhere along the path
 // decides; in it, the lowest limit wins. A path that is not in the mount
 // (a container without its own cgroup namespace sees the host's path)
 // still reaches the mount's root, the container's own cgroup.
 func cgroupLimit(fsys fs.FS, own string) (int64, bool) {
 	v2, v1 := cgroupPaths(own)
-	for i, h := range hierarchies {
-		p := v2
-		if i == 1 {
-			p = v1
-		}
+	for _, h := range []struct{ mount, file, path string }{
+		{"sys/fs/cgroup", "memory.max", v2},
+		{"sys/fs/cgroup/memory", "memory.limit_in_bytes", v1},
+	} {
+		p := h.path
 		lowest, found := int64(0), false
 		for {
 			if b, err := fs.ReadFile(fsys, path.Join(h.mount, p, h.file)); err == nil {
@@ -203,8 +197,12 @@ func cgroupPaths(own string) (v2, v1 string) {
 }
 
 // relative is a cgroup path as fs.FS names it under the mount: "." for the
-// root or for a path that would leave the mount.
+// root, and for a path with a ".." in it (a cgroup outside the process's
+// cgroup namespace, which the mount does not show).
 func relative(p string) string {
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return "."
+	}
 	p = strings.TrimPrefix(path.Clean("/"+p), "/")
 	if p == "" || !fs.ValidPath(p) {
 		return "."

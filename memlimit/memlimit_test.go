@@ -174,7 +174,10 @@ func TestCgroupLimitAlongTheProcesssCgroup(t *testing.T) {
 		{"a host path the mount does not have reaches the mount's root", v2(map[string]string{"memory.max": "1073741824\n"}),
 			"0::/kubepods/burstable/pod1/ctr\n", gib},
 		{"no limit anywhere", v2(map[string]string{"user.slice/memory.max": "max\n"}), "0::/user.slice\n", 0},
-		{"a path leaving the mount is the root", v2(map[string]string{"memory.max": "1073741824\n"}), "0::/../../etc\n", gib},
+		{"a path outside the cgroup namespace is the root", v2(map[string]string{
+			"memory.max":     "1073741824\n",
+			"etc/memory.max": "536870912\n",
+		}), "0::/../../etc\n", gib},
 		{"cgroup v1: the memory controller's line", fstest.MapFS{
 			"sys/fs/cgroup/memory/memory.limit_in_bytes":            {Data: []byte("9223372036854771712\n")},
 			"sys/fs/cgroup/memory/docker/memory.limit_in_bytes":     {Data: []byte("9223372036854771712\n")},

@@ -96,8 +96,10 @@ type bench struct {
 	rcvAddr  string
 	admin    string
 	producer *kgo.Client
-	seq      uint64 // next event sequence number
-	children []*child
+	// The last values read from /metrics (sampleNow).
+	lastLogged, lastHeap int64
+	seq                  uint64 // next event sequence number
+	children             []*child
 }
 
 // child is a process of the benchmark, its output in a log file.
@@ -349,10 +351,13 @@ type sample struct {
 	heap      int64 // go_memstats_heap_inuse_bytes
 }
 
-// sampleNow takes a sample with delivered deliveries.
+// sampleNow takes a sample with delivered deliveries. A failed scrape of
+// /metrics keeps the last values read.
 func (b *bench) sampleNow(delivered int64) sample {
-	m := b.metrics(loggedMetric, heapMetric)
-	return sample{at: time.Now(), delivered: delivered, cpu: b.wh.cpu(), logged: int64(m[loggedMetric]), heap: int64(m[heapMetric])}
+	if m, ok := b.metrics(loggedMetric, heapMetric); ok {
+		b.lastLogged, b.lastHeap = int64(m[loggedMetric]), int64(m[heapMetric])
+	}
+	return sample{at: time.Now(), delivered: delivered, cpu: b.wh.cpu(), logged: b.lastLogged, heap: b.lastHeap}
 }
 
 // drain waits until the receiver has want more unique deliveries over
@@ -424,87 +429,117 @@ func per(a, z *sample, n int64) (float64, float64) {
 	return d / z.at.Sub(a.at).Seconds(), (z.cpu - a.cpu).Seconds() * 1000 / d
 }
 
-// sinkGroup and sinkTopic: the analytics sink's consumer group (webhookd's
-// default group name) and the topic it logs from.
-const sinkGroup, sinkTopic = "webhookd-dispatcher-analytics", "webhooks.executions"
+// sinkNames are the analytics sink's consumer group and the topic it logs
+// from, as webhookd names them with the bench's settings.
+func (b *bench) sinkNames() (group, topic string) {
+	group, prefix := "webhookd-dispatcher", ""
+	for _, kv := range b.o.set {
+		if v, ok := strings.CutPrefix(kv, "WEBHOOKD_CONSUMER_GROUP="); ok {
+			group = v
+		}
+		if v, ok := strings.CutPrefix(kv, "WEBHOOKD_TOPIC_PREFIX="); ok {
+			prefix = v
+		}
+	}
+	return group + "-analytics", prefix + "webhooks.executions"
+}
 
 // sinkLag is how many records of the executions topic the analytics sink
 // has not committed: it commits a batch once it is in the base tables and
-// fed to the aggregates, so 0 is all of its work done. Read by the bench's
-// own client (the broker's work, not webhookd's); -1 when unknown.
-func (b *bench) sinkLag() int64 {
+// fed to the aggregates, so its rest is all of its work done. Read by the
+// bench's own client (the broker's work, not webhookd's); false when any
+// partition's lag is unknown.
+func (b *bench) sinkLag() (int64, bool) {
+	group, topic := b.sinkNames()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	lags, err := kadm.NewClient(b.producer).Lag(ctx, sinkGroup)
+	lags, err := kadm.NewClient(b.producer).Lag(ctx, group)
 	if err != nil {
-		return -1
+		return 0, false
 	}
-	l, ok := lags[sinkGroup]
+	l, ok := lags[group]
 	if !ok || l.Error() != nil {
-		return -1
+		return 0, false
 	}
-	return l.Lag.TotalByTopic()[sinkTopic].Lag
+	var n int64
+	for _, p := range l.Lag[topic] {
+		if p.Err != nil || p.Lag < 0 {
+			return 0, false
+		}
+		n += p.Lag
+	}
+	return n, true
 }
 
-// lagQuiet is how long the sink's lag must stay put to be its rest: the
+// lagQuiet is how long the sink's lag must stay put to be at rest: the
 // sink writes a batch at least every flush interval (1 s).
 const lagQuiet = 2500 * time.Millisecond
 
-// sinkSettled waits until the sink's lag has not changed for lagQuiet (at
-// most a few minutes) and returns it: the lag with all its work done
-// (transaction markers may count), so a phase starts with the last
-// phase's logging finished.
+// sinkSettled waits until the sink's lag is known and has not changed for
+// lagQuiet (at most three minutes) and returns it: its lag with all its
+// work done (a transaction's end marker may count), so that a phase starts
+// with the last phase's logging finished.
 func (b *bench) sinkSettled() int64 {
-	lag, since, start := b.sinkLag(), time.Now(), time.Now()
-	for time.Since(since) < lagQuiet && time.Since(start) < 3*time.Minute {
+	lag, known := b.sinkLag()
+	since, start := time.Now(), time.Now()
+	for (!known || time.Since(since) < lagQuiet) && time.Since(start) < 3*time.Minute {
 		time.Sleep(200 * time.Millisecond)
-		if l := b.sinkLag(); l != lag {
-			lag, since = l, time.Now()
+		if l, k := b.sinkLag(); l != lag || k != known {
+			lag, known, since = l, k, time.Now()
 		}
 	}
-	return max(lag, 0)
+	return lag
 }
 
-// logsCaughtUp samples on after the last delivery until the analytics sink
-// has done all its work for the deliveries since the steady state's start:
-// the execution log has as many rows since then as there were deliveries,
-// and the sink has committed everything — its lag back at rest, or, should
-// the rest differ, put for lagQuiet (the samples then end where it stopped
-// moving). It gives up when nothing moves for a minute. It returns samples
-// with those after the last delivery appended.
-func (b *bench) logsCaughtUp(samples []sample, want, rest int64) []sample {
-	a, last := steadyFrom(samples, want), samples[len(samples)-1]
-	lag := b.sinkLag()
-	moved, lagMoved := len(samples)-1, len(samples)-1 // the last samples where the log's rows, the lag changed
+// logsCaughtUp samples on after the phase's last delivery until the
+// analytics sink has done all its work for the phase: the execution log
+// has a row for every delivery since start (the phase's first sample, with
+// the sink settled), and then the sink's lag is back at rest, or — should
+// its rest differ — has stayed put for lagQuiet; the samples end where the
+// later of the two happened. It gives up when nothing moves for a minute
+// (or after ten), ending at the last movement. It returns samples with
+// those after the last delivery appended.
+func (b *bench) logsCaughtUp(samples []sample, rest int64) []sample {
+	start, last := samples[0], samples[len(samples)-1]
+	began := time.Now()
+	lag, known := b.sinkLag()
+	moved, lagMoved, logged := len(samples)-1, len(samples)-1, -1 // logged: the first sample with every row
 	for {
-		logged := last.logged-a.logged >= last.delivered-a.delivered
+		if logged < 0 && last.logged-start.logged >= last.delivered-start.delivered {
+			logged = len(samples) - 1
+		}
 		switch {
-		case logged && lag <= rest:
+		case logged >= 0 && known && lag <= rest:
 			return samples
-		case logged && time.Since(samples[lagMoved].at) >= lagQuiet:
-			return samples[:lagMoved+1]
-		case time.Since(samples[max(moved, lagMoved)].at) >= time.Minute:
-			return samples
+		case logged >= 0 && known && time.Since(samples[lagMoved].at) >= lagQuiet:
+			return samples[:max(logged, lagMoved)+1]
+		case time.Since(samples[max(moved, lagMoved)].at) >= time.Minute || time.Since(began) >= 10*time.Minute:
+			fmt.Fprintf(os.Stderr, "the analytics sink did not catch up (%d rows of %d logged, lag %d, at rest %d): the figures with the log count less than its whole cost\n",
+				last.logged-start.logged, last.delivered-start.delivered, lag, rest)
+			return samples[:max(moved, lagMoved)+1]
 		}
 		time.Sleep(200 * time.Millisecond)
-		s, l := b.sampleNow(last.delivered), b.sinkLag()
+		l, k := b.sinkLag()
+		s := b.sampleNow(last.delivered)
 		samples = append(samples, s)
 		if s.logged != last.logged {
 			moved = len(samples) - 1
 		}
-		if l != lag {
+		if l != lag || k != known {
 			lagMoved = len(samples) - 1
 		}
-		last, lag = s, l
+		last, lag, known = s, l, k
 	}
 }
 
-// allIn is the rate and CPU per 1000 from the steady state's start to when
-// the execution log had caught up with the deliveries (logsCaughtUp): the
-// work a delivery costs in full, its logging included, and the rate
-// webhookd keeps up with all of it.
-func allIn(samples []sample, want int64) (float64, float64) {
-	a, z := steadyFrom(samples, want), &samples[len(samples)-1]
+// allIn is the rate and CPU per 1000 of a phase's deliveries from its
+// start (its first sample, taken with the sink settled) to when the
+// execution log had caught up with them (logsCaughtUp): what a delivery
+// costs in full, its logging included, and the rate at which webhookd
+// keeps up with all of it. The window holds the phase's ramp and the
+// sink's flush interval once.
+func allIn(samples []sample) (float64, float64) {
+	a, z := &samples[0], &samples[len(samples)-1]
 	return per(a, z, z.delivered-a.delivered)
 }
 
@@ -533,15 +568,20 @@ func (b *bench) deadTotal() int64 {
 }
 
 // peakPhase drives n events as fast as possible through k pipelines and
-// fills in r: the steady-state deliveries/s and webhookd's CPU s per 1000,
-// counted until the execution log has caught up (allIn), and the same for
-// the deliveries alone (steady).
-func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) error {
+// fills in r: deliveries/s and webhookd's CPU s per 1000 until the
+// execution log has caught up (allIn), and the steady state of the
+// deliveries alone (steady). started, if not nil, is called once the sink
+// has settled, as the events start.
+func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult, started func()) error {
+	rest := b.sinkSettled()
 	base, err := b.uniqueTotal(k)
 	if err != nil {
 		return err
 	}
-	rest := b.sinkSettled()
+	first := b.sampleNow(0)
+	if started != nil {
+		started()
+	}
 	if _, err := b.produce(n, 0); err != nil {
 		return err
 	}
@@ -551,16 +591,14 @@ func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult) e
 		return err
 	}
 	res.ledger(name, want, got)
-	a, done := steadyFrom(samples, want), samples[len(samples)-1]
+	samples = append([]sample{first}, samples...)
+	done := samples[len(samples)-1]
 	r.DeliveriesRate, r.DeliveriesCPUPer1000 = steady(samples, want)
-	r.LogsBehind = max((done.delivered-a.delivered)-(done.logged-a.logged), 0)
-	samples = b.logsCaughtUp(samples, want, rest)
-	if last := samples[len(samples)-1]; last.logged-a.logged < last.delivered-a.delivered {
-		fmt.Fprintf(os.Stderr, "%s: the execution log stopped %d rows short of the deliveries: the figures with it caught up count less than its whole cost\n", name, (last.delivered-a.delivered)-(last.logged-a.logged))
-	}
-	r.Rate, r.CPUPer1000 = allIn(samples, want)
-	r.LogsCatchUpSeconds = samples[len(samples)-1].at.Sub(done.at).Seconds()
-	fmt.Fprintf(os.Stderr, "%s: %d deliveries, steady %.0f/s, %.3f CPU-s per 1000 with the execution log caught up (%.1f s after the last delivery); the deliveries alone %.0f/s, %.3f CPU-s per 1000, %d log rows behind at the last\n",
+	r.LogsBehind = max(done.delivered-(done.logged-first.logged), 0)
+	samples = b.logsCaughtUp(samples, rest)
+	r.Rate, r.CPUPer1000 = allIn(samples)
+	r.LogsCatchUpSeconds = max(samples[len(samples)-1].at.Sub(done.at).Seconds(), 0)
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %.0f/s, %.3f CPU-s per 1000 until the execution log had caught up (%.1f s after the last delivery); the deliveries alone %.0f/s, %.3f CPU-s per 1000, the log %d rows behind at the last\n",
 		name, got, r.Rate, r.CPUPer1000, r.LogsCatchUpSeconds, r.DeliveriesRate, r.DeliveriesCPUPer1000, r.LogsBehind)
 	return nil
 }
@@ -644,22 +682,23 @@ func (b *bench) run() (*results, error) {
 	}
 	ids = append(ids, id)
 	// A warm-up, so the peak is steady state.
-	if err := b.peakPhase("warm-up", 20000, 1, &results{}, &phaseResult{}); err != nil {
+	if err := b.peakPhase("warm-up", 20000, 1, &results{}, &phaseResult{}, nil); err != nil {
 		return res, err
 	}
 
 	one := &res.One
 	profiled := make(chan struct{})
-	if b.o.profile != "" {
-		go func() { defer close(profiled); b.cpuProfile(b.o.profile, 8) }()
-	} else {
+	startProfile := func() { go func() { defer close(profiled); b.cpuProfile(b.o.profile, 8) }() }
+	if b.o.profile == "" {
+		startProfile = nil
 		close(profiled)
 	}
-	if err = b.peakPhase("1 pipeline, peak", b.o.events, 1, res, one); err != nil {
+	if err = b.peakPhase("1 pipeline, peak", b.o.events, 1, res, one, startProfile); err != nil {
 		return res, err
 	}
 	<-profiled
-	one.HalfPeakRate = one.Rate / 2
+	// Half the peak of the deliveries alone: the higher of the two rates.
+	one.HalfPeakRate = one.DeliveriesRate / 2
 	if one.P50Half, one.P99Half, err = b.halfPhase("1 pipeline, half peak", one.HalfPeakRate, 1, res); err != nil {
 		return res, err
 	}
@@ -672,10 +711,10 @@ func (b *bench) run() (*results, error) {
 		ids = append(ids, id)
 	}
 	ten := &res.Ten
-	if err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res, ten); err != nil {
+	if err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res, ten, nil); err != nil {
 		return res, err
 	}
-	ten.HalfPeakRate = ten.Rate / 2
+	ten.HalfPeakRate = ten.DeliveriesRate / 2
 	if ten.P50Half, ten.P99Half, err = b.halfPhase("10 pipelines, half peak", ten.HalfPeakRate/10, 10, res); err != nil {
 		return res, err
 	}
@@ -753,16 +792,20 @@ const (
 	heapMetric   = "go_memstats_heap_inuse_bytes"
 )
 
-// metrics reads the named series from webhookd's /metrics (absent: 0).
-func (b *bench) metrics(names ...string) map[string]float64 {
+// metrics reads the named series from webhookd's /metrics (absent: 0);
+// false when it could not be read.
+func (b *bench) metrics(names ...string) (map[string]float64, bool) {
 	out := make(map[string]float64, len(names))
 	req, _ := http.NewRequest("GET", "http://"+b.admin+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := scrapeClient.Do(req)
 	if err != nil {
-		return out
+		return out, false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out, false
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, v, ok := strings.Cut(sc.Text(), " ")
@@ -770,5 +813,7 @@ func (b *bench) metrics(names ...string) map[string]float64 {
 			out[name], _ = strconv.ParseFloat(v, 64)
 		}
 	}
-	return out
+	return out, sc.Err() == nil
 }
+
+var scrapeClient = &http.Client{Timeout: 5 * time.Second}
