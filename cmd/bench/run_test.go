@@ -15,7 +15,7 @@ func TestAllInCountsTheLogsCatchingUp(t *testing.T) {
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	const want = 1000
 	samples := []sample{
-		{at: at(0), delivered: 0, cpu: 0, logged: 5000}, // the phase starts, the sink settled
+		{at: at(0), delivered: 0, cpu: 0, logged: 5000},             // the phase starts, the sink settled
 		{at: at(1), delivered: 200, cpu: time.Second, logged: 5000}, // the steady state starts (20 %)
 		{at: at(2), delivered: 500, cpu: 2 * time.Second, logged: 5100},
 		{at: at(3), delivered: 800, cpu: 3 * time.Second, logged: 5300}, // 80 %
