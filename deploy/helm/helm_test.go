@@ -49,6 +49,7 @@ var devOnly = map[string]string{
 	"WEBHOOKD_DEV_KAFKA_ADDR":      "dev mode's in-process broker",
 	"WEBHOOKD_CHDB_LIBRARY":        "dev mode's embedded ClickHouse",
 	"WEBHOOKD_CHDB_PURGE_ABOVE_MB": "dev mode's embedded ClickHouse",
+	"WEBHOOKD_CHDB_NICE":           "dev mode's embedded ClickHouse",
 }
 
 // Settings the chart sets ahead of the binary: the secure-Kafka and metrics
