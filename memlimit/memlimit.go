@@ -144,10 +144,11 @@ func CgroupLimit() (int64, bool) {
 
 // cgroupLimit is CgroupLimit on fsys, own being /proc/self/cgroup's
 // content. The hierarchies, relative to the file system's root: v2's
-// unified one, then v1's memory controller. The first hierarchy with a limit file anywhere along the path
-// decides; in it, the lowest limit wins. A path that is not in the mount
-// (a container without its own cgroup namespace sees the host's path)
-// still reaches the mount's root, the container's own cgroup.
+// unified one, then v1's memory controller. The first hierarchy with a
+// limit file anywhere along the path decides; in it, the lowest limit
+// wins. A path that is not in the mount (a container without its own
+// cgroup namespace sees the host's path) still reaches the mount's root,
+// the container's own cgroup.
 func cgroupLimit(fsys fs.FS, own string) (int64, bool) {
 	v2, v1 := cgroupPaths(own)
 	for _, h := range []struct{ mount, file, path string }{

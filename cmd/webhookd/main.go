@@ -29,7 +29,8 @@ import (
 )
 
 // memoryBudget is the process's memory budget in bytes and where it came
-// from: WEBHOOKD_MEMORY_BUDGET_MB, else 90 % of the container's limit; 0:
+// from: WEBHOOKD_MEMORY_BUDGET_MB, else 90 % of the lowest cgroup limit
+// along the process's cgroup and its parents (memlimit.CgroupLimit); 0:
 // none.
 func memoryBudget(cfg config.Config) (int64, string) {
 	if cfg.MemoryBudgetMB > 0 {
