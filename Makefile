@@ -69,6 +69,7 @@ fuzz:
 	$(GO) test ./template -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./template -run '^$$' -fuzz FuzzQuoteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./event -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./event -run '^$$' -fuzz FuzzFastEnvelopeMatchesEncodingJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./pipeline -run '^$$' -fuzz FuzzDecodePipeline -fuzztime $(FUZZTIME)
 	$(GO) test ./filter -run '^$$' -fuzz FuzzParseFilter -fuzztime $(FUZZTIME)
 	$(GO) test ./strictjson -run '^$$' -fuzz FuzzStrictDecode -fuzztime $(FUZZTIME)

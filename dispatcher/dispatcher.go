@@ -26,6 +26,7 @@ import (
 	"github.com/afftok/webhookd/bus"
 	"github.com/afftok/webhookd/delivery"
 	"github.com/afftok/webhookd/event"
+	"github.com/afftok/webhookd/filter"
 	"github.com/afftok/webhookd/metrics"
 	"github.com/afftok/webhookd/pipeline"
 	"github.com/afftok/webhookd/signing"
@@ -356,24 +357,19 @@ func (e *renderError) Error() string { return e.msg }
 // uuid are fresh per attempt (the random ones made only for a pipeline whose
 // templates read them); everything else is stable across retries.
 func (d *Dispatcher) Scope(p *pipeline.Compiled, t *delivery.Task, ev *event.Event, retryCount int, now time.Time) *template.Scope {
-	sys := map[string]any{
-		"trigger_type": ev.TriggerType, "trigger_id": ev.TriggerID, "event_id": ev.ID,
-		"event_type": ev.Type, "event_timestamp": ev.Timestamp,
-		"pipeline_id": p.ID, "pipeline_name": p.Name,
-		"delivery_id": t.DeliveryID, "execution_id": t.ExecutionID,
-		"timestamp": now.UTC().Format(time.RFC3339), "timestamp_unix": json.Number(strconv.FormatInt(now.Unix(), 10)),
-		"retry_count": json.Number(strconv.Itoa(retryCount)),
-	}
+	s := &template.Scope{System: filter.System(ev), Objects: ev.Objects, Data: ev.Data, Env: d.o.Env.Lookup}
+	sys := &s.System
+	sys.Delivery, sys.PipelineID, sys.PipelineName, sys.DeliveryID, sys.ExecutionID = true, p.ID, p.Name, t.DeliveryID, t.ExecutionID
+	sys.Now, sys.RetryCount = now, retryCount
 	if p.UsesRandom {
 		var nonce [12]byte
 		_, _ = rand.Read(nonce[:])
-		sys["uuid"], sys["nonce"] = uuid.NewString(), hex.EncodeToString(nonce[:])
+		sys.UUID, sys.Nonce = uuid.NewString(), hex.EncodeToString(nonce[:])
 	}
-	var steps map[string]any
 	if p.UsesSteps {
-		steps = stepAliases(p, t.Steps)
+		s.Steps = stepAliases(p, t.Steps)
 	}
-	return &template.Scope{System: sys, Objects: ev.Objects, Data: ev.Data, Env: d.o.Env.Lookup, Steps: steps}
+	return s
 }
 
 // stepAliases makes earlier results reachable by step name as well as order.

@@ -34,7 +34,7 @@ func (h *Hosts) Snapshot() []HostStat {
 	now := h.now()
 	out := make([]HostStat, 0, len(h.hosts))
 	for k, hs := range h.hosts {
-		st := HostStat{Host: k, InFlight: len(hs.inflight), Breaker: BreakerClosed, Fails: hs.fails}
+		st := HostStat{Host: k, InFlight: hs.inflight.len(), Breaker: BreakerClosed, Fails: hs.fails}
 		if h.open(hs) {
 			st.Breaker = BreakerHalfOpen
 			if now.Before(hs.openUntil) {

@@ -51,7 +51,7 @@ type Hosts struct {
 }
 
 type hostState struct {
-	inflight  map[*Permit]struct{}
+	inflight  permits
 	waiters   []*waiter
 	latency   time.Duration // moving average of finished requests' durations
 	fullSince time.Time     // when inflight reached the limit (zero: not full)
@@ -76,6 +76,52 @@ type Permit struct {
 	key      string
 	started  time.Time
 	deadline time.Time
+	// Its place in the host's permits while it is held.
+	prev, next *Permit
+	held       bool
+}
+
+// permits are a host's requests in flight, in the order they started (each
+// is added, or moved to the back, with the time read under the lock that
+// guards them): the first is the oldest, found without looking at the
+// others — a full host is asked for it on every request.
+type permits struct {
+	first, last *Permit
+	n           int
+}
+
+func (l *permits) len() int { return l.n }
+
+// push adds p at the back: it started last.
+func (l *permits) push(p *Permit) {
+	p.prev, p.next, p.held = l.last, nil, true
+	if l.last != nil {
+		l.last.next = p
+	} else {
+		l.first = p
+	}
+	l.last = p
+	l.n++
+}
+
+// remove takes p out; false if it was not held.
+func (l *permits) remove(p *Permit) bool {
+	if !p.held {
+		return false
+	}
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		l.first = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		l.last = p.prev
+	}
+	p.prev, p.next, p.held = nil, nil, false
+	l.n--
+	return true
 }
 
 // Outcome is what a finished request tells the breaker.
@@ -137,7 +183,7 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 		}
 		// Half-open with no probe out: this request is the probe (below).
 	}
-	if h.Limit <= 0 || len(hs.inflight) < h.Limit {
+	if h.Limit <= 0 || hs.inflight.len() < h.Limit {
 		p := h.grantLocked(hs, host, now, timeout)
 		h.mu.Unlock()
 		return p, nil, nil
@@ -193,6 +239,10 @@ func (h *Hosts) Acquire(ctx context.Context, host string, timeout time.Duration)
 	defer h.mu.Unlock()
 	now = h.now()
 	if p := w.granted; p != nil {
+		// It starts now: at the back of the host's permits.
+		hs = h.state(host)
+		hs.inflight.remove(p)
+		hs.inflight.push(p)
 		p.started, p.deadline = now, now.Add(timeout)
 		if ctxErr != nil {
 			h.releaseLocked(p, Neutral)
@@ -219,7 +269,7 @@ func (h *Hosts) state(host string) *hostState {
 	}
 	hs := h.hosts[host]
 	if hs == nil {
-		hs = &hostState{inflight: map[*Permit]struct{}{}}
+		hs = &hostState{}
 		h.hosts[host] = hs
 	}
 	return hs
@@ -235,7 +285,7 @@ func (h *Hosts) sweepLocked(now time.Time) {
 	h.swept = now
 	idle := max(h.Cooldown, time.Minute)
 	for k, hs := range h.hosts {
-		if len(hs.inflight) == 0 && len(hs.waiters) == 0 && len(hs.turns) == 0 && now.Sub(hs.lastDone) > idle && !now.Before(hs.openUntil) {
+		if hs.inflight.len() == 0 && len(hs.waiters) == 0 && len(hs.turns) == 0 && now.Sub(hs.lastDone) > idle && !now.Before(hs.openUntil) {
 			delete(h.hosts, k)
 		}
 	}
@@ -246,8 +296,8 @@ func (h *Hosts) grantLocked(hs *hostState, host string, now time.Time, timeout t
 	if h.open(hs) {
 		hs.probe = p // half-open: this request is the probe
 	}
-	hs.inflight[p] = struct{}{}
-	if h.Limit > 0 && len(hs.inflight) >= h.Limit && hs.fullSince.IsZero() {
+	hs.inflight.push(p)
+	if h.Limit > 0 && hs.inflight.len() >= h.Limit && hs.fullSince.IsZero() {
 		hs.fullSince = now
 	}
 	return p
@@ -264,7 +314,7 @@ func (h *Hosts) paceLocked(hs *hostState, now time.Time) time.Duration {
 // the age of the oldest request in flight.
 func (h *Hosts) latencyLocked(hs *hostState, now time.Time) time.Duration {
 	lat := hs.latency
-	for p := range hs.inflight {
+	if p := hs.inflight.first; p != nil {
 		lat = max(lat, now.Sub(p.started))
 	}
 	return lat
@@ -313,7 +363,7 @@ func (h *Hosts) deferLocked(hs *hostState, now time.Time) *Deferral {
 	until := maxTime(now.Add(time.Duration(len(hs.waiters)+1)*pace), hs.booked.Add(pace))
 	if h.stalledLocked(hs, now) {
 		var earliest time.Time
-		for p := range hs.inflight {
+		for p := hs.inflight.first; p != nil; p = p.next {
 			if earliest.IsZero() || p.deadline.Before(earliest) {
 				earliest = p.deadline
 			}
@@ -351,10 +401,9 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 	if hs == nil {
 		return
 	}
-	if _, ok := hs.inflight[p]; !ok {
+	if !hs.inflight.remove(p) {
 		return // released already
 	}
-	delete(hs.inflight, p)
 	now := h.now()
 	hs.lastDone = now
 	if hs.probe == p {
@@ -384,7 +433,7 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 		w := hs.waiters[0]
 		hs.waiters = hs.waiters[1:]
 		np := &Permit{h: h, key: p.key, started: now, deadline: now}
-		hs.inflight[np] = struct{}{}
+		hs.inflight.push(np)
 		w.granted = np
 		w.ready <- struct{}{}
 	}
@@ -392,7 +441,7 @@ func (h *Hosts) releaseLocked(p *Permit, o Outcome) {
 		close(hs.turns[0])
 		hs.turns = hs.turns[1:]
 	}
-	if h.Limit <= 0 || len(hs.inflight) < h.Limit {
+	if h.Limit <= 0 || hs.inflight.len() < h.Limit {
 		hs.fullSince = time.Time{}
 	}
 }
@@ -415,7 +464,7 @@ func (h *Hosts) AwaitTurn(ctx context.Context, host string, until time.Time) {
 	h.mu.Lock()
 	hs := h.state(host)
 	now := h.now()
-	if len(hs.inflight) == 0 || h.stalledLocked(hs, now) {
+	if hs.inflight.len() == 0 || h.stalledLocked(hs, now) {
 		h.mu.Unlock()
 		return
 	}
@@ -447,7 +496,7 @@ func (h *Hosts) InFlight(host string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hs := h.hosts[host]; hs != nil {
-		return len(hs.inflight)
+		return hs.inflight.len()
 	}
 	return 0
 }

@@ -88,7 +88,9 @@ func (d *Dispatcher) do(ctx context.Context, r *Request) *Response {
 	if err != nil {
 		return &Response{Class: Permanent, Err: r.Secrets.Redact("Invalid request: " + err.Error())}
 	}
-	hr.Header = r.Header.Clone()
+	// Built for this attempt alone and not changed after: the client
+	// reads it, so it needs no copy.
+	hr.Header = r.Header
 	start := time.Now()
 	resp, err := d.o.Client.Do(hr)
 	if err != nil {

@@ -118,14 +118,12 @@ func Decode(b []byte) (*Event, error) {
 	if len(b) > MaxSize {
 		return nil, invalid("event is %d bytes, more than the %d allowed", len(b), MaxSize)
 	}
-	var env envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&env); err != nil {
-		return nil, invalid("not a JSON object envelope: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("unexpected data after the JSON envelope")
+	env, ok := fastEnvelope(b)
+	if !ok {
+		var err error
+		if env, err = decodeEnvelope(b); err != nil {
+			return nil, err
+		}
 	}
 	e := &Event{ID: scalarString(env.ID), Timestamp: scalarString(env.Timestamp)}
 	switch {
@@ -166,6 +164,21 @@ func Decode(b []byte) (*Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// decodeEnvelope is encoding/json's reading of an envelope (numbers as
+// json.Number): every event fastEnvelope declines, and its errors.
+func decodeEnvelope(b []byte) (envelope, error) {
+	var env envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&env); err != nil {
+		return env, invalid("not a JSON object envelope: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return env, invalid("unexpected data after the JSON envelope")
+	}
+	return env, nil
 }
 
 // decodeData applies the one rule for an event's data, whichever shape the
@@ -232,6 +245,9 @@ func scalarString(raw json.RawMessage) string {
 		return ""
 	}
 	if raw[0] == '"' {
+		if s, ok := plainString(raw); ok {
+			return s
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s

@@ -127,14 +127,13 @@ func (f *Filter) Match(v template.Vars) bool {
 // the same names, as the event's deliveries' templates see
 // (dispatcher.Scope).
 func Vars(ev *event.Event) *template.Scope {
-	return &template.Scope{
-		System: map[string]any{
-			"trigger_type": ev.TriggerType, "trigger_id": ev.TriggerID, "event_id": ev.ID,
-			"event_type": ev.Type, "event_timestamp": ev.Timestamp,
-		},
-		Objects: ev.Objects,
-		Data:    ev.Data,
-	}
+	return &template.Scope{System: System(ev), Objects: ev.Objects, Data: ev.Data}
+}
+
+// System is the event's system variables, those a filter reads; a
+// delivery's scope adds its own to them.
+func System(ev *event.Event) template.System {
+	return template.System{TriggerType: ev.TriggerType, TriggerID: ev.TriggerID, EventID: ev.ID, EventType: ev.Type, EventTimestamp: ev.Timestamp}
 }
 
 // IsEmpty reports whether raw is no filter at all: absent, null or {}.

@@ -1,8 +1,10 @@
 package template
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // The variable namespaces of the template language (spec: "Template
@@ -25,7 +27,7 @@ var (
 // Scope is the set of values one rendering sees. It implements Vars.
 type Scope struct {
 	// System holds scalarVars values.
-	System map[string]any
+	System System
 	// Objects holds the event's objects by namespace (click, conversion, …).
 	Objects map[string]any
 	// Data is the event's data exactly as produced.
@@ -54,14 +56,70 @@ func (s *Scope) Lookup(path []string) (any, bool) {
 		if len(rest) != 0 {
 			return nil, false
 		}
-		v, ok := s.System[root]
-		return v, ok
+		return s.System.Lookup(root)
 	case objectVars[root]:
 		obj, ok := s.Objects[root]
 		if !ok {
 			return nil, false
 		}
 		return Walk(obj, rest)
+	}
+	return nil, false
+}
+
+// System is one rendering's system variables (scalarVars), kept as fields
+// and made into values only when a template reads them: a delivery's scope
+// is built for every attempt. The event's are always there ("" when the
+// event lacks them); the delivery's (pipeline, delivery and execution ids,
+// timestamp, timestamp_unix, retry_count, uuid, nonce) only with Delivery
+// set — a pipeline filter sees the event's alone. UUID and Nonce are ""
+// for a pipeline whose templates read neither, and then absent.
+type System struct {
+	TriggerType, TriggerID, EventID, EventType, EventTimestamp string
+
+	Delivery                                          bool
+	PipelineID, PipelineName, DeliveryID, ExecutionID string
+	Now                                               time.Time // timestamp, timestamp_unix
+	RetryCount                                        int
+	UUID, Nonce                                       string
+}
+
+// Lookup is the value of the system variable name.
+func (s *System) Lookup(name string) (any, bool) {
+	switch name {
+	case "trigger_type":
+		return s.TriggerType, true
+	case "trigger_id":
+		return s.TriggerID, true
+	case "event_id":
+		return s.EventID, true
+	case "event_type":
+		return s.EventType, true
+	case "event_timestamp":
+		return s.EventTimestamp, true
+	}
+	if !s.Delivery {
+		return nil, false
+	}
+	switch name {
+	case "pipeline_id":
+		return s.PipelineID, true
+	case "pipeline_name":
+		return s.PipelineName, true
+	case "delivery_id":
+		return s.DeliveryID, true
+	case "execution_id":
+		return s.ExecutionID, true
+	case "timestamp":
+		return s.Now.UTC().Format(time.RFC3339), true
+	case "timestamp_unix":
+		return json.Number(strconv.FormatInt(s.Now.Unix(), 10)), true
+	case "retry_count":
+		return json.Number(strconv.Itoa(s.RetryCount)), true
+	case "uuid":
+		return s.UUID, s.UUID != ""
+	case "nonce":
+		return s.Nonce, s.Nonce != ""
 	}
 	return nil, false
 }

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // conversionScope is the guide's "Conversion" available_data.
@@ -20,7 +21,7 @@ func conversionScope(t testing.TB) *Scope {
 		t.Fatal(err)
 	}
 	return &Scope{
-		System:  map[string]any{"trigger_type": "conversion", "timestamp": "2024-12-01T12:00:00Z", "nonce": "abc123xyz"},
+		System:  System{TriggerType: "conversion", Delivery: true, Now: time.Date(2024, 12, 1, 12, 0, 0, 0, time.UTC), Nonce: "abc123xyz"},
 		Objects: data, Data: data,
 		Env: func(n string) (string, bool) { return map[string]string{"CRM_API_KEY": "k-1"}[n], n == "CRM_API_KEY" },
 	}
@@ -129,7 +130,7 @@ func TestURLValuesAreEscapedForTheirPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Scope{System: map[string]any{"trigger_type": "conversion"}, Objects: map[string]any{"conversion": map[string]any{"id": "a/b?c=d&e#f g"}}}
+	s := &Scope{System: System{TriggerType: "conversion"}, Objects: map[string]any{"conversion": map[string]any{"id": "a/b?c=d&e#f g"}}}
 	got := u.Render(s)
 	pu, err := url.Parse(got)
 	if err != nil {
@@ -183,7 +184,7 @@ func FuzzParseBody(f *testing.F) {
 			return
 		}
 		s := &Scope{
-			System:  map[string]any{"trigger_type": val},
+			System:  System{TriggerType: val},
 			Objects: map[string]any{"x": map[string]any{"y": val}, "z": val, "a": val, "b": []any{val, json.Number("1.5")}},
 		}
 		out := b.Render(allVars{s, val})
@@ -256,4 +257,39 @@ func FuzzQuoteJSON(f *testing.F) {
 			t.Fatalf("JSONLiteral(%q) = %s, want %s", s, got, want)
 		}
 	})
+}
+
+// Every system variable resolves on a delivery's scope, to its value; a
+// filter's scope (no delivery) has the event's alone; uuid and nonce are
+// absent for a pipeline that does not read them.
+func TestSystemVariables(t *testing.T) {
+	now := time.Date(2026, 11, 29, 3, 4, 5, 0, time.FixedZone("X", 3600))
+	d := System{TriggerType: "click", TriggerID: "c-1", EventID: "e-1", EventType: "click.created", EventTimestamp: "2026-11-29T02:00:00Z",
+		Delivery: true, PipelineID: "p-1", PipelineName: "P", DeliveryID: "d-1", ExecutionID: "x-1", Now: now, RetryCount: 2, UUID: "u-1", Nonce: "n-1"}
+	want := map[string]any{"trigger_type": "click", "trigger_id": "c-1", "event_id": "e-1", "event_type": "click.created",
+		"event_timestamp": "2026-11-29T02:00:00Z", "pipeline_id": "p-1", "pipeline_name": "P", "delivery_id": "d-1", "execution_id": "x-1",
+		"timestamp": "2026-11-29T02:04:05Z", "timestamp_unix": json.Number("1795917845"), "retry_count": json.Number("2"), "uuid": "u-1", "nonce": "n-1"}
+	for name := range scalarVars {
+		got, ok := d.Lookup(name)
+		if !ok || got != want[name] {
+			t.Errorf("delivery %s = %#v, %v; want %#v", name, got, ok, want[name])
+		}
+		f := System{TriggerType: d.TriggerType, TriggerID: d.TriggerID, EventID: d.EventID, EventType: d.EventType, EventTimestamp: d.EventTimestamp}
+		got, ok = f.Lookup(name)
+		if event := name == "trigger_type" || name == "trigger_id" || name == "event_id" || name == "event_type" || name == "event_timestamp"; ok != event || (ok && got != want[name]) {
+			t.Errorf("filter %s = %#v, %v; want only the event's variables", name, got, ok)
+		}
+	}
+	if len(want) != len(scalarVars) {
+		t.Errorf("%d system variables, the test knows %d", len(scalarVars), len(want))
+	}
+	d.UUID, d.Nonce = "", ""
+	for _, name := range []string{"uuid", "nonce"} {
+		if got, ok := d.Lookup(name); ok {
+			t.Errorf("%s = %#v for a pipeline that does not read it, want absent", name, got)
+		}
+	}
+	if _, ok := d.Lookup("data"); ok {
+		t.Error("a namespace that is not a system variable resolved")
+	}
 }

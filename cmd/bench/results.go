@@ -52,6 +52,9 @@ type phaseResult struct {
 	HalfPeakRate         float64 `json:"half_peak_deliveries_per_second"`
 	P50Half              float64 `json:"p50_ms_half_peak"`
 	P99Half              float64 `json:"p99_ms_half_peak"`
+	// Deferred is the deliveries deferred to the retry topics because the
+	// receiver host had its limit of requests in flight, during the peak.
+	Deferred int64 `json:"host_saturated_deferrals"`
 }
 
 type backlogResult struct {
@@ -60,6 +63,7 @@ type backlogResult struct {
 	Rate       float64 `json:"deliveries_per_second"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
 	PeakHeapMB float64 `json:"peak_heap_mb"`
+	Deferred   int64   `json:"host_saturated_deferrals"`
 }
 
 type ledgerRow struct {
@@ -108,7 +112,10 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "throughput_ratio %.2f, cpu_ratio %.2f, p99_ms_half_peak %.1f, peak_rss_mb %.0f\n", r.ThroughputRatio, r.CPURatio, r.P99MsHalfPeak, r.PeakRSSMB)
 	for k, ok := range r.Targets {
 		mark := "met"
-		if !ok {
+		switch {
+		case k == "peak_rss_mb <= 512" && r.Backlog.Events == 0:
+			mark = "not measured (-backlog 0)"
+		case !ok:
 			mark = "NOT met"
 		}
 		fmt.Fprintf(w, "  target %s: %s\n", k, mark)

@@ -28,6 +28,7 @@ type options struct {
 	events, events10 int
 	backlog, bareN   int
 	halfSeconds      int
+	halfRate         float64
 	keep             bool
 	profile          string
 	set              setFlags
@@ -51,8 +52,9 @@ func runBench(args []string) error {
 	fs.IntVar(&o.backlog, "backlog", 1000000, "events in the backlog drained from cold")
 	fs.IntVar(&o.bareN, "bare", 200000, "requests of the bare client")
 	fs.IntVar(&o.halfSeconds, "half-seconds", 15, "length of each half-peak latency phase")
+	fs.Float64Var(&o.halfRate, "half-rate", 0, "deliveries/s of both latency phases (default: half of each phase's peak, the deliveries alone); a fixed rate compares builds at the same load")
 	fs.BoolVar(&o.keep, "keep", false, "keep the working directory")
-	fs.StringVar(&o.profile, "profile", "", "write webhookd's CPU profile during the one-pipeline peak to this file")
+	fs.StringVar(&o.profile, "profile", "", "write webhookd's CPU profile during the one-pipeline peak to this file (its allocations until then to FILE.allocs, a heap profile of the backlog to FILE.heap)")
 	fs.Var(&o.set, "set", "a WEBHOOKD_*=value setting for webhookd (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -96,10 +98,10 @@ type bench struct {
 	rcvAddr  string
 	admin    string
 	producer *kgo.Client
-	// The last values read from /metrics (sampleNow).
-	lastLogged, lastHeap int64
-	seq                  uint64 // next event sequence number
-	children             []*child
+	// The last values read from this webhookd's /metrics (sampleNow).
+	last     sample
+	seq      uint64 // next event sequence number
+	children []*child
 }
 
 // child is a process of the benchmark, its output in a log file.
@@ -227,7 +229,7 @@ func (b *bench) startWebhookd() error {
 	if err != nil {
 		return err
 	}
-	b.wh = wh
+	b.wh, b.last = wh, sample{}
 	addr, err := wh.waitLine(func(l string) (string, bool) {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) != nil || m["msg"] != "admin API listening" {
@@ -349,15 +351,18 @@ type sample struct {
 	cpu       time.Duration
 	logged    int64 // webhookd_analytics_rows_total{table="executions"}
 	heap      int64 // go_memstats_heap_inuse_bytes
+	deferred  int64 // webhookd_deferred_total{reason="host_saturated"}
 }
 
 // sampleNow takes a sample with delivered deliveries. A failed scrape of
 // /metrics keeps the last values read.
 func (b *bench) sampleNow(delivered int64) sample {
-	if m, ok := b.metrics(loggedMetric, heapMetric); ok {
-		b.lastLogged, b.lastHeap = int64(m[loggedMetric]), int64(m[heapMetric])
+	if m, ok := b.metrics(loggedMetric, heapMetric, deferredMetric); ok {
+		b.last = sample{logged: int64(m[loggedMetric]), heap: int64(m[heapMetric]), deferred: int64(m[deferredMetric])}
 	}
-	return sample{at: time.Now(), delivered: delivered, cpu: b.wh.cpu(), logged: b.lastLogged, heap: b.lastHeap}
+	s := b.last
+	s.at, s.delivered, s.cpu = time.Now(), delivered, b.wh.cpu()
+	return s
 }
 
 // drain waits until the receiver has want more unique deliveries over
@@ -598,8 +603,9 @@ func (b *bench) peakPhase(name string, n, k int, res *results, r *phaseResult, s
 	samples = b.logsCaughtUp(samples, rest)
 	r.Rate, r.CPUPer1000 = allIn(samples)
 	r.LogsCatchUpSeconds = max(samples[len(samples)-1].at.Sub(done.at).Seconds(), 0)
-	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %.0f/s, %.3f CPU-s per 1000 until the execution log had caught up (%.1f s after the last delivery); the deliveries alone %.0f/s, %.3f CPU-s per 1000, the log %d rows behind at the last\n",
-		name, got, r.Rate, r.CPUPer1000, r.LogsCatchUpSeconds, r.DeliveriesRate, r.DeliveriesCPUPer1000, r.LogsBehind)
+	r.Deferred = done.deferred - first.deferred
+	fmt.Fprintf(os.Stderr, "%s: %d deliveries, %.0f/s, %.3f CPU-s per 1000 until the execution log had caught up (%.1f s after the last delivery); the deliveries alone %.0f/s, %.3f CPU-s per 1000, the log %d rows behind at the last; %d deferrals to a full host\n",
+		name, got, r.Rate, r.CPUPer1000, r.LogsCatchUpSeconds, r.DeliveriesRate, r.DeliveriesCPUPer1000, r.LogsBehind, r.Deferred)
 	return nil
 }
 
@@ -697,8 +703,12 @@ func (b *bench) run() (*results, error) {
 		return res, err
 	}
 	<-profiled
+	if b.o.profile != "" {
+		// Allocations since webhookd started: the warm-up's and this peak's.
+		b.fetchProfile(b.o.profile+".allocs", "allocs")
+	}
 	// Half the peak of the deliveries alone: the higher of the two rates.
-	one.HalfPeakRate = one.DeliveriesRate / 2
+	one.HalfPeakRate = b.halfRate(one.DeliveriesRate)
 	if one.P50Half, one.P99Half, err = b.halfPhase("1 pipeline, half peak", one.HalfPeakRate, 1, res); err != nil {
 		return res, err
 	}
@@ -714,7 +724,7 @@ func (b *bench) run() (*results, error) {
 	if err = b.peakPhase("10 pipelines, peak", b.o.events10, 10, res, ten, nil); err != nil {
 		return res, err
 	}
-	ten.HalfPeakRate = ten.DeliveriesRate / 2
+	ten.HalfPeakRate = b.halfRate(ten.DeliveriesRate)
 	if ten.P50Half, ten.P99Half, err = b.halfPhase("10 pipelines, half peak", ten.HalfPeakRate/10, 10, res); err != nil {
 		return res, err
 	}
@@ -752,14 +762,23 @@ func (b *bench) run() (*results, error) {
 		res.ledger("backlog", int64(b.o.backlog), got)
 		last := samples[len(samples)-1]
 		res.Backlog = backlogResult{Events: b.o.backlog, Seconds: last.at.Sub(start).Seconds(),
-			PeakRSSMB: float64(max(rss, b.wh.memKB("VmHWM")<<10)) / (1 << 20), PeakHeapMB: float64(heap) / (1 << 20)}
+			PeakRSSMB: float64(max(rss, b.wh.memKB("VmHWM")<<10)) / (1 << 20), PeakHeapMB: float64(heap) / (1 << 20), Deferred: last.deferred}
 		res.Backlog.Rate = float64(got) / res.Backlog.Seconds
-		fmt.Fprintf(os.Stderr, "backlog: %d events drained from cold in %.1f s (%.0f/s), peak RSS %.0f MB, peak heap %.0f MB\n",
-			got, res.Backlog.Seconds, res.Backlog.Rate, res.Backlog.PeakRSSMB, res.Backlog.PeakHeapMB)
+		fmt.Fprintf(os.Stderr, "backlog: %d events drained from cold in %.1f s (%.0f/s), peak RSS %.0f MB, peak heap %.0f MB, %d deferrals to a full host\n",
+			got, res.Backlog.Seconds, res.Backlog.Rate, res.Backlog.PeakRSSMB, res.Backlog.PeakHeapMB, res.Backlog.Deferred)
 	}
 	res.Dead = b.deadTotal()
 	res.finish()
 	return res, nil
+}
+
+// halfRate is the deliveries/s of a latency phase after a peak of
+// deliveries alone: half of it, or -half-rate.
+func (b *bench) halfRate(peak float64) float64 {
+	if b.o.halfRate > 0 {
+		return b.o.halfRate
+	}
+	return peak / 2
 }
 
 // cpuProfile writes webhookd's CPU profile over the next seconds to path.
@@ -788,8 +807,9 @@ func (b *bench) fetchProfile(path, which string) {
 
 // The /metrics series the samples read.
 const (
-	loggedMetric = `webhookd_analytics_rows_total{table="executions"}`
-	heapMetric   = "go_memstats_heap_inuse_bytes"
+	loggedMetric   = `webhookd_analytics_rows_total{table="executions"}`
+	heapMetric     = "go_memstats_heap_inuse_bytes"
+	deferredMetric = `webhookd_deferred_total{reason="host_saturated"}`
 )
 
 // metrics reads the named series from webhookd's /metrics (absent: 0);
