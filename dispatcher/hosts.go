@@ -104,7 +104,8 @@ func (l *permits) push(p *Permit) {
 	l.n++
 }
 
-// remove takes p out; false if it was not held.
+// remove takes p out; false if it was not held. A permit is only ever in
+// its own host's list (held says it is in one), so p must be l's.
 func (l *permits) remove(p *Permit) bool {
 	if !p.held {
 		return false

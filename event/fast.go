@@ -17,8 +17,9 @@ import (
 // trailing byte, a top level that is not an object, an envelope key
 // given twice or matched only case-insensitively (as encoding/json
 // matches struct fields), a type or trigger_type that is not a string,
-// a string with invalid UTF-8, or nesting deeper than maxFastDepth.
-// Escaped strings are read by encoding/json itself, one string at a time.
+// a string without escapes holding invalid UTF-8, or nesting deeper than
+// maxFastDepth. A string with escapes is read by encoding/json itself,
+// that string alone (invalid UTF-8 in it becomes U+FFFD, as there).
 // FuzzFastEnvelopeMatchesEncodingJSON holds it to that.
 func fastEnvelope(b []byte) (env envelope, ok bool) {
 	p := &fastParser{b: b}

@@ -641,7 +641,7 @@ func (b *bench) halfPhase(name string, eventsPerSecond float64, k int, res *resu
 }
 
 func (b *bench) run() (*results, error) {
-	res := &results{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Targets: map[string]bool{}}
+	res := &results{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Targets: map[string]bool{}, HalfRate: b.o.halfRate}
 	var err error
 	// The broker, with a data directory like dev mode's.
 	if b.kafka, err = b.start("devkafka", os.Environ(), filepath.Join(b.o.bin, "devkafka"), "-addr", "127.0.0.1:0", "-data-dir", filepath.Join(b.o.dir, "kafka")); err != nil {
