@@ -20,6 +20,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/afftok/webhookd/jsonvalue"
 )
 
 // The eight trigger types of the spec.
@@ -153,7 +155,7 @@ func Decode(b []byte) (*Event, error) {
 	e.TriggerID = scalarString(env.TriggerID)
 	if e.TriggerID == "" {
 		if own, ok := e.Objects[ObjectName(e.TriggerType)].(map[string]any); ok {
-			e.TriggerID = scalarString(mustRaw(own["id"]))
+			e.TriggerID = scalarText(own["id"])
 		}
 	}
 	if e.Timestamp == "" {
@@ -237,39 +239,27 @@ func objects(triggerType string, data any) map[string]any {
 	return out
 }
 
-// scalarString renders a JSON scalar (string or number) as text; anything
-// else is "".
+// scalarString renders a raw JSON scalar (string or number) as text;
+// anything else is "".
 func scalarString(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
+	r := jsonvalue.NewReader(bytes.TrimSpace(raw))
+	v, err := r.Value()
+	if err != nil || !r.AtEnd() {
 		return ""
 	}
-	if raw[0] == '"' {
-		if s, ok := plainString(raw); ok {
-			return s
-		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s
-		}
-		return ""
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
+	return scalarText(v)
 }
 
-func mustRaw(v any) json.RawMessage {
+// scalarText renders a decoded JSON scalar (string or json.Number) as
+// text; anything else is "".
+func scalarText(v any) string {
 	switch x := v.(type) {
 	case string:
-		b, _ := json.Marshal(x)
-		return b
+		return x
 	case json.Number:
-		return json.RawMessage(x)
+		return x.String()
 	}
-	return nil
+	return ""
 }
 
 // ParseTime parses an event timestamp; the zero time if it is absent or unparsable.

@@ -118,22 +118,3 @@ func mayFold(key string) bool {
 	}
 	return false
 }
-
-// plainString is a JSON string token without escapes, as encoding/json
-// reads it: the bytes between its quotes, when they are valid UTF-8 with
-// no control characters.
-func plainString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return "", false
-	}
-	in := raw[1 : len(raw)-1]
-	for _, c := range in {
-		if c == '\\' || c == '"' || c < 0x20 {
-			return "", false
-		}
-	}
-	if !utf8.Valid(in) {
-		return "", false
-	}
-	return string(in), true
-}

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -31,6 +32,7 @@ var fastSeeds = []string{
 	`{"type":"click","unknown":{"deep":[[[["x"]]]]},"data":{}}`,
 	`{"type":"click","data":{},}`,
 	`[]`, `null`, `"x"`, `{`, ``, `{"a"}`, `{"type":"click","data":tru}`,
+	` "pl\u00e9in" `, `-1.5e3`, `"tab	in"`, `"\x"`, `0x1`, `"a" "b"`, `12 `, `true`,
 }
 
 func FuzzFastEnvelopeMatchesEncodingJSON(f *testing.F) {
@@ -62,15 +64,12 @@ func TestFastEnvelopeMatchesEncodingJSON(t *testing.T) {
 }
 
 // checkFastEnvelope: what fastEnvelope reads, encoding/json reads the same
-// way, without an error; and a string plainString takes, json.Unmarshal
-// takes to the same text. It reports whether the fast path took b.
+// way, without an error; and scalarString renders b as encoding/json reads
+// it (scalarReference). It reports whether the fast path took b.
 func checkFastEnvelope(t *testing.T, b []byte) bool {
 	t.Helper()
-	if s, ok := plainString(b); ok {
-		var want string
-		if err := json.Unmarshal(b, &want); err != nil || s != want {
-			t.Fatalf("plainString(%q) = %q; encoding/json: %q, %v", b, s, want, err)
-		}
+	if got, want := scalarString(b), scalarReference(b); got != want {
+		t.Fatalf("scalarString(%q) = %q; encoding/json: %q", b, got, want)
 	}
 	got, ok := fastEnvelope(b)
 	if !ok {
@@ -84,4 +83,41 @@ func checkFastEnvelope(t *testing.T, b []byte) bool {
 		t.Fatalf("%q:\nfast     %#v\nencoding %#v", b, got, want)
 	}
 	return true
+}
+
+// scalarReference is scalarString as encoding/json reads a scalar: a
+// string, or a number's text; anything else "".
+func scalarReference(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return ""
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
+
+// Without a trigger_id, the trigger's own object's id is the trigger id,
+// a string or a number's text, in either reading of the envelope.
+func TestTriggerIDFromTheObjectsID(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"type":"click.tracked","data":{"id":"c-1"}}`:                    "c-1",
+		`{"type":"click.tracked","data":{"id":12.50}}`:                    "12.50",
+		`{"type":"click.tracked","data":{"id":["x"]}}`:                    "",
+		`{"TYPE":"click.tracked","data":{"click":{"id":"c\u00e9"}}}`:      "cé",
+		`{"trigger_type":"click","trigger_id":7,"data":{"id":"ignored"}}`: "7",
+	} {
+		e, err := Decode([]byte(raw))
+		if err != nil {
+			t.Errorf("%s: %v", raw, err)
+		} else if e.TriggerID != want {
+			t.Errorf("%s: trigger id %q, want %q", raw, e.TriggerID, want)
+		}
+	}
 }

@@ -83,7 +83,7 @@ func (d *Reader) space() {
 	}
 }
 
-var errEnd = errors.New("unexpected end of the row")
+var errEnd = errors.New("unexpected end of the JSON")
 
 // value reads the value at d.i (no space before it).
 func (d *Reader) value(depth int) (any, error) {
