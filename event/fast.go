@@ -55,7 +55,7 @@ func fastEnvelope(b []byte) (env envelope, ok bool) {
 			seen[field] = true
 		}
 		start := r.Pos()
-		v, err := r.Value()
+		v, err := r.ValueIn(1) // inside the envelope
 		if err != nil {
 			return env, false
 		}

@@ -3,7 +3,9 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -69,7 +71,7 @@ func TestFastEnvelopeMatchesEncodingJSON(t *testing.T) {
 func checkFastEnvelope(t *testing.T, b []byte) bool {
 	t.Helper()
 	if got, want := scalarString(b), scalarReference(b); got != want {
-		t.Fatalf("scalarString(%q) = %q; encoding/json: %q", b, got, want)
+		t.Fatalf("scalarString(%.200q) = %.200q; encoding/json: %.200q", b, got, want)
 	}
 	got, ok := fastEnvelope(b)
 	if !ok {
@@ -77,10 +79,10 @@ func checkFastEnvelope(t *testing.T, b []byte) bool {
 	}
 	want, err := decodeEnvelope(b)
 	if err != nil {
-		t.Fatalf("fast path took %q, encoding/json refuses it: %v", b, err)
+		t.Fatalf("fast path took %.200q, encoding/json refuses it: %v", b, err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q:\nfast     %#v\nencoding %#v", b, got, want)
+		t.Fatalf("%.200q:\nfast     %.300v\nencoding %.300v", b, got, want)
 	}
 	return true
 }
@@ -119,5 +121,19 @@ func TestTriggerIDFromTheObjectsID(t *testing.T) {
 		} else if e.TriggerID != want {
 			t.Errorf("%s: trigger id %q, want %q", raw, e.TriggerID, want)
 		}
+	}
+}
+
+// At encoding/json's nesting limit (10,000, the envelope counted) the fast
+// path reads what encoding/json reads and declines what it refuses.
+func TestFastEnvelopeAtEncodingJSONsDepthLimit(t *testing.T) {
+	for n, taken := range map[int]bool{9998: true, 9999: false, 20000: false} {
+		b := []byte(`{"type":"click.tracked","data":{"a":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}}`)
+		if got := checkFastEnvelope(t, b); got != taken {
+			t.Errorf("%d arrays deep in data: fast path took it %v, want %v", n, got, taken)
+		}
+	}
+	if _, err := Decode([]byte(`{"type":"click.tracked","data":{"a":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}}`)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an event past the nesting limit: %v, want invalid", err)
 	}
 }

@@ -58,6 +58,11 @@ func (d *Reader) Space() { d.space() }
 // Value reads the value at the reader's position (no space before it).
 func (d *Reader) Value() (any, error) { return d.value(0) }
 
+// ValueIn reads the value at the reader's position inside the given number
+// of containers the caller has read itself: encoding/json's nesting limit
+// counts them.
+func (d *Reader) ValueIn(containers int) (any, error) { return d.value(containers) }
+
 // String reads the string at the reader's position (its opening quote).
 func (d *Reader) String() (string, error) { return d.str() }
 
